@@ -1,0 +1,270 @@
+//! Every flag, its default, its environment variable and its check, in one place.
+//!
+//! `Args` is what clap parses (flags override `PORTCULLIS_*` environment variables, which override the
+//! defaults); `Config` is the validated, plain value the rest of the process is built from.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The most header fields `--max-headers` may allow: the parser's field array lives on the worker's stack.
+pub const MAX_HEADERS_LIMIT: usize = 512;
+
+/// portcullis: an edge ingress that refuses bad HTTP/1.1 requests and relays the rest to one upstream.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "portcullis", version, about, long_about = None)]
+pub struct Args {
+    /// Address to accept clients on.
+    #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Upstream service as HOST:PORT. Without it a built-in echo upstream runs inside the process.
+    #[arg(long, env = "PORTCULLIS_UPSTREAM")]
+    pub upstream: Option<String>,
+
+    /// Worker threads, each with its own event loop and listener (0 = one per core).
+    #[arg(long, env = "PORTCULLIS_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Largest request head (request line and fields); larger is refused with 431 (414 for the line alone).
+    #[arg(long, env = "PORTCULLIS_MAX_HEAD", default_value = "16KiB", value_parser = parse_size)]
+    pub max_head: u64,
+
+    /// Most header fields in a request; more is refused with 431 (at most 512).
+    #[arg(long, env = "PORTCULLIS_MAX_HEADERS", default_value_t = 100)]
+    pub max_headers: usize,
+
+    /// Largest request body; larger is refused with 413.
+    #[arg(long, env = "PORTCULLIS_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
+    pub max_body: u64,
+
+    /// Most client connections open at once in the process; past it the ingress stops accepting.
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Time a client has to send a complete request head (408 after it).
+    #[arg(long, env = "PORTCULLIS_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Time a client has to send a complete request body, and to read a response (408 / close).
+    #[arg(long, env = "PORTCULLIS_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// How long an idle keep-alive client connection is kept.
+    #[arg(long, env = "PORTCULLIS_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Time allowed to connect to the upstream (504 after it).
+    #[arg(long, env = "PORTCULLIS_UPSTREAM_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub upstream_connect_timeout: Duration,
+
+    /// Time allowed for the upstream's first response byte, and between its reads (504 / close).
+    #[arg(long, env = "PORTCULLIS_UPSTREAM_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// Idle upstream connections kept open per worker for reuse.
+    #[arg(long, env = "PORTCULLIS_UPSTREAM_POOL", default_value_t = 1024)]
+    pub upstream_pool: usize,
+
+    /// After SIGTERM/SIGINT, how long in-flight requests may take before the process exits anyway.
+    #[arg(long, env = "PORTCULLIS_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Base URL of the troubleshooting docs; each error's `type` is this URL plus `#reason`.
+    #[arg(long, env = "PORTCULLIS_DOCS_URL")]
+    pub docs_url: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `None`: start the built-in echo upstream.
+    pub upstream: Option<SocketAddr>,
+    pub workers: usize,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub max_connections: usize,
+    pub upstream_pool: usize,
+    pub docs_url: Option<String>,
+}
+
+/// Size limits of the HTTP layer (pure values, used by `http::request`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_head: usize,
+    pub max_headers: usize,
+    pub max_body: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_head: 16 * 1024, max_headers: 100, max_body: 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub header: Duration,
+    pub body: Duration,
+    pub idle: Duration,
+    pub upstream_connect: Duration,
+    pub upstream: Duration,
+    pub shutdown: Duration,
+}
+
+impl Config {
+    /// Validates parsed flags. The error names the flag and the accepted range.
+    pub fn from_args(a: Args) -> Result<Config, String> {
+        let listen = resolve(&a.listen).map_err(|e| format!("--listen {:?}: {e}", a.listen))?;
+        let upstream = match &a.upstream {
+            Some(u) => Some(resolve(u).map_err(|e| format!("--upstream {u:?}: {e}"))?),
+            None => None,
+        };
+        let workers = if a.workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            a.workers
+        };
+        if workers > 1024 {
+            return Err(format!("--workers {}: must be between 0 (one per core) and 1024", a.workers));
+        }
+        if !(1024..=1 << 20).contains(&a.max_head) {
+            return Err(format!("--max-head {}: must be between 1KiB and 1MiB", a.max_head));
+        }
+        if !(1..=MAX_HEADERS_LIMIT).contains(&a.max_headers) {
+            return Err(format!("--max-headers {}: must be between 1 and {MAX_HEADERS_LIMIT}", a.max_headers));
+        }
+        if a.max_body > 1 << 30 {
+            return Err(format!("--max-body {}: must be at most 1GiB", a.max_body));
+        }
+        if a.max_connections == 0 || a.max_connections > 10_000_000 {
+            return Err(format!("--max-connections {}: must be between 1 and 10000000", a.max_connections));
+        }
+        for (flag, d) in [
+            ("--header-timeout", a.header_timeout),
+            ("--body-timeout", a.body_timeout),
+            ("--idle-timeout", a.idle_timeout),
+            ("--upstream-connect-timeout", a.upstream_connect_timeout),
+            ("--upstream-timeout", a.upstream_timeout),
+        ] {
+            if d < Duration::from_millis(10) || d > Duration::from_secs(24 * 3600) {
+                return Err(format!("{flag} {d:?}: must be between 10ms and 24h"));
+            }
+        }
+        if a.shutdown_timeout > Duration::from_secs(3600) {
+            return Err(format!("--shutdown-timeout {:?}: must be at most 1h", a.shutdown_timeout));
+        }
+        if let Some(u) = &a.docs_url {
+            if u.bytes().any(|b| b < 0x21 || b == b'"' || b == b'\\' || b >= 0x7f) {
+                return Err(format!("--docs-url {u:?}: must be a URL without spaces, quotes or backslashes"));
+            }
+        }
+        Ok(Config {
+            listen,
+            upstream,
+            workers,
+            limits: Limits {
+                max_head: a.max_head as usize,
+                max_headers: a.max_headers,
+                max_body: a.max_body,
+            },
+            timeouts: Timeouts {
+                header: a.header_timeout,
+                body: a.body_timeout,
+                idle: a.idle_timeout,
+                upstream_connect: a.upstream_connect_timeout,
+                upstream: a.upstream_timeout,
+                shutdown: a.shutdown_timeout,
+            },
+            max_connections: a.max_connections,
+            upstream_pool: a.upstream_pool,
+            docs_url: a.docs_url,
+        })
+    }
+
+    /// Parses a command line (for tests and embedding).
+    pub fn parse_from<I, T>(args: I) -> Result<Config, String>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let a = Args::try_parse_from(args).map_err(|e| e.to_string())?;
+        Config::from_args(a)
+    }
+}
+
+fn resolve(s: &str) -> Result<SocketAddr, String> {
+    let mut it = s.to_socket_addrs().map_err(|e| e.to_string())?;
+    it.next().ok_or_else(|| "resolves to no address".to_string())
+}
+
+/// `500ms`, `10s`, `2m`, `1h`; a plain number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 10s, 2m)"))?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("{s:?}: unknown unit (use ms, s, m or h)")),
+    };
+    ms.map(Duration::from_millis).ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// `16KiB`, `1MiB`, `1GiB`, `512KB`, or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 16KiB, 1MiB, 4096)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(format!("{s:?}: unknown unit (use KiB, MiB, GiB or plain bytes)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("").is_err());
+        assert_eq!(parse_size("16KiB").unwrap(), 16384);
+        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn defaults_and_checks() {
+        let c = Config::parse_from(["portcullis"]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.upstream.is_none());
+        assert_eq!(c.limits.max_head, 16384);
+        assert_eq!(c.limits.max_body, 1 << 20);
+        assert_eq!(c.timeouts.header, Duration::from_secs(10));
+        let e = Config::parse_from(["portcullis", "--max-headers", "0"]).unwrap_err();
+        assert!(e.contains("--max-headers"), "{e}");
+        let e = Config::parse_from(["portcullis", "--header-timeout", "1ms"]).unwrap_err();
+        assert!(e.contains("--header-timeout"), "{e}");
+    }
+}

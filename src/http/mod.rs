@@ -1,0 +1,86 @@
+//! Pure HTTP/1.1: request heads and their framing, the chunked decoder, response heads and their framing,
+//! and the bytes the ingress writes (forwarded heads, relayed response heads, its own error responses).
+//!
+//! Nothing here touches a socket or reads a clock: every function is bytes (and plain values) in, a
+//! decision out. "Need more bytes" (`Ok(None)`) is never an error.
+
+pub mod chunked;
+pub mod problem;
+pub mod request;
+pub mod response;
+pub mod write;
+
+pub use httparse::Header;
+pub use problem::{Catalogue, Reason};
+
+/// The two versions the ingress speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// Case-insensitive ASCII comparison of a field name (or token) with a lower-case constant.
+#[inline]
+pub fn eq_ci(a: &[u8], lower: &[u8]) -> bool {
+    a.len() == lower.len() && a.iter().zip(lower).all(|(x, y)| x.to_ascii_lowercase() == *y)
+}
+
+/// Iterates the elements of a comma-separated field value, trimmed of spaces and tabs; empty elements
+/// (allowed by the list syntax of RFC 9110 section 5.6.1) are skipped.
+pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(trim_ows).filter(|t| !t.is_empty())
+}
+
+/// Trims optional whitespace (SP, HTAB) from both ends.
+pub fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// RFC 9110 `tchar`.
+#[inline]
+pub fn is_tchar(b: u8) -> bool {
+    matches!(b, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
+        || b.is_ascii_alphanumeric()
+}
+
+/// True if `name` is a hop-by-hop field a proxy must not forward (RFC 9110 section 7.6.1), other than the
+/// ones named by a Connection field.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    match name.len() {
+        2 => eq_ci(name, b"te"),
+        7 => eq_ci(name, b"upgrade"),
+        10 => eq_ci(name, b"connection") || eq_ci(name, b"keep-alive"),
+        16 => eq_ci(name, b"proxy-connection"),
+        17 => eq_ci(name, b"transfer-encoding"),
+        _ => false,
+    }
+}
+
+/// True if a Connection field among `headers` names `name`.
+pub fn named_by_connection(headers: &[Header<'_>], name: &[u8]) -> bool {
+    headers
+        .iter()
+        .filter(|h| eq_ci(h.name.as_bytes(), b"connection"))
+        .any(|h| list_items(h.value).any(|t| t.eq_ignore_ascii_case(name.as_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert!(eq_ci(b"Content-Length", b"content-length"));
+        assert!(!eq_ci(b"Content-Lengt", b"content-length"));
+        let v: Vec<&[u8]> = list_items(b" close ,, keep-alive,\tX-Foo ").collect();
+        assert_eq!(v, vec![&b"close"[..], b"keep-alive", b"X-Foo"]);
+        assert!(is_hop_by_hop(b"Keep-Alive") && is_hop_by_hop(b"TE") && !is_hop_by_hop(b"Host"));
+    }
+}

@@ -1,0 +1,223 @@
+//! The refusal catalogue: every reason the ingress answers a request itself, and the precomputed
+//! `application/problem+json` (RFC 9457) responses for them.
+//!
+//! Responses are rendered once at start (they depend only on the docs URL), so refusing costs a copy.
+
+/// Why the ingress answered a request itself. `code()` is the stable, machine-readable reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    MalformedRequest,
+    AmbiguousFraming,
+    MalformedChunkedBody,
+    InvalidHost,
+    InvalidConnectionHeader,
+    UnsupportedTransferCoding,
+    UnsupportedMethod,
+    ExpectationFailed,
+    UriTooLong,
+    HeaderTooLarge,
+    BodyTooLarge,
+    HttpVersionNotSupported,
+    RequestTimeout,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    BadUpstreamResponse,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 16] = [
+        Reason::MalformedRequest,
+        Reason::AmbiguousFraming,
+        Reason::MalformedChunkedBody,
+        Reason::InvalidHost,
+        Reason::InvalidConnectionHeader,
+        Reason::UnsupportedTransferCoding,
+        Reason::UnsupportedMethod,
+        Reason::ExpectationFailed,
+        Reason::UriTooLong,
+        Reason::HeaderTooLarge,
+        Reason::BodyTooLarge,
+        Reason::HttpVersionNotSupported,
+        Reason::RequestTimeout,
+        Reason::UpstreamUnavailable,
+        Reason::UpstreamTimeout,
+        Reason::BadUpstreamResponse,
+    ];
+
+    pub fn status(self) -> u16 {
+        use Reason::*;
+        match self {
+            MalformedRequest | AmbiguousFraming | MalformedChunkedBody | InvalidHost | InvalidConnectionHeader => 400,
+            UnsupportedTransferCoding | UnsupportedMethod => 501,
+            ExpectationFailed => 417,
+            UriTooLong => 414,
+            HeaderTooLarge => 431,
+            BodyTooLarge => 413,
+            HttpVersionNotSupported => 505,
+            RequestTimeout => 408,
+            UpstreamUnavailable | BadUpstreamResponse => 502,
+            UpstreamTimeout => 504,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        use Reason::*;
+        match self {
+            MalformedRequest => "malformed_request",
+            AmbiguousFraming => "ambiguous_framing",
+            MalformedChunkedBody => "malformed_chunked_body",
+            InvalidHost => "invalid_host",
+            InvalidConnectionHeader => "invalid_connection_header",
+            UnsupportedTransferCoding => "unsupported_transfer_coding",
+            UnsupportedMethod => "unsupported_method",
+            ExpectationFailed => "expectation_failed",
+            UriTooLong => "uri_too_long",
+            HeaderTooLarge => "header_too_large",
+            BodyTooLarge => "body_too_large",
+            HttpVersionNotSupported => "http_version_not_supported",
+            RequestTimeout => "request_timeout",
+            UpstreamUnavailable => "upstream_unavailable",
+            UpstreamTimeout => "upstream_timeout",
+            BadUpstreamResponse => "bad_upstream_response",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        use Reason::*;
+        match self {
+            MalformedRequest => "Malformed request",
+            AmbiguousFraming => "Ambiguous message framing",
+            MalformedChunkedBody => "Malformed chunked body",
+            InvalidHost => "Missing or repeated Host",
+            InvalidConnectionHeader => "Invalid Connection header",
+            UnsupportedTransferCoding => "Unsupported transfer coding",
+            UnsupportedMethod => "Unsupported method",
+            ExpectationFailed => "Expectation failed",
+            UriTooLong => "Request line too long",
+            HeaderTooLarge => "Request head too large",
+            BodyTooLarge => "Request body too large",
+            HttpVersionNotSupported => "HTTP version not supported",
+            RequestTimeout => "Request timeout",
+            UpstreamUnavailable => "Upstream unavailable",
+            UpstreamTimeout => "Upstream timeout",
+            BadUpstreamResponse => "Bad upstream response",
+        }
+    }
+
+    pub fn detail(self) -> &'static str {
+        use Reason::*;
+        match self {
+            MalformedRequest => "The request head is not valid HTTP/1.1: send a request line and header fields with CRLF line endings and no control characters.",
+            AmbiguousFraming => "The body framing is ambiguous: send either one valid Content-Length or Transfer-Encoding: chunked (HTTP/1.1 only), never both.",
+            MalformedChunkedBody => "The chunked body is malformed: use hex chunk sizes without prefixes or spaces and end every line with CRLF.",
+            InvalidHost => "HTTP/1.1 requests must carry exactly one Host header field.",
+            InvalidConnectionHeader => "The Connection header must list field names, and may not name Host, Content-Length or Transfer-Encoding.",
+            UnsupportedTransferCoding => "Only Transfer-Encoding: chunked is supported for request bodies.",
+            UnsupportedMethod => "CONNECT and protocol upgrades are not supported by this API.",
+            ExpectationFailed => "Only Expect: 100-continue is supported.",
+            UriTooLong => "The request line is longer than this API accepts: shorten the target.",
+            HeaderTooLarge => "The request head has too many or too large header fields.",
+            BodyTooLarge => "The request body is larger than this API accepts.",
+            HttpVersionNotSupported => "Use HTTP/1.1 (or HTTP/1.0).",
+            RequestTimeout => "The request was not received in time.",
+            UpstreamUnavailable => "The service is temporarily unavailable: retry later.",
+            UpstreamTimeout => "The service did not answer in time: retry later.",
+            BadUpstreamResponse => "The service sent an invalid response: retry later.",
+        }
+    }
+
+    /// Framing refusals close the connection: the ingress cannot know where the next request starts.
+    pub fn closes(self) -> bool {
+        use Reason::*;
+        !matches!(self, UpstreamUnavailable | UpstreamTimeout | BadUpstreamResponse)
+    }
+}
+
+fn status_text(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+/// The precomputed responses, two per reason: keep-alive and `Connection: close`.
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    keep: Vec<Vec<u8>>,
+    close: Vec<Vec<u8>>,
+}
+
+impl Catalogue {
+    pub fn new(docs_url: Option<&str>) -> Catalogue {
+        let render = |r: Reason, close: bool| {
+            let ty = match docs_url {
+                Some(u) => format!("{u}#{}", r.code()),
+                None => "about:blank".to_string(),
+            };
+            let body = format!(
+                "{{\"type\":\"{ty}\",\"title\":\"{}\",\"status\":{},\"detail\":\"{}\",\"reason\":\"{}\"}}\n",
+                r.title(),
+                r.status(),
+                r.detail(),
+                r.code()
+            );
+            format!(
+                "HTTP/1.1 {} {}\r\nContent-Type: application/problem+json\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}\r\n{}",
+                r.status(),
+                status_text(r.status()),
+                body.len(),
+                if close { "Connection: close\r\n" } else { "" },
+                body
+            )
+            .into_bytes()
+        };
+        Catalogue {
+            keep: Reason::ALL.iter().map(|&r| render(r, false)).collect(),
+            close: Reason::ALL.iter().map(|&r| render(r, true)).collect(),
+        }
+    }
+
+    /// The full response bytes for `reason`, with `Connection: close` when `close`.
+    pub fn response(&self, reason: Reason, close: bool) -> &[u8] {
+        let i = reason as usize;
+        if close {
+            &self.close[i]
+        } else {
+            &self.keep[i]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_is_indexed_by_reason_and_valid() {
+        let c = Catalogue::new(Some("https://docs.example.com/troubleshooting"));
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            let resp = std::str::from_utf8(c.response(*r, true)).unwrap();
+            assert!(resp.starts_with(&format!("HTTP/1.1 {} ", r.status())));
+            assert!(resp.contains("Connection: close\r\n"));
+            let body = resp.split("\r\n\r\n").nth(1).unwrap();
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(v["reason"], r.code());
+            assert_eq!(v["status"], r.status());
+            assert_eq!(v["type"], format!("https://docs.example.com/troubleshooting#{}", r.code()));
+            assert!(resp.contains(&format!("Content-Length: {}\r\n", body.len())));
+            assert!(!std::str::from_utf8(c.response(*r, false)).unwrap().contains("Connection:"));
+        }
+        let c = Catalogue::new(None);
+        assert!(std::str::from_utf8(c.response(Reason::BodyTooLarge, false)).unwrap().contains("about:blank"));
+    }
+}

@@ -1,0 +1,302 @@
+//! Request heads: parse with httparse (borrowed slices, no copies), then decide the framing strictly by
+//! RFC 9112 section 6.3. Anything ambiguous is a [`Reason`], never a guess.
+//!
+//! Contract: `parse_head` returns `Ok(None)` while the head is incomplete and within limits; once it returns
+//! `Ok(Some(head))`, every accessor of `head` is infallible and `head.framing` is the only body framing the
+//! ingress will ever assume for this request.
+
+use std::mem::MaybeUninit;
+
+use super::{eq_ci, is_tchar, list_items, Header, Reason, Version};
+use crate::config::Limits;
+
+/// How the request body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (no Content-Length, no Transfer-Encoding).
+    None,
+    /// Exactly this many bytes follow the head.
+    Length(u64),
+    /// Transfer-Encoding: chunked.
+    Chunked,
+}
+
+/// A parsed, validated request head: a view over the client's bytes.
+#[derive(Debug)]
+pub struct RequestHead<'h, 'b> {
+    pub method: &'b str,
+    pub target: &'b str,
+    pub version: Version,
+    pub headers: &'h [Header<'b>],
+    /// Bytes of the head, including the final CRLF.
+    pub head_len: usize,
+    pub framing: Framing,
+    /// The client wants the connection kept after this exchange.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent.
+    pub expect_continue: bool,
+    /// The method is HEAD (its response has no body).
+    pub is_head: bool,
+}
+
+impl RequestHead<'_, '_> {
+    /// The value of the first field called `name` (lower-case).
+    pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.headers.iter().find(|h| eq_ci(h.name.as_bytes(), name)).map(|h| h.value)
+    }
+}
+
+/// The storage `parse_head` fills: one per worker, on its stack.
+pub type HeaderStorage<'b> = [MaybeUninit<Header<'b>>; crate::config::MAX_HEADERS_LIMIT];
+
+/// A fresh, uninitialised field array (costs nothing: no memset).
+pub fn header_storage<'b>() -> HeaderStorage<'b> {
+    [const { MaybeUninit::uninit() }; crate::config::MAX_HEADERS_LIMIT]
+}
+
+/// Parses and validates the head at the start of `buf`.
+pub fn parse_head<'h, 'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+    storage: &'h mut [MaybeUninit<Header<'b>>],
+) -> Result<Option<RequestHead<'h, 'b>>, Reason> {
+    let n = limits.max_headers.min(storage.len());
+    let mut req = httparse::Request::new(&mut []);
+    let status = req.parse_with_uninit_headers(buf, &mut storage[..n]);
+    let head_len = match status {
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_head {
+                return Err(too_large(buf, limits.max_head));
+            }
+            return Ok(None);
+        }
+        Ok(httparse::Status::Complete(len)) => len,
+        Err(httparse::Error::TooManyHeaders) => return Err(Reason::HeaderTooLarge),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
+        Err(_) => {
+            // A head longer than the limit is refused for its size even if it is also malformed further on.
+            return Err(Reason::MalformedRequest);
+        }
+    };
+    if head_len > limits.max_head {
+        return Err(too_large(buf, limits.max_head));
+    }
+    // httparse accepts a bare LF as a line ending; we accept CRLF only.
+    let head = &buf[..head_len];
+    if head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r')) {
+        return Err(Reason::MalformedRequest);
+    }
+    let method = req.method.unwrap_or("");
+    let target = req.path.unwrap_or("");
+    let version = if req.version == Some(0) { Version::Http10 } else { Version::Http11 };
+    let headers: &'h [Header<'b>] = req.headers;
+
+    let mut content_length: Option<u64> = None;
+    let mut te: Option<&[u8]> = None;
+    let mut hosts = 0u32;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut expect_continue = false;
+    for h in headers {
+        let name = h.name.as_bytes();
+        match name.len() {
+            4 if eq_ci(name, b"host") => hosts += 1,
+            6 if eq_ci(name, b"expect") => {
+                if !eq_ci(h.value, b"100-continue") {
+                    return Err(Reason::ExpectationFailed);
+                }
+                expect_continue = true;
+            }
+            10 if eq_ci(name, b"connection") => {
+                for t in list_items(h.value) {
+                    if !t.iter().all(|&b| is_tchar(b)) {
+                        return Err(Reason::InvalidConnectionHeader);
+                    }
+                    if eq_ci(t, b"close") {
+                        close = true;
+                    } else if eq_ci(t, b"keep-alive") {
+                        keep_alive_token = true;
+                    } else if eq_ci(t, b"content-length")
+                        || eq_ci(t, b"host")
+                        || eq_ci(t, b"transfer-encoding")
+                    {
+                        return Err(Reason::InvalidConnectionHeader);
+                    }
+                }
+            }
+            14 if eq_ci(name, b"content-length") => {
+                if content_length.is_some() {
+                    return Err(Reason::AmbiguousFraming);
+                }
+                content_length = Some(parse_content_length(h.value).ok_or(Reason::AmbiguousFraming)?);
+            }
+            17 if eq_ci(name, b"transfer-encoding") => {
+                if te.is_some() {
+                    return Err(Reason::AmbiguousFraming);
+                }
+                te = Some(h.value);
+            }
+            _ => {}
+        }
+    }
+    if version == Version::Http11 && hosts != 1 || hosts > 1 {
+        return Err(Reason::InvalidHost);
+    }
+    if method == "CONNECT" {
+        return Err(Reason::UnsupportedMethod);
+    }
+    let framing = match (te, content_length) {
+        (Some(_), Some(_)) => return Err(Reason::AmbiguousFraming),
+        (Some(_), None) if version == Version::Http10 => return Err(Reason::AmbiguousFraming),
+        (Some(v), None) => {
+            if eq_ci(v, b"chunked") {
+                Framing::Chunked
+            } else if list_items(v).any(|t| eq_ci(t, b"chunked")) || !v.iter().all(|&b| is_tchar(b)) {
+                // A list containing chunked ("gzip, chunked", "chunked, chunked") or a malformed value.
+                return Err(Reason::AmbiguousFraming);
+            } else {
+                return Err(Reason::UnsupportedTransferCoding);
+            }
+        }
+        (None, Some(n)) => {
+            if n > limits.max_body {
+                return Err(Reason::BodyTooLarge);
+            }
+            Framing::Length(n)
+        }
+        (None, None) => Framing::None,
+    };
+    let keep_alive = !close && (version == Version::Http11 || keep_alive_token);
+    Ok(Some(RequestHead {
+        method,
+        target,
+        version,
+        headers,
+        head_len,
+        framing,
+        keep_alive,
+        expect_continue,
+        is_head: method == "HEAD",
+    }))
+}
+
+/// `1*DIGIT`, no sign, no list, no whitespace inside, no overflow.
+pub fn parse_content_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (b - b'0') as u64;
+    }
+    Some(n)
+}
+
+/// Over the head limit: 414 if the request line alone does not fit, else 431.
+fn too_large(buf: &[u8], max_head: usize) -> Reason {
+    let window = &buf[..buf.len().min(max_head)];
+    if window.contains(&b'\n') {
+        Reason::HeaderTooLarge
+    } else {
+        Reason::UriTooLong
+    }
+}
+
+/// httparse reports any unknown version as a version error: a well-formed `HTTP/x.y` other than 1.0 / 1.1 is
+/// 505, anything else is malformed.
+fn version_error(buf: &[u8]) -> Reason {
+    let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(buf.len());
+    let line = &buf[..line_end];
+    let last = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    match last {
+        [b'H', b'T', b'T', b'P', b'/', d1, b'.', d2] if d1.is_ascii_digit() && d2.is_ascii_digit() => {
+            Reason::HttpVersionNotSupported
+        }
+        [b'H', b'T', b'T', b'P', b'/', d] if d.is_ascii_digit() => Reason::HttpVersionNotSupported,
+        _ => Reason::MalformedRequest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &[u8]) -> Result<Option<(Framing, bool, bool)>, Reason> {
+        let mut st = header_storage();
+        parse_head(raw, &Limits::default(), &mut st).map(|o| o.map(|h| (h.framing, h.keep_alive, h.expect_continue)))
+    }
+
+    #[test]
+    fn framing_decisions() {
+        let ok = |raw: &[u8]| parse(raw).unwrap().unwrap();
+        assert_eq!(ok(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), (Framing::None, true, false));
+        assert_eq!(ok(b"GET / HTTP/1.0\r\n\r\n"), (Framing::None, false, false));
+        assert_eq!(ok(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"), (Framing::None, true, false));
+        assert_eq!(ok(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"), (Framing::None, false, false));
+        assert_eq!(ok(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"), (Framing::Length(5), true, false));
+        assert_eq!(
+            ok(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\nExpect: 100-continue\r\n\r\n"),
+            (Framing::Chunked, true, true)
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let cases: &[(&[u8], Reason)] = &[
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", Reason::AmbiguousFraming),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Reason::AmbiguousFraming),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", Reason::AmbiguousFraming),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", Reason::UnsupportedTransferCoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", Reason::AmbiguousFraming),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", Reason::AmbiguousFraming),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", Reason::AmbiguousFraming),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", Reason::AmbiguousFraming),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", Reason::AmbiguousFraming),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", Reason::AmbiguousFraming),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n", Reason::BodyTooLarge),
+            (b"GET / HTTP/1.1\r\n\r\n", Reason::InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Reason::InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", Reason::MalformedRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", Reason::MalformedRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", Reason::MalformedRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", Reason::MalformedRequest),
+            (b"GET / HTTP/1.1\nHost: a\n\n", Reason::MalformedRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", Reason::MalformedRequest),
+            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", Reason::HttpVersionNotSupported),
+            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", Reason::HttpVersionNotSupported),
+            (b"GET / HTPT/1.1\r\nHost: a\r\n\r\n", Reason::MalformedRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, Content-Length\r\n\r\n", Reason::InvalidConnectionHeader),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n", Reason::InvalidConnectionHeader),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", Reason::ExpectationFailed),
+            (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", Reason::UnsupportedMethod),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(parse(raw), Err(*want), "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn every_prefix_is_partial() {
+        let raw = b"POST /a?b=c HTTP/1.1\r\nHost: example\r\nContent-Length: 3\r\nX-Y: z\r\n\r\n";
+        for i in 0..raw.len() {
+            assert_eq!(parse(&raw[..i]), Ok(None), "prefix {i}");
+        }
+        assert!(parse(raw).unwrap().is_some());
+    }
+
+    #[test]
+    fn limits() {
+        let lim = Limits { max_head: 1024, max_headers: 3, max_body: 10 };
+        let mut st = header_storage();
+        let long_line = [b"GET /".as_slice(), &[b'a'; 2000]].concat();
+        assert_eq!(parse_head(&long_line, &lim, &mut st).unwrap_err(), Reason::UriTooLong);
+        let mut big = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        big.extend_from_slice(&[b'x'; 1100]);
+        assert_eq!(parse_head(&big, &lim, &mut st).unwrap_err(), Reason::HeaderTooLarge);
+        let many = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+        assert_eq!(parse_head(many, &lim, &mut st).unwrap_err(), Reason::HeaderTooLarge);
+    }
+}

@@ -1,0 +1,14 @@
+//! portcullis: an edge ingress that refuses bad HTTP/1.1 requests at line rate and relays the rest.
+//!
+//! Layers (see `docs/architecture.md`): `http` is pure protocol logic over bytes; `worker` is the only
+//! place with sockets; `server` starts workers and owns process lifetime.
+#![deny(unsafe_code)]
+
+pub mod buf;
+pub mod config;
+pub mod echo;
+pub mod http;
+pub mod log;
+pub mod server;
+pub mod timer;
+pub mod worker;

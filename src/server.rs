@@ -1,0 +1,135 @@
+//! Process lifetime: bind one SO_REUSEPORT listener per worker, start the worker threads, and stop them.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use mio::{Poll, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::http::Catalogue;
+use crate::worker::{Worker, WAKER};
+
+/// Listen backlog: connections the kernel holds while every worker is busy or at the connection cap.
+pub const BACKLOG: i32 = 4096;
+
+/// What every worker shares: read-only configuration, and the few process-wide atomics.
+pub struct Shared {
+    pub config: Config,
+    pub upstream: SocketAddr,
+    /// `Host` value sent upstream when an HTTP/1.0 client sent none.
+    pub upstream_host: Vec<u8>,
+    pub catalogue: Catalogue,
+    /// Client connections open in the process (for `--max-connections`).
+    pub open: AtomicUsize,
+    pub shutdown: AtomicBool,
+}
+
+/// A started ingress.
+pub struct Running {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    shared: Arc<Shared>,
+    wakers: Vec<Arc<Waker>>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+impl Running {
+    /// The address clients connect to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn upstream_addr(&self) -> SocketAddr {
+        self.upstream
+    }
+
+    /// A handle that can begin a graceful shutdown from another thread (a signal handler thread).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle { shared: self.shared.clone(), wakers: self.wakers.clone() }
+    }
+
+    /// Waits for every worker to finish.
+    pub fn join(self) -> io::Result<()> {
+        let mut result = Ok(());
+        for t in self.threads {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(io::Error::other("a worker panicked")),
+            }
+        }
+        result
+    }
+}
+
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+    wakers: Vec<Arc<Waker>>,
+}
+
+impl ShutdownHandle {
+    /// Stop accepting, finish in-flight requests, close idle connections, then let the workers exit.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Binds the listeners, starts the built-in echo upstream if none is configured, and starts the workers.
+pub fn start(config: Config) -> io::Result<Running> {
+    let upstream = match config.upstream {
+        Some(u) => u,
+        None => {
+            let a = crate::echo::start()?;
+            crate::warn!("no --upstream given: relaying to the built-in echo upstream on {a} (for trying it out)");
+            a
+        }
+    };
+    let first = bind(config.listen)?;
+    let addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..config.workers {
+        listeners.push(bind(addr)?);
+    }
+    let shared = Arc::new(Shared {
+        upstream,
+        upstream_host: upstream.to_string().into_bytes(),
+        catalogue: Catalogue::new(config.docs_url.as_deref()),
+        open: AtomicUsize::new(0),
+        shutdown: AtomicBool::new(false),
+        config,
+    });
+    let mut wakers = Vec::new();
+    let mut threads = Vec::new();
+    for (id, l) in listeners.into_iter().enumerate() {
+        let poll = Poll::new()?;
+        wakers.push(Arc::new(Waker::new(poll.registry(), WAKER)?));
+        let worker = Worker::new(id, poll, mio::net::TcpListener::from_std(l), shared.clone())?;
+        threads.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || worker.run())?);
+    }
+    crate::info!(
+        "listening on {addr} with {} workers, upstream {upstream}; max head {} B, max body {} B, max connections {}",
+        shared.config.workers,
+        shared.config.limits.max_head,
+        shared.config.limits.max_body,
+        shared.config.max_connections
+    );
+    Ok(Running { addr, upstream, shared, wakers, threads })
+}

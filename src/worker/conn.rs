@@ -1,0 +1,699 @@
+//! One client connection and the exchange it carries: reading a request, forwarding it, relaying the answer.
+//!
+//! Each `*_step` function moves one connection as far as its sockets allow and reports what the worker
+//! must do next ([`Step`]). Protocol decisions are delegated to the pure `http` module; this file only moves
+//! bytes between sockets, buffers and those functions, and keeps the readiness bits (edge-triggered: a bit
+//! is cleared only on `WouldBlock` or a short read).
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+
+use super::pool::BufPool;
+use crate::buf::{Buf, Out};
+use crate::http::chunked::{ChunkError, ChunkedDecoder};
+use crate::http::request::{self, Framing, RequestHead};
+use crate::http::response::{self, BodyFramer, BodyKind};
+use crate::http::write::{self, ClientSide};
+use crate::http::{Reason, Version};
+use crate::server::Shared;
+
+/// How long a closing connection is drained after its last response, so the kernel does not reset it and
+/// discard that response while unread request bytes are still arriving.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes drained while lingering.
+const LINGER_BYTES: usize = 64 * 1024;
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Readiness as last reported by the poller, kept in user space.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Ready {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer shut down its write side (sticky).
+    pub hup: bool,
+}
+
+/// Textual client address, kept without allocating.
+#[derive(Clone, Copy)]
+pub struct IpText {
+    bytes: [u8; 46],
+    len: u8,
+}
+
+impl IpText {
+    pub fn new(ip: std::net::IpAddr) -> IpText {
+        let mut bytes = [0u8; 46];
+        let mut cur = io::Cursor::new(&mut bytes[..]);
+        let _ = write!(cur, "{ip}");
+        let len = cur.position() as u8;
+        IpText { bytes, len }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+#[derive(Debug)]
+pub enum BodyState {
+    /// The request ends at this offset of the input buffer.
+    Length { end: usize },
+    /// Payload is decoded in place: `[head][decoded payload][raw bytes not yet decoded]`.
+    Chunked { dec: ChunkedDecoder, decoded_end: usize, raw_pos: usize },
+}
+
+#[derive(Debug)]
+pub enum Phase {
+    /// Waiting for a request head; `started` once a byte of it arrived (the header timeout runs).
+    Head { started: bool },
+    Body { head_len: usize, body: BodyState },
+    /// Connecting to, writing to, or awaiting the response head from the upstream.
+    Upstream,
+    /// Relaying the response body.
+    Relay,
+    /// Writing the rest of `out`, then the next request or a close.
+    Flush,
+    /// Write side shut; draining the client before closing.
+    Linger { drained: usize },
+}
+
+/// What the current exchange needs to remember between events.
+#[derive(Debug)]
+pub struct Exchange {
+    pub keep_alive: bool,
+    pub is_head: bool,
+    pub version: Version,
+    /// The bytes sent upstream (kept until the first response byte, for the one allowed retry).
+    pub fwd: Option<Buf>,
+    pub sent: usize,
+    /// The upstream connection came from the pool (a retry is allowed if it fails before responding).
+    pub reused: bool,
+    pub retried: bool,
+    pub framer: Option<BodyFramer>,
+    pub dechunk: bool,
+    pub up_reusable: bool,
+    pub close_after: bool,
+}
+
+impl Exchange {
+    fn new(head: &RequestHead<'_, '_>) -> Exchange {
+        Exchange {
+            keep_alive: head.keep_alive,
+            is_head: head.is_head,
+            version: head.version,
+            fwd: None,
+            sent: 0,
+            reused: false,
+            retried: false,
+            framer: None,
+            dechunk: false,
+            up_reusable: false,
+            close_after: !head.keep_alive,
+        }
+    }
+
+    pub fn idle() -> Exchange {
+        Exchange {
+            keep_alive: true,
+            is_head: false,
+            version: Version::Http11,
+            fwd: None,
+            sent: 0,
+            reused: false,
+            retried: false,
+            framer: None,
+            dechunk: false,
+            up_reusable: false,
+            close_after: false,
+        }
+    }
+}
+
+pub struct Client {
+    pub sock: TcpStream,
+    pub gen: u32,
+    pub ip: IpText,
+    pub io: Ready,
+    pub inbuf: Option<Buf>,
+    pub out: Option<Buf>,
+    pub phase: Phase,
+    pub deadline: Instant,
+    /// The tick of this connection's live wheel entry (0: none).
+    pub timer_tick: u64,
+    pub upstream: Option<usize>,
+    pub ex: Exchange,
+}
+
+/// An upstream connection, owned by the worker's upstream slab.
+pub struct Upstream {
+    pub sock: TcpStream,
+    pub gen: u32,
+    pub io: Ready,
+    pub connected: bool,
+    /// The client (key, generation) this connection serves; `None` while pooled.
+    pub owner: Option<(usize, u32)>,
+    pub idle_since: Instant,
+}
+
+/// What the worker does after a step.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Progress was made: step again.
+    Continue,
+    /// Nothing more until an event or a timer.
+    Wait,
+    /// Close the client (and its upstream, if any, without reuse).
+    Close,
+    /// The request is in `ex.fwd`: attach an upstream connection (a new one if `fresh`).
+    NeedUpstream { fresh: bool },
+    /// The exchange with the upstream is over: pool the connection if `reusable`, else close it.
+    ReleaseUpstream { reusable: bool },
+    /// The upstream failed: close it; then retry on a fresh connection, answer `reason`, or close the client.
+    UpstreamFailed { retry: bool, reason: Option<Reason> },
+}
+
+/// The worker's state a step may use.
+pub struct Env<'a> {
+    pub shared: &'a Shared,
+    pub bufs: &'a mut BufPool,
+    pub now: Instant,
+    pub draining: bool,
+}
+
+enum ReadResult {
+    Data,
+    Eof,
+    WouldBlock,
+    Full,
+}
+
+/// Reads once into `buf`. A short read means the socket is drained (edge-triggered): the readable bit is
+/// cleared without paying for a read that would return `WouldBlock`.
+fn read_once(sock: &mut TcpStream, io: &mut Ready, buf: &mut Buf) -> io::Result<ReadResult> {
+    let spare = buf.spare();
+    let want = spare.len();
+    if want == 0 {
+        return Ok(ReadResult::Full);
+    }
+    loop {
+        match sock.read(spare) {
+            Ok(0) => {
+                io.hup = true;
+                return Ok(ReadResult::Eof);
+            }
+            Ok(n) => {
+                buf.filled(n);
+                if n < want && !io.hup {
+                    io.readable = false;
+                }
+                return Ok(ReadResult::Data);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                io.readable = false;
+                return Ok(ReadResult::WouldBlock);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes as much of `buf` as the socket takes. `Ok(true)` once it is empty.
+fn write_out(sock: &mut TcpStream, io: &mut Ready, buf: &mut Buf) -> io::Result<bool> {
+    while !buf.is_empty() {
+        if !io.writable {
+            return Ok(false);
+        }
+        match sock.write(buf.data()) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf.consume(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+impl Client {
+    pub fn set_deadline(&mut self, at: Instant) {
+        self.deadline = at;
+    }
+
+    /// Queues the ingress's own answer for `reason` and moves to `Flush`.
+    pub fn respond(&mut self, env: &mut Env<'_>, reason: Reason) -> Step {
+        let close = reason.closes() || !self.ex.keep_alive || env.draining;
+        let out = self.out.get_or_insert_with(|| env.bufs.get());
+        out.put(env.shared.catalogue.response(reason, close));
+        self.ex.close_after = close;
+        self.phase = Phase::Flush;
+        self.deadline = env.now + env.shared.config.timeouts.body;
+        Step::Continue
+    }
+
+    pub fn step(&mut self, up: Option<&mut Upstream>, env: &mut Env<'_>) -> Step {
+        match self.phase {
+            Phase::Head { .. } => self.head_step(env),
+            Phase::Body { .. } => self.body_step(env),
+            Phase::Upstream => match up {
+                Some(u) => self.upstream_step(u, env),
+                None => Step::NeedUpstream { fresh: false },
+            },
+            Phase::Relay => match up {
+                Some(u) => self.relay_step(u, env),
+                None => Step::Close,
+            },
+            Phase::Flush => self.flush_step(env),
+            Phase::Linger { .. } => self.linger_step(),
+        }
+    }
+
+    fn head_step(&mut self, env: &mut Env<'_>) -> Step {
+        let mut inb = self.inbuf.take().unwrap_or_else(|| env.bufs.get());
+        let step = self.head_step_with(&mut inb, env);
+        self.inbuf = Some(inb);
+        if step == Step::Close || matches!(self.phase, Phase::Head { started: false }) {
+            env.bufs.put_if_empty(&mut self.inbuf);
+        }
+        step
+    }
+
+    fn head_step_with(&mut self, inb: &mut Buf, env: &mut Env<'_>) -> Step {
+        let limits = env.shared.config.limits;
+        loop {
+            if !inb.is_empty() {
+                let mut storage = request::header_storage();
+                let accepted = match request::parse_head(inb.data(), &limits, &mut storage) {
+                    Err(reason) => return self.respond(env, reason),
+                    Ok(Some(head)) => Some(self.accept_head(inb.data(), &head, env)),
+                    Ok(None) => None,
+                };
+                match accepted {
+                    Some((step, consume, reserve)) => {
+                        inb.consume(consume);
+                        inb.reserve(reserve);
+                        return step;
+                    }
+                    None => {
+                        if let Phase::Head { started: false } = self.phase {
+                            self.phase = Phase::Head { started: true };
+                            self.deadline = env.now + env.shared.config.timeouts.header;
+                        }
+                    }
+                }
+            }
+            if env.draining && inb.is_empty() {
+                return Step::Close;
+            }
+            if !self.io.readable {
+                if self.io.hup {
+                    return Step::Close;
+                }
+                return Step::Wait;
+            }
+            match read_once(&mut self.sock, &mut self.io, inb) {
+                Ok(ReadResult::Data) => {}
+                Ok(ReadResult::WouldBlock) => return Step::Wait,
+                // Full cannot happen below the head limit; a client that closes mid-head gets no answer.
+                Ok(ReadResult::Full | ReadResult::Eof) | Err(_) => return Step::Close,
+            }
+        }
+    }
+
+    /// A complete, valid head is at the start of `data`. This is where the request checks plug in.
+    /// Returns the step, the input bytes to consume, and the room to reserve for the body.
+    fn accept_head(&mut self, data: &[u8], head: &RequestHead<'_, '_>, env: &mut Env<'_>) -> (Step, usize, usize) {
+        self.ex = Exchange::new(head);
+        let head_len = head.head_len;
+        let (body, reserve) = match head.framing {
+            Framing::None => return (self.forward(data, head, head_len..head_len, env), head_len, 0),
+            Framing::Length(n) => {
+                let end = head_len + n as usize;
+                if data.len() >= end {
+                    return (self.forward(data, head, head_len..end, env), end, 0);
+                }
+                (BodyState::Length { end }, end - data.len())
+            }
+            Framing::Chunked => (
+                BodyState::Chunked {
+                    dec: ChunkedDecoder::new(env.shared.config.limits.max_body),
+                    decoded_end: head_len,
+                    raw_pos: head_len,
+                },
+                0,
+            ),
+        };
+        if head.expect_continue && data.len() == head_len {
+            let out = self.out.get_or_insert_with(|| env.bufs.get());
+            out.put(CONTINUE);
+            if write_out(&mut self.sock, &mut self.io, out).is_err() {
+                return (Step::Close, 0, 0);
+            }
+        }
+        self.phase = Phase::Body { head_len, body };
+        self.deadline = env.now + env.shared.config.timeouts.body;
+        (Step::Continue, 0, reserve)
+    }
+
+    fn body_step(&mut self, env: &mut Env<'_>) -> Step {
+        let Some(mut inb) = self.inbuf.take() else { return Step::Close };
+        let step = self.body_step_with(&mut inb, env);
+        self.inbuf = Some(inb);
+        step
+    }
+
+    fn body_step_with(&mut self, inb: &mut Buf, env: &mut Env<'_>) -> Step {
+        loop {
+            let Phase::Body { head_len, ref mut body } = self.phase else { return Step::Close };
+            match body {
+                BodyState::Length { end } => {
+                    let end = *end;
+                    if inb.len() >= end {
+                        return self.forward_reparsed(inb, head_len, head_len..end, end, env);
+                    }
+                }
+                BodyState::Chunked { dec, decoded_end, raw_pos } => {
+                    let data = inb.data_mut();
+                    let mut done = false;
+                    while *raw_pos < data.len() {
+                        match dec.step(&data[*raw_pos..]) {
+                            Ok(s) => {
+                                let (a, b) = (*raw_pos + s.data.start, *raw_pos + s.data.end);
+                                data.copy_within(a..b, *decoded_end);
+                                *decoded_end += b - a;
+                                *raw_pos += s.consumed;
+                                if s.done {
+                                    done = true;
+                                    break;
+                                }
+                            }
+                            Err(ChunkError::TooLarge) => return self.respond(env, Reason::BodyTooLarge),
+                            Err(_) => return self.respond(env, Reason::MalformedChunkedBody),
+                        }
+                    }
+                    let (decoded_end, raw_pos) = (*decoded_end, *raw_pos);
+                    if done {
+                        // Pipelined bytes after the body stay; the decoded body is contiguous after the head.
+                        let req_end = raw_pos;
+                        return self.forward_reparsed(inb, head_len, head_len..decoded_end, req_end, env);
+                    }
+                    // Reclaim the framing bytes already decoded so the buffer holds head + payload + rest.
+                    let gap = raw_pos - decoded_end;
+                    if gap > 0 {
+                        let len = inb.len();
+                        inb.data_mut().copy_within(raw_pos..len, decoded_end);
+                        inb.truncate(len - gap);
+                        if let Phase::Body { body: BodyState::Chunked { raw_pos, .. }, .. } = &mut self.phase {
+                            *raw_pos = decoded_end;
+                        }
+                    }
+                    if inb.spare().len() < 4096 {
+                        inb.reserve(env.bufs.size());
+                    }
+                }
+            }
+            if !self.io.readable {
+                return if self.io.hup { Step::Close } else { Step::Wait };
+            }
+            match read_once(&mut self.sock, &mut self.io, inb) {
+                Ok(ReadResult::Data) => {}
+                Ok(ReadResult::WouldBlock) => return Step::Wait,
+                Ok(ReadResult::Full) => return self.respond(env, Reason::BodyTooLarge),
+                Ok(ReadResult::Eof) | Err(_) => return Step::Close,
+            }
+        }
+    }
+
+    fn forward_reparsed(
+        &mut self,
+        inb: &mut Buf,
+        head_len: usize,
+        body: std::ops::Range<usize>,
+        req_end: usize,
+        env: &mut Env<'_>,
+    ) -> Step {
+        let limits = env.shared.config.limits;
+        let mut storage = request::header_storage();
+        let step = match request::parse_head(&inb.data()[..head_len], &limits, &mut storage) {
+            Ok(Some(head)) => self.forward(inb.data(), &head, body, env),
+            _ => Step::Close, // cannot happen: the same bytes parsed before
+        };
+        inb.consume(req_end);
+        step
+    }
+
+    /// Builds the forwarded request (head + body) for the upstream; the caller consumes it from the input.
+    fn forward(&mut self, data: &[u8], head: &RequestHead<'_, '_>, body: std::ops::Range<usize>, env: &mut Env<'_>) -> Step {
+        let mut fwd = env.bufs.get();
+        let body = &data[body];
+        write::forward_head(&mut fwd, head, body.len() as u64, self.ip.as_bytes(), &env.shared.upstream_host);
+        fwd.put(body);
+        self.ex.fwd = Some(fwd);
+        self.ex.sent = 0;
+        self.phase = Phase::Upstream;
+        Step::NeedUpstream { fresh: false }
+    }
+
+    fn upstream_step(&mut self, u: &mut Upstream, env: &mut Env<'_>) -> Step {
+        let t = env.shared.config.timeouts;
+        if !u.connected {
+            if !u.io.writable && !u.io.hup {
+                return Step::Wait;
+            }
+            match u.sock.take_error() {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => return Step::UpstreamFailed { retry: false, reason: Some(Reason::UpstreamUnavailable) },
+            }
+            match u.sock.peer_addr() {
+                Ok(_) => u.connected = true,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected && !u.io.hup => {
+                    u.io.writable = false;
+                    return Step::Wait;
+                }
+                Err(_) => return Step::UpstreamFailed { retry: false, reason: Some(Reason::UpstreamUnavailable) },
+            }
+        }
+        let Some(fwd) = self.ex.fwd.as_ref() else { return Step::Close };
+        if self.ex.sent < fwd.len() {
+            while self.ex.sent < fwd.len() {
+                if !u.io.writable {
+                    return Step::Wait;
+                }
+                match u.sock.write(&fwd.data()[self.ex.sent..]) {
+                    Ok(n) => self.ex.sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.io.writable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return self.failed_before_response(),
+                }
+            }
+            self.deadline = env.now + t.upstream;
+        }
+        // A pending `100 Continue` goes out before the response is read into the same buffer.
+        if let Some(out) = self.out.as_mut() {
+            match write_out(&mut self.sock, &mut self.io, out) {
+                Ok(true) => {}
+                Ok(false) => return Step::Wait,
+                Err(_) => return Step::Close,
+            }
+        }
+        let out = self.out.get_or_insert_with(|| env.bufs.get());
+        loop {
+            if !out.is_empty() {
+                let mut storage = request::header_storage();
+                let max_head = out.capacity();
+                match response::parse_head(out.data(), max_head, self.ex.is_head, &mut storage) {
+                    Err(_) => return Step::UpstreamFailed { retry: false, reason: Some(Reason::BadUpstreamResponse) },
+                    Ok(Some(h)) if h.is_interim() => {
+                        let n = h.head_len;
+                        out.consume(n);
+                        continue;
+                    }
+                    Ok(Some(h)) => {
+                        let dechunk = h.body == BodyKind::Chunked && self.ex.version == Version::Http10;
+                        let close = self.ex.close_after || h.body == BodyKind::Close || dechunk || env.draining;
+                        let mut next = self.ex.fwd.take().unwrap_or_else(|| env.bufs.get());
+                        next.clear();
+                        write::response_head(&mut next, &h, ClientSide { version: self.ex.version, close, dechunk });
+                        let from = next.len();
+                        next.put(&out.data()[h.head_len..]);
+                        self.ex.framer = BodyFramer::new(h.body);
+                        self.ex.dechunk = dechunk;
+                        self.ex.up_reusable = h.reusable;
+                        self.ex.close_after = close;
+                        let old = std::mem::replace(out, next);
+                        env.bufs.put(old);
+                        if self.frame_new(from).is_err() {
+                            return Step::UpstreamFailed { retry: false, reason: Some(Reason::BadUpstreamResponse) };
+                        }
+                        self.phase = Phase::Relay;
+                        self.deadline = env.now + t.upstream;
+                        return Step::Continue;
+                    }
+                    Ok(None) => {}
+                }
+            }
+            if !u.io.readable {
+                return Step::Wait;
+            }
+            let had_bytes = !out.is_empty();
+            match read_once(&mut u.sock, &mut u.io, out) {
+                Ok(ReadResult::Data) => {}
+                Ok(ReadResult::WouldBlock) => return Step::Wait,
+                Ok(ReadResult::Full) => {
+                    return Step::UpstreamFailed { retry: false, reason: Some(Reason::BadUpstreamResponse) }
+                }
+                Ok(ReadResult::Eof) | Err(_) => {
+                    if had_bytes {
+                        return Step::UpstreamFailed { retry: false, reason: Some(Reason::BadUpstreamResponse) };
+                    }
+                    return self.failed_before_response();
+                }
+            }
+        }
+    }
+
+    /// The upstream failed before any byte of its response: retry once if the connection was a pooled one.
+    fn failed_before_response(&mut self) -> Step {
+        if self.ex.reused && !self.ex.retried {
+            self.ex.retried = true;
+            self.ex.sent = 0;
+            return Step::UpstreamFailed { retry: true, reason: None };
+        }
+        Step::UpstreamFailed { retry: false, reason: Some(Reason::UpstreamUnavailable) }
+    }
+
+    /// Frames the bytes of `out` from `from` on: drops what lies past the body's end (the upstream connection
+    /// is then not reused), de-chunks for HTTP/1.0 clients, and ends the framer when the body is complete.
+    fn frame_new(&mut self, from: usize) -> Result<(), ChunkError> {
+        let out = self.out.as_mut().expect("out buffer");
+        let total = out.len() - from;
+        let Some(framer) = self.ex.framer.as_mut() else {
+            if total > 0 {
+                self.ex.up_reusable = false;
+                out.truncate(from);
+            }
+            return Ok(());
+        };
+        let (keep, used, done) = match framer {
+            BodyFramer::Chunked(dec) if self.ex.dechunk => {
+                let (len, used, done) = dec.decode_in_place(&mut out.data_mut()[from..])?;
+                (len, used, done)
+            }
+            f => {
+                let (used, done) = f.feed(&out.data()[from..])?;
+                (used, used, done)
+            }
+        };
+        if used < total {
+            self.ex.up_reusable = false;
+        }
+        out.truncate(from + keep);
+        if done {
+            self.ex.framer = None;
+        }
+        Ok(())
+    }
+
+    fn relay_step(&mut self, u: &mut Upstream, env: &mut Env<'_>) -> Step {
+        let t = env.shared.config.timeouts;
+        loop {
+            let out = self.out.as_mut().expect("out buffer");
+            if !out.is_empty() {
+                match write_out(&mut self.sock, &mut self.io, out) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.deadline = env.now + t.body;
+                        return Step::Wait;
+                    }
+                    Err(_) => return Step::Close,
+                }
+            }
+            if self.ex.framer.is_none() {
+                self.phase = Phase::Flush;
+                return Step::ReleaseUpstream { reusable: self.ex.up_reusable && !self.ex.close_after };
+            }
+            if !u.io.readable {
+                self.deadline = env.now + t.upstream;
+                return Step::Wait;
+            }
+            out.clear();
+            match read_once(&mut u.sock, &mut u.io, out) {
+                Ok(ReadResult::Data) => {
+                    if self.frame_new(0).is_err() {
+                        // Malformed chunking mid-body: the client must not see a complete response.
+                        return Step::Close;
+                    }
+                }
+                Ok(ReadResult::WouldBlock) => {}
+                Ok(ReadResult::Eof) if self.ex.framer.as_ref().is_some_and(|f| f.ends_at_close()) => {
+                    self.ex.framer = None;
+                    self.ex.up_reusable = false;
+                }
+                Ok(ReadResult::Eof | ReadResult::Full) | Err(_) => return Step::Close,
+            }
+        }
+    }
+
+    fn flush_step(&mut self, env: &mut Env<'_>) -> Step {
+        if let Some(out) = self.out.as_mut() {
+            match write_out(&mut self.sock, &mut self.io, out) {
+                Ok(true) => {}
+                Ok(false) => return Step::Wait,
+                Err(_) => return Step::Close,
+            }
+        }
+        if let Some(b) = self.out.take() {
+            env.bufs.put(b);
+        }
+        if let Some(b) = self.ex.fwd.take() {
+            env.bufs.put(b);
+        }
+        if self.ex.close_after || env.draining {
+            let _ = self.sock.shutdown(Shutdown::Write);
+            self.phase = Phase::Linger { drained: 0 };
+            self.deadline = env.now + LINGER;
+            return Step::Continue;
+        }
+        self.phase = Phase::Head { started: false };
+        self.deadline = env.now + env.shared.config.timeouts.idle;
+        env.bufs.put_if_empty(&mut self.inbuf);
+        Step::Continue
+    }
+
+    fn linger_step(&mut self) -> Step {
+        let Phase::Linger { ref mut drained } = self.phase else { return Step::Close };
+        let mut scratch = [0u8; 4096];
+        loop {
+            if !self.io.readable {
+                return if self.io.hup { Step::Close } else { Step::Wait };
+            }
+            match self.sock.read(&mut scratch) {
+                Ok(0) => return Step::Close,
+                Ok(n) => {
+                    *drained += n;
+                    if *drained > LINGER_BYTES {
+                        return Step::Close;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.io.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close,
+            }
+        }
+    }
+
+    /// The connection's deadline passed: what to do depends on where it is.
+    pub fn on_timeout(&mut self, env: &mut Env<'_>) -> Step {
+        match self.phase {
+            Phase::Head { started: false } | Phase::Linger { .. } | Phase::Flush | Phase::Relay => Step::Close,
+            Phase::Head { started: true } | Phase::Body { .. } => {
+                self.ex.keep_alive = false;
+                self.respond(env, Reason::RequestTimeout)
+            }
+            Phase::Upstream => Step::UpstreamFailed { retry: false, reason: Some(Reason::UpstreamTimeout) },
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! The only place with sockets: one event loop per worker thread.
+//!
+//! Each worker owns its `mio::Poll`, its listener (SO_REUSEPORT), a slab of client connections, a slab of
+//! upstream connections (in use or pooled), its buffer pool and its timing wheel. Sockets are registered
+//! once, edge-triggered, for both directions; readiness bits live in user space, so no interest is ever
+//! re-registered. Tokens carry a generation so an event for a closed connection never reaches a new one
+//! that reused its slab slot.
+
+pub mod conn;
+pub mod pool;
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::http::Reason;
+use crate::server::Shared;
+use crate::timer::{Entry, Wheel, TICK};
+use conn::{Client, Env, Exchange, IpText, Phase, Ready, Step, Upstream};
+use pool::BufPool;
+
+pub const WAKER: Token = Token(usize::MAX);
+const LISTENER: Token = Token(usize::MAX - 1);
+const UP_BIT: usize = 1 << 63;
+const GEN_MASK: u32 = 0x7fff_ffff;
+/// Steps one connection may take per event before yielding to the others (a spinning readiness loop would
+/// otherwise starve the worker).
+const STEP_CAP: u32 = 256;
+/// Connections accepted per loop iteration before events are served again.
+const ACCEPT_BATCH: usize = 128;
+/// A pooled upstream connection idle longer than this is closed rather than reused.
+const UPSTREAM_IDLE_MAX: Duration = Duration::from_secs(30);
+/// Pause after the process runs out of file descriptors, instead of spinning on accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+fn token(key: usize, gen: u32, upstream: bool) -> Token {
+    Token(((gen as usize) << 32) | key | if upstream { UP_BIT } else { 0 })
+}
+
+fn split(t: Token) -> (usize, u32, bool) {
+    (t.0 & 0xffff_ffff, ((t.0 >> 32) as u32) & GEN_MASK, t.0 & UP_BIT != 0)
+}
+
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    events: Option<Events>,
+    listener: Option<TcpListener>,
+    shared: Arc<Shared>,
+    clients: Slab<Client>,
+    ups: Slab<Upstream>,
+    idle_ups: Vec<usize>,
+    bufs: BufPool,
+    wheel: Wheel,
+    expired: Vec<Entry>,
+    pending: Vec<(usize, u32)>,
+    next_gen: u32,
+    now: Instant,
+    accept_ready: bool,
+    accept_resume: Option<Instant>,
+    draining: bool,
+    drain_deadline: Instant,
+}
+
+impl Worker {
+    /// A worker around a bound listener; `poll` must be the one `waker` was made from.
+    pub fn new(id: usize, poll: Poll, mut listener: TcpListener, shared: Arc<Shared>) -> io::Result<Worker> {
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let now = Instant::now();
+        let buf_size = (shared.config.limits.max_head + 1024).max(16 * 1024);
+        let max_free = (shared.config.max_connections / shared.config.workers.max(1)).clamp(64, 4096);
+        Ok(Worker {
+            id,
+            poll,
+            events: Some(Events::with_capacity(1024)),
+            listener: Some(listener),
+            shared,
+            clients: Slab::with_capacity(1024),
+            ups: Slab::with_capacity(1024),
+            idle_ups: Vec::with_capacity(1024),
+            bufs: BufPool::new(buf_size, max_free),
+            wheel: Wheel::new(now),
+            expired: Vec::with_capacity(1024),
+            pending: Vec::with_capacity(64),
+            next_gen: 1,
+            now,
+            accept_ready: true,
+            accept_resume: None,
+            draining: false,
+            drain_deadline: now,
+        })
+    }
+
+    /// Runs until shutdown has been requested and every connection is finished (or the shutdown timeout).
+    pub fn run(mut self) -> io::Result<()> {
+        loop {
+            let timeout = self.poll_timeout();
+            let mut events = self.events.take().expect("events");
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            self.now = Instant::now();
+            for ev in events.iter() {
+                let t = ev.token();
+                if t == WAKER {
+                    if self.shared.shutdown.load(Ordering::Acquire) && !self.draining {
+                        self.begin_drain();
+                    }
+                    continue;
+                }
+                if t == LISTENER {
+                    self.accept_ready = true;
+                    continue;
+                }
+                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                let hup = ev.is_read_closed() || ev.is_error();
+                let (key, gen, is_up) = split(t);
+                if is_up {
+                    self.upstream_event(key, gen, readable, writable, hup);
+                } else if let Some(c) = self.clients.get_mut(key) {
+                    if c.gen == gen {
+                        c.io.readable |= readable;
+                        c.io.writable |= writable;
+                        c.io.hup |= hup;
+                        self.drive(key);
+                    }
+                }
+            }
+            self.events = Some(events);
+            let pending = std::mem::take(&mut self.pending);
+            for &(key, gen) in &pending {
+                if self.clients.get(key).is_some_and(|c| c.gen == gen) {
+                    self.drive(key);
+                }
+            }
+            let mut pending = pending;
+            pending.clear();
+            if self.pending.is_empty() {
+                self.pending = pending;
+            }
+            self.expire_timers();
+            self.accept();
+            if self.draining && (self.clients.is_empty() || self.now >= self.drain_deadline) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.pending.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let mut t = self.wheel.poll_timeout(self.now);
+        let mut cap = |d: Duration| t = Some(t.map_or(d, |x| x.min(d)));
+        if self.accept_resume.is_some() || (self.accept_ready && self.listener.is_some()) {
+            cap(TICK);
+        }
+        if self.draining {
+            cap(TICK);
+        }
+        t
+    }
+
+    fn next_gen(&mut self) -> u32 {
+        self.next_gen = (self.next_gen + 1) & GEN_MASK;
+        self.next_gen
+    }
+
+    fn accept(&mut self) {
+        if !self.accept_ready || self.listener.is_none() {
+            return;
+        }
+        if let Some(at) = self.accept_resume {
+            if self.now < at {
+                return;
+            }
+            self.accept_resume = None;
+        }
+        for _ in 0..ACCEPT_BATCH {
+            if self.shared.open.load(Ordering::Relaxed) >= self.shared.config.max_connections {
+                // At the cap: leave the rest in the kernel backlog and look again next tick.
+                self.accept_resume = Some(self.now + TICK);
+                return;
+            }
+            let Some(listener) = self.listener.as_ref() else { return };
+            match listener.accept() {
+                Ok((sock, peer)) => self.add_client(sock, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // EMFILE / ENFILE / ENOBUFS: back off instead of spinning; the backlog holds the clients.
+                    crate::warn!("worker {}: accept failed ({e}); pausing accepts for {:?}", self.id, ACCEPT_BACKOFF);
+                    self.accept_resume = Some(self.now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_client(&mut self, mut sock: TcpStream, peer: std::net::SocketAddr) {
+        let _ = sock.set_nodelay(true);
+        let gen = self.next_gen();
+        let entry = self.clients.vacant_entry();
+        let key = entry.key();
+        if self.poll.registry().register(&mut sock, token(key, gen, false), Interest::READABLE | Interest::WRITABLE).is_err() {
+            return;
+        }
+        self.shared.open.fetch_add(1, Ordering::Relaxed);
+        let deadline = self.now + self.shared.config.timeouts.header;
+        entry.insert(Client {
+            sock,
+            gen,
+            ip: IpText::new(peer.ip()),
+            io: Ready { readable: false, writable: true, hup: false },
+            inbuf: None,
+            out: None,
+            phase: Phase::Head { started: false },
+            deadline,
+            timer_tick: 0,
+            upstream: None,
+            ex: Exchange::idle(),
+        });
+        self.arm_timer(key);
+    }
+
+    /// Makes sure the wheel will look at `key` no later than its deadline.
+    fn arm_timer(&mut self, key: usize) {
+        let c = &mut self.clients[key];
+        let tick = self.wheel.tick_of(c.deadline);
+        if c.timer_tick == 0 || tick < c.timer_tick {
+            c.timer_tick = self.wheel.schedule(key, c.gen, c.deadline);
+        }
+    }
+
+    fn upstream_event(&mut self, key: usize, gen: u32, readable: bool, writable: bool, hup: bool) {
+        let Some(u) = self.ups.get_mut(key) else { return };
+        if u.gen != gen {
+            return;
+        }
+        u.io.readable |= readable;
+        u.io.writable |= writable;
+        u.io.hup |= hup;
+        match u.owner {
+            Some((ck, cgen)) => {
+                if self.clients.get(ck).is_some_and(|c| c.gen == cgen) {
+                    self.drive(ck);
+                }
+            }
+            None if readable || hup => {
+                // A pooled connection that speaks or closes unasked is finished.
+                self.idle_ups.retain(|&k| k != key);
+                self.ups.remove(key);
+            }
+            None => {}
+        }
+    }
+
+    /// Steps client `key` until it waits, closes, or hits the step cap.
+    fn drive(&mut self, key: usize) {
+        for _ in 0..STEP_CAP {
+            let step = {
+                let Worker { clients, ups, bufs, shared, now, draining, .. } = self;
+                let c = &mut clients[key];
+                let mut env = Env { shared, bufs, now: *now, draining: *draining };
+                let up = c.upstream.map(|k| &mut ups[k]);
+                c.step(up, &mut env)
+            };
+            if !self.apply(key, step) {
+                return;
+            }
+        }
+        let gen = self.clients[key].gen;
+        self.pending.push((key, gen));
+    }
+
+    /// Carries out a step. Returns whether to keep stepping.
+    fn apply(&mut self, key: usize, step: Step) -> bool {
+        match step {
+            Step::Continue => true,
+            Step::Wait => {
+                self.arm_timer(key);
+                false
+            }
+            Step::Close => {
+                self.close_client(key);
+                false
+            }
+            Step::NeedUpstream { fresh } => {
+                if let Err(reason) = self.attach_upstream(key, fresh) {
+                    self.answer(key, reason);
+                }
+                true
+            }
+            Step::ReleaseUpstream { reusable } => {
+                self.release_upstream(key, reusable);
+                true
+            }
+            Step::UpstreamFailed { retry, reason } => {
+                self.release_upstream(key, false);
+                if retry {
+                    if let Err(reason) = self.attach_upstream(key, true) {
+                        self.answer(key, reason);
+                    }
+                    true
+                } else if let Some(reason) = reason {
+                    self.answer(key, reason);
+                    true
+                } else {
+                    self.close_client(key);
+                    false
+                }
+            }
+        }
+    }
+
+    /// Answers the client's current request with the ingress's own response, dropping upstream leftovers.
+    fn answer(&mut self, key: usize, reason: Reason) {
+        let Worker { clients, bufs, shared, now, draining, .. } = self;
+        let c = &mut clients[key];
+        if let Some(b) = c.ex.fwd.take() {
+            bufs.put(b);
+        }
+        if let Some(out) = c.out.as_mut() {
+            out.clear();
+        }
+        let mut env = Env { shared, bufs, now: *now, draining: *draining };
+        c.respond(&mut env, reason);
+    }
+
+    /// Gives client `key` an upstream connection: a pooled one unless `fresh`, else a new connect.
+    fn attach_upstream(&mut self, key: usize, fresh: bool) -> Result<(), Reason> {
+        let cgen = self.clients[key].gen;
+        let mut reused = false;
+        let mut uk = None;
+        if !fresh {
+            while let Some(k) = self.idle_ups.pop() {
+                if self.now.saturating_duration_since(self.ups[k].idle_since) < UPSTREAM_IDLE_MAX {
+                    uk = Some(k);
+                    reused = true;
+                    break;
+                }
+                self.ups.remove(k);
+            }
+        }
+        let uk = match uk {
+            Some(k) => k,
+            None => {
+                let mut sock = TcpStream::connect(self.shared.upstream).map_err(|_| Reason::UpstreamUnavailable)?;
+                let _ = sock.set_nodelay(true);
+                let gen = self.next_gen();
+                let entry = self.ups.vacant_entry();
+                let k = entry.key();
+                self.poll
+                    .registry()
+                    .register(&mut sock, token(k, gen, true), Interest::READABLE | Interest::WRITABLE)
+                    .map_err(|_| Reason::UpstreamUnavailable)?;
+                entry.insert(Upstream {
+                    sock,
+                    gen,
+                    io: Ready::default(),
+                    connected: false,
+                    owner: None,
+                    idle_since: self.now,
+                });
+                k
+            }
+        };
+        let u = &mut self.ups[uk];
+        u.owner = Some((key, cgen));
+        let t = self.shared.config.timeouts;
+        let c = &mut self.clients[key];
+        c.upstream = Some(uk);
+        c.ex.reused = reused;
+        c.ex.sent = 0;
+        c.phase = Phase::Upstream;
+        c.deadline = self.now + if u.connected { t.upstream } else { t.upstream_connect };
+        Ok(())
+    }
+
+    fn release_upstream(&mut self, key: usize, reusable: bool) {
+        let Some(uk) = self.clients[key].upstream.take() else { return };
+        if reusable && !self.draining && self.idle_ups.len() < self.shared.config.upstream_pool {
+            let u = &mut self.ups[uk];
+            u.owner = None;
+            u.idle_since = self.now;
+            self.idle_ups.push(uk);
+        } else {
+            self.ups.remove(uk);
+        }
+    }
+
+    fn close_client(&mut self, key: usize) {
+        self.release_upstream(key, false);
+        let c = self.clients.remove(key);
+        for b in [c.inbuf, c.out, c.ex.fwd].into_iter().flatten() {
+            self.bufs.put(b);
+        }
+        self.shared.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn expire_timers(&mut self) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.wheel.expire(self.now, &mut expired);
+        for e in expired.drain(..) {
+            let Some(c) = self.clients.get_mut(e.key) else { continue };
+            if c.gen != e.gen || c.timer_tick != e.tick {
+                continue;
+            }
+            c.timer_tick = 0;
+            if c.deadline > self.now {
+                self.arm_timer(e.key);
+                continue;
+            }
+            let step = {
+                let Worker { clients, bufs, shared, now, draining, .. } = self;
+                let c = &mut clients[e.key];
+                let mut env = Env { shared, bufs, now: *now, draining: *draining };
+                c.on_timeout(&mut env)
+            };
+            if self.apply(e.key, step) {
+                self.drive(e.key);
+            }
+        }
+        self.expired = expired;
+    }
+
+    fn begin_drain(&mut self) {
+        self.draining = true;
+        self.drain_deadline = self.now + self.shared.config.timeouts.shutdown;
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        for k in std::mem::take(&mut self.idle_ups) {
+            self.ups.remove(k);
+        }
+        let idle: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Head { started: false }) && c.inbuf.as_ref().is_none_or(|b| b.is_empty()))
+            .map(|(k, _)| k)
+            .collect();
+        for k in idle {
+            self.close_client(k);
+        }
+    }
+}
