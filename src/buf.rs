@@ -22,7 +22,11 @@ pub struct Buf {
 
 impl Buf {
     pub fn with_capacity(n: usize) -> Buf {
-        Buf { mem: vec![0; n], start: 0, end: 0 }
+        Buf {
+            mem: vec![0; n],
+            start: 0,
+            end: 0,
+        }
     }
 
     /// Bytes held and not yet consumed.

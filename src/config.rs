@@ -100,7 +100,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_head: 16 * 1024, max_headers: 100, max_body: 1024 * 1024 }
+        Limits {
+            max_head: 16 * 1024,
+            max_headers: 100,
+            max_body: 1024 * 1024,
+        }
     }
 }
 
@@ -123,24 +127,38 @@ impl Config {
             None => None,
         };
         let workers = if a.workers == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             a.workers
         };
         if workers > 1024 {
-            return Err(format!("--workers {}: must be between 0 (one per core) and 1024", a.workers));
+            return Err(format!(
+                "--workers {}: must be between 0 (one per core) and 1024",
+                a.workers
+            ));
         }
         if !(1024..=1 << 20).contains(&a.max_head) {
-            return Err(format!("--max-head {}: must be between 1KiB and 1MiB", a.max_head));
+            return Err(format!(
+                "--max-head {}: must be between 1KiB and 1MiB",
+                a.max_head
+            ));
         }
         if !(1..=MAX_HEADERS_LIMIT).contains(&a.max_headers) {
-            return Err(format!("--max-headers {}: must be between 1 and {MAX_HEADERS_LIMIT}", a.max_headers));
+            return Err(format!(
+                "--max-headers {}: must be between 1 and {MAX_HEADERS_LIMIT}",
+                a.max_headers
+            ));
         }
         if a.max_body > 1 << 30 {
             return Err(format!("--max-body {}: must be at most 1GiB", a.max_body));
         }
         if a.max_connections == 0 || a.max_connections > 10_000_000 {
-            return Err(format!("--max-connections {}: must be between 1 and 10000000", a.max_connections));
+            return Err(format!(
+                "--max-connections {}: must be between 1 and 10000000",
+                a.max_connections
+            ));
         }
         for (flag, d) in [
             ("--header-timeout", a.header_timeout),
@@ -154,11 +172,18 @@ impl Config {
             }
         }
         if a.shutdown_timeout > Duration::from_secs(3600) {
-            return Err(format!("--shutdown-timeout {:?}: must be at most 1h", a.shutdown_timeout));
+            return Err(format!(
+                "--shutdown-timeout {:?}: must be at most 1h",
+                a.shutdown_timeout
+            ));
         }
         if let Some(u) = &a.docs_url {
-            if u.bytes().any(|b| b < 0x21 || b == b'"' || b == b'\\' || b >= 0x7f) {
-                return Err(format!("--docs-url {u:?}: must be a URL without spaces, quotes or backslashes"));
+            if u.bytes()
+                .any(|b| b < 0x21 || b == b'"' || b == b'\\' || b >= 0x7f)
+            {
+                return Err(format!(
+                    "--docs-url {u:?}: must be a URL without spaces, quotes or backslashes"
+                ));
             }
         }
         Ok(Config {
@@ -197,7 +222,8 @@ impl Config {
 
 fn resolve(s: &str) -> Result<SocketAddr, String> {
     let mut it = s.to_socket_addrs().map_err(|e| e.to_string())?;
-    it.next().ok_or_else(|| "resolves to no address".to_string())
+    it.next()
+        .ok_or_else(|| "resolves to no address".to_string())
 }
 
 /// `500ms`, `10s`, `2m`, `1h`; a plain number is seconds.
@@ -205,7 +231,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 10s, 2m)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 10s, 2m)"))?;
     let ms = match unit.trim() {
         "ms" => Some(n),
         "" | "s" => n.checked_mul(1000),
@@ -213,7 +241,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n.checked_mul(3_600_000),
         _ => return Err(format!("{s:?}: unknown unit (use ms, s, m or h)")),
     };
-    ms.map(Duration::from_millis).ok_or_else(|| format!("{s:?} is too long"))
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 /// `16KiB`, `1MiB`, `1GiB`, `512KB`, or plain bytes.
@@ -221,7 +250,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 16KiB, 1MiB, 4096)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 16KiB, 1MiB, 4096)"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kib" | "k" => 1 << 10,
@@ -230,9 +261,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "kb" => 1000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        _ => return Err(format!("{s:?}: unknown unit (use KiB, MiB, GiB or plain bytes)")),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit (use KiB, MiB, GiB or plain bytes)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 #[cfg(test)]

@@ -49,7 +49,10 @@ impl Running {
 
     /// A handle that can begin a graceful shutdown from another thread (a signal handler thread).
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle { shared: self.shared.clone(), wakers: self.wakers.clone() }
+        ShutdownHandle {
+            shared: self.shared.clone(),
+            wakers: self.wakers.clone(),
+        }
     }
 
     /// Waits for every worker to finish.
@@ -122,7 +125,11 @@ pub fn start(config: Config) -> io::Result<Running> {
         let poll = Poll::new()?;
         wakers.push(Arc::new(Waker::new(poll.registry(), WAKER)?));
         let worker = Worker::new(id, poll, mio::net::TcpListener::from_std(l), shared.clone())?;
-        threads.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || worker.run())?);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{id}"))
+                .spawn(move || worker.run())?,
+        );
     }
     crate::info!(
         "listening on {addr} with {} workers, upstream {upstream}; max head {} B, max body {} B, max connections {}",
@@ -131,5 +138,11 @@ pub fn start(config: Config) -> io::Result<Running> {
         shared.config.limits.max_body,
         shared.config.max_connections
     );
-    Ok(Running { addr, upstream, shared, wakers, threads })
+    Ok(Running {
+        addr,
+        upstream,
+        shared,
+        wakers,
+        threads,
+    })
 }

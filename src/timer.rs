@@ -29,7 +29,12 @@ pub struct Wheel {
 
 impl Wheel {
     pub fn new(origin: Instant) -> Wheel {
-        Wheel { origin, next: 1, slots: (0..SLOTS).map(|_| Vec::new()).collect(), len: 0 }
+        Wheel {
+            origin,
+            next: 1,
+            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            len: 0,
+        }
     }
 
     /// The tick at or after `t` (never in the past of the wheel, never more than a lap ahead).
@@ -49,7 +54,8 @@ impl Wheel {
 
     /// Moves every entry whose tick has come by `now` into `out`.
     pub fn expire(&mut self, now: Instant, out: &mut Vec<Entry>) {
-        let now_tick = (now.saturating_duration_since(self.origin).as_nanos() / TICK.as_nanos()) as u64;
+        let now_tick =
+            (now.saturating_duration_since(self.origin).as_nanos() / TICK.as_nanos()) as u64;
         while self.next <= now_tick && self.len > 0 {
             let slot = &mut self.slots[(self.next % SLOTS as u64) as usize];
             self.len -= slot.len();
@@ -92,7 +98,14 @@ mod tests {
         w.expire(t0 + Duration::from_millis(100), &mut out);
         assert!(out.is_empty());
         w.expire(t0 + Duration::from_millis(150), &mut out);
-        assert_eq!(out, vec![Entry { key: 7, gen: 1, tick }]);
+        assert_eq!(
+            out,
+            vec![Entry {
+                key: 7,
+                gen: 1,
+                tick
+            }]
+        );
         assert!(w.is_empty());
     }
 

@@ -31,6 +31,8 @@ pub enum ChunkError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Size,
+    /// Just after `;`: an extension name must follow.
+    ExtStart,
     Ext,
     SizeLf,
     Data,
@@ -66,7 +68,14 @@ pub struct ChunkedDecoder {
 impl ChunkedDecoder {
     /// A decoder refusing bodies whose chunks announce more than `limit` bytes in total.
     pub fn new(limit: u64) -> Self {
-        ChunkedDecoder { state: State::Size, size: 0, digits: 0, line_bytes: 0, trailer_bytes: 0, budget: limit }
+        ChunkedDecoder {
+            state: State::Size,
+            size: 0,
+            digits: 0,
+            line_bytes: 0,
+            trailer_bytes: 0,
+            budget: limit,
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -86,7 +95,11 @@ impl ChunkedDecoder {
                     if self.size == 0 {
                         self.state = State::DataCr;
                     }
-                    return Ok(Step { consumed: i + n, data: i..i + n, done: false });
+                    return Ok(Step {
+                        consumed: i + n,
+                        data: i..i + n,
+                        done: false,
+                    });
                 }
                 State::Size => match b {
                     b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
@@ -97,12 +110,18 @@ impl ChunkedDecoder {
                         self.size = (self.size << 4) | hex(b);
                     }
                     b';' if self.digits > 0 => {
-                        self.state = State::Ext;
+                        self.state = State::ExtStart;
                         self.line_bytes = 0;
                     }
                     b'\r' if self.digits > 0 => self.state = State::SizeLf,
                     _ => return Err(ChunkError::BadSize),
                 },
+                State::ExtStart => {
+                    if !super::is_tchar(b) {
+                        return Err(ChunkError::BadExtension);
+                    }
+                    self.state = State::Ext;
+                }
                 State::Ext => match b {
                     b'\r' => self.state = State::SizeLf,
                     b'\t' | 0x20..=0x7e | 0x80..=0xff => {
@@ -123,7 +142,11 @@ impl ChunkedDecoder {
                     }
                     self.budget -= self.size;
                     self.digits = 0;
-                    self.state = if self.size == 0 { State::TrailerStart } else { State::Data };
+                    self.state = if self.size == 0 {
+                        State::TrailerStart
+                    } else {
+                        State::Data
+                    };
                 }
                 State::DataCr => {
                     if b != b'\r' {
@@ -161,12 +184,20 @@ impl ChunkedDecoder {
                         return Err(ChunkError::BadLineEnding);
                     }
                     self.state = State::Done;
-                    return Ok(Step { consumed: i + 1, data: 0..0, done: true });
+                    return Ok(Step {
+                        consumed: i + 1,
+                        data: 0..0,
+                        done: true,
+                    });
                 }
             }
             i += 1;
         }
-        Ok(Step { consumed: i, data: 0..0, done: self.state == State::Done })
+        Ok(Step {
+            consumed: i,
+            data: 0..0,
+            done: self.state == State::Done,
+        })
     }
 
     fn trailer_byte(&mut self, b: u8) -> Result<(), ChunkError> {
@@ -267,9 +298,15 @@ mod tests {
             b"0\r\n\r\r\n",
             b"0\r\nX: y\n\r\n",
             b"-1\r\n",
+            b"2;\r\naa\r\n0\r\n\r\n",
+            b"2; a\r\naa\r\n0\r\n\r\n",
         ];
         for b in bad {
-            assert!(decode(b, b.len()).is_err(), "accepted {:?}", String::from_utf8_lossy(b));
+            assert!(
+                decode(b, b.len()).is_err(),
+                "accepted {:?}",
+                String::from_utf8_lossy(b)
+            );
         }
     }
 
@@ -284,7 +321,9 @@ mod tests {
     #[test]
     fn in_place_and_skip() {
         let mut v = b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n".to_vec();
-        let (len, used, done) = ChunkedDecoder::new(u64::MAX).decode_in_place(&mut v).unwrap();
+        let (len, used, done) = ChunkedDecoder::new(u64::MAX)
+            .decode_in_place(&mut v)
+            .unwrap();
         assert_eq!((&v[..len], used, done), (&b"abcde"[..], 20, true));
         let mut d = ChunkedDecoder::new(u64::MAX);
         assert_eq!(d.skip(b"3\r\nab").unwrap(), (5, false));

@@ -47,7 +47,11 @@ impl Reason {
     pub fn status(self) -> u16 {
         use Reason::*;
         match self {
-            MalformedRequest | AmbiguousFraming | MalformedChunkedBody | InvalidHost | InvalidConnectionHeader => 400,
+            MalformedRequest
+            | AmbiguousFraming
+            | MalformedChunkedBody
+            | InvalidHost
+            | InvalidConnectionHeader => 400,
             UnsupportedTransferCoding | UnsupportedMethod => 501,
             ExpectationFailed => 417,
             UriTooLong => 414,
@@ -113,7 +117,7 @@ impl Reason {
             InvalidHost => "HTTP/1.1 requests must carry exactly one Host header field.",
             InvalidConnectionHeader => "The Connection header must list field names, and may not name Host, Content-Length or Transfer-Encoding.",
             UnsupportedTransferCoding => "Only Transfer-Encoding: chunked is supported for request bodies.",
-            UnsupportedMethod => "CONNECT and protocol upgrades are not supported by this API.",
+            UnsupportedMethod => "Use one of GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS.",
             ExpectationFailed => "Only Expect: 100-continue is supported.",
             UriTooLong => "The request line is longer than this API accepts: shorten the target.",
             HeaderTooLarge => "The request head has too many or too large header fields.",
@@ -129,7 +133,10 @@ impl Reason {
     /// Framing refusals close the connection: the ingress cannot know where the next request starts.
     pub fn closes(self) -> bool {
         use Reason::*;
-        !matches!(self, UpstreamUnavailable | UpstreamTimeout | BadUpstreamResponse)
+        !matches!(
+            self,
+            UpstreamUnavailable | UpstreamTimeout | BadUpstreamResponse
+        )
     }
 }
 
@@ -213,11 +220,18 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(body).unwrap();
             assert_eq!(v["reason"], r.code());
             assert_eq!(v["status"], r.status());
-            assert_eq!(v["type"], format!("https://docs.example.com/troubleshooting#{}", r.code()));
+            assert_eq!(
+                v["type"],
+                format!("https://docs.example.com/troubleshooting#{}", r.code())
+            );
             assert!(resp.contains(&format!("Content-Length: {}\r\n", body.len())));
-            assert!(!std::str::from_utf8(c.response(*r, false)).unwrap().contains("Connection:"));
+            assert!(!std::str::from_utf8(c.response(*r, false))
+                .unwrap()
+                .contains("Connection:"));
         }
         let c = Catalogue::new(None);
-        assert!(std::str::from_utf8(c.response(Reason::BodyTooLarge, false)).unwrap().contains("about:blank"));
+        assert!(std::str::from_utf8(c.response(Reason::BodyTooLarge, false))
+            .unwrap()
+            .contains("about:blank"));
     }
 }

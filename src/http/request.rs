@@ -21,6 +21,10 @@ pub enum Framing {
     Chunked,
 }
 
+/// The methods an API edge serves (RFC 9110 section 9 and PATCH). CONNECT (tunnels), TRACE (reflects
+/// credentials) and extension methods are refused with 501.
+pub const ALLOWED_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
 /// A parsed, validated request head: a view over the client's bytes.
 #[derive(Debug)]
 pub struct RequestHead<'h, 'b> {
@@ -42,7 +46,10 @@ pub struct RequestHead<'h, 'b> {
 impl RequestHead<'_, '_> {
     /// The value of the first field called `name` (lower-case).
     pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
-        self.headers.iter().find(|h| eq_ci(h.name.as_bytes(), name)).map(|h| h.value)
+        self.headers
+            .iter()
+            .find(|h| eq_ci(h.name.as_bytes(), name))
+            .map(|h| h.value)
     }
 }
 
@@ -83,12 +90,20 @@ pub fn parse_head<'h, 'b>(
     }
     // httparse accepts a bare LF as a line ending; we accept CRLF only.
     let head = &buf[..head_len];
-    if head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r')) {
+    if head
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+    {
         return Err(Reason::MalformedRequest);
     }
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");
-    let version = if req.version == Some(0) { Version::Http10 } else { Version::Http11 };
+    let version = if req.version == Some(0) {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
     let headers: &'h [Header<'b>] = req.headers;
 
     let mut content_length: Option<u64> = None;
@@ -128,7 +143,8 @@ pub fn parse_head<'h, 'b>(
                 if content_length.is_some() {
                     return Err(Reason::AmbiguousFraming);
                 }
-                content_length = Some(parse_content_length(h.value).ok_or(Reason::AmbiguousFraming)?);
+                content_length =
+                    Some(parse_content_length(h.value).ok_or(Reason::AmbiguousFraming)?);
             }
             17 if eq_ci(name, b"transfer-encoding") => {
                 if te.is_some() {
@@ -142,7 +158,7 @@ pub fn parse_head<'h, 'b>(
     if version == Version::Http11 && hosts != 1 || hosts > 1 {
         return Err(Reason::InvalidHost);
     }
-    if method == "CONNECT" {
+    if !ALLOWED_METHODS.contains(&method) {
         return Err(Reason::UnsupportedMethod);
     }
     let framing = match (te, content_length) {
@@ -151,7 +167,8 @@ pub fn parse_head<'h, 'b>(
         (Some(v), None) => {
             if eq_ci(v, b"chunked") {
                 Framing::Chunked
-            } else if list_items(v).any(|t| eq_ci(t, b"chunked")) || !v.iter().all(|&b| is_tchar(b)) {
+            } else if list_items(v).any(|t| eq_ci(t, b"chunked")) || !v.iter().all(|&b| is_tchar(b))
+            {
                 // A list containing chunked ("gzip, chunked", "chunked, chunked") or a malformed value.
                 return Err(Reason::AmbiguousFraming);
             } else {
@@ -208,11 +225,16 @@ fn too_large(buf: &[u8], max_head: usize) -> Reason {
 /// httparse reports any unknown version as a version error: a well-formed `HTTP/x.y` other than 1.0 / 1.1 is
 /// 505, anything else is malformed.
 fn version_error(buf: &[u8]) -> Reason {
-    let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(buf.len());
+    let line_end = buf
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(buf.len());
     let line = &buf[..line_end];
     let last = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
     match last {
-        [b'H', b'T', b'T', b'P', b'/', d1, b'.', d2] if d1.is_ascii_digit() && d2.is_ascii_digit() => {
+        [b'H', b'T', b'T', b'P', b'/', d1, b'.', d2]
+            if d1.is_ascii_digit() && d2.is_ascii_digit() =>
+        {
             Reason::HttpVersionNotSupported
         }
         [b'H', b'T', b'T', b'P', b'/', d] if d.is_ascii_digit() => Reason::HttpVersionNotSupported,
@@ -226,17 +248,30 @@ mod tests {
 
     fn parse(raw: &[u8]) -> Result<Option<(Framing, bool, bool)>, Reason> {
         let mut st = header_storage();
-        parse_head(raw, &Limits::default(), &mut st).map(|o| o.map(|h| (h.framing, h.keep_alive, h.expect_continue)))
+        parse_head(raw, &Limits::default(), &mut st)
+            .map(|o| o.map(|h| (h.framing, h.keep_alive, h.expect_continue)))
     }
 
     #[test]
     fn framing_decisions() {
         let ok = |raw: &[u8]| parse(raw).unwrap().unwrap();
-        assert_eq!(ok(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), (Framing::None, true, false));
+        assert_eq!(
+            ok(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            (Framing::None, true, false)
+        );
         assert_eq!(ok(b"GET / HTTP/1.0\r\n\r\n"), (Framing::None, false, false));
-        assert_eq!(ok(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"), (Framing::None, true, false));
-        assert_eq!(ok(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"), (Framing::None, false, false));
-        assert_eq!(ok(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"), (Framing::Length(5), true, false));
+        assert_eq!(
+            ok(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+            (Framing::None, true, false)
+        );
+        assert_eq!(
+            ok(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+            (Framing::None, false, false)
+        );
+        assert_eq!(
+            ok(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"),
+            (Framing::Length(5), true, false)
+        );
         assert_eq!(
             ok(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\nExpect: 100-continue\r\n\r\n"),
             (Framing::Chunked, true, true)
@@ -272,6 +307,8 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n", Reason::InvalidConnectionHeader),
             (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", Reason::ExpectationFailed),
             (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", Reason::UnsupportedMethod),
+            (b"MKCOLA / HTTP/1.1\r\nHost: a\r\n\r\n", Reason::UnsupportedMethod),
+            (b"get / HTTP/1.1\r\nHost: a\r\n\r\n", Reason::UnsupportedMethod),
         ];
         for (raw, want) in cases {
             assert_eq!(parse(raw), Err(*want), "{}", String::from_utf8_lossy(raw));
@@ -289,14 +326,27 @@ mod tests {
 
     #[test]
     fn limits() {
-        let lim = Limits { max_head: 1024, max_headers: 3, max_body: 10 };
+        let lim = Limits {
+            max_head: 1024,
+            max_headers: 3,
+            max_body: 10,
+        };
         let mut st = header_storage();
         let long_line = [b"GET /".as_slice(), &[b'a'; 2000]].concat();
-        assert_eq!(parse_head(&long_line, &lim, &mut st).unwrap_err(), Reason::UriTooLong);
+        assert_eq!(
+            parse_head(&long_line, &lim, &mut st).unwrap_err(),
+            Reason::UriTooLong
+        );
         let mut big = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
         big.extend_from_slice(&[b'x'; 1100]);
-        assert_eq!(parse_head(&big, &lim, &mut st).unwrap_err(), Reason::HeaderTooLarge);
+        assert_eq!(
+            parse_head(&big, &lim, &mut st).unwrap_err(),
+            Reason::HeaderTooLarge
+        );
         let many = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
-        assert_eq!(parse_head(many, &lim, &mut st).unwrap_err(), Reason::HeaderTooLarge);
+        assert_eq!(
+            parse_head(many, &lim, &mut st).unwrap_err(),
+            Reason::HeaderTooLarge
+        );
     }
 }

@@ -57,14 +57,22 @@ pub fn parse_head<'h, 'b>(
     storage: &'h mut [MaybeUninit<Header<'b>>],
 ) -> Result<Option<ResponseHead<'h, 'b>>, BadResponse> {
     let mut resp = httparse::Response::new(&mut []);
-    let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, storage) {
-        Ok(httparse::Status::Partial) if buf.len() > max_head => return Err(BadResponse::Malformed),
+    let head_len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, storage)
+    {
+        Ok(httparse::Status::Partial) if buf.len() > max_head => {
+            return Err(BadResponse::Malformed)
+        }
         Ok(httparse::Status::Partial) => return Ok(None),
         Ok(httparse::Status::Complete(n)) => n,
         Err(_) => return Err(BadResponse::Malformed),
     };
     let status = resp.code.unwrap_or(0);
-    let version = if resp.version == Some(0) { Version::Http10 } else { Version::Http11 };
+    let version = if resp.version == Some(0) {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
     let headers: &'h [Header<'b>] = resp.headers;
     if status == 101 {
         return Err(BadResponse::UnexpectedUpgrade);
@@ -90,7 +98,8 @@ pub fn parse_head<'h, 'b>(
             }
         }
     }
-    let body = if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
+    let body = if request_was_head || (100..200).contains(&status) || status == 204 || status == 304
+    {
         BodyKind::None
     } else {
         match (chunked_last, content_length) {
@@ -105,7 +114,15 @@ pub fn parse_head<'h, 'b>(
         && (version == Version::Http11 || keep_alive_token)
         && body != BodyKind::Close
         && !transfer_and_length;
-    Ok(Some(ResponseHead { status, reason: resp.reason.unwrap_or(""), version, headers, head_len, body, reusable }))
+    Ok(Some(ResponseHead {
+        status,
+        reason: resp.reason.unwrap_or(""),
+        version,
+        headers,
+        head_len,
+        body,
+        reusable,
+    }))
 }
 
 /// Tracks how much of the relayed bytes belong to the response body.
@@ -153,26 +170,69 @@ mod tests {
 
     fn head(raw: &[u8], was_head: bool) -> Result<Option<(u16, BodyKind, bool)>, BadResponse> {
         let mut st = crate::http::request::header_storage();
-        parse_head(raw, 16384, was_head, &mut st[..100]).map(|o| o.map(|h| (h.status, h.body, h.reusable)))
+        parse_head(raw, 16384, was_head, &mut st[..100])
+            .map(|o| o.map(|h| (h.status, h.body, h.reusable)))
     }
 
     #[test]
     fn framing() {
         let ok = |raw: &[u8], h| head(raw, h).unwrap().unwrap();
-        assert_eq!(ok(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false), (200, BodyKind::Length(3), true));
-        assert_eq!(ok(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true), (200, BodyKind::None, true));
-        assert_eq!(ok(b"HTTP/1.1 204 No Content\r\n\r\n", false), (204, BodyKind::None, true));
-        assert_eq!(ok(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false), (304, BodyKind::None, true));
-        assert_eq!(ok(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false), (200, BodyKind::Chunked, true));
-        assert_eq!(ok(b"HTTP/1.1 200 OK\r\n\r\n", false), (200, BodyKind::Close, false));
-        assert_eq!(ok(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false), (200, BodyKind::Length(1), false));
-        assert_eq!(ok(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false).2, false);
         assert_eq!(
-            ok(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n", false),
+            ok(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false),
+            (200, BodyKind::Length(3), true)
+        );
+        assert_eq!(
+            ok(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true),
+            (200, BodyKind::None, true)
+        );
+        assert_eq!(
+            ok(b"HTTP/1.1 204 No Content\r\n\r\n", false),
+            (204, BodyKind::None, true)
+        );
+        assert_eq!(
+            ok(
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                false
+            ),
+            (304, BodyKind::None, true)
+        );
+        assert_eq!(
+            ok(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false
+            ),
+            (200, BodyKind::Chunked, true)
+        );
+        assert_eq!(
+            ok(b"HTTP/1.1 200 OK\r\n\r\n", false),
+            (200, BodyKind::Close, false)
+        );
+        assert_eq!(
+            ok(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false),
+            (200, BodyKind::Length(1), false)
+        );
+        assert!(
+            !ok(
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+                false
+            )
+            .2
+        );
+        assert_eq!(
+            ok(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
+                false
+            ),
             (200, BodyKind::Chunked, false)
         );
-        assert_eq!(head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false), Err(BadResponse::BadLength));
-        assert_eq!(head(b"HTTP/1.1 101 Switching\r\n\r\n", false), Err(BadResponse::UnexpectedUpgrade));
+        assert_eq!(
+            head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false),
+            Err(BadResponse::BadLength)
+        );
+        assert_eq!(
+            head(b"HTTP/1.1 101 Switching\r\n\r\n", false),
+            Err(BadResponse::UnexpectedUpgrade)
+        );
         assert_eq!(head(b"HTTP/1.1 200 OK\r\nContent-Le", false), Ok(None));
         assert_eq!(head(b"garbage\r\n\r\n", false), Err(BadResponse::Malformed));
     }

@@ -10,7 +10,13 @@ use crate::buf::{put_u64, Out};
 /// Writes the head forwarded upstream: the request line (as HTTP/1.1), the client's fields minus hop-by-hop
 /// ones, framing and `X-Forwarded-For`; then `Content-Length: body_len` if the request has a body, the
 /// combined `X-Forwarded-For` with `client_ip` appended, and `Host: default_host` if the client sent none.
-pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u64, client_ip: &[u8], default_host: &[u8]) {
+pub fn forward_head(
+    out: &mut impl Out,
+    head: &RequestHead<'_, '_>,
+    body_len: u64,
+    client_ip: &[u8],
+    default_host: &[u8],
+) {
     out.put(head.method.as_bytes());
     out.put(b" ");
     out.put(head.target.as_bytes());
@@ -40,7 +46,11 @@ pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u6
         out.put(b"\r\n");
     }
     out.put(b"X-Forwarded-For: ");
-    for h in head.headers.iter().filter(|h| eq_ci(h.name.as_bytes(), b"x-forwarded-for")) {
+    for h in head
+        .headers
+        .iter()
+        .filter(|h| eq_ci(h.name.as_bytes(), b"x-forwarded-for"))
+    {
         if !h.value.is_empty() {
             out.put(h.value);
             out.put(b", ");
@@ -52,12 +62,18 @@ pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u6
 
 /// Fields the forwarded head rewrites itself.
 fn skip_request_field(name: &[u8]) -> bool {
-    eq_ci(name, b"content-length") || eq_ci(name, b"x-forwarded-for") || eq_ci(name, b"expect") || eq_ci(name, b"trailer")
+    eq_ci(name, b"content-length")
+        || eq_ci(name, b"x-forwarded-for")
+        || eq_ci(name, b"expect")
+        || eq_ci(name, b"trailer")
 }
 
 fn has_connection_named(headers: &[Header<'_>], name: &[u8]) -> bool {
     // Fast path: most requests have no Connection field or only "keep-alive" / "close".
-    headers.iter().any(|h| eq_ci(h.name.as_bytes(), b"connection")) && named_by_connection(headers, name)
+    headers
+        .iter()
+        .any(|h| eq_ci(h.name.as_bytes(), b"connection"))
+        && named_by_connection(headers, name)
 }
 
 fn put_field(out: &mut impl Out, h: &Header<'_>) {
@@ -86,7 +102,11 @@ pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: Cl
     out.put(b"\r\n");
     for h in resp.headers {
         let name = h.name.as_bytes();
-        if is_hop_by_hop(name) && !(eq_ci(name, b"transfer-encoding") && resp.body == BodyKind::Chunked && !client.dechunk) {
+        if is_hop_by_hop(name)
+            && !(eq_ci(name, b"transfer-encoding")
+                && resp.body == BodyKind::Chunked
+                && !client.dechunk)
+        {
             continue;
         }
         if client.dechunk && eq_ci(name, b"content-length") {
@@ -115,7 +135,9 @@ mod tests {
     fn forwarded_head_drops_hop_by_hop() {
         let raw = b"POST /x HTTP/1.1\r\nHost: api\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nX-Forwarded-For: 10.0.0.1\r\nAccept: */*\r\n\r\n";
         let mut st = header_storage();
-        let head = parse_head(raw, &Limits::default(), &mut st).unwrap().unwrap();
+        let head = parse_head(raw, &Limits::default(), &mut st)
+            .unwrap()
+            .unwrap();
         let mut out = Vec::new();
         forward_head(&mut out, &head, 11, b"127.0.0.1", b"up");
         assert_eq!(
@@ -128,22 +150,51 @@ mod tests {
     fn http10_without_host_gets_one() {
         let raw = b"GET / HTTP/1.0\r\n\r\n";
         let mut st = header_storage();
-        let head = parse_head(raw, &Limits::default(), &mut st).unwrap().unwrap();
+        let head = parse_head(raw, &Limits::default(), &mut st)
+            .unwrap()
+            .unwrap();
         let mut out = Vec::new();
         forward_head(&mut out, &head, 0, b"::1", b"up:80");
-        assert_eq!(String::from_utf8(out).unwrap(), "GET / HTTP/1.1\r\nHost: up:80\r\nX-Forwarded-For: ::1\r\n\r\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET / HTTP/1.1\r\nHost: up:80\r\nX-Forwarded-For: ::1\r\n\r\n"
+        );
     }
 
     #[test]
     fn relayed_response_head() {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-Keep: 2\r\n\r\n";
         let mut st = header_storage();
-        let resp = crate::http::response::parse_head(raw, 16384, false, &mut st[..100]).unwrap().unwrap();
+        let resp = crate::http::response::parse_head(raw, 16384, false, &mut st[..100])
+            .unwrap()
+            .unwrap();
         let mut out = Vec::new();
-        response_head(&mut out, &resp, ClientSide { version: Version::Http11, close: false, dechunk: false });
-        assert_eq!(String::from_utf8(out).unwrap(), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Keep: 2\r\n\r\n");
+        response_head(
+            &mut out,
+            &resp,
+            ClientSide {
+                version: Version::Http11,
+                close: false,
+                dechunk: false,
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Keep: 2\r\n\r\n"
+        );
         let mut out = Vec::new();
-        response_head(&mut out, &resp, ClientSide { version: Version::Http10, close: true, dechunk: true });
-        assert_eq!(String::from_utf8(out).unwrap(), "HTTP/1.1 200 OK\r\nX-Keep: 2\r\nConnection: close\r\n\r\n");
+        response_head(
+            &mut out,
+            &resp,
+            ClientSide {
+                version: Version::Http10,
+                close: true,
+                dechunk: true,
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nX-Keep: 2\r\nConnection: close\r\n\r\n"
+        );
     }
 }

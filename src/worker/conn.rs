@@ -62,14 +62,23 @@ pub enum BodyState {
     /// The request ends at this offset of the input buffer.
     Length { end: usize },
     /// Payload is decoded in place: `[head][decoded payload][raw bytes not yet decoded]`.
-    Chunked { dec: ChunkedDecoder, decoded_end: usize, raw_pos: usize },
+    Chunked {
+        dec: ChunkedDecoder,
+        decoded_end: usize,
+        raw_pos: usize,
+    },
 }
 
 #[derive(Debug)]
 pub enum Phase {
     /// Waiting for a request head; `started` once a byte of it arrived (the header timeout runs).
-    Head { started: bool },
-    Body { head_len: usize, body: BodyState },
+    Head {
+        started: bool,
+    },
+    Body {
+        head_len: usize,
+        body: BodyState,
+    },
     /// Connecting to, writing to, or awaiting the response head from the upstream.
     Upstream,
     /// Relaying the response body.
@@ -77,7 +86,9 @@ pub enum Phase {
     /// Writing the rest of `out`, then the next request or a close.
     Flush,
     /// Write side shut; draining the client before closing.
-    Linger { drained: usize },
+    Linger {
+        drained: usize,
+    },
 }
 
 /// What the current exchange needs to remember between events.
@@ -325,11 +336,22 @@ impl Client {
 
     /// A complete, valid head is at the start of `data`. This is where the request checks plug in.
     /// Returns the step, the input bytes to consume, and the room to reserve for the body.
-    fn accept_head(&mut self, data: &[u8], head: &RequestHead<'_, '_>, env: &mut Env<'_>) -> (Step, usize, usize) {
+    fn accept_head(
+        &mut self,
+        data: &[u8],
+        head: &RequestHead<'_, '_>,
+        env: &mut Env<'_>,
+    ) -> (Step, usize, usize) {
         self.ex = Exchange::new(head);
         let head_len = head.head_len;
         let (body, reserve) = match head.framing {
-            Framing::None => return (self.forward(data, head, head_len..head_len, env), head_len, 0),
+            Framing::None => {
+                return (
+                    self.forward(data, head, head_len..head_len, env),
+                    head_len,
+                    0,
+                )
+            }
             Framing::Length(n) => {
                 let end = head_len + n as usize;
                 if data.len() >= end {
@@ -359,7 +381,9 @@ impl Client {
     }
 
     fn body_step(&mut self, env: &mut Env<'_>) -> Step {
-        let Some(mut inb) = self.inbuf.take() else { return Step::Close };
+        let Some(mut inb) = self.inbuf.take() else {
+            return Step::Close;
+        };
         let step = self.body_step_with(&mut inb, env);
         self.inbuf = Some(inb);
         step
@@ -367,7 +391,13 @@ impl Client {
 
     fn body_step_with(&mut self, inb: &mut Buf, env: &mut Env<'_>) -> Step {
         loop {
-            let Phase::Body { head_len, ref mut body } = self.phase else { return Step::Close };
+            let Phase::Body {
+                head_len,
+                ref mut body,
+            } = self.phase
+            else {
+                return Step::Close;
+            };
             match body {
                 BodyState::Length { end } => {
                     let end = *end;
@@ -375,7 +405,11 @@ impl Client {
                         return self.forward_reparsed(inb, head_len, head_len..end, end, env);
                     }
                 }
-                BodyState::Chunked { dec, decoded_end, raw_pos } => {
+                BodyState::Chunked {
+                    dec,
+                    decoded_end,
+                    raw_pos,
+                } => {
                     let data = inb.data_mut();
                     let mut done = false;
                     while *raw_pos < data.len() {
@@ -390,7 +424,9 @@ impl Client {
                                     break;
                                 }
                             }
-                            Err(ChunkError::TooLarge) => return self.respond(env, Reason::BodyTooLarge),
+                            Err(ChunkError::TooLarge) => {
+                                return self.respond(env, Reason::BodyTooLarge)
+                            }
                             Err(_) => return self.respond(env, Reason::MalformedChunkedBody),
                         }
                     }
@@ -398,7 +434,13 @@ impl Client {
                     if done {
                         // Pipelined bytes after the body stay; the decoded body is contiguous after the head.
                         let req_end = raw_pos;
-                        return self.forward_reparsed(inb, head_len, head_len..decoded_end, req_end, env);
+                        return self.forward_reparsed(
+                            inb,
+                            head_len,
+                            head_len..decoded_end,
+                            req_end,
+                            env,
+                        );
                     }
                     // Reclaim the framing bytes already decoded so the buffer holds head + payload + rest.
                     let gap = raw_pos - decoded_end;
@@ -406,7 +448,11 @@ impl Client {
                         let len = inb.len();
                         inb.data_mut().copy_within(raw_pos..len, decoded_end);
                         inb.truncate(len - gap);
-                        if let Phase::Body { body: BodyState::Chunked { raw_pos, .. }, .. } = &mut self.phase {
+                        if let Phase::Body {
+                            body: BodyState::Chunked { raw_pos, .. },
+                            ..
+                        } = &mut self.phase
+                        {
                             *raw_pos = decoded_end;
                         }
                     }
@@ -446,10 +492,22 @@ impl Client {
     }
 
     /// Builds the forwarded request (head + body) for the upstream; the caller consumes it from the input.
-    fn forward(&mut self, data: &[u8], head: &RequestHead<'_, '_>, body: std::ops::Range<usize>, env: &mut Env<'_>) -> Step {
+    fn forward(
+        &mut self,
+        data: &[u8],
+        head: &RequestHead<'_, '_>,
+        body: std::ops::Range<usize>,
+        env: &mut Env<'_>,
+    ) -> Step {
         let mut fwd = env.bufs.get();
         let body = &data[body];
-        write::forward_head(&mut fwd, head, body.len() as u64, self.ip.as_bytes(), &env.shared.upstream_host);
+        write::forward_head(
+            &mut fwd,
+            head,
+            body.len() as u64,
+            self.ip.as_bytes(),
+            &env.shared.upstream_host,
+        );
         fwd.put(body);
         self.ex.fwd = Some(fwd);
         self.ex.sent = 0;
@@ -465,7 +523,12 @@ impl Client {
             }
             match u.sock.take_error() {
                 Ok(None) => {}
-                Ok(Some(_)) | Err(_) => return Step::UpstreamFailed { retry: false, reason: Some(Reason::UpstreamUnavailable) },
+                Ok(Some(_)) | Err(_) => {
+                    return Step::UpstreamFailed {
+                        retry: false,
+                        reason: Some(Reason::UpstreamUnavailable),
+                    }
+                }
             }
             match u.sock.peer_addr() {
                 Ok(_) => u.connected = true,
@@ -473,10 +536,17 @@ impl Client {
                     u.io.writable = false;
                     return Step::Wait;
                 }
-                Err(_) => return Step::UpstreamFailed { retry: false, reason: Some(Reason::UpstreamUnavailable) },
+                Err(_) => {
+                    return Step::UpstreamFailed {
+                        retry: false,
+                        reason: Some(Reason::UpstreamUnavailable),
+                    }
+                }
             }
         }
-        let Some(fwd) = self.ex.fwd.as_ref() else { return Step::Close };
+        let Some(fwd) = self.ex.fwd.as_ref() else {
+            return Step::Close;
+        };
         if self.ex.sent < fwd.len() {
             while self.ex.sent < fwd.len() {
                 if !u.io.writable {
@@ -505,18 +575,35 @@ impl Client {
                 let mut storage = request::header_storage();
                 let max_head = out.capacity();
                 match response::parse_head(out.data(), max_head, self.ex.is_head, &mut storage) {
-                    Err(_) => return Step::UpstreamFailed { retry: false, reason: Some(Reason::BadUpstreamResponse) },
+                    Err(_) => {
+                        return Step::UpstreamFailed {
+                            retry: false,
+                            reason: Some(Reason::BadUpstreamResponse),
+                        }
+                    }
                     Ok(Some(h)) if h.is_interim() => {
                         let n = h.head_len;
                         out.consume(n);
                         continue;
                     }
                     Ok(Some(h)) => {
-                        let dechunk = h.body == BodyKind::Chunked && self.ex.version == Version::Http10;
-                        let close = self.ex.close_after || h.body == BodyKind::Close || dechunk || env.draining;
+                        let dechunk =
+                            h.body == BodyKind::Chunked && self.ex.version == Version::Http10;
+                        let close = self.ex.close_after
+                            || h.body == BodyKind::Close
+                            || dechunk
+                            || env.draining;
                         let mut next = self.ex.fwd.take().unwrap_or_else(|| env.bufs.get());
                         next.clear();
-                        write::response_head(&mut next, &h, ClientSide { version: self.ex.version, close, dechunk });
+                        write::response_head(
+                            &mut next,
+                            &h,
+                            ClientSide {
+                                version: self.ex.version,
+                                close,
+                                dechunk,
+                            },
+                        );
                         let from = next.len();
                         next.put(&out.data()[h.head_len..]);
                         self.ex.framer = BodyFramer::new(h.body);
@@ -526,7 +613,10 @@ impl Client {
                         let old = std::mem::replace(out, next);
                         env.bufs.put(old);
                         if self.frame_new(from).is_err() {
-                            return Step::UpstreamFailed { retry: false, reason: Some(Reason::BadUpstreamResponse) };
+                            return Step::UpstreamFailed {
+                                retry: false,
+                                reason: Some(Reason::BadUpstreamResponse),
+                            };
                         }
                         self.phase = Phase::Relay;
                         self.deadline = env.now + t.upstream;
@@ -543,11 +633,17 @@ impl Client {
                 Ok(ReadResult::Data) => {}
                 Ok(ReadResult::WouldBlock) => return Step::Wait,
                 Ok(ReadResult::Full) => {
-                    return Step::UpstreamFailed { retry: false, reason: Some(Reason::BadUpstreamResponse) }
+                    return Step::UpstreamFailed {
+                        retry: false,
+                        reason: Some(Reason::BadUpstreamResponse),
+                    }
                 }
                 Ok(ReadResult::Eof) | Err(_) => {
                     if had_bytes {
-                        return Step::UpstreamFailed { retry: false, reason: Some(Reason::BadUpstreamResponse) };
+                        return Step::UpstreamFailed {
+                            retry: false,
+                            reason: Some(Reason::BadUpstreamResponse),
+                        };
                     }
                     return self.failed_before_response();
                 }
@@ -560,9 +656,15 @@ impl Client {
         if self.ex.reused && !self.ex.retried {
             self.ex.retried = true;
             self.ex.sent = 0;
-            return Step::UpstreamFailed { retry: true, reason: None };
+            return Step::UpstreamFailed {
+                retry: true,
+                reason: None,
+            };
         }
-        Step::UpstreamFailed { retry: false, reason: Some(Reason::UpstreamUnavailable) }
+        Step::UpstreamFailed {
+            retry: false,
+            reason: Some(Reason::UpstreamUnavailable),
+        }
     }
 
     /// Frames the bytes of `out` from `from` on: drops what lies past the body's end (the upstream connection
@@ -613,7 +715,9 @@ impl Client {
             }
             if self.ex.framer.is_none() {
                 self.phase = Phase::Flush;
-                return Step::ReleaseUpstream { reusable: self.ex.up_reusable && !self.ex.close_after };
+                return Step::ReleaseUpstream {
+                    reusable: self.ex.up_reusable && !self.ex.close_after,
+                };
             }
             if !u.io.readable {
                 self.deadline = env.now + t.upstream;
@@ -628,7 +732,9 @@ impl Client {
                     }
                 }
                 Ok(ReadResult::WouldBlock) => {}
-                Ok(ReadResult::Eof) if self.ex.framer.as_ref().is_some_and(|f| f.ends_at_close()) => {
+                Ok(ReadResult::Eof)
+                    if self.ex.framer.as_ref().is_some_and(|f| f.ends_at_close()) =>
+                {
                     self.ex.framer = None;
                     self.ex.up_reusable = false;
                 }
@@ -664,7 +770,9 @@ impl Client {
     }
 
     fn linger_step(&mut self) -> Step {
-        let Phase::Linger { ref mut drained } = self.phase else { return Step::Close };
+        let Phase::Linger { ref mut drained } = self.phase else {
+            return Step::Close;
+        };
         let mut scratch = [0u8; 4096];
         loop {
             if !self.io.readable {
@@ -688,12 +796,17 @@ impl Client {
     /// The connection's deadline passed: what to do depends on where it is.
     pub fn on_timeout(&mut self, env: &mut Env<'_>) -> Step {
         match self.phase {
-            Phase::Head { started: false } | Phase::Linger { .. } | Phase::Flush | Phase::Relay => Step::Close,
+            Phase::Head { started: false } | Phase::Linger { .. } | Phase::Flush | Phase::Relay => {
+                Step::Close
+            }
             Phase::Head { started: true } | Phase::Body { .. } => {
                 self.ex.keep_alive = false;
                 self.respond(env, Reason::RequestTimeout)
             }
-            Phase::Upstream => Step::UpstreamFailed { retry: false, reason: Some(Reason::UpstreamTimeout) },
+            Phase::Upstream => Step::UpstreamFailed {
+                retry: false,
+                reason: Some(Reason::UpstreamTimeout),
+            },
         }
     }
 }

@@ -43,7 +43,11 @@ fn token(key: usize, gen: u32, upstream: bool) -> Token {
 }
 
 fn split(t: Token) -> (usize, u32, bool) {
-    (t.0 & 0xffff_ffff, ((t.0 >> 32) as u32) & GEN_MASK, t.0 & UP_BIT != 0)
+    (
+        t.0 & 0xffff_ffff,
+        ((t.0 >> 32) as u32) & GEN_MASK,
+        t.0 & UP_BIT != 0,
+    )
 }
 
 pub struct Worker {
@@ -69,11 +73,18 @@ pub struct Worker {
 
 impl Worker {
     /// A worker around a bound listener; `poll` must be the one `waker` was made from.
-    pub fn new(id: usize, poll: Poll, mut listener: TcpListener, shared: Arc<Shared>) -> io::Result<Worker> {
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    pub fn new(
+        id: usize,
+        poll: Poll,
+        mut listener: TcpListener,
+        shared: Arc<Shared>,
+    ) -> io::Result<Worker> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
         let buf_size = (shared.config.limits.max_head + 1024).max(16 * 1024);
-        let max_free = (shared.config.max_connections / shared.config.workers.max(1)).clamp(64, 4096);
+        let max_free =
+            (shared.config.max_connections / shared.config.workers.max(1)).clamp(64, 4096);
         Ok(Worker {
             id,
             poll,
@@ -190,17 +201,25 @@ impl Worker {
                 self.accept_resume = Some(self.now + TICK);
                 return;
             }
-            let Some(listener) = self.listener.as_ref() else { return };
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
             match listener.accept() {
                 Ok((sock, peer)) => self.add_client(sock, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_ready = false;
                     return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
                     // EMFILE / ENFILE / ENOBUFS: back off instead of spinning; the backlog holds the clients.
-                    crate::warn!("worker {}: accept failed ({e}); pausing accepts for {:?}", self.id, ACCEPT_BACKOFF);
+                    crate::warn!(
+                        "worker {}: accept failed ({e}); pausing accepts for {:?}",
+                        self.id,
+                        ACCEPT_BACKOFF
+                    );
                     self.accept_resume = Some(self.now + ACCEPT_BACKOFF);
                     return;
                 }
@@ -213,7 +232,16 @@ impl Worker {
         let gen = self.next_gen();
         let entry = self.clients.vacant_entry();
         let key = entry.key();
-        if self.poll.registry().register(&mut sock, token(key, gen, false), Interest::READABLE | Interest::WRITABLE).is_err() {
+        if self
+            .poll
+            .registry()
+            .register(
+                &mut sock,
+                token(key, gen, false),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
             return;
         }
         self.shared.open.fetch_add(1, Ordering::Relaxed);
@@ -222,7 +250,11 @@ impl Worker {
             sock,
             gen,
             ip: IpText::new(peer.ip()),
-            io: Ready { readable: false, writable: true, hup: false },
+            io: Ready {
+                readable: false,
+                writable: true,
+                hup: false,
+            },
             inbuf: None,
             out: None,
             phase: Phase::Head { started: false },
@@ -244,7 +276,9 @@ impl Worker {
     }
 
     fn upstream_event(&mut self, key: usize, gen: u32, readable: bool, writable: bool, hup: bool) {
-        let Some(u) = self.ups.get_mut(key) else { return };
+        let Some(u) = self.ups.get_mut(key) else {
+            return;
+        };
         if u.gen != gen {
             return;
         }
@@ -252,11 +286,10 @@ impl Worker {
         u.io.writable |= writable;
         u.io.hup |= hup;
         match u.owner {
-            Some((ck, cgen)) => {
-                if self.clients.get(ck).is_some_and(|c| c.gen == cgen) {
-                    self.drive(ck);
-                }
+            Some((ck, cgen)) if self.clients.get(ck).is_some_and(|c| c.gen == cgen) => {
+                self.drive(ck)
             }
+            Some(_) => {}
             None if readable || hup => {
                 // A pooled connection that speaks or closes unasked is finished.
                 self.idle_ups.retain(|&k| k != key);
@@ -270,9 +303,22 @@ impl Worker {
     fn drive(&mut self, key: usize) {
         for _ in 0..STEP_CAP {
             let step = {
-                let Worker { clients, ups, bufs, shared, now, draining, .. } = self;
+                let Worker {
+                    clients,
+                    ups,
+                    bufs,
+                    shared,
+                    now,
+                    draining,
+                    ..
+                } = self;
                 let c = &mut clients[key];
-                let mut env = Env { shared, bufs, now: *now, draining: *draining };
+                let mut env = Env {
+                    shared,
+                    bufs,
+                    now: *now,
+                    draining: *draining,
+                };
                 let up = c.upstream.map(|k| &mut ups[k]);
                 c.step(up, &mut env)
             };
@@ -326,7 +372,14 @@ impl Worker {
 
     /// Answers the client's current request with the ingress's own response, dropping upstream leftovers.
     fn answer(&mut self, key: usize, reason: Reason) {
-        let Worker { clients, bufs, shared, now, draining, .. } = self;
+        let Worker {
+            clients,
+            bufs,
+            shared,
+            now,
+            draining,
+            ..
+        } = self;
         let c = &mut clients[key];
         if let Some(b) = c.ex.fwd.take() {
             bufs.put(b);
@@ -334,7 +387,12 @@ impl Worker {
         if let Some(out) = c.out.as_mut() {
             out.clear();
         }
-        let mut env = Env { shared, bufs, now: *now, draining: *draining };
+        let mut env = Env {
+            shared,
+            bufs,
+            now: *now,
+            draining: *draining,
+        };
         c.respond(&mut env, reason);
     }
 
@@ -356,14 +414,19 @@ impl Worker {
         let uk = match uk {
             Some(k) => k,
             None => {
-                let mut sock = TcpStream::connect(self.shared.upstream).map_err(|_| Reason::UpstreamUnavailable)?;
+                let mut sock = TcpStream::connect(self.shared.upstream)
+                    .map_err(|_| Reason::UpstreamUnavailable)?;
                 let _ = sock.set_nodelay(true);
                 let gen = self.next_gen();
                 let entry = self.ups.vacant_entry();
                 let k = entry.key();
                 self.poll
                     .registry()
-                    .register(&mut sock, token(k, gen, true), Interest::READABLE | Interest::WRITABLE)
+                    .register(
+                        &mut sock,
+                        token(k, gen, true),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
                     .map_err(|_| Reason::UpstreamUnavailable)?;
                 entry.insert(Upstream {
                     sock,
@@ -384,12 +447,19 @@ impl Worker {
         c.ex.reused = reused;
         c.ex.sent = 0;
         c.phase = Phase::Upstream;
-        c.deadline = self.now + if u.connected { t.upstream } else { t.upstream_connect };
+        c.deadline = self.now
+            + if u.connected {
+                t.upstream
+            } else {
+                t.upstream_connect
+            };
         Ok(())
     }
 
     fn release_upstream(&mut self, key: usize, reusable: bool) {
-        let Some(uk) = self.clients[key].upstream.take() else { return };
+        let Some(uk) = self.clients[key].upstream.take() else {
+            return;
+        };
         if reusable && !self.draining && self.idle_ups.len() < self.shared.config.upstream_pool {
             let u = &mut self.ups[uk];
             u.owner = None;
@@ -413,7 +483,9 @@ impl Worker {
         let mut expired = std::mem::take(&mut self.expired);
         self.wheel.expire(self.now, &mut expired);
         for e in expired.drain(..) {
-            let Some(c) = self.clients.get_mut(e.key) else { continue };
+            let Some(c) = self.clients.get_mut(e.key) else {
+                continue;
+            };
             if c.gen != e.gen || c.timer_tick != e.tick {
                 continue;
             }
@@ -423,9 +495,21 @@ impl Worker {
                 continue;
             }
             let step = {
-                let Worker { clients, bufs, shared, now, draining, .. } = self;
+                let Worker {
+                    clients,
+                    bufs,
+                    shared,
+                    now,
+                    draining,
+                    ..
+                } = self;
                 let c = &mut clients[e.key];
-                let mut env = Env { shared, bufs, now: *now, draining: *draining };
+                let mut env = Env {
+                    shared,
+                    bufs,
+                    now: *now,
+                    draining: *draining,
+                };
                 c.on_timeout(&mut env)
             };
             if self.apply(e.key, step) {
@@ -447,7 +531,10 @@ impl Worker {
         let idle: Vec<usize> = self
             .clients
             .iter()
-            .filter(|(_, c)| matches!(c.phase, Phase::Head { started: false }) && c.inbuf.as_ref().is_none_or(|b| b.is_empty()))
+            .filter(|(_, c)| {
+                matches!(c.phase, Phase::Head { started: false })
+                    && c.inbuf.as_ref().is_none_or(|b| b.is_empty())
+            })
             .map(|(k, _)| k)
             .collect();
         for k in idle {

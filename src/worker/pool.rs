@@ -15,11 +15,17 @@ pub struct BufPool {
 
 impl BufPool {
     pub fn new(size: usize, max_free: usize) -> BufPool {
-        BufPool { free: Vec::with_capacity(max_free), size, max_free }
+        BufPool {
+            free: Vec::with_capacity(max_free),
+            size,
+            max_free,
+        }
     }
 
     pub fn get(&mut self) -> Buf {
-        self.free.pop().unwrap_or_else(|| Buf::with_capacity(self.size))
+        self.free
+            .pop()
+            .unwrap_or_else(|| Buf::with_capacity(self.size))
     }
 
     pub fn put(&mut self, mut b: Buf) {

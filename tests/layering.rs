@@ -1,0 +1,57 @@
+//! The protocol modules are pure: no sockets, no event loop, no clock. This test keeps it so.
+
+use std::path::Path;
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn pure_modules_import_no_io_and_read_no_clock() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    for d in ["http", "guard", "limit"] {
+        if root.join(d).is_dir() {
+            rust_files(&root.join(d), &mut files);
+        }
+    }
+    for f in ["timer.rs", "buf.rs"] {
+        files.push(root.join(f));
+    }
+    assert!(
+        files.len() >= 7,
+        "expected the pure modules, found {files:?}"
+    );
+    let forbidden = [
+        "mio",
+        "std::net",
+        "Instant::now",
+        "SystemTime",
+        "std::thread",
+        "TcpStream",
+        "UdpSocket",
+    ];
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        // Unit tests may use a real clock to make instants; the module's own code may not.
+        let code_part = text.split("#[cfg(test)]").next().unwrap();
+        for (i, line) in code_part.lines().enumerate() {
+            let code = line.split("//").next().unwrap();
+            for word in forbidden {
+                assert!(
+                    !code.contains(word),
+                    "{}:{}: pure module uses `{word}`: {line}",
+                    f.display(),
+                    i + 1
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Test peers: the real binary on an ephemeral port, scripted upstreams, and a raw-socket client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// Generous bound for reads in tests: a hang fails the test instead of blocking CI.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The portcullis binary, started with `--listen 127.0.0.1:0`; ready once it logged its address.
+pub struct Proxy {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Proxy {
+    pub fn start(args: &[&str]) -> Proxy {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start portcullis");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let log2 = log.clone();
+        thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(
+                            rest.split_whitespace()
+                                .next()
+                                .unwrap()
+                                .parse::<SocketAddr>()
+                                .unwrap(),
+                        );
+                    }
+                }
+                log2.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let addr = rx
+            .recv_timeout(IO_TIMEOUT)
+            .unwrap_or_else(|_| panic!("portcullis did not start: {}", log.lock().unwrap()));
+        Proxy { child, addr, log }
+    }
+
+    /// Starts in front of `up`, with `args`.
+    pub fn with_upstream(up: SocketAddr, args: &[&str]) -> Proxy {
+        let u = up.to_string();
+        let mut all = vec!["--upstream", u.as_str(), "--workers", "1"];
+        all.extend_from_slice(args);
+        Proxy::start(&all)
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a scripted upstream does with a request it read completely.
+pub enum Action {
+    /// Write these bytes and keep the connection.
+    Respond(Vec<u8>),
+    /// Write these bytes, then close.
+    RespondClose(Vec<u8>),
+    /// Say nothing, keep the connection open until the test ends.
+    Silent,
+    /// Close at once without answering.
+    Close,
+}
+
+pub type Handler = dyn Fn(&Request) -> Action + Send + Sync;
+
+/// A request as the upstream received it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub head: String,
+    pub body: Vec<u8>,
+    /// Index of the connection (in accept order) it arrived on.
+    pub conn: usize,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.split("\r\n").skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+    pub fn request_line(&self) -> &str {
+        self.head.split("\r\n").next().unwrap()
+    }
+}
+
+/// A scripted HTTP/1.1 upstream: parses requests (Content-Length framing only: the ingress always
+/// forwards with Content-Length) and answers each as the handler says. Counts accepts; keeps every request.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub accepts: Arc<AtomicUsize>,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Upstream {
+    pub fn start(handler: impl Fn(&Request) -> Action + Send + Sync + 'static) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (a, r) = (accepts.clone(), requests.clone());
+        thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(s) = s else { continue };
+                let conn = a.fetch_add(1, Ordering::SeqCst);
+                let (h, r) = (handler.clone(), r.clone());
+                thread::spawn(move || serve(s, conn, &*h, &r));
+            }
+        });
+        Upstream {
+            addr,
+            accepts,
+            requests,
+        }
+    }
+
+    /// An upstream answering every request with 200 and `body`.
+    pub fn ok(body: &'static str) -> Upstream {
+        Upstream::start(move |_| Action::Respond(response(200, body)))
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+}
+
+pub fn response(status: u16, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn serve(mut s: TcpStream, conn: usize, handler: &Handler, log: &Mutex<Vec<Request>>) {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 65536];
+    loop {
+        // Read a head.
+        let head_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            match s.read(&mut tmp) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let mut req = Request {
+            head,
+            body: Vec::new(),
+            conn,
+        };
+        let len: usize = req
+            .header("content-length")
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            match s.read(&mut tmp) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+        req.body = buf[head_end..head_end + len].to_vec();
+        buf.drain(..head_end + len);
+        let action = handler(&req);
+        log.lock().unwrap().push(req);
+        match action {
+            Action::Respond(b) => {
+                if s.write_all(&b).is_err() {
+                    return;
+                }
+            }
+            Action::RespondClose(b) => {
+                let _ = s.write_all(&b);
+                return;
+            }
+            Action::Silent => {
+                thread::sleep(Duration::from_secs(60));
+                return;
+            }
+            Action::Close => return,
+        }
+    }
+}
+
+pub fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+/// A raw-socket client.
+pub struct Client {
+    pub s: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// A response as the client received it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.split("\r\n").skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("json body")
+    }
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.set_nodelay(true).unwrap();
+        Client { s, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, b: &[u8]) {
+        self.s.write_all(b).unwrap();
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut tmp = [0u8; 65536];
+        match self.s.read(&mut tmp) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+            Err(e) => panic!("client read: {e}"),
+        }
+    }
+
+    /// Reads one response (for a request that was not HEAD). `None` if the connection closed first.
+    pub fn response(&mut self) -> Option<Response> {
+        self.response_to(false)
+    }
+
+    /// Reads one response; `None` if the connection closed before a complete one arrived.
+    pub fn response_to(&mut self, head_request: bool) -> Option<Response> {
+        let head_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if !self.fill() {
+                return None;
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_string();
+        let status: u16 = head[9..12].parse().unwrap();
+        let mut r = Response {
+            status,
+            head,
+            body: Vec::new(),
+        };
+        self.buf.drain(..head_end);
+        if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
+            return Some(r);
+        }
+        if r.header("transfer-encoding").is_some() {
+            // Return the raw chunked body up to and including the last chunk.
+            loop {
+                if let Some(i) = find(&self.buf, b"0\r\n\r\n") {
+                    r.body = self.buf.drain(..i + 5).collect();
+                    return Some(r);
+                }
+                if !self.fill() {
+                    return None;
+                }
+            }
+        }
+        match r.header("content-length") {
+            Some(l) => {
+                let l: usize = l.parse().unwrap();
+                while self.buf.len() < l {
+                    if !self.fill() {
+                        return None;
+                    }
+                }
+                r.body = self.buf.drain(..l).collect();
+            }
+            None => {
+                while self.fill() {}
+                r.body = std::mem::take(&mut self.buf);
+            }
+        }
+        Some(r)
+    }
+
+    /// True if the peer closed the connection (no further bytes).
+    pub fn closed(&mut self) -> bool {
+        self.buf.is_empty() && !self.fill()
+    }
+
+    pub fn roundtrip(&mut self, req: &[u8]) -> Response {
+        self.send(req);
+        self.response().expect("a response")
+    }
+}
+
+/// A GET for `path` with a Host field.
+pub fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
+}
+
+/// A port with nothing listening on it.
+pub fn dead_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
