@@ -1,1 +1,99 @@
-fn main() {}
+//! Hot functions of the request path, without sockets: head parse, forwarded head, response head, chunked.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use portcullis::buf::Buf;
+use portcullis::config::Limits;
+use portcullis::http::chunked::ChunkedDecoder;
+use portcullis::http::request::{header_storage, parse_head};
+use portcullis::http::response;
+use portcullis::http::write::{forward_head, response_head, ClientSide};
+use portcullis::http::Version;
+
+/// A typical ~400-byte API request.
+const REQ: &[u8] = b"GET /v1/accounts/12345/transactions?limit=50&cursor=abcdef HTTP/1.1\r\n\
+Host: api.example.com\r\n\
+User-Agent: example-client/2.3.1 (linux; x86_64)\r\n\
+Accept: application/vnd.example.v2+json\r\n\
+Accept-Encoding: gzip, deflate, br\r\n\
+Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N\r\n\
+X-Request-Id: 7f9c2d1e-4b3a-4c5d-8e6f-0a1b2c3d4e5f\r\n\
+Connection: keep-alive\r\n\r\n";
+
+const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 120\r\n\
+Date: Sun, 29 Nov 2026 14:00:00 GMT\r\nCache-Control: no-store\r\nX-Request-Id: 7f9c2d1e\r\n\r\n";
+
+fn bench(c: &mut Criterion) {
+    let limits = Limits::default();
+    let mut g = c.benchmark_group("request");
+    g.throughput(Throughput::Bytes(REQ.len() as u64));
+    g.bench_function("parse_head", |b| {
+        b.iter(|| {
+            let mut st = header_storage();
+            let h = parse_head(black_box(REQ), &limits, &mut st)
+                .unwrap()
+                .unwrap();
+            black_box(h.head_len)
+        })
+    });
+    let mut out = Buf::with_capacity(16 * 1024);
+    g.bench_function("parse_and_forward_head", |b| {
+        b.iter(|| {
+            let mut st = header_storage();
+            let h = parse_head(black_box(REQ), &limits, &mut st)
+                .unwrap()
+                .unwrap();
+            out.clear();
+            forward_head(&mut out, &h, 0, b"127.0.0.1", b"up:80");
+            black_box(out.len())
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("response");
+    g.bench_function("parse_and_relay_head", |b| {
+        b.iter(|| {
+            let mut st = header_storage();
+            let h = response::parse_head(black_box(RESP), 16384, false, &mut st)
+                .unwrap()
+                .unwrap();
+            out.clear();
+            response_head(
+                &mut out,
+                &h,
+                ClientSide {
+                    version: Version::Http11,
+                    close: false,
+                    dechunk: false,
+                },
+            );
+            black_box(out.len())
+        })
+    });
+    g.finish();
+
+    let mut body = Vec::new();
+    for _ in 0..64 {
+        body.extend_from_slice(b"400\r\n");
+        body.extend_from_slice(&[b'x'; 1024]);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let mut g = c.benchmark_group("chunked");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    let mut scratch = body.clone();
+    g.bench_function("decode_in_place_64x1KiB", |b| {
+        b.iter(|| {
+            scratch.copy_from_slice(&body);
+            let r = ChunkedDecoder::new(u64::MAX)
+                .decode_in_place(&mut scratch)
+                .unwrap();
+            black_box(r)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -21,16 +21,21 @@ pub fn forward_head(
     out.put(b" ");
     out.put(head.target.as_bytes());
     out.put(b" HTTP/1.1\r\n");
+    let names_fields = connection_names_fields(head.headers);
     let mut has_host = false;
+    let mut has_xff = false;
     for h in head.headers {
         let name = h.name.as_bytes();
-        if eq_ci(name, b"host") {
-            has_host = true;
+        match request_field(name) {
+            Field::Host => has_host = true,
+            Field::ForwardedFor => {
+                has_xff = true;
+                continue;
+            }
+            Field::Drop => continue,
+            Field::Other => {}
         }
-        if skip_request_field(name) || is_hop_by_hop(name) {
-            continue;
-        }
-        if has_connection_named(head.headers, name) {
+        if names_fields && named_by_connection(head.headers, name) {
             continue;
         }
         put_field(out, h);
@@ -46,34 +51,51 @@ pub fn forward_head(
         out.put(b"\r\n");
     }
     out.put(b"X-Forwarded-For: ");
-    for h in head
-        .headers
-        .iter()
-        .filter(|h| eq_ci(h.name.as_bytes(), b"x-forwarded-for"))
-    {
-        if !h.value.is_empty() {
-            out.put(h.value);
-            out.put(b", ");
+    if has_xff {
+        for h in head
+            .headers
+            .iter()
+            .filter(|h| eq_ci(h.name.as_bytes(), b"x-forwarded-for"))
+        {
+            if !h.value.is_empty() {
+                out.put(h.value);
+                out.put(b", ");
+            }
         }
     }
     out.put(client_ip);
     out.put(b"\r\n\r\n");
 }
 
-/// Fields the forwarded head rewrites itself.
-fn skip_request_field(name: &[u8]) -> bool {
-    eq_ci(name, b"content-length")
-        || eq_ci(name, b"x-forwarded-for")
-        || eq_ci(name, b"expect")
-        || eq_ci(name, b"trailer")
+enum Field {
+    Host,
+    ForwardedFor,
+    /// Hop-by-hop, or rewritten by the ingress (framing, Expect, Trailer).
+    Drop,
+    Other,
 }
 
-fn has_connection_named(headers: &[Header<'_>], name: &[u8]) -> bool {
-    // Fast path: most requests have no Connection field or only "keep-alive" / "close".
+/// Classifies a request field name, dispatching on its length first (one comparison for most fields).
+fn request_field(name: &[u8]) -> Field {
+    match name.len() {
+        4 if eq_ci(name, b"host") => Field::Host,
+        6 if eq_ci(name, b"expect") => Field::Drop,
+        7 if eq_ci(name, b"trailer") => Field::Drop,
+        14 if eq_ci(name, b"content-length") => Field::Drop,
+        15 if eq_ci(name, b"x-forwarded-for") => Field::ForwardedFor,
+        _ if is_hop_by_hop(name) => Field::Drop,
+        _ => Field::Other,
+    }
+}
+
+/// True if some Connection field names a field other than the `close` / `keep-alive` options.
+fn connection_names_fields(headers: &[Header<'_>]) -> bool {
     headers
         .iter()
-        .any(|h| eq_ci(h.name.as_bytes(), b"connection"))
-        && named_by_connection(headers, name)
+        .filter(|h| eq_ci(h.name.as_bytes(), b"connection"))
+        .any(|h| {
+            super::list_items(h.value).any(|t| !eq_ci(t, b"close") && !eq_ci(t, b"keep-alive"))
+        })
 }
 
 fn put_field(out: &mut impl Out, h: &Header<'_>) {
@@ -100,6 +122,7 @@ pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: Cl
     out.put(b" ");
     out.put(resp.reason.as_bytes());
     out.put(b"\r\n");
+    let names_fields = connection_names_fields(resp.headers);
     for h in resp.headers {
         let name = h.name.as_bytes();
         if is_hop_by_hop(name)
@@ -112,7 +135,7 @@ pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: Cl
         if client.dechunk && eq_ci(name, b"content-length") {
             continue;
         }
-        if has_connection_named(resp.headers, name) {
+        if names_fields && named_by_connection(resp.headers, name) {
             continue;
         }
         put_field(out, h);
