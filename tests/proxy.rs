@@ -460,3 +460,23 @@ fn slow_reader_gets_a_large_response_intact() {
     let body = text.split("\r\n\r\n").nth(1).unwrap();
     assert_eq!(body.len(), 3_000_000);
 }
+
+#[test]
+fn connection_cap_pauses_accepting_until_below() {
+    let up = Upstream::ok("ok");
+    let p = Proxy::with_upstream(up.addr, &["--max-connections", "1"]);
+    let mut c1 = p.connect();
+    assert_eq!(c1.roundtrip(&get("/1")).status, 200);
+    // At the cap: the kernel completes the handshake (backlog) but the ingress does not accept.
+    let mut c2 = p.connect();
+    c2.send(&get("/2"));
+    assert_eq!(c1.roundtrip(&get("/1b")).status, 200, "the worker keeps serving");
+    c2.s.set_nonblocking(true).unwrap();
+    let mut probe = [0u8; 1];
+    let r = c2.s.read(&mut probe);
+    assert!(matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock), "served past the cap: {r:?}");
+    c2.s.set_nonblocking(false).unwrap();
+    drop(c1);
+    assert_eq!(c2.response().unwrap().status, 200, "accepted once below the cap");
+    assert_eq!(up.requests().len(), 3);
+}
