@@ -470,13 +470,24 @@ fn connection_cap_pauses_accepting_until_below() {
     // At the cap: the kernel completes the handshake (backlog) but the ingress does not accept.
     let mut c2 = p.connect();
     c2.send(&get("/2"));
-    assert_eq!(c1.roundtrip(&get("/1b")).status, 200, "the worker keeps serving");
+    assert_eq!(
+        c1.roundtrip(&get("/1b")).status,
+        200,
+        "the worker keeps serving"
+    );
     c2.s.set_nonblocking(true).unwrap();
     let mut probe = [0u8; 1];
     let r = c2.s.read(&mut probe);
-    assert!(matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock), "served past the cap: {r:?}");
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "served past the cap: {r:?}"
+    );
     c2.s.set_nonblocking(false).unwrap();
     drop(c1);
-    assert_eq!(c2.response().unwrap().status, 200, "accepted once below the cap");
+    assert_eq!(
+        c2.response().unwrap().status,
+        200,
+        "accepted once below the cap"
+    );
     assert_eq!(up.requests().len(), 3);
 }

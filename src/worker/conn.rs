@@ -716,7 +716,7 @@ impl Client {
             if self.ex.framer.is_none() {
                 self.phase = Phase::Flush;
                 return Step::ReleaseUpstream {
-                    reusable: self.ex.up_reusable && !self.ex.close_after,
+                    reusable: self.ex.up_reusable,
                 };
             }
             if !u.io.readable {
