@@ -358,7 +358,15 @@ fn truncated_upstream_response_closes_the_client() {
     // Half a head: 502.
     let up = Upstream::start(|_| Action::RespondClose(b"HTTP/1.1 200 OK\r\nContent-Le".to_vec()));
     let p = Proxy::with_upstream(up.addr, &[]);
-    assert_eq!(p.connect().roundtrip(&get("/")).status, 502);
+    let r = p.connect().roundtrip(&get("/"));
+    assert_eq!(r.status, 502, "{r:?}");
+    // Half a head, then silence: a clean 504, none of the upstream's bytes before it.
+    let up =
+        Upstream::start(|_| Action::RespondThenSilent(b"HTTP/1.1 200 OK\r\nContent-Le".to_vec()));
+    let p = Proxy::with_upstream(up.addr, &["--upstream-timeout", "300ms"]);
+    let r = p.connect().roundtrip(&get("/"));
+    assert_eq!(r.status, 504, "{r:?}");
+    assert!(r.head.starts_with("HTTP/1.1 504 "), "{r:?}");
     // A malformed head: 502.
     let up = Upstream::start(|_| Action::Respond(b"HTTP/1.1 2x0 OK\r\n\r\n".to_vec()));
     let p = Proxy::with_upstream(up.addr, &[]);

@@ -5,7 +5,7 @@
 #   bash benches/load/run.sh                 # 5 rounds of 10 s each per proxy
 #   ROUNDS=3 DURATION=5 CONNS=64 bash benches/load/run.sh
 #
-# Prints, per proxy, the median requests/s and CPU microseconds per request (user and system, from
+# The order of the proxies rotates from round to round. Prints, per proxy, the median requests/s and CPU microseconds per request (user and system, from
 # /proc/PID/stat of every process of that proxy), and the ratios against the best peer.
 # Bounded: ROUNDS x 3 proxies x DURATION seconds of load, loopback only.
 set -euo pipefail
@@ -103,8 +103,11 @@ done
 
 HZ=$(getconf CLK_TCK)
 results="$work/results.tsv"
+order=(portcullis nginx haproxy)
 for round in $(seq "$ROUNDS"); do
-  for px in portcullis nginx haproxy; do
+  # Rotate the order each round so no proxy always runs first or last.
+  k=$(( (round - 1) % 3 ))
+  for px in "${order[@]:k}" "${order[@]:0:k}"; do
     pp=$(proxy_pids $px)
     read -r u0 s0 < <(cpu_ticks "$pp")
     rps=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$(port_of $px)$PATH_Q" | awk '/Requests\/sec/ {print $2}')

@@ -90,7 +90,10 @@ pub fn parse_head<'h, 'b>(
             }
             content_length = Some(n);
         } else if eq_ci(name, b"transfer-encoding") {
-            chunked_last = list_items(h.value).last().map(|t| eq_ci(t, b"chunked"));
+            // The codings of every Transfer-Encoding field form one list; an empty field adds nothing.
+            if let Some(last) = list_items(h.value).last() {
+                chunked_last = Some(eq_ci(last, b"chunked"));
+            }
         } else if eq_ci(name, b"connection") {
             for t in list_items(h.value) {
                 close |= eq_ci(t, b"close");

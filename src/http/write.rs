@@ -123,19 +123,25 @@ pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: Cl
     out.put(resp.reason.as_bytes());
     out.put(b"\r\n");
     let names_fields = connection_names_fields(resp.headers);
+    // The framing fields describe the body as relayed, whatever a Connection field names: Content-Length
+    // only for length-delimited bodies, Transfer-Encoding only for chunked ones passed through as chunks.
+    let keep_length = matches!(resp.body, BodyKind::Length(_) | BodyKind::None);
+    let keep_te = resp.body == BodyKind::Chunked && !client.dechunk;
     for h in resp.headers {
         let name = h.name.as_bytes();
-        if is_hop_by_hop(name)
-            && !(eq_ci(name, b"transfer-encoding")
-                && resp.body == BodyKind::Chunked
-                && !client.dechunk)
-        {
+        if eq_ci(name, b"content-length") {
+            if keep_length {
+                put_field(out, h);
+            }
             continue;
         }
-        if client.dechunk && eq_ci(name, b"content-length") {
+        if eq_ci(name, b"transfer-encoding") {
+            if keep_te {
+                put_field(out, h);
+            }
             continue;
         }
-        if names_fields && named_by_connection(resp.headers, name) {
+        if is_hop_by_hop(name) || (names_fields && named_by_connection(resp.headers, name)) {
             continue;
         }
         put_field(out, h);
@@ -181,6 +187,65 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET / HTTP/1.1\r\nHost: up:80\r\nX-Forwarded-For: ::1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_framing_fields_cannot_be_stripped_or_doubled() {
+        let mut st = header_storage();
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: content-length, transfer-encoding\r\nContent-Length: 5\r\n\r\n";
+        let resp = crate::http::response::parse_head(raw, 16384, false, &mut st[..100])
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        response_head(
+            &mut out,
+            &resp,
+            ClientSide {
+                version: Version::Http11,
+                close: false,
+                dechunk: false,
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+        );
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let resp = crate::http::response::parse_head(raw, 16384, false, &mut st[..100])
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        response_head(
+            &mut out,
+            &resp,
+            ClientSide {
+                version: Version::Http11,
+                close: false,
+                dechunk: false,
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: gzip\r\n\r\n";
+        let resp = crate::http::response::parse_head(raw, 16384, false, &mut st[..100])
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        response_head(
+            &mut out,
+            &resp,
+            ClientSide {
+                version: Version::Http11,
+                close: true,
+                dechunk: false,
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
         );
     }
 

@@ -104,6 +104,8 @@ pub struct Exchange {
     pub reused: bool,
     pub retried: bool,
     pub framer: Option<BodyFramer>,
+    /// `out` holds a `100 Continue` not yet fully written.
+    pub interim: bool,
     pub dechunk: bool,
     pub up_reusable: bool,
     pub close_after: bool,
@@ -120,6 +122,7 @@ impl Exchange {
             reused: false,
             retried: false,
             framer: None,
+            interim: false,
             dechunk: false,
             up_reusable: false,
             close_after: !head.keep_alive,
@@ -136,6 +139,7 @@ impl Exchange {
             reused: false,
             retried: false,
             framer: None,
+            interim: false,
             dechunk: false,
             up_reusable: false,
             close_after: false,
@@ -368,9 +372,11 @@ impl Client {
                 0,
             ),
         };
-        if head.expect_continue && data.len() == head_len {
+        // RFC 9110 section 10.1.1: never send 100 (Continue) to an HTTP/1.0 client.
+        if head.expect_continue && data.len() == head_len && head.version == Version::Http11 {
             let out = self.out.get_or_insert_with(|| env.bufs.get());
             out.put(CONTINUE);
+            self.ex.interim = true;
             if write_out(&mut self.sock, &mut self.io, out).is_err() {
                 return (Step::Close, 0, 0);
             }
@@ -517,6 +523,18 @@ impl Client {
 
     fn upstream_step(&mut self, u: &mut Upstream, env: &mut Env<'_>) -> Step {
         let t = env.shared.config.timeouts;
+        // A pending `100 Continue` goes out first: the response is read into the same buffer, and an error
+        // answer must never follow a half-written interim response.
+        if self.ex.interim {
+            if let Some(out) = self.out.as_mut() {
+                match write_out(&mut self.sock, &mut self.io, out) {
+                    Ok(true) => {}
+                    Ok(false) => return Step::Wait,
+                    Err(_) => return Step::Close,
+                }
+            }
+            self.ex.interim = false;
+        }
         if !u.connected {
             if !u.io.writable && !u.io.hup {
                 return Step::Wait;
@@ -560,14 +578,6 @@ impl Client {
                 }
             }
             self.deadline = env.now + t.upstream;
-        }
-        // A pending `100 Continue` goes out before the response is read into the same buffer.
-        if let Some(out) = self.out.as_mut() {
-            match write_out(&mut self.sock, &mut self.io, out) {
-                Ok(true) => {}
-                Ok(false) => return Step::Wait,
-                Err(_) => return Step::Close,
-            }
         }
         let out = self.out.get_or_insert_with(|| env.bufs.get());
         loop {

@@ -171,8 +171,11 @@ impl Worker {
         }
         let mut t = self.wheel.poll_timeout(self.now);
         let mut cap = |d: Duration| t = Some(t.map_or(d, |x| x.min(d)));
-        if self.accept_resume.is_some() || (self.accept_ready && self.listener.is_some()) {
+        if self.accept_resume.is_some() {
             cap(TICK);
+        } else if self.accept_ready && self.listener.is_some() {
+            // An accept batch stopped before the backlog was empty: come back at once.
+            cap(Duration::ZERO);
         }
         if self.draining {
             cap(TICK);
@@ -384,7 +387,8 @@ impl Worker {
         if let Some(b) = c.ex.fwd.take() {
             bufs.put(b);
         }
-        if let Some(out) = c.out.as_mut() {
+        // Drop upstream leftovers, but never a pending `100 Continue` (it is all `out` holds then).
+        if let Some(out) = c.out.as_mut().filter(|_| !c.ex.interim) {
             out.clear();
         }
         let mut env = Env {
@@ -460,7 +464,15 @@ impl Worker {
         let Some(uk) = self.clients[key].upstream.take() else {
             return;
         };
-        if reusable && !self.draining && self.idle_ups.len() < self.shared.config.upstream_pool {
+        // Pool only a connection known to be drained (its last read was short) and not half-closed: bytes
+        // past a response must never be read as the next request's response.
+        let u = &self.ups[uk];
+        let clean = !u.io.readable && !u.io.hup;
+        if reusable
+            && clean
+            && !self.draining
+            && self.idle_ups.len() < self.shared.config.upstream_pool
+        {
             let u = &mut self.ups[uk];
             u.owner = None;
             u.idle_since = self.now;
@@ -473,6 +485,11 @@ impl Worker {
     fn close_client(&mut self, key: usize) {
         self.release_upstream(key, false);
         let c = self.clients.remove(key);
+        if matches!(c.phase, Phase::Relay) && c.ex.framer.is_some() {
+            // The response is incomplete: reset rather than close, so that a client reading until close
+            // (HTTP/1.0, close-delimited bodies) cannot take a truncated body for a complete one.
+            let _ = socket2::SockRef::from(&c.sock).set_linger(Some(Duration::ZERO));
+        }
         for b in [c.inbuf, c.out, c.ex.fwd].into_iter().flatten() {
             self.bufs.put(b);
         }

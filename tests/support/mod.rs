@@ -93,6 +93,8 @@ pub enum Action {
     RespondClose(Vec<u8>),
     /// Say nothing, keep the connection open until the test ends.
     Silent,
+    /// Write these bytes, then say nothing more and keep the connection open.
+    RespondThenSilent(Vec<u8>),
     /// Close at once without answering.
     Close,
 }
@@ -215,6 +217,11 @@ fn serve(mut s: TcpStream, conn: usize, handler: &Handler, log: &Mutex<Vec<Reque
             }
             Action::RespondClose(b) => {
                 let _ = s.write_all(&b);
+                return;
+            }
+            Action::RespondThenSilent(b) => {
+                let _ = s.write_all(&b);
+                thread::sleep(Duration::from_secs(60));
                 return;
             }
             Action::Silent => {
