@@ -5,10 +5,12 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use portcullis::buf::Buf;
 use portcullis::config::Limits;
+use portcullis::guard::json::JsonValidator;
+use portcullis::guard::{check_head, ApiType, Policy};
 use portcullis::http::chunked::ChunkedDecoder;
 use portcullis::http::request::{header_storage, parse_head};
 use portcullis::http::response;
-use portcullis::http::write::{forward_head, response_head, ClientSide};
+use portcullis::http::write::{forward_head, response_head, ClientSide, Forward};
 use portcullis::http::Version;
 
 /// A typical ~400-byte API request.
@@ -31,9 +33,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("parse_head", |b| {
         b.iter(|| {
             let mut st = header_storage();
-            let h = parse_head(black_box(REQ), &limits, &mut st)
-                .unwrap()
-                .unwrap();
+            let h = parse_head(black_box(REQ), &limits, &mut st).unwrap().unwrap();
             black_box(h.head_len)
         })
     });
@@ -41,12 +41,31 @@ fn bench(c: &mut Criterion) {
     g.bench_function("parse_and_forward_head", |b| {
         b.iter(|| {
             let mut st = header_storage();
-            let h = parse_head(black_box(REQ), &limits, &mut st)
-                .unwrap()
-                .unwrap();
+            let h = parse_head(black_box(REQ), &limits, &mut st).unwrap().unwrap();
             out.clear();
-            forward_head(&mut out, &h, 0, b"127.0.0.1", b"up:80");
+            let fwd = Forward {
+                client_ip: b"127.0.0.1",
+                default_host: b"up:80",
+                version_header: b"X-Api-Version",
+                version: Some(b"v2"),
+            };
+            forward_head(&mut out, &h, 0, &fwd);
             black_box(out.len())
+        })
+    });
+    let policy = Policy {
+        accept: vec![
+            ApiType::parse("application/vnd.example.v1+json").unwrap(),
+            ApiType::parse("application/vnd.example.v2+json").unwrap(),
+        ],
+        ..Policy::default()
+    };
+    // Issue 4's "head checks": parse + Accept + Content-Type on the typical request.
+    g.bench_function("parse_and_check_head", |b| {
+        b.iter(|| {
+            let mut st = header_storage();
+            let h = parse_head(black_box(REQ), &limits, &mut st).unwrap().unwrap();
+            black_box(check_head(&policy, &h).unwrap())
         })
     });
     g.finish();
@@ -86,14 +105,46 @@ fn bench(c: &mut Criterion) {
     g.bench_function("decode_in_place_64x1KiB", |b| {
         b.iter(|| {
             scratch.copy_from_slice(&body);
-            let r = ChunkedDecoder::new(u64::MAX)
-                .decode_in_place(&mut scratch)
-                .unwrap();
+            let r = ChunkedDecoder::new(u64::MAX).decode_in_place(&mut scratch).unwrap();
             black_box(r)
         })
     });
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Validation throughput on the standard JSON benchmark files: the product's validator (copy included),
+/// simd-json's own tape (on a copy too: it rewrites its input) and serde_json's `Value`.
+fn json(c: &mut Criterion) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpora/json-bench/");
+    let mut v = JsonValidator::new(1024);
+    for name in [
+        "twitter",
+        "citm_catalog",
+        "canada",
+        "github_events",
+        "event_stacktrace_10kb",
+        "log",
+    ] {
+        let Ok(doc) = std::fs::read(format!("{dir}{name}.json")) else {
+            eprintln!("skipping {name}: ../shared/corpora/json-bench not found");
+            continue;
+        };
+        let mut g = c.benchmark_group(format!("json/{name}"));
+        g.throughput(Throughput::Bytes(doc.len() as u64));
+        g.bench_function("portcullis", |b| b.iter(|| v.validate(black_box(&doc)).unwrap()));
+        let mut scratch = doc.clone();
+        g.bench_function("simd_json_to_tape", |b| {
+            b.iter(|| {
+                scratch.copy_from_slice(&doc);
+                black_box(simd_json::to_tape(&mut scratch).unwrap().0.len())
+            })
+        });
+        g.bench_function("serde_json_value", |b| {
+            b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(&doc).unwrap()))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench, json);
 criterion_main!(benches);

@@ -74,6 +74,23 @@ pub struct Args {
     /// Base URL of the troubleshooting docs; each error's `type` is this URL plus `#reason`.
     #[arg(long, env = "PORTCULLIS_DOCS_URL")]
     pub docs_url: Option<String>,
+
+    /// An API media type the Accept header may name (repeatable), e.g. application/vnd.acme.v2+json.
+    /// Without any, every request needs a well-formed, non-empty Accept.
+    #[arg(long = "accept", env = "PORTCULLIS_ACCEPT", value_delimiter = ',')]
+    pub accept: Vec<String>,
+
+    /// Header that carries the matched API version (e.g. `v2`) upstream; the client's own copy is removed.
+    #[arg(long, env = "PORTCULLIS_VERSION_HEADER", default_value = "X-Api-Version")]
+    pub version_header: String,
+
+    /// Methods whose body must be JSON with a JSON Content-Type (comma-separated; '' turns the rules off).
+    #[arg(long, env = "PORTCULLIS_JSON_METHODS", default_value = "POST,PATCH")]
+    pub json_methods: String,
+
+    /// Deepest nesting of JSON objects and arrays accepted in a body.
+    #[arg(long, env = "PORTCULLIS_MAX_JSON_DEPTH", default_value_t = 1024)]
+    pub max_json_depth: usize,
 }
 
 /// The validated configuration.
@@ -88,6 +105,7 @@ pub struct Config {
     pub max_connections: usize,
     pub upstream_pool: usize,
     pub docs_url: Option<String>,
+    pub policy: crate::guard::Policy,
 }
 
 /// Size limits of the HTTP layer (pure values, used by `http::request`).
@@ -127,9 +145,7 @@ impl Config {
             None => None,
         };
         let workers = if a.workers == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         } else {
             a.workers
         };
@@ -140,10 +156,7 @@ impl Config {
             ));
         }
         if !(1024..=1 << 20).contains(&a.max_head) {
-            return Err(format!(
-                "--max-head {}: must be between 1KiB and 1MiB",
-                a.max_head
-            ));
+            return Err(format!("--max-head {}: must be between 1KiB and 1MiB", a.max_head));
         }
         if !(1..=MAX_HEADERS_LIMIT).contains(&a.max_headers) {
             return Err(format!(
@@ -178,15 +191,52 @@ impl Config {
             ));
         }
         if let Some(u) = &a.docs_url {
-            if u.bytes()
-                .any(|b| b < 0x21 || b == b'"' || b == b'\\' || b >= 0x7f)
-            {
+            if u.bytes().any(|b| b < 0x21 || b == b'"' || b == b'\\' || b >= 0x7f) {
                 return Err(format!(
                     "--docs-url {u:?}: must be a URL without spaces, quotes or backslashes"
                 ));
             }
         }
+        let accept = a
+            .accept
+            .iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| crate::guard::ApiType::parse(t).map_err(|e| format!("--accept {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if a.version_header.is_empty() || !a.version_header.bytes().all(crate::http::is_tchar) {
+            return Err(format!(
+                "--version-header {:?}: must be a header field name",
+                a.version_header
+            ));
+        }
+        let json_methods: Vec<String> = a
+            .json_methods
+            .split(',')
+            .map(|m| m.trim().to_ascii_uppercase())
+            .filter(|m| !m.is_empty())
+            .collect();
+        if let Some(m) = json_methods
+            .iter()
+            .find(|m| !crate::http::request::ALLOWED_METHODS.contains(&m.as_str()))
+        {
+            return Err(format!(
+                "--json-methods: {m:?} is not one of {:?}",
+                crate::http::request::ALLOWED_METHODS
+            ));
+        }
+        if !(1..=100_000).contains(&a.max_json_depth) {
+            return Err(format!(
+                "--max-json-depth {}: must be between 1 and 100000",
+                a.max_json_depth
+            ));
+        }
         Ok(Config {
+            policy: crate::guard::Policy {
+                accept,
+                version_header: a.version_header,
+                json_methods,
+                max_json_depth: a.max_json_depth,
+            },
             listen,
             upstream,
             workers,
@@ -222,8 +272,7 @@ impl Config {
 
 fn resolve(s: &str) -> Result<SocketAddr, String> {
     let mut it = s.to_socket_addrs().map_err(|e| e.to_string())?;
-    it.next()
-        .ok_or_else(|| "resolves to no address".to_string())
+    it.next().ok_or_else(|| "resolves to no address".to_string())
 }
 
 /// `500ms`, `10s`, `2m`, `1h`; a plain number is seconds.
@@ -261,14 +310,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "kb" => 1000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit (use KiB, MiB, GiB or plain bytes)"
-            ))
-        }
+        _ => return Err(format!("{s:?}: unknown unit (use KiB, MiB, GiB or plain bytes)")),
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 #[cfg(test)]
@@ -302,5 +346,23 @@ mod tests {
         assert!(e.contains("--max-headers"), "{e}");
         let e = Config::parse_from(["portcullis", "--header-timeout", "1ms"]).unwrap_err();
         assert!(e.contains("--header-timeout"), "{e}");
+        let e = Config::parse_from(["portcullis", "--accept", "text/html"]).unwrap_err();
+        assert!(e.contains("--accept"), "{e}");
+        let c = Config::parse_from([
+            "portcullis",
+            "--accept",
+            "application/vnd.a.v1+json",
+            "--accept",
+            "application/vnd.a.v2+json",
+            "--json-methods",
+            "",
+        ])
+        .unwrap();
+        assert_eq!(c.policy.accept.len(), 2);
+        assert!(c.policy.json_methods.is_empty());
+        assert_eq!(
+            Config::parse_from(["portcullis"]).unwrap().policy.json_methods,
+            ["POST", "PATCH"]
+        );
     }
 }

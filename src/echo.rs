@@ -10,15 +10,13 @@ use std::thread;
 pub fn start() -> io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    thread::Builder::new()
-        .name("echo-upstream".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let _ = thread::Builder::new()
-                    .name("echo-conn".into())
-                    .spawn(move || serve(stream));
-            }
-        })?;
+    thread::Builder::new().name("echo-upstream".into()).spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = thread::Builder::new()
+                .name("echo-conn".into())
+                .spawn(move || serve(stream));
+        }
+    })?;
     Ok(addr)
 }
 
@@ -43,9 +41,7 @@ fn serve(stream: TcpStream) -> io::Result<()> {
         let mut headers = [httparse::EMPTY_HEADER; 256];
         let mut req = httparse::Request::new(&mut headers);
         if !matches!(req.parse(&head), Ok(httparse::Status::Complete(_))) {
-            out.write_all(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            )?;
+            out.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
             return Ok(());
         }
         let len = req
@@ -61,11 +57,7 @@ fn serve(stream: TcpStream) -> io::Result<()> {
             if !fields.is_empty() {
                 fields.push(',');
             }
-            fields.push_str(&format!(
-                "{}:{}",
-                json_str(h.name.as_bytes()),
-                json_str(h.value)
-            ));
+            fields.push_str(&format!("{}:{}", json_str(h.name.as_bytes()), json_str(h.value)));
         }
         let desc = format!(
             "{{\"echo\":true,\"method\":{},\"target\":{},\"headers\":{{{}}},\"body_bytes\":{}}}\n",

@@ -7,6 +7,7 @@
 pub mod buf;
 pub mod config;
 pub mod echo;
+pub mod guard;
 pub mod http;
 pub mod log;
 pub mod server;

@@ -114,7 +114,10 @@ pub fn start(config: Config) -> io::Result<Running> {
     let shared = Arc::new(Shared {
         upstream,
         upstream_host: upstream.to_string().into_bytes(),
-        catalogue: Catalogue::new(config.docs_url.as_deref()),
+        catalogue: Catalogue::new(
+            config.docs_url.as_deref(),
+            &config.policy.accept.iter().map(|t| t.media.clone()).collect::<Vec<_>>(),
+        ),
         open: AtomicUsize::new(0),
         shutdown: AtomicBool::new(false),
         config,

@@ -54,8 +54,7 @@ impl Wheel {
 
     /// Moves every entry whose tick has come by `now` into `out`.
     pub fn expire(&mut self, now: Instant, out: &mut Vec<Entry>) {
-        let now_tick =
-            (now.saturating_duration_since(self.origin).as_nanos() / TICK.as_nanos()) as u64;
+        let now_tick = (now.saturating_duration_since(self.origin).as_nanos() / TICK.as_nanos()) as u64;
         while self.next <= now_tick && self.len > 0 {
             let slot = &mut self.slots[(self.next % SLOTS as u64) as usize];
             self.len -= slot.len();
@@ -98,14 +97,7 @@ mod tests {
         w.expire(t0 + Duration::from_millis(100), &mut out);
         assert!(out.is_empty());
         w.expire(t0 + Duration::from_millis(150), &mut out);
-        assert_eq!(
-            out,
-            vec![Entry {
-                key: 7,
-                gen: 1,
-                tick
-            }]
-        );
+        assert_eq!(out, vec![Entry { key: 7, gen: 1, tick }]);
         assert!(w.is_empty());
     }
 

@@ -98,10 +98,7 @@ fn no_allocation_per_request_once_warm() {
     }
     let allocs = ALLOCS.load(Ordering::SeqCst) - before;
     println!("{allocs} allocations over 10 000 warm requests");
-    assert!(
-        allocs < 10,
-        "{allocs} allocations over 10 000 warm requests"
-    );
+    assert!(allocs < 10, "{allocs} allocations over 10 000 warm requests");
     running.shutdown_handle().shutdown();
     drop(c);
     running.join().unwrap();

@@ -25,10 +25,7 @@ fn pure_modules_import_no_io_and_read_no_clock() {
     for f in ["timer.rs", "buf.rs"] {
         files.push(root.join(f));
     }
-    assert!(
-        files.len() >= 7,
-        "expected the pure modules, found {files:?}"
-    );
+    assert!(files.len() >= 7, "expected the pure modules, found {files:?}");
     let forbidden = [
         "mio",
         "std::net",

@@ -109,10 +109,7 @@ fn every_strict_error_case_is_refused() {
             match got {
                 Outcome::Refused(status, n) => {
                     assert!((400..600).contains(&status), "{name}: {status}");
-                    assert!(
-                        n <= llhttp_done,
-                        "{name}: accepted {n} messages, llhttp {llhttp_done}"
-                    );
+                    assert!(n <= llhttp_done, "{name}: accepted {n} messages, llhttp {llhttp_done}");
                 }
                 Outcome::Closed(n) => assert!(n <= llhttp_done, "{name}: {got:?}"),
                 Outcome::Read(_) => panic!(

@@ -8,20 +8,17 @@ use support::*;
 #[test]
 fn get_goes_through_with_forwarded_for() {
     let up = Upstream::ok("hello");
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let p = Proxy::core(up.addr, &[]);
     let mut c = p.connect();
     let r = c.roundtrip(
-        b"GET /a?b=1 HTTP/1.1\r\nHost: api\r\nX-Forwarded-For: 10.1.1.1\r\nX-Custom: v\r\n\r\n",
+        b"GET /a?b=1 HTTP/1.1\r\nHost: api\r\nAccept: */*\r\nX-Forwarded-For: 10.1.1.1\r\nX-Custom: v\r\n\r\n",
     );
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"hello");
     let reqs = up.requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].request_line(), "GET /a?b=1 HTTP/1.1");
-    assert_eq!(
-        reqs[0].header("x-forwarded-for").unwrap(),
-        "10.1.1.1, 127.0.0.1"
-    );
+    assert_eq!(reqs[0].header("x-forwarded-for").unwrap(), "10.1.1.1, 127.0.0.1");
     assert_eq!(reqs[0].header("x-custom").unwrap(), "v");
     assert_eq!(reqs[0].header("host").unwrap(), "api");
 }
@@ -38,7 +35,7 @@ fn builtin_echo_upstream_without_flag() {
 #[test]
 fn keep_alive_reuses_both_connections() {
     let up = Upstream::ok("x");
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let p = Proxy::core(up.addr, &[]);
     let mut c = p.connect();
     for i in 0..5 {
         assert_eq!(c.roundtrip(&get(&format!("/{i}"))).status, 200);
@@ -52,10 +49,8 @@ fn keep_alive_reuses_both_connections() {
 
 #[test]
 fn pipelined_requests_answered_in_order() {
-    let up = Upstream::start(|r| {
-        Action::Respond(response(200, r.request_line().split(' ').nth(1).unwrap()))
-    });
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let up = Upstream::start(|r| Action::Respond(response(200, r.request_line().split(' ').nth(1).unwrap())));
+    let p = Proxy::core(up.addr, &[]);
     let mut c = p.connect();
     c.send(&[get("/one"), get("/two"), get("/three")].concat());
     for want in ["/one", "/two", "/three"] {
@@ -66,18 +61,15 @@ fn pipelined_requests_answered_in_order() {
 #[test]
 fn chunked_request_is_forwarded_with_content_length() {
     let up = Upstream::ok("ok");
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let p = Proxy::core(up.addr, &[]);
     let mut c = p.connect();
-    c.send(b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nX-T: dropped\r\n\r\n");
+    c.send(b"POST /c HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nX-T: dropped\r\n\r\n");
     assert_eq!(c.response().unwrap().status, 200);
     let r = &up.requests()[0];
     assert_eq!(r.body, b"hello world");
     assert_eq!(r.header("content-length").unwrap(), "11");
     assert!(r.header("transfer-encoding").is_none());
-    assert!(
-        r.header("x-t").is_none(),
-        "trailers are dropped, never merged"
-    );
+    assert!(r.header("x-t").is_none(), "trailers are dropped, never merged");
     assert!(r.header("trailer").is_none());
 }
 
@@ -93,11 +85,14 @@ fn response_framings_are_relayed() {
             "/204" => Action::Respond(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()),
             "/304" => Action::Respond(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n".to_vec()),
             "/head" => Action::Respond(b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n".to_vec()),
-            "/interim" => Action::Respond(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()),
+            "/interim" => Action::Respond(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    .to_vec(),
+            ),
             _ => Action::Respond(response(404, "")),
         }
     });
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let p = Proxy::core(up.addr, &[]);
     let mut c = p.connect();
     let r = c.roundtrip(&get("/chunked"));
     assert_eq!(r.header("transfer-encoding").unwrap(), "chunked");
@@ -106,12 +101,9 @@ fn response_framings_are_relayed() {
     assert_eq!(r.status, 204);
     let r = c.roundtrip(&get("/304"));
     assert_eq!(r.status, 304);
-    c.send(b"HEAD /head HTTP/1.1\r\nHost: a\r\n\r\n");
+    c.send(b"HEAD /head HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n");
     let r = c.response_to(true).unwrap();
-    assert_eq!(
-        (r.status, r.header("content-length").unwrap().as_str()),
-        (200, "42")
-    );
+    assert_eq!((r.status, r.header("content-length").unwrap().as_str()), (200, "42"));
     let r = c.roundtrip(&get("/interim"));
     assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
     // Everything so far left both connections usable: the next request still works on this connection.
@@ -125,27 +117,24 @@ fn response_framings_are_relayed() {
 #[test]
 fn large_body_forwarded_identical_and_oversized_refused() {
     let up = Upstream::ok("ok");
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let p = Proxy::core(up.addr, &[]);
     let body: Vec<u8> = (0..900_000u32).map(|i| (i % 251) as u8).collect();
     let mut c = p.connect();
     c.send(
         format!(
-            "POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            "POST /big HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .as_bytes(),
     );
     c.send(&body);
     assert_eq!(c.response().unwrap().status, 200);
-    assert!(
-        up.requests()[0].body == body,
-        "900 KB body forwarded byte for byte"
-    );
+    assert!(up.requests()[0].body == body, "900 KB body forwarded byte for byte");
 
     let mut c = p.connect();
     c.send(
         format!(
-            "POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            "POST /big HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nContent-Length: {}\r\n\r\n",
             1_100_000
         )
         .as_bytes(),
@@ -156,15 +145,11 @@ fn large_body_forwarded_identical_and_oversized_refused() {
     assert!(c.closed());
     // Chunked bodies are held to the same limit.
     let mut c = p.connect();
-    c.send(b"POST /big HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+    c.send(b"POST /big HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nTransfer-Encoding: chunked\r\n\r\n");
     let chunk = vec![b'a'; 100_000];
     let mut refused = None;
     for _ in 0..12 {
-        if c.s
-            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-            .is_err()
-            || c.s.write_all(&chunk).is_err()
-        {
+        if c.s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err() || c.s.write_all(&chunk).is_err() {
             break;
         }
         let _ = c.s.write_all(b"\r\n");
@@ -173,59 +158,118 @@ fn large_body_forwarded_identical_and_oversized_refused() {
         refused = Some(r.status);
     }
     assert_eq!(refused, Some(413));
-    assert_eq!(
-        up.requests().len(),
-        1,
-        "nothing oversized reached the upstream"
-    );
+    assert_eq!(up.requests().len(), 1, "nothing oversized reached the upstream");
 }
 
 #[test]
 fn framing_rejections_close_and_reach_nothing() {
     let up = Upstream::ok("ok");
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let p = Proxy::core(up.addr, &[]);
     let cases: &[(&str, u16, &str)] = &[
-        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "ambiguous_framing"),
-        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400, "ambiguous_framing"),
-        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "unsupported_transfer_coding"),
-        ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "ambiguous_framing"),
-        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello", 400, "ambiguous_framing"),
-        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\nhello", 400, "ambiguous_framing"),
-        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400, "ambiguous_framing"),
-        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n", 400, "malformed_chunked_body"),
-        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\r\nhello\r\n0\r\n\r\n", 400, "malformed_chunked_body"),
-        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n11111111111111111\r\n", 400, "malformed_chunked_body"),
-        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", 400, "malformed_chunked_body"),
-        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", 400, "malformed_chunked_body"),
-        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a\x01\r\nhello\r\n0\r\n\r\n", 400, "malformed_chunked_body"),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+            "ambiguous_framing",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            400,
+            "ambiguous_framing",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nTransfer-Encoding: gzip\r\n\r\n",
+            501,
+            "unsupported_transfer_coding",
+        ),
+        (
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+            "ambiguous_framing",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nContent-Length: +5\r\n\r\nhello",
+            400,
+            "ambiguous_framing",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nContent-Length: 5, 6\r\n\r\nhello",
+            400,
+            "ambiguous_framing",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            400,
+            "ambiguous_framing",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+            400,
+            "malformed_chunked_body",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nTransfer-Encoding: chunked\r\n\r\n\r\nhello\r\n0\r\n\r\n",
+            400,
+            "malformed_chunked_body",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nTransfer-Encoding: chunked\r\n\r\n11111111111111111\r\n",
+            400,
+            "malformed_chunked_body",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+            400,
+            "malformed_chunked_body",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+            400,
+            "malformed_chunked_body",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nTransfer-Encoding: chunked\r\n\r\n5;a\x01\r\nhello\r\n0\r\n\r\n",
+            400,
+            "malformed_chunked_body",
+        ),
         ("GET / HTTP/1.1\r\n\r\n", 400, "invalid_host"),
-        ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "invalid_host"),
+        ("GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nHost: b\r\n\r\n", 400, "invalid_host"),
         ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400, "malformed_request"),
-        ("GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n  folded\r\n\r\n", 400, "malformed_request"),
-        ("GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400, "malformed_request"),
-        ("GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", 400, "malformed_request"),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nX: 1\r\n  folded\r\n\r\n",
+            400,
+            "malformed_request",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nX: a\x00b\r\n\r\n",
+            400,
+            "malformed_request",
+        ),
+        ("GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nX: a\rb\r\n\r\n", 400, "malformed_request"),
         ("GET / HTTP/1.1\nHost: a\n\n", 400, "malformed_request"),
-        ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505, "http_version_not_supported"),
-        ("GET / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length\r\n\r\n", 400, "invalid_connection_header"),
-        ("GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n", 400, "invalid_connection_header"),
-        ("GET\x01 / HTTP/1.1\r\nHost: a\r\n\r\n", 400, "malformed_request"),
+        ("GET / HTTP/2.0\r\nHost: a\r\nAccept: */*\r\n\r\n", 505, "http_version_not_supported"),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nConnection: Content-Length\r\n\r\n",
+            400,
+            "invalid_connection_header",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nConnection: host\r\n\r\n",
+            400,
+            "invalid_connection_header",
+        ),
+        ("GET\x01 / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n", 400, "malformed_request"),
     ];
     for (raw, status, reason) in cases {
         let mut c = p.connect();
         c.send(raw.as_bytes());
-        let r = c
-            .response()
-            .unwrap_or_else(|| panic!("no answer to {raw:?}"));
+        let r = c.response().unwrap_or_else(|| panic!("no answer to {raw:?}"));
         assert_eq!(
             (r.status, r.json()["reason"].as_str().unwrap()),
             (*status, *reason),
             "{raw:?}"
         );
         assert_eq!(r.header("connection").as_deref(), Some("close"), "{raw:?}");
-        assert_eq!(
-            r.header("content-type").as_deref(),
-            Some("application/problem+json")
-        );
+        assert_eq!(r.header("content-type").as_deref(), Some("application/problem+json"));
         assert!(c.closed(), "connection closed after {raw:?}");
     }
     assert!(
@@ -238,14 +282,14 @@ fn framing_rejections_close_and_reach_nothing() {
 #[test]
 fn head_limits() {
     let up = Upstream::ok("ok");
-    let p = Proxy::with_upstream(up.addr, &["--max-head", "2KiB", "--max-headers", "10"]);
+    let p = Proxy::core(up.addr, &["--max-head", "2KiB", "--max-headers", "10"]);
     let mut c = p.connect();
-    c.send(format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(3000)).as_bytes());
+    c.send(format!("GET /{} HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n", "a".repeat(3000)).as_bytes());
     assert_eq!(c.response().unwrap().status, 414);
     let mut c = p.connect();
     c.send(
         format!(
-            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nX: {}\r\n\r\n",
             "a".repeat(3000)
         )
         .as_bytes(),
@@ -253,7 +297,7 @@ fn head_limits() {
     assert_eq!(c.response().unwrap().status, 431);
     let mut c = p.connect();
     let many: String = (0..11).map(|i| format!("X-{i}: v\r\n")).collect();
-    c.send(format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n").as_bytes());
+    c.send(format!("GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n{many}\r\n").as_bytes());
     assert_eq!(c.response().unwrap().status, 431);
     assert!(c.closed());
     assert!(up.requests().is_empty());
@@ -262,32 +306,27 @@ fn head_limits() {
 #[test]
 fn expect_100_continue_is_answered_by_the_ingress() {
     let up = Upstream::ok("done");
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let p = Proxy::core(up.addr, &[]);
     let mut c = p.connect();
-    c.send(b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    c.send(b"POST /e HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
     assert_eq!(c.response().unwrap().status, 100);
     c.send(b"body");
     let r = c.response().unwrap();
     assert_eq!((r.status, r.body.as_slice()), (200, &b"done"[..]));
     let req = &up.requests()[0];
-    assert!(
-        req.header("expect").is_none(),
-        "the upstream never sees Expect"
-    );
+    assert!(req.header("expect").is_none(), "the upstream never sees Expect");
     assert_eq!(req.body, b"body");
 }
 
 #[test]
 fn http10_client() {
     let up = Upstream::start(|_| {
-        Action::Respond(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n".to_vec(),
-        )
+        Action::Respond(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n".to_vec())
     });
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let p = Proxy::core(up.addr, &[]);
     // Keep-alive asked: kept; a chunked upstream body is de-chunked and the connection closed for HTTP/1.0.
     let mut c = p.connect();
-    c.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    c.send(b"GET / HTTP/1.0\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n");
     let r = c.response().unwrap();
     assert_eq!(r.body, b"abcd");
     assert!(r.header("transfer-encoding").is_none());
@@ -295,11 +334,11 @@ fn http10_client() {
     assert_eq!(up.requests()[0].request_line(), "GET / HTTP/1.1");
     assert!(up.requests()[0].header("host").is_some());
     let up2 = Upstream::ok("k");
-    let p2 = Proxy::with_upstream(up2.addr, &[]);
+    let p2 = Proxy::core(up2.addr, &[]);
     let mut c = p2.connect();
-    let r = c.roundtrip(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let r = c.roundtrip(b"GET / HTTP/1.0\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n");
     assert_eq!(r.header("connection").unwrap(), "keep-alive");
-    let r = c.roundtrip(b"GET / HTTP/1.0\r\n\r\n");
+    let r = c.roundtrip(b"GET / HTTP/1.0\r\nAccept: */*\r\n\r\n");
     assert_eq!(r.header("connection").unwrap(), "close");
     assert!(c.closed());
 }
@@ -307,9 +346,9 @@ fn http10_client() {
 #[test]
 fn header_timeout_gives_408() {
     let up = Upstream::ok("ok");
-    let p = Proxy::with_upstream(up.addr, &["--header-timeout", "300ms"]);
+    let p = Proxy::core(up.addr, &["--header-timeout", "300ms"]);
     let mut c = p.connect();
-    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n");
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n");
     let r = c.response().unwrap();
     assert_eq!(
         (r.status, r.json()["reason"].as_str().unwrap()),
@@ -321,7 +360,7 @@ fn header_timeout_gives_408() {
 
 #[test]
 fn no_upstream_gives_502_and_keeps_the_client() {
-    let p = Proxy::with_upstream(dead_port(), &[]);
+    let p = Proxy::core(dead_port(), &[]);
     let mut c = p.connect();
     let r = c.roundtrip(&get("/"));
     assert_eq!(
@@ -334,7 +373,7 @@ fn no_upstream_gives_502_and_keeps_the_client() {
 #[test]
 fn silent_upstream_gives_504() {
     let up = Upstream::start(|_| Action::Silent);
-    let p = Proxy::with_upstream(up.addr, &["--upstream-timeout", "300ms"]);
+    let p = Proxy::core(up.addr, &["--upstream-timeout", "300ms"]);
     let mut c = p.connect();
     let r = c.roundtrip(&get("/"));
     assert_eq!(
@@ -345,10 +384,9 @@ fn silent_upstream_gives_504() {
 
 #[test]
 fn truncated_upstream_response_closes_the_client() {
-    let up = Upstream::start(|_| {
-        Action::RespondClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b".to_vec())
-    });
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let up =
+        Upstream::start(|_| Action::RespondClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b".to_vec()));
+    let p = Proxy::core(up.addr, &[]);
     let mut c = p.connect();
     c.send(&get("/"));
     assert!(
@@ -357,28 +395,25 @@ fn truncated_upstream_response_closes_the_client() {
     );
     // Half a head: 502.
     let up = Upstream::start(|_| Action::RespondClose(b"HTTP/1.1 200 OK\r\nContent-Le".to_vec()));
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let p = Proxy::core(up.addr, &[]);
     let r = p.connect().roundtrip(&get("/"));
     assert_eq!(r.status, 502, "{r:?}");
     // Half a head, then silence: a clean 504, none of the upstream's bytes before it.
-    let up =
-        Upstream::start(|_| Action::RespondThenSilent(b"HTTP/1.1 200 OK\r\nContent-Le".to_vec()));
-    let p = Proxy::with_upstream(up.addr, &["--upstream-timeout", "300ms"]);
+    let up = Upstream::start(|_| Action::RespondThenSilent(b"HTTP/1.1 200 OK\r\nContent-Le".to_vec()));
+    let p = Proxy::core(up.addr, &["--upstream-timeout", "300ms"]);
     let r = p.connect().roundtrip(&get("/"));
     assert_eq!(r.status, 504, "{r:?}");
     assert!(r.head.starts_with("HTTP/1.1 504 "), "{r:?}");
     // A malformed head: 502.
     let up = Upstream::start(|_| Action::Respond(b"HTTP/1.1 2x0 OK\r\n\r\n".to_vec()));
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let p = Proxy::core(up.addr, &[]);
     assert_eq!(p.connect().roundtrip(&get("/")).status, 502);
 }
 
 #[test]
 fn extra_upstream_bytes_are_dropped_and_connection_not_reused() {
-    let up = Upstream::start(|_| {
-        Action::Respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokSMUGGLED".to_vec())
-    });
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let up = Upstream::start(|_| Action::Respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokSMUGGLED".to_vec()));
+    let p = Proxy::core(up.addr, &[]);
     let mut c = p.connect();
     assert_eq!(c.roundtrip(&get("/1")).body, b"ok");
     assert_eq!(c.roundtrip(&get("/2")).body, b"ok");
@@ -389,17 +424,13 @@ fn extra_upstream_bytes_are_dropped_and_connection_not_reused() {
 fn pooled_connection_closed_by_upstream_is_retried_once() {
     // The upstream closes each connection after its first response, without saying so.
     let up = Upstream::start(|_| Action::RespondClose(response(200, "fresh")));
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let p = Proxy::core(up.addr, &[]);
     let mut c = p.connect();
     for _ in 0..3 {
         let r = c.roundtrip(&get("/"));
         assert_eq!((r.status, r.body.as_slice()), (200, &b"fresh"[..]));
     }
-    assert_eq!(
-        up.requests().len(),
-        3,
-        "no request reached the upstream twice"
-    );
+    assert_eq!(up.requests().len(), 3, "no request reached the upstream twice");
 }
 
 #[test]
@@ -417,7 +448,7 @@ fn sigterm_lets_in_flight_request_finish() {
         }
         Action::Respond(response(200, "warm"))
     });
-    let mut p = Proxy::with_upstream(up.addr, &[]);
+    let mut p = Proxy::core(up.addr, &[]);
     let mut idle = p.connect();
     assert_eq!(idle.roundtrip(&get("/warm")).status, 200);
     let mut c = p.connect();
@@ -431,16 +462,13 @@ fn sigterm_lets_in_flight_request_finish() {
     assert_eq!(r.header("connection").as_deref(), Some("close"));
     let status = p.child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
-    assert!(
-        std::net::TcpStream::connect(p.addr).is_err(),
-        "no longer accepting"
-    );
+    assert!(std::net::TcpStream::connect(p.addr).is_err(), "no longer accepting");
 }
 
 #[test]
 fn half_closed_client_gets_its_response() {
     let up = Upstream::ok("bye");
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let p = Proxy::core(up.addr, &[]);
     let mut c = p.connect();
     c.send(&get("/"));
     c.s.shutdown(std::net::Shutdown::Write).unwrap();
@@ -452,7 +480,7 @@ fn half_closed_client_gets_its_response() {
 fn slow_reader_gets_a_large_response_intact() {
     let big: &'static str = Box::leak("z".repeat(3_000_000).into_boxed_str());
     let up = Upstream::ok(big);
-    let p = Proxy::with_upstream(up.addr, &[]);
+    let p = Proxy::core(up.addr, &[]);
     let mut c = p.connect();
     c.send(&get("/big"));
     let mut got = Vec::new();
@@ -472,17 +500,13 @@ fn slow_reader_gets_a_large_response_intact() {
 #[test]
 fn connection_cap_pauses_accepting_until_below() {
     let up = Upstream::ok("ok");
-    let p = Proxy::with_upstream(up.addr, &["--max-connections", "1"]);
+    let p = Proxy::core(up.addr, &["--max-connections", "1"]);
     let mut c1 = p.connect();
     assert_eq!(c1.roundtrip(&get("/1")).status, 200);
     // At the cap: the kernel completes the handshake (backlog) but the ingress does not accept.
     let mut c2 = p.connect();
     c2.send(&get("/2"));
-    assert_eq!(
-        c1.roundtrip(&get("/1b")).status,
-        200,
-        "the worker keeps serving"
-    );
+    assert_eq!(c1.roundtrip(&get("/1b")).status, 200, "the worker keeps serving");
     c2.s.set_nonblocking(true).unwrap();
     let mut probe = [0u8; 1];
     let r = c2.s.read(&mut probe);
@@ -492,10 +516,6 @@ fn connection_cap_pauses_accepting_until_below() {
     );
     c2.s.set_nonblocking(false).unwrap();
     drop(c1);
-    assert_eq!(
-        c2.response().unwrap().status,
-        200,
-        "accepted once below the cap"
-    );
+    assert_eq!(c2.response().unwrap().status, 200, "accepted once below the cap");
     assert_eq!(up.requests().len(), 3);
 }

@@ -302,11 +302,7 @@ mod tests {
             b"2; a\r\naa\r\n0\r\n\r\n",
         ];
         for b in bad {
-            assert!(
-                decode(b, b.len()).is_err(),
-                "accepted {:?}",
-                String::from_utf8_lossy(b)
-            );
+            assert!(decode(b, b.len()).is_err(), "accepted {:?}", String::from_utf8_lossy(b));
         }
     }
 
@@ -321,9 +317,7 @@ mod tests {
     #[test]
     fn in_place_and_skip() {
         let mut v = b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n".to_vec();
-        let (len, used, done) = ChunkedDecoder::new(u64::MAX)
-            .decode_in_place(&mut v)
-            .unwrap();
+        let (len, used, done) = ChunkedDecoder::new(u64::MAX).decode_in_place(&mut v).unwrap();
         assert_eq!((&v[..len], used, done), (&b"abcde"[..], 20, true));
         let mut d = ChunkedDecoder::new(u64::MAX);
         assert_eq!(d.skip(b"3\r\nab").unwrap(), (5, false));

@@ -23,19 +23,13 @@ pub enum Version {
 /// Case-insensitive ASCII comparison of a field name (or token) with a lower-case constant.
 #[inline]
 pub fn eq_ci(a: &[u8], lower: &[u8]) -> bool {
-    a.len() == lower.len()
-        && a.iter()
-            .zip(lower)
-            .all(|(x, y)| x.to_ascii_lowercase() == *y)
+    a.len() == lower.len() && a.iter().zip(lower).all(|(x, y)| x.to_ascii_lowercase() == *y)
 }
 
 /// Iterates the elements of a comma-separated field value, trimmed of spaces and tabs; empty elements
 /// (allowed by the list syntax of RFC 9110 section 5.6.1) are skipped.
 pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(trim_ows)
-        .filter(|t| !t.is_empty())
+    value.split(|&b| b == b',').map(trim_ows).filter(|t| !t.is_empty())
 }
 
 /// Trims optional whitespace (SP, HTAB) from both ends.
@@ -54,20 +48,7 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
 pub fn is_tchar(b: u8) -> bool {
     matches!(
         b,
-        b'!' | b'#'
-            | b'$'
-            | b'%'
-            | b'&'
-            | b'\''
-            | b'*'
-            | b'+'
-            | b'-'
-            | b'.'
-            | b'^'
-            | b'_'
-            | b'`'
-            | b'|'
-            | b'~'
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
     ) || b.is_ascii_alphanumeric()
 }
 

@@ -22,10 +22,16 @@ pub enum Reason {
     UpstreamUnavailable,
     UpstreamTimeout,
     BadUpstreamResponse,
+    AcceptHeaderMissing,
+    AcceptHeaderMalformed,
+    UnsupportedApiVersion,
+    ContentTypeNotJson,
+    MalformedJson,
+    JsonTooDeep,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 22] = [
         Reason::MalformedRequest,
         Reason::AmbiguousFraming,
         Reason::MalformedChunkedBody,
@@ -42,16 +48,18 @@ impl Reason {
         Reason::UpstreamUnavailable,
         Reason::UpstreamTimeout,
         Reason::BadUpstreamResponse,
+        Reason::AcceptHeaderMissing,
+        Reason::AcceptHeaderMalformed,
+        Reason::UnsupportedApiVersion,
+        Reason::ContentTypeNotJson,
+        Reason::MalformedJson,
+        Reason::JsonTooDeep,
     ];
 
     pub fn status(self) -> u16 {
         use Reason::*;
         match self {
-            MalformedRequest
-            | AmbiguousFraming
-            | MalformedChunkedBody
-            | InvalidHost
-            | InvalidConnectionHeader => 400,
+            MalformedRequest | AmbiguousFraming | MalformedChunkedBody | InvalidHost | InvalidConnectionHeader => 400,
             UnsupportedTransferCoding | UnsupportedMethod => 501,
             ExpectationFailed => 417,
             UriTooLong => 414,
@@ -61,6 +69,9 @@ impl Reason {
             RequestTimeout => 408,
             UpstreamUnavailable | BadUpstreamResponse => 502,
             UpstreamTimeout => 504,
+            AcceptHeaderMissing | AcceptHeaderMalformed | UnsupportedApiVersion => 406,
+            ContentTypeNotJson => 415,
+            MalformedJson | JsonTooDeep => 400,
         }
     }
 
@@ -83,6 +94,12 @@ impl Reason {
             UpstreamUnavailable => "upstream_unavailable",
             UpstreamTimeout => "upstream_timeout",
             BadUpstreamResponse => "bad_upstream_response",
+            AcceptHeaderMissing => "accept_header_missing",
+            AcceptHeaderMalformed => "accept_header_malformed",
+            UnsupportedApiVersion => "unsupported_api_version",
+            ContentTypeNotJson => "content_type_not_json",
+            MalformedJson => "malformed_json",
+            JsonTooDeep => "json_too_deep",
         }
     }
 
@@ -105,6 +122,12 @@ impl Reason {
             UpstreamUnavailable => "Upstream unavailable",
             UpstreamTimeout => "Upstream timeout",
             BadUpstreamResponse => "Bad upstream response",
+            AcceptHeaderMissing => "Accept header missing",
+            AcceptHeaderMalformed => "Accept header malformed",
+            UnsupportedApiVersion => "API version not available",
+            ContentTypeNotJson => "Content-Type must be JSON",
+            MalformedJson => "Invalid or malformed JSON",
+            JsonTooDeep => "JSON nested too deeply",
         }
     }
 
@@ -127,23 +150,28 @@ impl Reason {
             UpstreamUnavailable => "The service is temporarily unavailable: retry later.",
             UpstreamTimeout => "The service did not answer in time: retry later.",
             BadUpstreamResponse => "The service sent an invalid response: retry later.",
+            AcceptHeaderMissing => "This API is versioned through the Accept header: send Accept: application/vnd.<vendor>.v<N>+json.",
+            AcceptHeaderMalformed => "The Accept header is not a valid list of media types (RFC 9110 section 12.5.1).",
+            UnsupportedApiVersion => "The Accept header names no API version this service offers.",
+            ContentTypeNotJson => "Requests that create or update a resource must send Content-Type: application/json.",
+            MalformedJson => "The request body is not one well-formed JSON document (RFC 8259): check it with a JSON linter.",
+            JsonTooDeep => "The JSON body nests objects and arrays deeper than this API accepts.",
         }
     }
 
     /// Framing refusals close the connection: the ingress cannot know where the next request starts.
     pub fn closes(self) -> bool {
         use Reason::*;
-        !matches!(
-            self,
-            UpstreamUnavailable | UpstreamTimeout | BadUpstreamResponse
-        )
+        !matches!(self, UpstreamUnavailable | UpstreamTimeout | BadUpstreamResponse)
     }
 }
 
 fn status_text(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
+        406 => "Not Acceptable",
         408 => "Request Timeout",
+        415 => "Unsupported Media Type",
         413 => "Content Too Large",
         414 => "URI Too Long",
         417 => "Expectation Failed",
@@ -164,8 +192,15 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
-    pub fn new(docs_url: Option<&str>) -> Catalogue {
+    /// `accepted`: the API media types configured, named in the detail of `unsupported_api_version`.
+    pub fn new(docs_url: Option<&str>, accepted: &[String]) -> Catalogue {
         let render = |r: Reason, close: bool| {
+            let detail = match r {
+                Reason::UnsupportedApiVersion if !accepted.is_empty() => {
+                    format!("{} Send Accept with one of: {}.", r.detail(), accepted.join(", "))
+                }
+                _ => r.detail().to_string(),
+            };
             let ty = match docs_url {
                 Some(u) => format!("{u}#{}", r.code()),
                 None => "about:blank".to_string(),
@@ -174,7 +209,7 @@ impl Catalogue {
                 "{{\"type\":\"{ty}\",\"title\":\"{}\",\"status\":{},\"detail\":\"{}\",\"reason\":\"{}\"}}\n",
                 r.title(),
                 r.status(),
-                r.detail(),
+                detail,
                 r.code()
             );
             format!(
@@ -210,7 +245,10 @@ mod tests {
 
     #[test]
     fn catalogue_is_indexed_by_reason_and_valid() {
-        let c = Catalogue::new(Some("https://docs.example.com/troubleshooting"));
+        let c = Catalogue::new(
+            Some("https://docs.example.com/troubleshooting"),
+            &["application/vnd.a.v1+json".into()],
+        );
         for (i, r) in Reason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
             let resp = std::str::from_utf8(c.response(*r, true)).unwrap();
@@ -229,7 +267,7 @@ mod tests {
                 .unwrap()
                 .contains("Connection:"));
         }
-        let c = Catalogue::new(None);
+        let c = Catalogue::new(None, &[]);
         assert!(std::str::from_utf8(c.response(Reason::BodyTooLarge, false))
             .unwrap()
             .contains("about:blank"));

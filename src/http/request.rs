@@ -128,10 +128,7 @@ pub fn parse_head<'h, 'b>(
                         close = true;
                     } else if eq_ci(t, b"keep-alive") {
                         keep_alive_token = true;
-                    } else if eq_ci(t, b"content-length")
-                        || eq_ci(t, b"host")
-                        || eq_ci(t, b"transfer-encoding")
-                    {
+                    } else if eq_ci(t, b"content-length") || eq_ci(t, b"host") || eq_ci(t, b"transfer-encoding") {
                         return Err(Reason::InvalidConnectionHeader);
                     }
                 }
@@ -140,8 +137,7 @@ pub fn parse_head<'h, 'b>(
                 if content_length.is_some() {
                     return Err(Reason::AmbiguousFraming);
                 }
-                content_length =
-                    Some(parse_content_length(h.value).ok_or(Reason::AmbiguousFraming)?);
+                content_length = Some(parse_content_length(h.value).ok_or(Reason::AmbiguousFraming)?);
             }
             17 if eq_ci(name, b"transfer-encoding") => {
                 if te.is_some() {
@@ -164,8 +160,7 @@ pub fn parse_head<'h, 'b>(
         (Some(v), None) => {
             if eq_ci(v, b"chunked") {
                 Framing::Chunked
-            } else if list_items(v).any(|t| eq_ci(t, b"chunked")) || !v.iter().all(|&b| is_tchar(b))
-            {
+            } else if list_items(v).any(|t| eq_ci(t, b"chunked")) || !v.iter().all(|&b| is_tchar(b)) {
                 // A list containing chunked ("gzip, chunked", "chunked, chunked") or a malformed value.
                 return Err(Reason::AmbiguousFraming);
             } else {
@@ -234,16 +229,11 @@ fn too_large(buf: &[u8], max_head: usize) -> Reason {
 /// httparse reports any unknown version as a version error: a well-formed `HTTP/x.y` other than 1.0 / 1.1 is
 /// 505, anything else is malformed.
 fn version_error(buf: &[u8]) -> Reason {
-    let line_end = buf
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(buf.len());
+    let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(buf.len());
     let line = &buf[..line_end];
     let last = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
     match last {
-        [b'H', b'T', b'T', b'P', b'/', d1, b'.', d2]
-            if d1.is_ascii_digit() && d2.is_ascii_digit() =>
-        {
+        [b'H', b'T', b'T', b'P', b'/', d1, b'.', d2] if d1.is_ascii_digit() && d2.is_ascii_digit() => {
             Reason::HttpVersionNotSupported
         }
         [b'H', b'T', b'T', b'P', b'/', d] if d.is_ascii_digit() => Reason::HttpVersionNotSupported,
@@ -257,17 +247,13 @@ mod tests {
 
     fn parse(raw: &[u8]) -> Result<Option<(Framing, bool, bool)>, Reason> {
         let mut st = header_storage();
-        parse_head(raw, &Limits::default(), &mut st)
-            .map(|o| o.map(|h| (h.framing, h.keep_alive, h.expect_continue)))
+        parse_head(raw, &Limits::default(), &mut st).map(|o| o.map(|h| (h.framing, h.keep_alive, h.expect_continue)))
     }
 
     #[test]
     fn framing_decisions() {
         let ok = |raw: &[u8]| parse(raw).unwrap().unwrap();
-        assert_eq!(
-            ok(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
-            (Framing::None, true, false)
-        );
+        assert_eq!(ok(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), (Framing::None, true, false));
         assert_eq!(ok(b"GET / HTTP/1.0\r\n\r\n"), (Framing::None, false, false));
         assert_eq!(
             ok(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
@@ -290,21 +276,57 @@ mod tests {
     #[test]
     fn refusals() {
         let cases: &[(&[u8], Reason)] = &[
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", Reason::AmbiguousFraming),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Reason::AmbiguousFraming),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", Reason::AmbiguousFraming),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", Reason::UnsupportedTransferCoding),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", Reason::AmbiguousFraming),
-            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", Reason::AmbiguousFraming),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", Reason::AmbiguousFraming),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", Reason::AmbiguousFraming),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", Reason::AmbiguousFraming),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", Reason::AmbiguousFraming),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n", Reason::BodyTooLarge),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Reason::AmbiguousFraming,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Reason::AmbiguousFraming,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+                Reason::AmbiguousFraming,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+                Reason::UnsupportedTransferCoding,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Reason::AmbiguousFraming,
+            ),
+            (
+                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Reason::AmbiguousFraming,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+                Reason::AmbiguousFraming,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
+                Reason::AmbiguousFraming,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                Reason::AmbiguousFraming,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                Reason::AmbiguousFraming,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n",
+                Reason::BodyTooLarge,
+            ),
             (b"GET / HTTP/1.1\r\n\r\n", Reason::InvalidHost),
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Reason::InvalidHost),
             (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", Reason::MalformedRequest),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", Reason::MalformedRequest),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+                Reason::MalformedRequest,
+            ),
             (b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", Reason::MalformedRequest),
             (b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", Reason::MalformedRequest),
             (b"GET / HTTP/1.1\nHost: a\n\n", Reason::MalformedRequest),
@@ -312,9 +334,18 @@ mod tests {
             (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", Reason::HttpVersionNotSupported),
             (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", Reason::HttpVersionNotSupported),
             (b"GET / HTPT/1.1\r\nHost: a\r\n\r\n", Reason::MalformedRequest),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, Content-Length\r\n\r\n", Reason::InvalidConnectionHeader),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n", Reason::InvalidConnectionHeader),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", Reason::ExpectationFailed),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, Content-Length\r\n\r\n",
+                Reason::InvalidConnectionHeader,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n",
+                Reason::InvalidConnectionHeader,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n",
+                Reason::ExpectationFailed,
+            ),
             (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", Reason::UnsupportedMethod),
             (b"MKCOLA / HTTP/1.1\r\nHost: a\r\n\r\n", Reason::UnsupportedMethod),
             (b"get / HTTP/1.1\r\nHost: a\r\n\r\n", Reason::UnsupportedMethod),
@@ -342,20 +373,11 @@ mod tests {
         };
         let mut st = header_storage();
         let long_line = [b"GET /".as_slice(), &[b'a'; 2000]].concat();
-        assert_eq!(
-            parse_head(&long_line, &lim, &mut st).unwrap_err(),
-            Reason::UriTooLong
-        );
+        assert_eq!(parse_head(&long_line, &lim, &mut st).unwrap_err(), Reason::UriTooLong);
         let mut big = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
         big.extend_from_slice(&[b'x'; 1100]);
-        assert_eq!(
-            parse_head(&big, &lim, &mut st).unwrap_err(),
-            Reason::HeaderTooLarge
-        );
+        assert_eq!(parse_head(&big, &lim, &mut st).unwrap_err(), Reason::HeaderTooLarge);
         let many = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
-        assert_eq!(
-            parse_head(many, &lim, &mut st).unwrap_err(),
-            Reason::HeaderTooLarge
-        );
+        assert_eq!(parse_head(many, &lim, &mut st).unwrap_err(), Reason::HeaderTooLarge);
     }
 }

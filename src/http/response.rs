@@ -57,12 +57,8 @@ pub fn parse_head<'h, 'b>(
     storage: &'h mut [MaybeUninit<Header<'b>>],
 ) -> Result<Option<ResponseHead<'h, 'b>>, BadResponse> {
     let mut resp = httparse::Response::new(&mut []);
-    let head_len = match httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut resp, buf, storage)
-    {
-        Ok(httparse::Status::Partial) if buf.len() > max_head => {
-            return Err(BadResponse::Malformed)
-        }
+    let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, storage) {
+        Ok(httparse::Status::Partial) if buf.len() > max_head => return Err(BadResponse::Malformed),
         Ok(httparse::Status::Partial) => return Ok(None),
         Ok(httparse::Status::Complete(n)) => n,
         Err(_) => return Err(BadResponse::Malformed),
@@ -101,8 +97,7 @@ pub fn parse_head<'h, 'b>(
             }
         }
     }
-    let body = if request_was_head || (100..200).contains(&status) || status == 204 || status == 304
-    {
+    let body = if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
         BodyKind::None
     } else {
         match (chunked_last, content_length) {
@@ -113,10 +108,8 @@ pub fn parse_head<'h, 'b>(
         }
     };
     let transfer_and_length = chunked_last.is_some() && content_length.is_some();
-    let reusable = !close
-        && (version == Version::Http11 || keep_alive_token)
-        && body != BodyKind::Close
-        && !transfer_and_length;
+    let reusable =
+        !close && (version == Version::Http11 || keep_alive_token) && body != BodyKind::Close && !transfer_and_length;
     Ok(Some(ResponseHead {
         status,
         reason: resp.reason.unwrap_or(""),
@@ -173,8 +166,7 @@ mod tests {
 
     fn head(raw: &[u8], was_head: bool) -> Result<Option<(u16, BodyKind, bool)>, BadResponse> {
         let mut st = crate::http::request::header_storage();
-        parse_head(raw, 16384, was_head, &mut st[..100])
-            .map(|o| o.map(|h| (h.status, h.body, h.reusable)))
+        parse_head(raw, 16384, was_head, &mut st[..100]).map(|o| o.map(|h| (h.status, h.body, h.reusable)))
     }
 
     #[test]
@@ -193,23 +185,14 @@ mod tests {
             (204, BodyKind::None, true)
         );
         assert_eq!(
-            ok(
-                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
-                false
-            ),
+            ok(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false),
             (304, BodyKind::None, true)
         );
         assert_eq!(
-            ok(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-                false
-            ),
+            ok(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false),
             (200, BodyKind::Chunked, true)
         );
-        assert_eq!(
-            ok(b"HTTP/1.1 200 OK\r\n\r\n", false),
-            (200, BodyKind::Close, false)
-        );
+        assert_eq!(ok(b"HTTP/1.1 200 OK\r\n\r\n", false), (200, BodyKind::Close, false));
         assert_eq!(
             ok(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false),
             (200, BodyKind::Length(1), false)

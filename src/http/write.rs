@@ -7,16 +7,22 @@ use super::response::{BodyKind, ResponseHead};
 use super::{eq_ci, is_hop_by_hop, named_by_connection, Header, Version};
 use crate::buf::{put_u64, Out};
 
+/// What the forwarded head adds to the client's fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Forward<'a> {
+    /// Appended to `X-Forwarded-For`.
+    pub client_ip: &'a [u8],
+    /// `Host` sent when an HTTP/1.0 client sent none.
+    pub default_host: &'a [u8],
+    /// The version header: any client copy is removed; `version` is sent in it when matched.
+    pub version_header: &'a [u8],
+    pub version: Option<&'a [u8]>,
+}
+
 /// Writes the head forwarded upstream: the request line (as HTTP/1.1), the client's fields minus hop-by-hop
-/// ones, framing and `X-Forwarded-For`; then `Content-Length: body_len` if the request has a body, the
-/// combined `X-Forwarded-For` with `client_ip` appended, and `Host: default_host` if the client sent none.
-pub fn forward_head(
-    out: &mut impl Out,
-    head: &RequestHead<'_, '_>,
-    body_len: u64,
-    client_ip: &[u8],
-    default_host: &[u8],
-) {
+/// ones, the framing fields, `X-Forwarded-For` and the version header; then `Content-Length: body_len` if
+/// the request has a body, the version header, and the combined `X-Forwarded-For` with the client appended.
+pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u64, fwd: &Forward<'_>) {
     out.put(head.method.as_bytes());
     out.put(b" ");
     out.put(head.target.as_bytes());
@@ -35,19 +41,25 @@ pub fn forward_head(
             Field::Drop => continue,
             Field::Other => {}
         }
-        if names_fields && named_by_connection(head.headers, name) {
+        if name.eq_ignore_ascii_case(fwd.version_header) || (names_fields && named_by_connection(head.headers, name)) {
             continue;
         }
         put_field(out, h);
     }
     if !has_host {
         out.put(b"Host: ");
-        out.put(default_host);
+        out.put(fwd.default_host);
         out.put(b"\r\n");
     }
     if head.framing != Framing::None {
         out.put(b"Content-Length: ");
         put_u64(out, body_len);
+        out.put(b"\r\n");
+    }
+    if let Some(v) = fwd.version {
+        out.put(fwd.version_header);
+        out.put(b": ");
+        out.put(v);
         out.put(b"\r\n");
     }
     out.put(b"X-Forwarded-For: ");
@@ -63,7 +75,7 @@ pub fn forward_head(
             }
         }
     }
-    out.put(client_ip);
+    out.put(fwd.client_ip);
     out.put(b"\r\n\r\n");
 }
 
@@ -93,9 +105,7 @@ fn connection_names_fields(headers: &[Header<'_>]) -> bool {
     headers
         .iter()
         .filter(|h| eq_ci(h.name.as_bytes(), b"connection"))
-        .any(|h| {
-            super::list_items(h.value).any(|t| !eq_ci(t, b"close") && !eq_ci(t, b"keep-alive"))
-        })
+        .any(|h| super::list_items(h.value).any(|t| !eq_ci(t, b"close") && !eq_ci(t, b"keep-alive")))
 }
 
 fn put_field(out: &mut impl Out, h: &Header<'_>) {
@@ -162,16 +172,20 @@ mod tests {
 
     #[test]
     fn forwarded_head_drops_hop_by_hop() {
-        let raw = b"POST /x HTTP/1.1\r\nHost: api\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nX-Forwarded-For: 10.0.0.1\r\nAccept: */*\r\n\r\n";
+        let raw = b"POST /x HTTP/1.1\r\nHost: api\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nX-Forwarded-For: 10.0.0.1\r\nX-API-Version: v9\r\nAccept: */*\r\n\r\n";
         let mut st = header_storage();
-        let head = parse_head(raw, &Limits::default(), &mut st)
-            .unwrap()
-            .unwrap();
+        let head = parse_head(raw, &Limits::default(), &mut st).unwrap().unwrap();
         let mut out = Vec::new();
-        forward_head(&mut out, &head, 11, b"127.0.0.1", b"up");
+        let fwd = Forward {
+            client_ip: b"127.0.0.1",
+            default_host: b"up",
+            version_header: b"X-Api-Version",
+            version: Some(b"v2"),
+        };
+        forward_head(&mut out, &head, 11, &fwd);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "POST /x HTTP/1.1\r\nHost: api\r\nAccept: */*\r\nContent-Length: 11\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n\r\n"
+            "POST /x HTTP/1.1\r\nHost: api\r\nAccept: */*\r\nContent-Length: 11\r\nX-Api-Version: v2\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n\r\n"
         );
     }
 
@@ -179,11 +193,15 @@ mod tests {
     fn http10_without_host_gets_one() {
         let raw = b"GET / HTTP/1.0\r\n\r\n";
         let mut st = header_storage();
-        let head = parse_head(raw, &Limits::default(), &mut st)
-            .unwrap()
-            .unwrap();
+        let head = parse_head(raw, &Limits::default(), &mut st).unwrap().unwrap();
         let mut out = Vec::new();
-        forward_head(&mut out, &head, 0, b"::1", b"up:80");
+        let fwd = Forward {
+            client_ip: b"::1",
+            default_host: b"up:80",
+            version_header: b"X-Api-Version",
+            version: None,
+        };
+        forward_head(&mut out, &head, 0, &fwd);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET / HTTP/1.1\r\nHost: up:80\r\nX-Forwarded-For: ::1\r\n\r\n"

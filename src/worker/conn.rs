@@ -13,6 +13,7 @@ use mio::net::TcpStream;
 
 use super::pool::BufPool;
 use crate::buf::{Buf, Out};
+use crate::guard::json::{JsonError, JsonValidator};
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
 use crate::http::request::{self, Framing, RequestHead};
 use crate::http::response::{self, BodyFramer, BodyKind};
@@ -26,6 +27,8 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes drained while lingering.
 const LINGER_BYTES: usize = 64 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// Largest body of a refused request that is read and dropped to keep the connection (else it is closed).
+const DISCARD_MAX: u64 = 64 * 1024;
 
 /// Readiness as last reported by the poller, kept in user space.
 #[derive(Debug, Default, Clone, Copy)]
@@ -89,6 +92,8 @@ pub enum Phase {
     Linger {
         drained: usize,
     },
+    /// Reading and dropping the body of a request refused from its head (`ex.discard` bytes).
+    Discard,
 }
 
 /// What the current exchange needs to remember between events.
@@ -106,6 +111,12 @@ pub struct Exchange {
     pub framer: Option<BodyFramer>,
     /// `out` holds a `100 Continue` not yet fully written.
     pub interim: bool,
+    /// Index of the API version the request asked for (`Policy::accept`).
+    pub api_version: Option<usize>,
+    /// The body must be valid JSON.
+    pub json: bool,
+    /// Body bytes of a refused request still to be read and dropped before the next request.
+    pub discard: u64,
     pub dechunk: bool,
     pub up_reusable: bool,
     pub close_after: bool,
@@ -122,6 +133,9 @@ impl Exchange {
             reused: false,
             retried: false,
             framer: None,
+            api_version: None,
+            json: false,
+            discard: 0,
             interim: false,
             dechunk: false,
             up_reusable: false,
@@ -139,6 +153,9 @@ impl Exchange {
             reused: false,
             retried: false,
             framer: None,
+            api_version: None,
+            json: false,
+            discard: 0,
             interim: false,
             dechunk: false,
             up_reusable: false,
@@ -194,6 +211,7 @@ pub enum Step {
 pub struct Env<'a> {
     pub shared: &'a Shared,
     pub bufs: &'a mut BufPool,
+    pub json: &'a mut JsonValidator,
     pub now: Instant,
     pub draining: bool,
 }
@@ -283,6 +301,7 @@ impl Client {
             },
             Phase::Flush => self.flush_step(env),
             Phase::Linger { .. } => self.linger_step(),
+            Phase::Discard => self.discard_step(env),
         }
     }
 
@@ -340,22 +359,27 @@ impl Client {
 
     /// A complete, valid head is at the start of `data`. This is where the request checks plug in.
     /// Returns the step, the input bytes to consume, and the room to reserve for the body.
-    fn accept_head(
-        &mut self,
-        data: &[u8],
-        head: &RequestHead<'_, '_>,
-        env: &mut Env<'_>,
-    ) -> (Step, usize, usize) {
+    fn accept_head(&mut self, data: &[u8], head: &RequestHead<'_, '_>, env: &mut Env<'_>) -> (Step, usize, usize) {
         self.ex = Exchange::new(head);
         let head_len = head.head_len;
-        let (body, reserve) = match head.framing {
-            Framing::None => {
-                return (
-                    self.forward(data, head, head_len..head_len, env),
-                    head_len,
-                    0,
-                )
+        // The request checks (rate limit, Accept, Content-Type) decide from the head, before any body byte.
+        match crate::guard::check_head(&env.shared.config.policy, head) {
+            Ok(adm) => {
+                self.ex.api_version = adm.version;
+                self.ex.json = adm.json_body;
             }
+            Err(reason) => {
+                // Keep the connection when the body is small enough to read and drop; else close it.
+                match head.framing {
+                    Framing::None => {}
+                    Framing::Length(n) if n <= DISCARD_MAX && !head.expect_continue => self.ex.discard = n,
+                    _ => self.ex.keep_alive = false,
+                }
+                return (self.respond(env, reason), head_len, 0);
+            }
+        }
+        let (body, reserve) = match head.framing {
+            Framing::None => return (self.forward(data, head, head_len..head_len, env), head_len, 0),
             Framing::Length(n) => {
                 let end = head_len + n as usize;
                 if data.len() >= end {
@@ -397,11 +421,7 @@ impl Client {
 
     fn body_step_with(&mut self, inb: &mut Buf, env: &mut Env<'_>) -> Step {
         loop {
-            let Phase::Body {
-                head_len,
-                ref mut body,
-            } = self.phase
-            else {
+            let Phase::Body { head_len, ref mut body } = self.phase else {
                 return Step::Close;
             };
             match body {
@@ -430,9 +450,7 @@ impl Client {
                                     break;
                                 }
                             }
-                            Err(ChunkError::TooLarge) => {
-                                return self.respond(env, Reason::BodyTooLarge)
-                            }
+                            Err(ChunkError::TooLarge) => return self.respond(env, Reason::BodyTooLarge),
                             Err(_) => return self.respond(env, Reason::MalformedChunkedBody),
                         }
                     }
@@ -440,13 +458,7 @@ impl Client {
                     if done {
                         // Pipelined bytes after the body stay; the decoded body is contiguous after the head.
                         let req_end = raw_pos;
-                        return self.forward_reparsed(
-                            inb,
-                            head_len,
-                            head_len..decoded_end,
-                            req_end,
-                            env,
-                        );
+                        return self.forward_reparsed(inb, head_len, head_len..decoded_end, req_end, env);
                     }
                     // Reclaim the framing bytes already decoded so the buffer holds head + payload + rest.
                     let gap = raw_pos - decoded_end;
@@ -505,15 +517,23 @@ impl Client {
         body: std::ops::Range<usize>,
         env: &mut Env<'_>,
     ) -> Step {
-        let mut fwd = env.bufs.get();
         let body = &data[body];
-        write::forward_head(
-            &mut fwd,
-            head,
-            body.len() as u64,
-            self.ip.as_bytes(),
-            &env.shared.upstream_host,
-        );
+        if self.ex.json {
+            match env.json.validate(body) {
+                Ok(()) => {}
+                Err(JsonError::Malformed) => return self.respond(env, Reason::MalformedJson),
+                Err(JsonError::TooDeep) => return self.respond(env, Reason::JsonTooDeep),
+            }
+        }
+        let policy = &env.shared.config.policy;
+        let info = write::Forward {
+            client_ip: self.ip.as_bytes(),
+            default_host: &env.shared.upstream_host,
+            version_header: policy.version_header.as_bytes(),
+            version: self.ex.api_version.map(|i| policy.accept[i].version.as_bytes()),
+        };
+        let mut fwd = env.bufs.get();
+        write::forward_head(&mut fwd, head, body.len() as u64, &info);
         fwd.put(body);
         self.ex.fwd = Some(fwd);
         self.ex.sent = 0;
@@ -597,12 +617,8 @@ impl Client {
                         continue;
                     }
                     Ok(Some(h)) => {
-                        let dechunk =
-                            h.body == BodyKind::Chunked && self.ex.version == Version::Http10;
-                        let close = self.ex.close_after
-                            || h.body == BodyKind::Close
-                            || dechunk
-                            || env.draining;
+                        let dechunk = h.body == BodyKind::Chunked && self.ex.version == Version::Http10;
+                        let close = self.ex.close_after || h.body == BodyKind::Close || dechunk || env.draining;
                         let mut next = self.ex.fwd.take().unwrap_or_else(|| env.bufs.get());
                         next.clear();
                         write::response_head(
@@ -742,9 +758,7 @@ impl Client {
                     }
                 }
                 Ok(ReadResult::WouldBlock) => {}
-                Ok(ReadResult::Eof)
-                    if self.ex.framer.as_ref().is_some_and(|f| f.ends_at_close()) =>
-                {
+                Ok(ReadResult::Eof) if self.ex.framer.as_ref().is_some_and(|f| f.ends_at_close()) => {
                     self.ex.framer = None;
                     self.ex.up_reusable = false;
                 }
@@ -773,10 +787,38 @@ impl Client {
             self.deadline = env.now + LINGER;
             return Step::Continue;
         }
+        if self.ex.discard > 0 {
+            self.phase = Phase::Discard;
+            self.deadline = env.now + env.shared.config.timeouts.body;
+            return Step::Continue;
+        }
         self.phase = Phase::Head { started: false };
         self.deadline = env.now + env.shared.config.timeouts.idle;
         env.bufs.put_if_empty(&mut self.inbuf);
         Step::Continue
+    }
+
+    fn discard_step(&mut self, env: &mut Env<'_>) -> Step {
+        loop {
+            let inb = self.inbuf.get_or_insert_with(|| env.bufs.get());
+            let n = (inb.len() as u64).min(self.ex.discard);
+            inb.consume(n as usize);
+            self.ex.discard -= n;
+            if self.ex.discard == 0 {
+                self.phase = Phase::Head { started: false };
+                self.deadline = env.now + env.shared.config.timeouts.idle;
+                env.bufs.put_if_empty(&mut self.inbuf);
+                return Step::Continue;
+            }
+            if !self.io.readable {
+                return if self.io.hup { Step::Close } else { Step::Wait };
+            }
+            match read_once(&mut self.sock, &mut self.io, inb) {
+                Ok(ReadResult::Data) => {}
+                Ok(ReadResult::WouldBlock) => return Step::Wait,
+                Ok(ReadResult::Full | ReadResult::Eof) | Err(_) => return Step::Close,
+            }
+        }
     }
 
     fn linger_step(&mut self) -> Step {
@@ -806,7 +848,7 @@ impl Client {
     /// The connection's deadline passed: what to do depends on where it is.
     pub fn on_timeout(&mut self, env: &mut Env<'_>) -> Step {
         match self.phase {
-            Phase::Head { started: false } | Phase::Linger { .. } | Phase::Flush | Phase::Relay => {
+            Phase::Head { started: false } | Phase::Linger { .. } | Phase::Flush | Phase::Relay | Phase::Discard => {
                 Step::Close
             }
             Phase::Head { started: true } | Phase::Body { .. } => {

@@ -18,6 +18,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::guard::json::JsonValidator;
 use crate::http::Reason;
 use crate::server::Shared;
 use crate::timer::{Entry, Wheel, TICK};
@@ -43,11 +44,7 @@ fn token(key: usize, gen: u32, upstream: bool) -> Token {
 }
 
 fn split(t: Token) -> (usize, u32, bool) {
-    (
-        t.0 & 0xffff_ffff,
-        ((t.0 >> 32) as u32) & GEN_MASK,
-        t.0 & UP_BIT != 0,
-    )
+    (t.0 & 0xffff_ffff, ((t.0 >> 32) as u32) & GEN_MASK, t.0 & UP_BIT != 0)
 }
 
 pub struct Worker {
@@ -60,6 +57,7 @@ pub struct Worker {
     ups: Slab<Upstream>,
     idle_ups: Vec<usize>,
     bufs: BufPool,
+    json: JsonValidator,
     wheel: Wheel,
     expired: Vec<Entry>,
     pending: Vec<(usize, u32)>,
@@ -73,18 +71,12 @@ pub struct Worker {
 
 impl Worker {
     /// A worker around a bound listener; `poll` must be the one `waker` was made from.
-    pub fn new(
-        id: usize,
-        poll: Poll,
-        mut listener: TcpListener,
-        shared: Arc<Shared>,
-    ) -> io::Result<Worker> {
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+    pub fn new(id: usize, poll: Poll, mut listener: TcpListener, shared: Arc<Shared>) -> io::Result<Worker> {
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
         let buf_size = (shared.config.limits.max_head + 1024).max(16 * 1024);
-        let max_free =
-            (shared.config.max_connections / shared.config.workers.max(1)).clamp(64, 4096);
+        let max_free = (shared.config.max_connections / shared.config.workers.max(1)).clamp(64, 4096);
+        let json = JsonValidator::new(shared.config.policy.max_json_depth);
         Ok(Worker {
             id,
             poll,
@@ -95,6 +87,7 @@ impl Worker {
             ups: Slab::with_capacity(1024),
             idle_ups: Vec::with_capacity(1024),
             bufs: BufPool::new(buf_size, max_free),
+            json,
             wheel: Wheel::new(now),
             expired: Vec::with_capacity(1024),
             pending: Vec::with_capacity(64),
@@ -213,9 +206,7 @@ impl Worker {
                     self.accept_ready = false;
                     return;
                 }
-                Err(e)
-                    if e.kind() == io::ErrorKind::Interrupted
-                        || e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
                     // EMFILE / ENFILE / ENOBUFS: back off instead of spinning; the backlog holds the clients.
                     crate::warn!(
@@ -289,9 +280,7 @@ impl Worker {
         u.io.writable |= writable;
         u.io.hup |= hup;
         match u.owner {
-            Some((ck, cgen)) if self.clients.get(ck).is_some_and(|c| c.gen == cgen) => {
-                self.drive(ck)
-            }
+            Some((ck, cgen)) if self.clients.get(ck).is_some_and(|c| c.gen == cgen) => self.drive(ck),
             Some(_) => {}
             None if readable || hup => {
                 // A pooled connection that speaks or closes unasked is finished.
@@ -310,6 +299,7 @@ impl Worker {
                     clients,
                     ups,
                     bufs,
+                    json,
                     shared,
                     now,
                     draining,
@@ -319,6 +309,7 @@ impl Worker {
                 let mut env = Env {
                     shared,
                     bufs,
+                    json,
                     now: *now,
                     draining: *draining,
                 };
@@ -378,6 +369,7 @@ impl Worker {
         let Worker {
             clients,
             bufs,
+            json,
             shared,
             now,
             draining,
@@ -394,6 +386,7 @@ impl Worker {
         let mut env = Env {
             shared,
             bufs,
+            json,
             now: *now,
             draining: *draining,
         };
@@ -418,19 +411,14 @@ impl Worker {
         let uk = match uk {
             Some(k) => k,
             None => {
-                let mut sock = TcpStream::connect(self.shared.upstream)
-                    .map_err(|_| Reason::UpstreamUnavailable)?;
+                let mut sock = TcpStream::connect(self.shared.upstream).map_err(|_| Reason::UpstreamUnavailable)?;
                 let _ = sock.set_nodelay(true);
                 let gen = self.next_gen();
                 let entry = self.ups.vacant_entry();
                 let k = entry.key();
                 self.poll
                     .registry()
-                    .register(
-                        &mut sock,
-                        token(k, gen, true),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
+                    .register(&mut sock, token(k, gen, true), Interest::READABLE | Interest::WRITABLE)
                     .map_err(|_| Reason::UpstreamUnavailable)?;
                 entry.insert(Upstream {
                     sock,
@@ -451,12 +439,7 @@ impl Worker {
         c.ex.reused = reused;
         c.ex.sent = 0;
         c.phase = Phase::Upstream;
-        c.deadline = self.now
-            + if u.connected {
-                t.upstream
-            } else {
-                t.upstream_connect
-            };
+        c.deadline = self.now + if u.connected { t.upstream } else { t.upstream_connect };
         Ok(())
     }
 
@@ -468,11 +451,7 @@ impl Worker {
         // past a response must never be read as the next request's response.
         let u = &self.ups[uk];
         let clean = !u.io.readable && !u.io.hup;
-        if reusable
-            && clean
-            && !self.draining
-            && self.idle_ups.len() < self.shared.config.upstream_pool
-        {
+        if reusable && clean && !self.draining && self.idle_ups.len() < self.shared.config.upstream_pool {
             let u = &mut self.ups[uk];
             u.owner = None;
             u.idle_since = self.now;
@@ -515,6 +494,7 @@ impl Worker {
                 let Worker {
                     clients,
                     bufs,
+                    json,
                     shared,
                     now,
                     draining,
@@ -524,6 +504,7 @@ impl Worker {
                 let mut env = Env {
                     shared,
                     bufs,
+                    json,
                     now: *now,
                     draining: *draining,
                 };
@@ -549,8 +530,7 @@ impl Worker {
             .clients
             .iter()
             .filter(|(_, c)| {
-                matches!(c.phase, Phase::Head { started: false })
-                    && c.inbuf.as_ref().is_none_or(|b| b.is_empty())
+                matches!(c.phase, Phase::Head { started: false }) && c.inbuf.as_ref().is_none_or(|b| b.is_empty())
             })
             .map(|(k, _)| k)
             .collect();

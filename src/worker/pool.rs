@@ -23,9 +23,7 @@ impl BufPool {
     }
 
     pub fn get(&mut self) -> Buf {
-        self.free
-            .pop()
-            .unwrap_or_else(|| Buf::with_capacity(self.size))
+        self.free.pop().unwrap_or_else(|| Buf::with_capacity(self.size))
     }
 
     pub fn put(&mut self, mut b: Buf) {

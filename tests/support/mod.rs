@@ -38,13 +38,7 @@ impl Proxy {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(
-                            rest.split_whitespace()
-                                .next()
-                                .unwrap()
-                                .parse::<SocketAddr>()
-                                .unwrap(),
-                        );
+                        let _ = tx.send(rest.split_whitespace().next().unwrap().parse::<SocketAddr>().unwrap());
                     }
                 }
                 log2.lock().unwrap().push_str(&(line + "\n"));
@@ -62,6 +56,14 @@ impl Proxy {
         let mut all = vec!["--upstream", u.as_str(), "--workers", "1"];
         all.extend_from_slice(args);
         Proxy::start(&all)
+    }
+
+    /// In front of `up` with the JSON rules off (`--json-methods ''`): for tests of the proxy core, whose
+    /// bodies are not JSON. The Accept rule always applies: core tests send `Accept: */*`.
+    pub fn core(up: SocketAddr, args: &[&str]) -> Proxy {
+        let mut all = vec!["--json-methods", ""];
+        all.extend_from_slice(args);
+        Proxy::with_upstream(up, &all)
     }
 
     pub fn connect(&self) -> Client {
@@ -195,10 +197,7 @@ fn serve(mut s: TcpStream, conn: usize, handler: &Handler, log: &Mutex<Vec<Reque
             body: Vec::new(),
             conn,
         };
-        let len: usize = req
-            .header("content-length")
-            .map(|v| v.parse().unwrap())
-            .unwrap_or(0);
+        let len: usize = req.header("content-length").map(|v| v.parse().unwrap()).unwrap_or(0);
         while buf.len() < head_end + len {
             match s.read(&mut tmp) {
                 Ok(0) | Err(_) => return,
@@ -357,7 +356,7 @@ impl Client {
 
 /// A GET for `path` with a Host field.
 pub fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: application/json\r\n\r\n").into_bytes()
 }
 
 /// A port with nothing listening on it.

@@ -1,0 +1,206 @@
+//! Media types and Accept lists (RFC 9110 sections 8.3.1 and 12.5.1), parsed over borrowed bytes.
+//!
+//! `type "/" subtype *( OWS ";" OWS parameter )`, parameters `token "=" ( token / quoted-string )`; in an
+//! Accept list, the `q` parameter is the weight (`0` to `1` with at most three decimals; `q=0` excludes).
+//! Types and parameter names compare case-insensitively.
+
+use crate::http::{is_tchar, trim_ows};
+
+/// One media range: type and subtype as sent (compare with `eq_ignore_ascii_case`), weight in thousandths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaRange<'a> {
+    pub ty: &'a [u8],
+    pub sub: &'a [u8],
+    pub q: u16,
+}
+
+/// Splits a field value at commas that are not inside a quoted string.
+pub fn split_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let v = rest?;
+        let mut quoted = false;
+        let mut escaped = false;
+        for (i, &b) in v.iter().enumerate() {
+            if escaped {
+                escaped = false;
+            } else if quoted && b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                quoted = !quoted;
+            } else if b == b',' && !quoted {
+                rest = Some(&v[i + 1..]);
+                return Some(trim_ows(&v[..i]));
+            }
+        }
+        rest = None;
+        Some(trim_ows(v))
+    })
+}
+
+fn token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// Parses one media type or range with its parameters. `None` if malformed.
+pub fn parse_media(elem: &[u8]) -> Option<MediaRange<'_>> {
+    let mut parts = split_params(elem);
+    let first = trim_ows(parts.next()?);
+    let slash = first.iter().position(|&b| b == b'/')?;
+    let (ty, sub) = (&first[..slash], &first[slash + 1..]);
+    if !token(ty) || !token(sub) {
+        return None;
+    }
+    let mut q = 1000;
+    for p in parts {
+        let p = trim_ows(p);
+        let eq = p.iter().position(|&b| b == b'=')?;
+        let (name, val) = (&p[..eq], &p[eq + 1..]);
+        if !token(name) {
+            return None;
+        }
+        if name.eq_ignore_ascii_case(b"q") {
+            q = parse_q(val)?;
+        } else if !(token(val) || quoted_string(val)) {
+            return None;
+        }
+    }
+    Some(MediaRange { ty, sub, q })
+}
+
+/// Splits at `;` outside quoted strings.
+fn split_params(elem: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(elem);
+    std::iter::from_fn(move || {
+        let v = rest?;
+        let mut quoted = false;
+        let mut escaped = false;
+        for (i, &b) in v.iter().enumerate() {
+            if escaped {
+                escaped = false;
+            } else if quoted && b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                quoted = !quoted;
+            } else if b == b';' && !quoted {
+                rest = Some(&v[i + 1..]);
+                return Some(&v[..i]);
+            }
+        }
+        rest = None;
+        Some(v)
+    })
+}
+
+fn quoted_string(v: &[u8]) -> bool {
+    if v.len() < 2 || v[0] != b'"' || v[v.len() - 1] != b'"' {
+        return false;
+    }
+    let inner = &v[1..v.len() - 1];
+    let mut escaped = false;
+    for &b in inner {
+        if escaped {
+            escaped = false;
+        } else if b == b'\\' {
+            escaped = true;
+        } else if b == b'"' || (b < 0x20 && b != b'\t') || b == 0x7f {
+            return false;
+        }
+    }
+    !escaped
+}
+
+/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`, in thousandths.
+pub fn parse_q(v: &[u8]) -> Option<u16> {
+    let (int, frac) = match v.iter().position(|&b| b == b'.') {
+        Some(i) => (&v[..i], &v[i + 1..]),
+        None => (v, &b""[..]),
+    };
+    if frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut f: u16 = 0;
+    for i in 0..3 {
+        f = f * 10 + frac.get(i).map_or(0, |d| (d - b'0') as u16);
+    }
+    match int {
+        b"0" => Some(f),
+        b"1" if f == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// True for `application/json` and any `application/*+json` (e.g. `application/merge-patch+json`).
+pub fn is_json(m: &MediaRange<'_>) -> bool {
+    m.ty.eq_ignore_ascii_case(b"application")
+        && (m.sub.eq_ignore_ascii_case(b"json")
+            || (m.sub.len() > 5 && m.sub[m.sub.len() - 5..].eq_ignore_ascii_case(b"+json")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranges(v: &str) -> Vec<Option<(String, u16)>> {
+        split_list(v.as_bytes())
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                parse_media(e).map(|m| {
+                    (
+                        format!("{}/{}", String::from_utf8_lossy(m.ty), String::from_utf8_lossy(m.sub)),
+                        m.q,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn accept_lists() {
+        assert_eq!(
+            ranges("application/json"),
+            vec![Some(("application/json".into(), 1000))]
+        );
+        assert_eq!(
+            ranges("Application/VND.acme.v2+JSON;q=0.5 , text/*; q=0.25,*/*;q=0"),
+            vec![
+                Some(("Application/VND.acme.v2+JSON".into(), 500)),
+                Some(("text/*".into(), 250)),
+                Some(("*/*".into(), 0))
+            ]
+        );
+        assert_eq!(ranges("a/b; x=\"1,2;3\"; Q=1.000"), vec![Some(("a/b".into(), 1000))]);
+        assert_eq!(ranges("a/b;q=1.5"), vec![None]);
+        assert_eq!(ranges("a/b;q=0.1234"), vec![None]);
+        assert_eq!(ranges("a"), vec![None]);
+        assert_eq!(ranges("a/b c"), vec![None]);
+        assert_eq!(ranges("a/b;charset"), vec![None]);
+        assert_eq!(ranges("/b"), vec![None]);
+        assert_eq!(ranges("a/b;\tcharset=utf-8"), vec![Some(("a/b".into(), 1000))]);
+    }
+
+    #[test]
+    fn qvalues() {
+        assert_eq!(parse_q(b"0"), Some(0));
+        assert_eq!(parse_q(b"0.001"), Some(1));
+        assert_eq!(parse_q(b"0.1"), Some(100));
+        assert_eq!(parse_q(b"1."), Some(1000));
+        assert_eq!(parse_q(b"1.0001"), None);
+        assert_eq!(parse_q(b"1.1"), None);
+        assert_eq!(parse_q(b""), None);
+        assert_eq!(parse_q(b"2"), None);
+    }
+
+    #[test]
+    fn json_types() {
+        let j = |s: &str| is_json(&parse_media(s.as_bytes()).unwrap());
+        assert!(j("application/json"));
+        assert!(j("Application/JSON; charset=utf-8"));
+        assert!(j("application/merge-patch+json"));
+        assert!(j("application/vnd.acme.v1+json"));
+        assert!(!j("application/+json"));
+        assert!(!j("text/json"));
+        assert!(!j("application/jsonx"));
+        assert!(!j("application/x-www-form-urlencoded"));
+    }
+}

@@ -1,0 +1,229 @@
+//! The request checks of the product, as pure functions over a parsed head and a body:
+//! the Accept versioning rule (406), the Content-Type rule (415) and the JSON body rule (400).
+//!
+//! Contract: `check_head` runs after framing was accepted and before any body byte is read; it decides from
+//! the head alone. `JsonValidator::validate` runs on the complete, de-chunked body of the methods in
+//! `--json-methods`, on a copy. Neither touches sockets or clocks.
+
+pub mod json;
+pub mod media;
+
+use crate::http::request::RequestHead;
+use crate::http::{eq_ci, Reason};
+use media::{is_json, parse_media, split_list};
+
+/// A media type the API serves, from `--accept`: `application/vnd.<vendor>.v<N>+json`.
+#[derive(Debug, Clone)]
+pub struct ApiType {
+    /// Lower-case `type/subtype`.
+    pub media: String,
+    /// `v<N>`, passed upstream in the version header.
+    pub version: String,
+}
+
+impl ApiType {
+    /// Parses `application/vnd.<vendor>.v<N>+json`.
+    pub fn parse(s: &str) -> Result<ApiType, String> {
+        let media = s.trim().to_ascii_lowercase();
+        let version = media
+            .strip_prefix("application/vnd.")
+            .and_then(|r| r.strip_suffix("+json"))
+            .and_then(|r| r.rsplit_once('.'))
+            .filter(|(vendor, v)| {
+                !vendor.is_empty()
+                    && vendor.bytes().all(|b| crate::http::is_tchar(b) && b != b'/')
+                    && v.len() > 1
+                    && v.starts_with('v')
+                    && v[1..].bytes().all(|b| b.is_ascii_digit())
+            })
+            .map(|(_, v)| v.to_string())
+            .ok_or_else(|| format!("{s:?} is not of the form application/vnd.<vendor>.v<N>+json"))?;
+        Ok(ApiType { media, version })
+    }
+}
+
+/// What the checks need, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Accepted API types; empty: any well-formed Accept is usable.
+    pub accept: Vec<ApiType>,
+    /// Header carrying the matched version upstream (the client's own copy is always removed).
+    pub version_header: String,
+    /// Methods whose body must be JSON (upper-case).
+    pub json_methods: Vec<String>,
+    pub max_json_depth: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            accept: Vec::new(),
+            version_header: "X-Api-Version".into(),
+            json_methods: vec!["POST".into(), "PATCH".into()],
+            max_json_depth: 1024,
+        }
+    }
+}
+
+/// The head passed the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// Index into `Policy::accept` of the version the request asked for.
+    pub version: Option<usize>,
+    /// The body must be validated as JSON.
+    pub json_body: bool,
+}
+
+/// Rules 2 and 3: Accept, then Content-Type for JSON methods.
+pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admission, Reason> {
+    let version = check_accept(policy, head)?;
+    let json_body = policy.json_methods.iter().any(|m| m == head.method);
+    if json_body {
+        let mut types = head
+            .headers
+            .iter()
+            .filter(|h| eq_ci(h.name.as_bytes(), b"content-type"));
+        let ok = match (types.next(), types.next()) {
+            (Some(h), None) => parse_media(h.value).is_some_and(|m| is_json(&m)),
+            _ => false,
+        };
+        if !ok {
+            return Err(Reason::ContentTypeNotJson);
+        }
+    }
+    Ok(Admission { version, json_body })
+}
+
+fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<usize>, Reason> {
+    let mut present = false;
+    // (q, index into policy.accept); a q=0 range for a type excludes it.
+    let mut best: Option<(u16, usize)> = None;
+    let mut excluded = 0u64;
+    for h in head.headers.iter().filter(|h| eq_ci(h.name.as_bytes(), b"accept")) {
+        for elem in split_list(h.value).filter(|e| !e.is_empty()) {
+            present = true;
+            let m = parse_media(elem).ok_or(Reason::AcceptHeaderMalformed)?;
+            for (i, t) in policy.accept.iter().enumerate() {
+                let (ty, sub) = t.media.split_once('/').unwrap_or_default();
+                if m.ty.eq_ignore_ascii_case(ty.as_bytes()) && m.sub.eq_ignore_ascii_case(sub.as_bytes()) {
+                    if m.q == 0 {
+                        excluded |= 1 << (i % 64);
+                    } else if best.is_none_or(|(q, _)| m.q > q) {
+                        best = Some((m.q, i));
+                    }
+                }
+            }
+        }
+    }
+    if !present {
+        return Err(Reason::AcceptHeaderMissing);
+    }
+    if policy.accept.is_empty() {
+        return Ok(None);
+    }
+    match best {
+        Some((_, i)) if excluded & (1 << (i % 64)) == 0 => Ok(Some(i)),
+        _ => Err(Reason::UnsupportedApiVersion),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use crate::http::request::{header_storage, parse_head};
+
+    fn policy() -> Policy {
+        Policy {
+            accept: vec![
+                ApiType::parse("application/vnd.acme.v1+json").unwrap(),
+                ApiType::parse("application/vnd.acme.v2+json").unwrap(),
+            ],
+            ..Policy::default()
+        }
+    }
+
+    fn check(p: &Policy, fields: &str, method: &str) -> Result<Admission, Reason> {
+        let raw = format!("{method} / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
+        let mut st = header_storage();
+        let head = parse_head(raw.as_bytes(), &Limits::default(), &mut st)
+            .unwrap()
+            .unwrap();
+        check_head(p, &head)
+    }
+
+    #[test]
+    fn accept_rule() {
+        let p = policy();
+        let v = |f: &str| check(&p, f, "GET").map(|a| a.version);
+        assert_eq!(v(""), Err(Reason::AcceptHeaderMissing));
+        assert_eq!(v("Accept: \r\n"), Err(Reason::AcceptHeaderMissing));
+        assert_eq!(v("Accept: ,\r\n"), Err(Reason::AcceptHeaderMissing));
+        assert_eq!(v("Accept: application/vnd.acme.v2+json\r\n"), Ok(Some(1)));
+        assert_eq!(
+            v("Accept: APPLICATION/VND.ACME.V1+JSON; charset=utf-8\r\n"),
+            Ok(Some(0))
+        );
+        assert_eq!(
+            v("Accept: application/vnd.acme.v1+json;q=0.5, application/vnd.acme.v2+json\r\n"),
+            Ok(Some(1))
+        );
+        assert_eq!(
+            v("Accept: text/html\r\nAccept: application/vnd.acme.v1+json\r\n"),
+            Ok(Some(0))
+        );
+        assert_eq!(v("Accept: */*\r\n"), Err(Reason::UnsupportedApiVersion));
+        assert_eq!(v("Accept: application/*\r\n"), Err(Reason::UnsupportedApiVersion));
+        assert_eq!(
+            v("Accept: application/vnd.acme.v3+json\r\n"),
+            Err(Reason::UnsupportedApiVersion)
+        );
+        assert_eq!(
+            v("Accept: application/vnd.acme.v2+json;q=0\r\n"),
+            Err(Reason::UnsupportedApiVersion)
+        );
+        assert_eq!(
+            v("Accept: application/vnd.acme.v2+json;q=2\r\n"),
+            Err(Reason::AcceptHeaderMalformed)
+        );
+        assert_eq!(v("Accept: nonsense\r\n"), Err(Reason::AcceptHeaderMalformed));
+        let open = Policy::default();
+        assert_eq!(check(&open, "Accept: */*\r\n", "GET").map(|a| a.version), Ok(None));
+        assert_eq!(check(&open, "", "GET"), Err(Reason::AcceptHeaderMissing));
+    }
+
+    #[test]
+    fn content_type_rule() {
+        let p = Policy::default();
+        let a = "Accept: application/json\r\n";
+        let ct = |m: &str, f: &str| check(&p, &format!("{a}{f}"), m).map(|x| x.json_body);
+        assert_eq!(ct("POST", "Content-Type: application/json\r\n"), Ok(true));
+        assert_eq!(ct("PATCH", "Content-Type: application/merge-patch+json\r\n"), Ok(true));
+        assert_eq!(
+            ct("POST", "Content-Type: Application/Json; charset=utf-8\r\n"),
+            Ok(true)
+        );
+        assert_eq!(ct("POST", ""), Err(Reason::ContentTypeNotJson));
+        assert_eq!(
+            ct("POST", "Content-Type: text/plain\r\n"),
+            Err(Reason::ContentTypeNotJson)
+        );
+        assert_eq!(
+            ct(
+                "POST",
+                "Content-Type: application/json\r\nContent-Type: application/json\r\n"
+            ),
+            Err(Reason::ContentTypeNotJson)
+        );
+        assert_eq!(ct("PUT", ""), Ok(false));
+        assert_eq!(ct("GET", "Content-Type: text/plain\r\n"), Ok(false));
+    }
+
+    #[test]
+    fn api_types() {
+        assert_eq!(ApiType::parse("application/vnd.acme.v12+json").unwrap().version, "v12");
+        assert!(ApiType::parse("application/json").is_err());
+        assert!(ApiType::parse("application/vnd.acme.vx+json").is_err());
+        assert!(ApiType::parse("application/vnd..v1+json").is_err());
+    }
+}
