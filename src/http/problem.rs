@@ -162,7 +162,21 @@ impl Reason {
     /// Framing refusals close the connection: the ingress cannot know where the next request starts.
     pub fn closes(self) -> bool {
         use Reason::*;
-        !matches!(self, UpstreamUnavailable | UpstreamTimeout | BadUpstreamResponse)
+        !self.is_policy() && !matches!(self, UpstreamUnavailable | UpstreamTimeout | BadUpstreamResponse)
+    }
+
+    /// Refusals of the product's rules (not of the protocol): the connection stays usable.
+    pub fn is_policy(self) -> bool {
+        use Reason::*;
+        matches!(
+            self,
+            AcceptHeaderMissing
+                | AcceptHeaderMalformed
+                | UnsupportedApiVersion
+                | ContentTypeNotJson
+                | MalformedJson
+                | JsonTooDeep
+        )
     }
 }
 
