@@ -30,6 +30,13 @@ fn bench(c: &mut Criterion) {
     let limits = Limits::default();
     let mut g = c.benchmark_group("request");
     g.throughput(Throughput::Bytes(REQ.len() as u64));
+    g.bench_function("httparse_alone", |b| {
+        b.iter(|| {
+            let mut h = [httparse::EMPTY_HEADER; 32];
+            let mut r = httparse::Request::new(&mut h);
+            black_box(r.parse(black_box(REQ)).unwrap().is_complete())
+        })
+    });
     g.bench_function("parse_head", |b| {
         b.iter(|| {
             let mut st = header_storage();
@@ -67,6 +74,11 @@ fn bench(c: &mut Criterion) {
             let h = parse_head(black_box(REQ), &limits, &mut st).unwrap().unwrap();
             black_box(check_head(&policy, &h).unwrap())
         })
+    });
+    let mut st = header_storage();
+    let parsed = parse_head(REQ, &limits, &mut st).unwrap().unwrap();
+    g.bench_function("check_head_alone", |b| {
+        b.iter(|| black_box(check_head(&policy, black_box(&parsed)).unwrap()))
     });
     g.finish();
 

@@ -234,7 +234,7 @@ impl Config {
             policy: crate::guard::Policy {
                 accept,
                 version_header: a.version_header,
-                json_methods,
+                json_methods: crate::guard::Policy::method_mask(&json_methods),
                 max_json_depth: a.max_json_depth,
             },
             listen,
@@ -359,10 +359,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.policy.accept.len(), 2);
-        assert!(c.policy.json_methods.is_empty());
-        assert_eq!(
-            Config::parse_from(["portcullis"]).unwrap().policy.json_methods,
-            ["POST", "PATCH"]
-        );
+        assert_eq!(c.policy.json_methods, 0);
+        assert_eq!(Config::parse_from(["portcullis"]).unwrap().policy.json_methods, 0b10100);
     }
 }

@@ -17,6 +17,8 @@ use media::{is_json, parse_media, split_list};
 pub struct ApiType {
     /// Lower-case `type/subtype`.
     pub media: String,
+    /// Lower-case subtype (the type is `application`).
+    pub sub: String,
     /// `v<N>`, passed upstream in the version header.
     pub version: String,
 }
@@ -38,7 +40,8 @@ impl ApiType {
             })
             .map(|(_, v)| v.to_string())
             .ok_or_else(|| format!("{s:?} is not of the form application/vnd.<vendor>.v<N>+json"))?;
-        Ok(ApiType { media, version })
+        let sub = media["application/".len()..].to_string();
+        Ok(ApiType { media, sub, version })
     }
 }
 
@@ -49,9 +52,20 @@ pub struct Policy {
     pub accept: Vec<ApiType>,
     /// Header carrying the matched version upstream (the client's own copy is always removed).
     pub version_header: String,
-    /// Methods whose body must be JSON (upper-case).
-    pub json_methods: Vec<String>,
+    /// Methods whose body must be JSON, as a bit mask over `http::request::ALLOWED_METHODS`.
+    pub json_methods: u8,
     pub max_json_depth: usize,
+}
+
+impl Policy {
+    /// The bit mask of `methods` (upper-case names from `ALLOWED_METHODS`; others are ignored).
+    pub fn method_mask<S: AsRef<str>>(methods: &[S]) -> u8 {
+        let all = crate::http::request::ALLOWED_METHODS;
+        methods
+            .iter()
+            .filter_map(|m| all.iter().position(|a| *a == m.as_ref()))
+            .fold(0, |acc, i| acc | 1 << i)
+    }
 }
 
 impl Default for Policy {
@@ -59,7 +73,7 @@ impl Default for Policy {
         Policy {
             accept: Vec::new(),
             version_header: "X-Api-Version".into(),
-            json_methods: vec!["POST".into(), "PATCH".into()],
+            json_methods: Policy::method_mask(&["POST", "PATCH"]),
             max_json_depth: 1024,
         }
     }
@@ -77,14 +91,10 @@ pub struct Admission {
 /// Rules 2 and 3: Accept, then Content-Type for JSON methods.
 pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admission, Reason> {
     let version = check_accept(policy, head)?;
-    let json_body = policy.json_methods.iter().any(|m| m == head.method);
+    let json_body = policy.json_methods & (1 << head.method_idx) != 0;
     if json_body {
-        let mut types = head
-            .headers
-            .iter()
-            .filter(|h| eq_ci(h.name.as_bytes(), b"content-type"));
-        let ok = match (types.next(), types.next()) {
-            (Some(h), None) => parse_media(h.value).is_some_and(|m| is_json(&m)),
+        let ok = match (head.content_type, head.content_type_count) {
+            (Some(i), 1) => parse_media(head.headers[i].value).is_some_and(|m| is_json(&m)),
             _ => false,
         };
         if !ok {
@@ -95,22 +105,34 @@ pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admissi
 }
 
 fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<usize>, Reason> {
+    let Some(first) = head.accept else {
+        return Err(Reason::AcceptHeaderMissing);
+    };
+    // Fast path: one Accept field holding one bare `type/subtype` (no list, no parameters): one pass.
+    if head.accept_count == 1 {
+        if let Some(m) = bare_media(head.headers[first].value) {
+            if policy.accept.is_empty() {
+                return Ok(None);
+            }
+            return match_type(policy, &m).ok_or(Reason::UnsupportedApiVersion).map(Some);
+        }
+    }
     let mut present = false;
     // (q, index into policy.accept); a q=0 range for a type excludes it.
     let mut best: Option<(u16, usize)> = None;
     let mut excluded = 0u64;
-    for h in head.headers.iter().filter(|h| eq_ci(h.name.as_bytes(), b"accept")) {
+    for h in head.headers[first..]
+        .iter()
+        .filter(|h| eq_ci(h.name.as_bytes(), b"accept"))
+    {
         for elem in split_list(h.value).filter(|e| !e.is_empty()) {
             present = true;
             let m = parse_media(elem).ok_or(Reason::AcceptHeaderMalformed)?;
-            for (i, t) in policy.accept.iter().enumerate() {
-                let (ty, sub) = t.media.split_once('/').unwrap_or_default();
-                if m.ty.eq_ignore_ascii_case(ty.as_bytes()) && m.sub.eq_ignore_ascii_case(sub.as_bytes()) {
-                    if m.q == 0 {
-                        excluded |= 1 << (i % 64);
-                    } else if best.is_none_or(|(q, _)| m.q > q) {
-                        best = Some((m.q, i));
-                    }
+            if let Some(i) = match_type(policy, &m) {
+                if m.q == 0 {
+                    excluded |= 1 << (i % 64);
+                } else if best.is_none_or(|(q, _)| m.q > q) {
+                    best = Some((m.q, i));
                 }
             }
         }
@@ -125,6 +147,38 @@ fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<us
         Some((_, i)) if excluded & (1 << (i % 64)) == 0 => Ok(Some(i)),
         _ => Err(Reason::UnsupportedApiVersion),
     }
+}
+
+/// `token "/" token` and nothing else, checked in one pass.
+fn bare_media(v: &[u8]) -> Option<media::MediaRange<'_>> {
+    let mut slash = None;
+    for (i, &b) in v.iter().enumerate() {
+        if b == b'/' {
+            if slash.is_some() {
+                return None;
+            }
+            slash = Some(i);
+        } else if !crate::http::is_tchar(b) {
+            return None;
+        }
+    }
+    let i = slash?;
+    (i > 0 && i + 1 < v.len()).then(|| media::MediaRange {
+        ty: &v[..i],
+        sub: &v[i + 1..],
+        q: 1000,
+    })
+}
+
+/// The configured API type `m` names exactly (`*/*` and `application/*` name none).
+fn match_type(policy: &Policy, m: &media::MediaRange<'_>) -> Option<usize> {
+    if !m.ty.eq_ignore_ascii_case(b"application") {
+        return None;
+    }
+    policy
+        .accept
+        .iter()
+        .position(|t| m.sub.eq_ignore_ascii_case(t.sub.as_bytes()))
 }
 
 #[cfg(test)]

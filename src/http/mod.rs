@@ -23,7 +23,7 @@ pub enum Version {
 /// Case-insensitive ASCII comparison of a field name (or token) with a lower-case constant.
 #[inline]
 pub fn eq_ci(a: &[u8], lower: &[u8]) -> bool {
-    a.len() == lower.len() && a.iter().zip(lower).all(|(x, y)| x.to_ascii_lowercase() == *y)
+    a.eq_ignore_ascii_case(lower)
 }
 
 /// Iterates the elements of a comma-separated field value, trimmed of spaces and tabs; empty elements
@@ -46,11 +46,22 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
 /// RFC 9110 `tchar`.
 #[inline]
 pub fn is_tchar(b: u8) -> bool {
-    matches!(
-        b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
-    ) || b.is_ascii_alphanumeric()
+    TCHAR[b as usize]
 }
+
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = matches!(
+            b,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+        ) || b.is_ascii_alphanumeric();
+        i += 1;
+    }
+    t
+};
 
 /// True if `name` is a hop-by-hop field a proxy must not forward (RFC 9110 section 7.6.1), other than the
 /// ones named by a Connection field.
