@@ -97,6 +97,7 @@ fn bench(c: &mut Criterion) {
                     version: Version::Http11,
                     close: false,
                     dechunk: false,
+                    ratelimit: None,
                 },
             );
             black_box(out.len())

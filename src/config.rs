@@ -91,6 +91,31 @@ pub struct Args {
     /// Deepest nesting of JSON objects and arrays accepted in a body.
     #[arg(long, env = "PORTCULLIS_MAX_JSON_DEPTH", default_value_t = 1024)]
     pub max_json_depth: usize,
+
+    /// Requests per second per user (0 turns the limit off).
+    #[arg(long, env = "PORTCULLIS_RATE", default_value_t = 10)]
+    pub rate: u32,
+
+    /// Requests a user may send back to back after idling (default: the rate).
+    #[arg(long, env = "PORTCULLIS_BURST")]
+    pub burst: Option<u32>,
+
+    /// Who the user is: `authorization` (the Authorization value, else the client IP), `header:NAME`
+    /// (that field's value, else the client IP), or `ip`.
+    #[arg(long, env = "PORTCULLIS_USER_KEY", default_value = "authorization")]
+    pub user_key: String,
+
+    /// Take the client IP from the N-th last X-Forwarded-For hop (behind N trusted proxies; 0: the peer).
+    #[arg(long, env = "PORTCULLIS_TRUST_FORWARDED_FOR", default_value_t = 0)]
+    pub trust_forwarded_for: usize,
+
+    /// Slots of the process-wide rate-limit table (8 bytes each; fixed at start).
+    #[arg(long, env = "PORTCULLIS_RATE_TABLE_SLOTS", default_value_t = 1_048_576)]
+    pub rate_table_slots: usize,
+
+    /// Also add the `RateLimit` field (remaining quota) to every forwarded response.
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_HEADERS")]
+    pub ratelimit_headers: bool,
 }
 
 /// The validated configuration.
@@ -106,6 +131,18 @@ pub struct Config {
     pub upstream_pool: usize,
     pub docs_url: Option<String>,
     pub policy: crate::guard::Policy,
+    pub rate: Option<RateConfig>,
+}
+
+/// The per-user limit, when on.
+#[derive(Debug, Clone)]
+pub struct RateConfig {
+    pub rate: u32,
+    pub burst: u32,
+    pub key: crate::limit::KeyMode,
+    pub trust_forwarded_for: usize,
+    pub table_slots: usize,
+    pub headers: bool,
 }
 
 /// Size limits of the HTTP layer (pure values, used by `http::request`).
@@ -230,7 +267,41 @@ impl Config {
                 a.max_json_depth
             ));
         }
+        let rate = if a.rate == 0 {
+            None
+        } else {
+            if a.rate > 1_000_000 {
+                return Err(format!("--rate {}: must be between 0 (off) and 1000000", a.rate));
+            }
+            let burst = a.burst.unwrap_or(a.rate);
+            if burst == 0 || burst as u64 > a.rate as u64 * 3600 {
+                return Err(format!(
+                    "--burst {burst}: must be between 1 and an hour of requests at --rate"
+                ));
+            }
+            if !(8..=1 << 30).contains(&a.rate_table_slots) {
+                return Err(format!(
+                    "--rate-table-slots {}: must be between 8 and 2^30",
+                    a.rate_table_slots
+                ));
+            }
+            if a.trust_forwarded_for > 64 {
+                return Err(format!(
+                    "--trust-forwarded-for {}: must be between 0 and 64",
+                    a.trust_forwarded_for
+                ));
+            }
+            Some(RateConfig {
+                rate: a.rate,
+                burst,
+                key: crate::limit::KeyMode::parse(&a.user_key).map_err(|e| format!("--user-key {e}"))?,
+                trust_forwarded_for: a.trust_forwarded_for,
+                table_slots: a.rate_table_slots,
+                headers: a.ratelimit_headers,
+            })
+        };
         Ok(Config {
+            rate,
             policy: crate::guard::Policy {
                 accept,
                 version_header: a.version_header,

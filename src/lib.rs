@@ -9,6 +9,7 @@ pub mod config;
 pub mod echo;
 pub mod guard;
 pub mod http;
+pub mod limit;
 pub mod log;
 pub mod server;
 pub mod timer;

@@ -26,6 +26,10 @@ pub struct Shared {
     /// Client connections open in the process (for `--max-connections`).
     pub open: AtomicUsize,
     pub shutdown: AtomicBool,
+    /// The per-user limit (process-wide table), when on.
+    pub limiter: Option<crate::limit::Limiter>,
+    /// `RateLimit-Policy: "default";q=<rate>;w=1` with CRLF, for 429 answers.
+    pub rate_policy_field: Vec<u8>,
 }
 
 /// A started ingress.
@@ -64,6 +68,9 @@ impl Running {
                 Ok(Err(e)) => result = Err(e),
                 Err(_) => result = Err(io::Error::other("a worker panicked")),
             }
+        }
+        if let Some(l) = &self.shared.limiter {
+            crate::info!("rate-limit table: {} evictions", l.table().evictions());
         }
         result
     }
@@ -120,6 +127,20 @@ pub fn start(config: Config) -> io::Result<Running> {
         ),
         open: AtomicUsize::new(0),
         shutdown: AtomicBool::new(false),
+        limiter: config.rate.as_ref().map(|r| {
+            crate::limit::Limiter::new(
+                crate::limit::Gcra::new(r.rate, r.burst),
+                r.table_slots,
+                r.key.clone(),
+                r.trust_forwarded_for,
+                std::time::Instant::now(),
+            )
+        }),
+        rate_policy_field: config
+            .rate
+            .as_ref()
+            .map(|r| format!("RateLimit-Policy: \"default\";q={};w=1\r\n", r.rate).into_bytes())
+            .unwrap_or_default(),
         config,
     });
     let mut wakers = Vec::new();

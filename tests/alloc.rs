@@ -72,6 +72,9 @@ fn no_allocation_per_request_once_warm() {
         "1",
         "--upstream",
         &up.to_string(),
+        // The rate limit is on (and never refuses here): its decision is on the measured path too.
+        "--rate",
+        "1000000",
     ])
     .unwrap();
     let running = portcullis::server::start(cfg).unwrap();

@@ -28,10 +28,11 @@ pub enum Reason {
     ContentTypeNotJson,
     MalformedJson,
     JsonTooDeep,
+    RateLimited,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::MalformedRequest,
         Reason::AmbiguousFraming,
         Reason::MalformedChunkedBody,
@@ -54,6 +55,7 @@ impl Reason {
         Reason::ContentTypeNotJson,
         Reason::MalformedJson,
         Reason::JsonTooDeep,
+        Reason::RateLimited,
     ];
 
     pub fn status(self) -> u16 {
@@ -72,6 +74,7 @@ impl Reason {
             AcceptHeaderMissing | AcceptHeaderMalformed | UnsupportedApiVersion => 406,
             ContentTypeNotJson => 415,
             MalformedJson | JsonTooDeep => 400,
+            RateLimited => 429,
         }
     }
 
@@ -100,6 +103,7 @@ impl Reason {
             ContentTypeNotJson => "content_type_not_json",
             MalformedJson => "malformed_json",
             JsonTooDeep => "json_too_deep",
+            RateLimited => "rate_limited",
         }
     }
 
@@ -128,6 +132,7 @@ impl Reason {
             ContentTypeNotJson => "Content-Type must be JSON",
             MalformedJson => "Invalid or malformed JSON",
             JsonTooDeep => "JSON nested too deeply",
+            RateLimited => "Too many requests",
         }
     }
 
@@ -156,6 +161,7 @@ impl Reason {
             ContentTypeNotJson => "Requests that create or update a resource must send Content-Type: application/json.",
             MalformedJson => "The request body is not one well-formed JSON document (RFC 8259): check it with a JSON linter.",
             JsonTooDeep => "The JSON body nests objects and arrays deeper than this API accepts.",
+            RateLimited => "You sent more requests than your rate limit allows: wait for Retry-After seconds. If you need a higher rate, get in touch.",
         }
     }
 
@@ -176,6 +182,7 @@ impl Reason {
                 | ContentTypeNotJson
                 | MalformedJson
                 | JsonTooDeep
+                | RateLimited
         )
     }
 }
@@ -186,6 +193,7 @@ fn status_text(status: u16) -> &'static str {
         406 => "Not Acceptable",
         408 => "Request Timeout",
         415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
         413 => "Content Too Large",
         414 => "URI Too Long",
         417 => "Expectation Failed",
@@ -203,6 +211,13 @@ fn status_text(status: u16) -> &'static str {
 pub struct Catalogue {
     keep: Vec<Vec<u8>>,
     close: Vec<Vec<u8>>,
+}
+
+/// Length of a response's head without its final CRLF (where extra fields go).
+fn head_end(resp: &[u8]) -> usize {
+    resp.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(resp.len(), |i| i + 2)
 }
 
 impl Catalogue {
@@ -240,6 +255,21 @@ impl Catalogue {
             keep: Reason::ALL.iter().map(|&r| render(r, false)).collect(),
             close: Reason::ALL.iter().map(|&r| render(r, true)).collect(),
         }
+    }
+
+    /// Writes the response for `reason` with extra header fields (each ending in CRLF) written by `fields`.
+    pub fn write_with<O: crate::buf::Out>(
+        &self,
+        out: &mut O,
+        reason: Reason,
+        close: bool,
+        fields: impl FnOnce(&mut O),
+    ) {
+        let resp = self.response(reason, close);
+        let end = head_end(resp);
+        out.put(&resp[..end]);
+        fields(out);
+        out.put(&resp[end..]);
     }
 
     /// The full response bytes for `reason`, with `Connection: close` when `close`.

@@ -123,6 +123,8 @@ pub struct ClientSide {
     pub close: bool,
     /// The body is chunked upstream but the client speaks HTTP/1.0: it is de-chunked and close-delimited.
     pub dechunk: bool,
+    /// Add `RateLimit: "default";r=<remaining>;t=<seconds>` (the user's quota after this request).
+    pub ratelimit: Option<(u32, u64)>,
 }
 
 /// Writes the response head relayed to the client.
@@ -155,6 +157,13 @@ pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: Cl
             continue;
         }
         put_field(out, h);
+    }
+    if let Some((remaining, secs)) = client.ratelimit {
+        out.put(b"RateLimit: \"default\";r=");
+        put_u64(out, remaining as u64);
+        out.put(b";t=");
+        put_u64(out, secs);
+        out.put(b"\r\n");
     }
     if client.close {
         out.put(b"Connection: close\r\n");
@@ -223,6 +232,7 @@ mod tests {
                 version: Version::Http11,
                 close: false,
                 dechunk: false,
+                ratelimit: None,
             },
         );
         assert_eq!(
@@ -241,6 +251,7 @@ mod tests {
                 version: Version::Http11,
                 close: false,
                 dechunk: false,
+                ratelimit: None,
             },
         );
         assert_eq!(
@@ -259,6 +270,7 @@ mod tests {
                 version: Version::Http11,
                 close: true,
                 dechunk: false,
+                ratelimit: None,
             },
         );
         assert_eq!(
@@ -282,6 +294,7 @@ mod tests {
                 version: Version::Http11,
                 close: false,
                 dechunk: false,
+                ratelimit: None,
             },
         );
         assert_eq!(
@@ -296,6 +309,7 @@ mod tests {
                 version: Version::Http10,
                 close: true,
                 dechunk: true,
+                ratelimit: None,
             },
         );
         assert_eq!(

@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 
 use super::pool::BufPool;
-use crate::buf::{Buf, Out};
+use crate::buf::{put_u64, Buf, Out};
 use crate::guard::json::{JsonError, JsonValidator};
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
 use crate::http::request::{self, Framing, RequestHead};
 use crate::http::response::{self, BodyFramer, BodyKind};
 use crate::http::write::{self, ClientSide};
 use crate::http::{Reason, Version};
+use crate::limit::{retry_after_secs, Decision};
 use crate::server::Shared;
 
 /// How long a closing connection is drained after its last response, so the kernel does not reset it and
@@ -117,6 +118,10 @@ pub struct Exchange {
     pub json: bool,
     /// Body bytes of a refused request still to be read and dropped before the next request.
     pub discard: u64,
+    /// Rate limit: the user's remaining quota and seconds to full, after this request.
+    pub quota: Option<(u32, u64)>,
+    /// Rate limit: seconds to wait, for a 429.
+    pub retry_secs: u64,
     pub dechunk: bool,
     pub up_reusable: bool,
     pub close_after: bool,
@@ -136,6 +141,8 @@ impl Exchange {
             api_version: None,
             json: false,
             discard: 0,
+            quota: None,
+            retry_secs: 0,
             interim: false,
             dechunk: false,
             up_reusable: false,
@@ -156,6 +163,8 @@ impl Exchange {
             api_version: None,
             json: false,
             discard: 0,
+            quota: None,
+            retry_secs: 0,
             interim: false,
             dechunk: false,
             up_reusable: false,
@@ -168,6 +177,7 @@ pub struct Client {
     pub sock: TcpStream,
     pub gen: u32,
     pub ip: IpText,
+    pub peer: std::net::IpAddr,
     pub io: Ready,
     pub inbuf: Option<Buf>,
     pub out: Option<Buf>,
@@ -280,7 +290,21 @@ impl Client {
     pub fn respond(&mut self, env: &mut Env<'_>, reason: Reason) -> Step {
         let close = reason.closes() || !self.ex.keep_alive || env.draining;
         let out = self.out.get_or_insert_with(|| env.bufs.get());
-        out.put(env.shared.catalogue.response(reason, close));
+        if reason == Reason::RateLimited {
+            let secs = self.ex.retry_secs;
+            let policy = &env.shared.rate_policy_field;
+            env.shared.catalogue.write_with(out, reason, close, |o| {
+                o.put(b"Retry-After: ");
+                put_u64(o, secs);
+                o.put(b"\r\n");
+                o.put(policy);
+                o.put(b"RateLimit: \"default\";r=0;t=");
+                put_u64(o, secs);
+                o.put(b"\r\n");
+            });
+        } else {
+            out.put(env.shared.catalogue.response(reason, close));
+        }
         self.ex.close_after = close;
         self.phase = Phase::Flush;
         self.deadline = env.now + env.shared.config.timeouts.body;
@@ -362,21 +386,37 @@ impl Client {
     fn accept_head(&mut self, data: &[u8], head: &RequestHead<'_, '_>, env: &mut Env<'_>) -> (Step, usize, usize) {
         self.ex = Exchange::new(head);
         let head_len = head.head_len;
-        // The request checks (rate limit, Accept, Content-Type) decide from the head, before any body byte.
-        match crate::guard::check_head(&env.shared.config.policy, head) {
-            Ok(adm) => {
-                self.ex.api_version = adm.version;
-                self.ex.json = adm.json_body;
-            }
-            Err(reason) => {
-                // Keep the connection when the body is small enough to read and drop; else close it.
-                match head.framing {
-                    Framing::None => {}
-                    Framing::Length(n) if n <= DISCARD_MAX && !head.expect_continue => self.ex.discard = n,
-                    _ => self.ex.keep_alive = false,
+        // The request checks decide from the head, before any body byte: the rate limit first, then Accept
+        // and Content-Type.
+        let mut refusal = None;
+        if let Some(lim) = env.shared.limiter.as_ref() {
+            match lim.decide(head, self.peer, env.now) {
+                Decision::Allow {
+                    remaining, reset_us, ..
+                } => self.ex.quota = Some((remaining, retry_after_secs(reset_us))),
+                Decision::Deny { retry_after_us } => {
+                    self.ex.retry_secs = retry_after_secs(retry_after_us);
+                    refusal = Some(Reason::RateLimited);
                 }
-                return (self.respond(env, reason), head_len, 0);
             }
+        }
+        if refusal.is_none() {
+            match crate::guard::check_head(&env.shared.config.policy, head) {
+                Ok(adm) => {
+                    self.ex.api_version = adm.version;
+                    self.ex.json = adm.json_body;
+                }
+                Err(reason) => refusal = Some(reason),
+            }
+        }
+        if let Some(reason) = refusal {
+            // Keep the connection when the body is small enough to read and drop; else close it.
+            match head.framing {
+                Framing::None => {}
+                Framing::Length(n) if n <= DISCARD_MAX && !head.expect_continue => self.ex.discard = n,
+                _ => self.ex.keep_alive = false,
+            }
+            return (self.respond(env, reason), head_len, 0);
         }
         let (body, reserve) = match head.framing {
             Framing::None => return (self.forward(data, head, head_len..head_len, env), head_len, 0),
@@ -628,6 +668,11 @@ impl Client {
                                 version: self.ex.version,
                                 close,
                                 dechunk,
+                                ratelimit: if env.shared.config.rate.as_ref().is_some_and(|r| r.headers) {
+                                    self.ex.quota
+                                } else {
+                                    None
+                                },
                             },
                         );
                         let from = next.len();

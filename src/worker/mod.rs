@@ -244,6 +244,7 @@ impl Worker {
             sock,
             gen,
             ip: IpText::new(peer.ip()),
+            peer: peer.ip(),
             io: Ready {
                 readable: false,
                 writable: true,

@@ -50,10 +50,17 @@ impl Proxy {
         Proxy { child, addr, log }
     }
 
-    /// Starts in front of `up`, with `args`.
+    /// Starts in front of `up`, with `args` (and `--workers 1`, and `--rate 0` unless `args` set a rate).
     pub fn with_upstream(up: SocketAddr, args: &[&str]) -> Proxy {
         let u = up.to_string();
-        let mut all = vec!["--upstream", u.as_str(), "--workers", "1"];
+        let mut all = vec!["--upstream", u.as_str()];
+        if !args.contains(&"--workers") {
+            all.extend_from_slice(&["--workers", "1"]);
+        }
+        // Tests share one client address: the rate limit is off unless the test configures it.
+        if !args.contains(&"--rate") {
+            all.extend_from_slice(&["--rate", "0"]);
+        }
         all.extend_from_slice(args);
         Proxy::start(&all)
     }

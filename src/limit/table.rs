@@ -1,0 +1,168 @@
+//! The process-wide rate-limit table: a fixed array of atomic slots, set-associative, one CAS per decision.
+//!
+//! A slot is one `AtomicU64`: a 16-bit key fingerprint and a 48-bit TAT in microseconds since the table's
+//! epoch (8.9 years). Buckets hold [`WAYS`] slots (one cache line); a key's bucket comes from its hash's low
+//! bits and its fingerprint from the high ones, so two users share a schedule only when both agree (see
+//! docs/rate-limit.md for the odds). A slot whose TAT has passed holds no information and is reused freely;
+//! when every slot of a bucket is live the one that frees soonest is evicted and counted.
+//! No lock, no allocation after construction, no syscall; time is passed in.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::gcra::{Decision, Gcra};
+
+/// Slots per bucket: 8 x 8 bytes = one 64-byte cache line.
+pub const WAYS: usize = 8;
+const TAT_BITS: u32 = 48;
+const TAT_MASK: u64 = (1 << TAT_BITS) - 1;
+
+#[repr(align(64))]
+struct Bucket([AtomicU64; WAYS]);
+
+pub struct Table {
+    buckets: Box<[Bucket]>,
+    mask: usize,
+    evictions: AtomicU64,
+}
+
+fn fp(slot: u64) -> u16 {
+    (slot >> TAT_BITS) as u16
+}
+
+fn tat(slot: u64) -> u64 {
+    slot & TAT_MASK
+}
+
+impl Table {
+    /// A table of at least `slots` slots (rounded up to a power-of-two number of buckets).
+    pub fn new(slots: usize) -> Table {
+        let buckets = slots.div_ceil(WAYS).next_power_of_two().max(1);
+        let buckets: Box<[Bucket]> = (0..buckets)
+            .map(|_| Bucket(std::array::from_fn(|_| AtomicU64::new(0))))
+            .collect();
+        Table {
+            mask: buckets.len() - 1,
+            buckets,
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    pub fn slots(&self) -> usize {
+        self.buckets.len() * WAYS
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.buckets.len() * std::mem::size_of::<Bucket>()
+    }
+
+    /// Live slots evicted so far because their bucket was full.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Slots whose schedule is still in the future at `now`.
+    pub fn live(&self, now_us: u64) -> usize {
+        self.buckets
+            .iter()
+            .flat_map(|b| b.0.iter())
+            .filter(|s| tat(s.load(Ordering::Relaxed)) > now_us)
+            .count()
+    }
+
+    /// Decides one request of the user whose key hashes to `hash`, at `now_us` (microseconds since the
+    /// table's epoch, below 2^48).
+    pub fn decide(&self, gcra: &Gcra, hash: u64, now_us: u64) -> Decision {
+        let bucket = &self.buckets[hash as usize & self.mask].0;
+        let f = ((hash >> TAT_BITS) as u16).max(1);
+        // Where a new key goes when its preferred slot is free: the same slot for every thread, so that two
+        // first requests of one user race on one CAS instead of landing in two slots.
+        let preferred = (hash >> 32) as usize % WAYS;
+        loop {
+            let mut found = None;
+            let mut victim = (preferred, bucket[preferred].load(Ordering::Acquire));
+            let mut victim_live = tat(victim.1) > now_us;
+            for (i, s) in bucket.iter().enumerate() {
+                let v = s.load(Ordering::Acquire);
+                if v != 0 && fp(v) == f {
+                    found = Some((i, v));
+                    break;
+                }
+                // Prefer a dead slot; among live ones, the one that frees soonest.
+                let live = tat(v) > now_us;
+                if victim_live && (!live || tat(v) < tat(victim.1)) {
+                    victim = (i, v);
+                    victim_live = live;
+                }
+            }
+            let (idx, cur, prev_tat, evicting) = match found {
+                Some((i, v)) => (i, v, tat(v), false),
+                None => (victim.0, victim.1, 0, victim_live),
+            };
+            match gcra.decide(prev_tat, now_us) {
+                Decision::Allow {
+                    tat: new_tat,
+                    remaining,
+                    reset_us,
+                } => {
+                    let new = ((f as u64) << TAT_BITS) | (new_tat & TAT_MASK);
+                    if bucket[idx]
+                        .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        if evicting {
+                            self.evictions.fetch_add(1, Ordering::Relaxed);
+                        }
+                        return Decision::Allow {
+                            tat: new_tat,
+                            remaining,
+                            reset_us,
+                        };
+                    }
+                    // Another decision changed the slot first: look again.
+                }
+                deny => return deny,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_limited_separately() {
+        let t = Table::new(1024);
+        let g = Gcra::new(10, 2);
+        let now = 1_000_000;
+        for key in [1u64 << 50 | 7, 2u64 << 50 | 9] {
+            assert!(matches!(t.decide(&g, key, now), Decision::Allow { .. }));
+            assert!(matches!(t.decide(&g, key, now), Decision::Allow { .. }));
+            assert!(matches!(t.decide(&g, key, now), Decision::Deny { .. }));
+        }
+        assert_eq!(t.live(now), 2);
+        assert_eq!(t.evictions(), 0);
+        assert_eq!(t.slots(), 1024);
+        assert_eq!(t.bytes(), 8 * 1024);
+    }
+
+    #[test]
+    fn full_bucket_evicts_the_soonest_and_counts() {
+        let t = Table::new(WAYS); // one bucket
+        let g = Gcra::new(1, 1);
+        let now = 10_000_000;
+        for k in 1..=(WAYS as u64 + 3) {
+            assert!(
+                matches!(t.decide(&g, k << 48, now + k), Decision::Allow { .. }),
+                "key {k}"
+            );
+        }
+        assert_eq!(t.evictions(), 3);
+        // Once their schedules have passed, slots are reused without eviction.
+        let later = now + 5_000_000;
+        for k in 100..(100 + WAYS as u64) {
+            assert!(matches!(t.decide(&g, k << 48, later), Decision::Allow { .. }));
+        }
+        assert_eq!(t.evictions(), 3);
+    }
+}
