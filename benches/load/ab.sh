@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# A/B of two portcullis configurations in front of the same upstream, alternating wrk rounds.
+#
+#   A_ARGS='...' B_ARGS='...' SCRIPT=benches/load/x.lua bash benches/load/ab.sh
+#   (ROUNDS=5 DURATION=6 CONNS=64 by default; prints the median requests/s of each and the ratio A/B)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-6}
+CONNS=${CONNS:-64}
+A_ARGS=${A_ARGS:-}
+B_ARGS=${B_ARGS:-}
+SCRIPT=${SCRIPT:-}
+command -v wrk >/dev/null && command -v nginx >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null
+}
+cargo build --release --quiet
+work=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); PA=$(free_port); PB=$(free_port)
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1; daemon off; pid $work/nginx.pid; error_log stderr error;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000000; keepalive_timeout 300s; client_body_buffer_size 64k;
+  server { listen 127.0.0.1:$UP backlog=4096; location / { return 200 "ok\n"; } } }
+CONF
+nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
+# shellcheck disable=SC2086
+./target/release/portcullis --listen 127.0.0.1:$PA --upstream 127.0.0.1:$UP --workers 1 $A_ARGS 2>/dev/null & pids+=($!)
+# shellcheck disable=SC2086
+./target/release/portcullis --listen 127.0.0.1:$PB --upstream 127.0.0.1:$UP --workers 1 $B_ARGS 2>/dev/null & pids+=($!)
+for p in $UP $PA $PB; do for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done; done
+script_arg=(); [ -n "$SCRIPT" ] && script_arg=(-s "$SCRIPT")
+for r in $(seq "$ROUNDS"); do
+  for name in A B; do
+    port=$PA; [ $name = B ] && port=$PB
+    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "${script_arg[@]}" "http://127.0.0.1:$port/")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    non2xx=$(awk '/Non-2xx/ {print $4}' <<<"$out"); non2xx=${non2xx:-0}
+    echo -e "$name\t$rps\t$non2xx" | tee -a "$work/r.tsv" >&2
+  done
+done
+python3 - "$work/r.tsv" <<'PY'
+import sys, statistics as st
+rows=[l.split('\t') for l in open(sys.argv[1]).read().split('\n') if l]
+m={k: st.median(float(r[1]) for r in rows if r[0] == k) for k in ('A','B')}
+bad={k: sum(int(r[2]) for r in rows if r[0] == k) for k in ('A','B')}
+print(f"A {m['A']:.0f} req/s, B {m['B']:.0f} req/s, A/B {m['A']/m['B']:.3f} (non-2xx: A {bad['A']}, B {bad['B']})")
+PY
