@@ -38,6 +38,10 @@ const ACCEPT_BATCH: usize = 128;
 const UPSTREAM_IDLE_MAX: Duration = Duration::from_secs(30);
 /// Pause after the process runs out of file descriptors, instead of spinning on accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// After an iteration that had events, poll once more without sleeping before blocking: under load the next
+/// events are usually already there, and a worker that does not go to sleep between them answers sooner
+/// (costs one extra `epoll_wait` per busy iteration, ~0.04 per request at 64 connections).
+const SPIN: u32 = 1;
 
 fn token(key: usize, gen: u32, upstream: bool) -> Token {
     Token(((gen as usize) << 32) | key | if upstream { UP_BIT } else { 0 })
@@ -102,8 +106,12 @@ impl Worker {
 
     /// Runs until shutdown has been requested and every connection is finished (or the shutdown timeout).
     pub fn run(mut self) -> io::Result<()> {
+        let mut spin = 0u32;
         loop {
-            let timeout = self.poll_timeout();
+            let mut timeout = self.poll_timeout();
+            if spin > 0 {
+                timeout = Some(Duration::ZERO);
+            }
             let mut events = self.events.take().expect("events");
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -111,6 +119,7 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.now = Instant::now();
+            spin = if events.is_empty() { 0 } else { SPIN };
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
