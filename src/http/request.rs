@@ -96,12 +96,6 @@ pub fn parse_head<'h, 'b>(
     if head_len > limits.max_head {
         return Err(too_large(buf, limits.max_head));
     }
-    // httparse accepts a bare LF as a line ending; we accept CRLF only. httparse refuses a CR anywhere but
-    // right before an LF, so the head has a bare LF exactly when it holds more LFs than CRs (a count the
-    // compiler vectorises).
-    if bare_lf(&buf[..head_len]) {
-        return Err(Reason::MalformedRequest);
-    }
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");
     let version = if req.version == Some(0) {
@@ -110,6 +104,10 @@ pub fn parse_head<'h, 'b>(
         Version::Http11
     };
     let headers: &'h [Header<'b>] = req.headers;
+    // httparse accepts a bare LF as a line ending; we accept CRLF only.
+    if bare_lf_scan(&buf[..head_len]) {
+        return Err(Reason::MalformedRequest);
+    }
 
     let mut content_length: Option<u64> = None;
     let mut te: Option<&[u8]> = None;
@@ -218,9 +216,11 @@ pub fn parse_head<'h, 'b>(
     }))
 }
 
-fn bare_lf(head: &[u8]) -> bool {
-    // LFs minus CRs per chunk of at most 255 bytes, in wrapping u8 arithmetic (byte-wide SIMD lanes): the
-    // true difference lies in -255..=255, so it is 0 exactly when the wrapped one is.
+/// True if a line of the head ends in a bare LF. httparse refuses a CR anywhere but right before an LF, so a
+/// bare LF exists exactly when the head holds more LFs than CRs: counted in wrapping bytes per 255-byte chunk
+/// (the true difference lies in -255..=255, so it is 0 exactly when the wrapped one is), which the compiler
+/// keeps in byte-wide SIMD lanes.
+fn bare_lf_scan(head: &[u8]) -> bool {
     head.chunks(255).any(|chunk| {
         chunk.iter().fold(0u8, |n, &b| {
             n.wrapping_add((b == b'\n') as u8).wrapping_sub((b == b'\r') as u8)
@@ -358,6 +358,15 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", Reason::MalformedRequest),
             (b"GET / HTTP/1.1\nHost: a\n\n", Reason::MalformedRequest),
             (b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", Reason::MalformedRequest),
+            (b"GET / HTTP/1.1\r\nHost: a \t\nX: b\r\n\r\n", Reason::MalformedRequest),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nX:\nY: b\r\n\r\n",
+                Reason::MalformedRequest,
+            ),
+            (b"GET / HTTP/1.1\nHost: a\r\n\r\n", Reason::MalformedRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\n", Reason::MalformedRequest),
+            (b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", Reason::MalformedRequest),
+            (b"GET / HTTP/1.0\n\r\n", Reason::MalformedRequest),
             (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", Reason::HttpVersionNotSupported),
             (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", Reason::HttpVersionNotSupported),
             (b"GET / HTPT/1.1\r\nHost: a\r\n\r\n", Reason::MalformedRequest),
@@ -379,6 +388,18 @@ mod tests {
         ];
         for (raw, want) in cases {
             assert_eq!(parse(raw), Err(*want), "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn crlf_heads_with_odd_spacing_are_fine() {
+        for raw in [
+            &b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a \t\r\nX:\r\nY: \r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+        ] {
+            assert!(parse(raw).unwrap().is_some(), "{}", String::from_utf8_lossy(raw));
+            assert!(!bare_lf_scan(raw));
         }
     }
 
