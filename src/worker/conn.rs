@@ -6,7 +6,6 @@
 //! is cleared only on `WouldBlock` or a short read).
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -16,8 +15,8 @@ use crate::buf::{put_u64, Buf, Out};
 use crate::guard::json::{JsonError, JsonValidator};
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
 use crate::http::request::{self, Framing, RequestHead};
-use crate::http::response::{self, BodyFramer, BodyKind};
-use crate::http::write::{self, ClientSide};
+use crate::http::response::BodyFramer;
+use crate::http::write;
 use crate::http::{Reason, Version};
 use crate::limit::{retry_after_secs, Decision};
 use crate::server::Shared;
@@ -26,7 +25,7 @@ use crate::server::Shared;
 /// discard that response while unread request bytes are still arriving.
 pub const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes drained while lingering.
-const LINGER_BYTES: usize = 64 * 1024;
+pub(super) const LINGER_BYTES: usize = 64 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Largest body of a refused request that is read and dropped to keep the connection (else it is closed).
 const DISCARD_MAX: u64 = 64 * 1024;
@@ -226,7 +225,7 @@ pub struct Env<'a> {
     pub draining: bool,
 }
 
-enum ReadResult {
+pub(super) enum ReadResult {
     Data,
     Eof,
     WouldBlock,
@@ -235,7 +234,7 @@ enum ReadResult {
 
 /// Reads once into `buf`. A short read means the socket is drained (edge-triggered): the readable bit is
 /// cleared without paying for a read that would return `WouldBlock`.
-fn read_once(sock: &mut TcpStream, io: &mut Ready, buf: &mut Buf) -> io::Result<ReadResult> {
+pub(super) fn read_once(sock: &mut TcpStream, io: &mut Ready, buf: &mut Buf) -> io::Result<ReadResult> {
     let spare = buf.spare();
     let want = spare.len();
     if want == 0 {
@@ -265,7 +264,7 @@ fn read_once(sock: &mut TcpStream, io: &mut Ready, buf: &mut Buf) -> io::Result<
 }
 
 /// Writes as much of `buf` as the socket takes. `Ok(true)` once it is empty.
-fn write_out(sock: &mut TcpStream, io: &mut Ready, buf: &mut Buf) -> io::Result<bool> {
+pub(super) fn write_out(sock: &mut TcpStream, io: &mut Ready, buf: &mut Buf) -> io::Result<bool> {
     while !buf.is_empty() {
         if !io.writable {
             return Ok(false);
@@ -579,331 +578,5 @@ impl Client {
         self.ex.sent = 0;
         self.phase = Phase::Upstream;
         Step::NeedUpstream { fresh: false }
-    }
-
-    fn upstream_step(&mut self, u: &mut Upstream, env: &mut Env<'_>) -> Step {
-        let t = env.shared.config.timeouts;
-        // A pending `100 Continue` goes out first: the response is read into the same buffer, and an error
-        // answer must never follow a half-written interim response.
-        if self.ex.interim {
-            if let Some(out) = self.out.as_mut() {
-                match write_out(&mut self.sock, &mut self.io, out) {
-                    Ok(true) => {}
-                    Ok(false) => return Step::Wait,
-                    Err(_) => return Step::Close,
-                }
-            }
-            self.ex.interim = false;
-        }
-        if !u.connected {
-            if !u.io.writable && !u.io.hup {
-                return Step::Wait;
-            }
-            match u.sock.take_error() {
-                Ok(None) => {}
-                Ok(Some(_)) | Err(_) => {
-                    return Step::UpstreamFailed {
-                        retry: false,
-                        reason: Some(Reason::UpstreamUnavailable),
-                    }
-                }
-            }
-            match u.sock.peer_addr() {
-                Ok(_) => u.connected = true,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected && !u.io.hup => {
-                    u.io.writable = false;
-                    return Step::Wait;
-                }
-                Err(_) => {
-                    return Step::UpstreamFailed {
-                        retry: false,
-                        reason: Some(Reason::UpstreamUnavailable),
-                    }
-                }
-            }
-        }
-        let Some(fwd) = self.ex.fwd.as_ref() else {
-            return Step::Close;
-        };
-        if self.ex.sent < fwd.len() {
-            while self.ex.sent < fwd.len() {
-                if !u.io.writable {
-                    return Step::Wait;
-                }
-                match u.sock.write(&fwd.data()[self.ex.sent..]) {
-                    Ok(n) => self.ex.sent += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.io.writable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return self.failed_before_response(),
-                }
-            }
-            self.deadline = env.now + t.upstream;
-        }
-        let out = self.out.get_or_insert_with(|| env.bufs.get());
-        loop {
-            if !out.is_empty() {
-                let mut storage = request::header_storage();
-                let max_head = out.capacity();
-                match response::parse_head(out.data(), max_head, self.ex.is_head, &mut storage) {
-                    Err(_) => {
-                        return Step::UpstreamFailed {
-                            retry: false,
-                            reason: Some(Reason::BadUpstreamResponse),
-                        }
-                    }
-                    Ok(Some(h)) if h.is_interim() => {
-                        let n = h.head_len;
-                        out.consume(n);
-                        continue;
-                    }
-                    Ok(Some(h)) => {
-                        let dechunk = h.body == BodyKind::Chunked && self.ex.version == Version::Http10;
-                        let close = self.ex.close_after || h.body == BodyKind::Close || dechunk || env.draining;
-                        let mut next = self.ex.fwd.take().unwrap_or_else(|| env.bufs.get());
-                        next.clear();
-                        write::response_head(
-                            &mut next,
-                            &h,
-                            ClientSide {
-                                version: self.ex.version,
-                                close,
-                                dechunk,
-                                ratelimit: if env.shared.config.rate.as_ref().is_some_and(|r| r.headers) {
-                                    self.ex.quota
-                                } else {
-                                    None
-                                },
-                            },
-                        );
-                        let from = next.len();
-                        next.put(&out.data()[h.head_len..]);
-                        self.ex.framer = BodyFramer::new(h.body);
-                        self.ex.dechunk = dechunk;
-                        self.ex.up_reusable = h.reusable;
-                        self.ex.close_after = close;
-                        let old = std::mem::replace(out, next);
-                        env.bufs.put(old);
-                        if self.frame_new(from).is_err() {
-                            return Step::UpstreamFailed {
-                                retry: false,
-                                reason: Some(Reason::BadUpstreamResponse),
-                            };
-                        }
-                        self.phase = Phase::Relay;
-                        self.deadline = env.now + t.upstream;
-                        return Step::Continue;
-                    }
-                    Ok(None) => {}
-                }
-            }
-            if !u.io.readable {
-                return Step::Wait;
-            }
-            let had_bytes = !out.is_empty();
-            match read_once(&mut u.sock, &mut u.io, out) {
-                Ok(ReadResult::Data) => {}
-                Ok(ReadResult::WouldBlock) => return Step::Wait,
-                Ok(ReadResult::Full) => {
-                    return Step::UpstreamFailed {
-                        retry: false,
-                        reason: Some(Reason::BadUpstreamResponse),
-                    }
-                }
-                Ok(ReadResult::Eof) | Err(_) => {
-                    if had_bytes {
-                        return Step::UpstreamFailed {
-                            retry: false,
-                            reason: Some(Reason::BadUpstreamResponse),
-                        };
-                    }
-                    return self.failed_before_response();
-                }
-            }
-        }
-    }
-
-    /// The upstream failed before any byte of its response: retry once if the connection was a pooled one.
-    fn failed_before_response(&mut self) -> Step {
-        if self.ex.reused && !self.ex.retried {
-            self.ex.retried = true;
-            self.ex.sent = 0;
-            return Step::UpstreamFailed {
-                retry: true,
-                reason: None,
-            };
-        }
-        Step::UpstreamFailed {
-            retry: false,
-            reason: Some(Reason::UpstreamUnavailable),
-        }
-    }
-
-    /// Frames the bytes of `out` from `from` on: drops what lies past the body's end (the upstream connection
-    /// is then not reused), de-chunks for HTTP/1.0 clients, and ends the framer when the body is complete.
-    fn frame_new(&mut self, from: usize) -> Result<(), ChunkError> {
-        let out = self.out.as_mut().expect("out buffer");
-        let total = out.len() - from;
-        let Some(framer) = self.ex.framer.as_mut() else {
-            if total > 0 {
-                self.ex.up_reusable = false;
-                out.truncate(from);
-            }
-            return Ok(());
-        };
-        let (keep, used, done) = match framer {
-            BodyFramer::Chunked(dec) if self.ex.dechunk => {
-                let (len, used, done) = dec.decode_in_place(&mut out.data_mut()[from..])?;
-                (len, used, done)
-            }
-            f => {
-                let (used, done) = f.feed(&out.data()[from..])?;
-                (used, used, done)
-            }
-        };
-        if used < total {
-            self.ex.up_reusable = false;
-        }
-        out.truncate(from + keep);
-        if done {
-            self.ex.framer = None;
-        }
-        Ok(())
-    }
-
-    fn relay_step(&mut self, u: &mut Upstream, env: &mut Env<'_>) -> Step {
-        let t = env.shared.config.timeouts;
-        loop {
-            let out = self.out.as_mut().expect("out buffer");
-            if !out.is_empty() {
-                match write_out(&mut self.sock, &mut self.io, out) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        self.deadline = env.now + t.body;
-                        return Step::Wait;
-                    }
-                    Err(_) => return Step::Close,
-                }
-            }
-            if self.ex.framer.is_none() {
-                self.phase = Phase::Flush;
-                return Step::ReleaseUpstream {
-                    reusable: self.ex.up_reusable,
-                };
-            }
-            if !u.io.readable {
-                self.deadline = env.now + t.upstream;
-                return Step::Wait;
-            }
-            out.clear();
-            match read_once(&mut u.sock, &mut u.io, out) {
-                Ok(ReadResult::Data) => {
-                    if self.frame_new(0).is_err() {
-                        // Malformed chunking mid-body: the client must not see a complete response.
-                        return Step::Close;
-                    }
-                }
-                Ok(ReadResult::WouldBlock) => {}
-                Ok(ReadResult::Eof) if self.ex.framer.as_ref().is_some_and(|f| f.ends_at_close()) => {
-                    self.ex.framer = None;
-                    self.ex.up_reusable = false;
-                }
-                Ok(ReadResult::Eof | ReadResult::Full) | Err(_) => return Step::Close,
-            }
-        }
-    }
-
-    fn flush_step(&mut self, env: &mut Env<'_>) -> Step {
-        if let Some(out) = self.out.as_mut() {
-            match write_out(&mut self.sock, &mut self.io, out) {
-                Ok(true) => {}
-                Ok(false) => return Step::Wait,
-                Err(_) => return Step::Close,
-            }
-        }
-        if let Some(b) = self.out.take() {
-            env.bufs.put(b);
-        }
-        if let Some(b) = self.ex.fwd.take() {
-            env.bufs.put(b);
-        }
-        if self.ex.close_after || env.draining {
-            let _ = self.sock.shutdown(Shutdown::Write);
-            self.phase = Phase::Linger { drained: 0 };
-            self.deadline = env.now + LINGER;
-            return Step::Continue;
-        }
-        if self.ex.discard > 0 {
-            self.phase = Phase::Discard;
-            self.deadline = env.now + env.shared.config.timeouts.body;
-            return Step::Continue;
-        }
-        self.phase = Phase::Head { started: false };
-        self.deadline = env.now + env.shared.config.timeouts.idle;
-        env.bufs.put_if_empty(&mut self.inbuf);
-        Step::Continue
-    }
-
-    fn discard_step(&mut self, env: &mut Env<'_>) -> Step {
-        loop {
-            let inb = self.inbuf.get_or_insert_with(|| env.bufs.get());
-            let n = (inb.len() as u64).min(self.ex.discard);
-            inb.consume(n as usize);
-            self.ex.discard -= n;
-            if self.ex.discard == 0 {
-                self.phase = Phase::Head { started: false };
-                self.deadline = env.now + env.shared.config.timeouts.idle;
-                env.bufs.put_if_empty(&mut self.inbuf);
-                return Step::Continue;
-            }
-            if !self.io.readable {
-                return if self.io.hup { Step::Close } else { Step::Wait };
-            }
-            match read_once(&mut self.sock, &mut self.io, inb) {
-                Ok(ReadResult::Data) => {}
-                Ok(ReadResult::WouldBlock) => return Step::Wait,
-                Ok(ReadResult::Full | ReadResult::Eof) | Err(_) => return Step::Close,
-            }
-        }
-    }
-
-    fn linger_step(&mut self) -> Step {
-        let Phase::Linger { ref mut drained } = self.phase else {
-            return Step::Close;
-        };
-        let mut scratch = [0u8; 4096];
-        loop {
-            if !self.io.readable {
-                return if self.io.hup { Step::Close } else { Step::Wait };
-            }
-            match self.sock.read(&mut scratch) {
-                Ok(0) => return Step::Close,
-                Ok(n) => {
-                    *drained += n;
-                    if *drained > LINGER_BYTES {
-                        return Step::Close;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.io.readable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Step::Close,
-            }
-        }
-    }
-
-    /// The connection's deadline passed: what to do depends on where it is.
-    pub fn on_timeout(&mut self, env: &mut Env<'_>) -> Step {
-        match self.phase {
-            Phase::Head { started: false } | Phase::Linger { .. } | Phase::Flush | Phase::Relay | Phase::Discard => {
-                Step::Close
-            }
-            Phase::Head { started: true } | Phase::Body { .. } => {
-                self.ex.keep_alive = false;
-                self.respond(env, Reason::RequestTimeout)
-            }
-            Phase::Upstream => Step::UpstreamFailed {
-                retry: false,
-                reason: Some(Reason::UpstreamTimeout),
-            },
-        }
     }
 }

@@ -7,7 +7,9 @@
 //! that reused its slab slot.
 
 pub mod conn;
+mod finish;
 pub mod pool;
+mod relay;
 
 use std::io;
 use std::sync::atomic::Ordering;

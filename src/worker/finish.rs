@@ -1,0 +1,105 @@
+//! The end of an exchange: flushing the answer, then the next request, dropping a refused body, or a
+//! lingering close; and what a passed deadline means in each phase.
+
+use std::io::{self, Read};
+use std::net::Shutdown;
+
+use super::conn::{read_once, write_out, Client, Env, Phase, ReadResult, Step, LINGER, LINGER_BYTES};
+use crate::http::Reason;
+
+impl Client {
+    pub(super) fn flush_step(&mut self, env: &mut Env<'_>) -> Step {
+        if let Some(out) = self.out.as_mut() {
+            match write_out(&mut self.sock, &mut self.io, out) {
+                Ok(true) => {}
+                Ok(false) => return Step::Wait,
+                Err(_) => return Step::Close,
+            }
+        }
+        if let Some(b) = self.out.take() {
+            env.bufs.put(b);
+        }
+        if let Some(b) = self.ex.fwd.take() {
+            env.bufs.put(b);
+        }
+        if self.ex.close_after || env.draining {
+            let _ = self.sock.shutdown(Shutdown::Write);
+            self.phase = Phase::Linger { drained: 0 };
+            self.deadline = env.now + LINGER;
+            return Step::Continue;
+        }
+        if self.ex.discard > 0 {
+            self.phase = Phase::Discard;
+            self.deadline = env.now + env.shared.config.timeouts.body;
+            return Step::Continue;
+        }
+        self.phase = Phase::Head { started: false };
+        self.deadline = env.now + env.shared.config.timeouts.idle;
+        env.bufs.put_if_empty(&mut self.inbuf);
+        Step::Continue
+    }
+
+    pub(super) fn discard_step(&mut self, env: &mut Env<'_>) -> Step {
+        loop {
+            let inb = self.inbuf.get_or_insert_with(|| env.bufs.get());
+            let n = (inb.len() as u64).min(self.ex.discard);
+            inb.consume(n as usize);
+            self.ex.discard -= n;
+            if self.ex.discard == 0 {
+                self.phase = Phase::Head { started: false };
+                self.deadline = env.now + env.shared.config.timeouts.idle;
+                env.bufs.put_if_empty(&mut self.inbuf);
+                return Step::Continue;
+            }
+            if !self.io.readable {
+                return if self.io.hup { Step::Close } else { Step::Wait };
+            }
+            match read_once(&mut self.sock, &mut self.io, inb) {
+                Ok(ReadResult::Data) => {}
+                Ok(ReadResult::WouldBlock) => return Step::Wait,
+                Ok(ReadResult::Full | ReadResult::Eof) | Err(_) => return Step::Close,
+            }
+        }
+    }
+
+    pub(super) fn linger_step(&mut self) -> Step {
+        let Phase::Linger { ref mut drained } = self.phase else {
+            return Step::Close;
+        };
+        let mut scratch = [0u8; 4096];
+        loop {
+            if !self.io.readable {
+                return if self.io.hup { Step::Close } else { Step::Wait };
+            }
+            match self.sock.read(&mut scratch) {
+                Ok(0) => return Step::Close,
+                Ok(n) => {
+                    *drained += n;
+                    if *drained > LINGER_BYTES {
+                        return Step::Close;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.io.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close,
+            }
+        }
+    }
+
+    /// The connection's deadline passed: what to do depends on where it is.
+    pub fn on_timeout(&mut self, env: &mut Env<'_>) -> Step {
+        match self.phase {
+            Phase::Head { started: false } | Phase::Linger { .. } | Phase::Flush | Phase::Relay | Phase::Discard => {
+                Step::Close
+            }
+            Phase::Head { started: true } | Phase::Body { .. } => {
+                self.ex.keep_alive = false;
+                self.respond(env, Reason::RequestTimeout)
+            }
+            Phase::Upstream => Step::UpstreamFailed {
+                retry: false,
+                reason: Some(Reason::UpstreamTimeout),
+            },
+        }
+    }
+}
