@@ -113,6 +113,14 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_RATE_TABLE_SLOTS", default_value_t = 1_048_576)]
     pub rate_table_slots: usize,
 
+    /// Access log: a file path, or `-` for stdout (JSON lines; off by default).
+    #[arg(long, env = "PORTCULLIS_ACCESS_LOG")]
+    pub access_log: Option<String>,
+
+    /// Address of the admin listener (/metrics, /healthz, /readyz), e.g. 127.0.0.1:9901; off by default.
+    #[arg(long, env = "PORTCULLIS_ADMIN")]
+    pub admin: Option<String>,
+
     /// Also add the `RateLimit` field (remaining quota) to every forwarded response.
     #[arg(long, env = "PORTCULLIS_RATELIMIT_HEADERS")]
     pub ratelimit_headers: bool,
@@ -132,6 +140,8 @@ pub struct Config {
     pub docs_url: Option<String>,
     pub policy: crate::guard::Policy,
     pub rate: Option<RateConfig>,
+    pub admin: Option<SocketAddr>,
+    pub access_log: Option<String>,
 }
 
 /// The per-user limit, when on.
@@ -300,7 +310,13 @@ impl Config {
                 headers: a.ratelimit_headers,
             })
         };
+        let admin = match &a.admin {
+            Some(s) => Some(resolve(s).map_err(|e| format!("--admin {s:?}: {e}"))?),
+            None => None,
+        };
         Ok(Config {
+            access_log: a.access_log.filter(|p| !p.is_empty()),
+            admin,
             rate,
             policy: crate::guard::Policy {
                 accept,

@@ -4,6 +4,8 @@
 //! place with sockets; `server` starts workers and owns process lifetime.
 #![deny(unsafe_code)]
 
+pub mod access_log;
+pub mod admin;
 pub mod buf;
 pub mod config;
 pub mod echo;
@@ -11,6 +13,7 @@ pub mod guard;
 pub mod http;
 pub mod limit;
 pub mod log;
+pub mod metrics;
 pub mod server;
 pub mod timer;
 pub mod worker;

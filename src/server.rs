@@ -30,6 +30,10 @@ pub struct Shared {
     pub limiter: Option<crate::limit::Limiter>,
     /// `RateLimit-Policy: "default";q=<rate>;w=1` with CRLF, for 429 answers.
     pub rate_policy_field: Vec<u8>,
+    /// Where the access log goes, when on.
+    pub access_log: Option<crate::access_log::Sink>,
+    /// One counter block per worker (each written only by its worker).
+    pub metrics: Box<[crate::metrics::WorkerMetrics]>,
 }
 
 /// A started ingress.
@@ -127,6 +131,13 @@ pub fn start(config: Config) -> io::Result<Running> {
         ),
         open: AtomicUsize::new(0),
         shutdown: AtomicBool::new(false),
+        metrics: (0..config.workers).map(|_| Default::default()).collect(),
+        access_log: match &config.access_log {
+            Some(p) => {
+                Some(crate::access_log::Sink::open(p).map_err(|e| io::Error::other(format!("--access-log {p}: {e}")))?)
+            }
+            None => None,
+        },
         limiter: config.rate.as_ref().map(|r| {
             crate::limit::Limiter::new(
                 crate::limit::Gcra::new(r.rate, r.burst),
@@ -143,6 +154,10 @@ pub fn start(config: Config) -> io::Result<Running> {
             .unwrap_or_default(),
         config,
     });
+    if let Some(a) = shared.config.admin {
+        let bound = crate::admin::start(a, shared.clone())?;
+        crate::info!("admin listening on {bound}");
+    }
     let mut wakers = Vec::new();
     let mut threads = Vec::new();
     for (id, l) in listeners.into_iter().enumerate() {

@@ -77,7 +77,11 @@ impl Limiter {
 
     /// Decides one request of the user identified by `head` (and `peer`, the socket's address) at `now`.
     pub fn decide(&self, head: &RequestHead<'_, '_>, peer: IpAddr, now: Instant) -> Decision {
-        let hash = self.key_hash(head, peer);
+        self.decide_hash(self.key_hash(head, peer), now)
+    }
+
+    /// Decides one request of the user whose key hashed to `hash` (see [`Limiter::key_hash`]).
+    pub fn decide_hash(&self, hash: u64, now: Instant) -> Decision {
         self.table.decide(&self.gcra, hash, self.micros(now))
     }
 

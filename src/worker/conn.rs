@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 
 use super::pool::BufPool;
+use crate::access_log::{AccessLog, Entry, TARGET_MAX};
 use crate::buf::{put_u64, Buf, Out};
 use crate::guard::json::{JsonError, JsonValidator};
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
@@ -19,6 +20,7 @@ use crate::http::response::BodyFramer;
 use crate::http::write;
 use crate::http::{Reason, Version};
 use crate::limit::{retry_after_secs, Decision};
+use crate::metrics::{add, WorkerMetrics};
 use crate::server::Shared;
 
 /// How long a closing connection is drained after its last response, so the kernel does not reset it and
@@ -121,13 +123,25 @@ pub struct Exchange {
     pub quota: Option<(u32, u64)>,
     /// Rate limit: seconds to wait, for a 429.
     pub retry_secs: u64,
+    /// When the head was complete (for the duration metric).
+    pub started: Instant,
+    /// The upstream's status, once its head arrived.
+    pub status: u16,
+    /// For the access log: method, target (cut at `TARGET_MAX`), request and response bytes, user key hash.
+    pub method_idx: u8,
+    pub target: [u8; TARGET_MAX],
+    pub target_len: u8,
+    pub target_cut: bool,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub user: Option<u64>,
     pub dechunk: bool,
     pub up_reusable: bool,
     pub close_after: bool,
 }
 
 impl Exchange {
-    fn new(head: &RequestHead<'_, '_>) -> Exchange {
+    fn new(head: &RequestHead<'_, '_>, now: Instant) -> Exchange {
         Exchange {
             keep_alive: head.keep_alive,
             is_head: head.is_head,
@@ -142,6 +156,15 @@ impl Exchange {
             discard: 0,
             quota: None,
             retry_secs: 0,
+            started: now,
+            status: 0,
+            method_idx: 0,
+            target: [0; TARGET_MAX],
+            target_len: 0,
+            target_cut: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            user: None,
             interim: false,
             dechunk: false,
             up_reusable: false,
@@ -149,7 +172,7 @@ impl Exchange {
         }
     }
 
-    pub fn idle() -> Exchange {
+    pub fn idle(now: Instant) -> Exchange {
         Exchange {
             keep_alive: true,
             is_head: false,
@@ -164,6 +187,15 @@ impl Exchange {
             discard: 0,
             quota: None,
             retry_secs: 0,
+            started: now,
+            status: 0,
+            method_idx: 0,
+            target: [0; TARGET_MAX],
+            target_len: 0,
+            target_cut: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            user: None,
             interim: false,
             dechunk: false,
             up_reusable: false,
@@ -219,6 +251,10 @@ pub enum Step {
 /// The worker's state a step may use.
 pub struct Env<'a> {
     pub shared: &'a Shared,
+    pub metrics: &'a WorkerMetrics,
+    pub log: &'a mut Option<AccessLog>,
+    /// Wall-clock time of this loop iteration, Unix milliseconds (only kept up to date with an access log).
+    pub wall_ms: u64,
     pub bufs: &'a mut BufPool,
     pub json: &'a mut JsonValidator,
     pub now: Instant,
@@ -307,7 +343,43 @@ impl Client {
         self.ex.close_after = close;
         self.phase = Phase::Flush;
         self.deadline = env.now + env.shared.config.timeouts.body;
+        let queued = out.len() as u64;
+        let m = env.metrics;
+        m.request(reason.status(), Some(reason), self.elapsed_us(env));
+        add(&m.bytes_out, queued);
+        self.ex.bytes_out += queued;
+        self.log_request(env, reason.status(), Some(reason));
+        match reason {
+            Reason::UpstreamUnavailable => add(&m.upstream_connect_failures, 1),
+            Reason::UpstreamTimeout => add(&m.upstream_timeouts, 1),
+            _ => {}
+        }
         Step::Continue
+    }
+
+    /// Appends this request's access-log line (when the log is on).
+    pub fn log_request(&self, env: &mut Env<'_>, status: u16, reason: Option<Reason>) {
+        let duration_us = self.elapsed_us(env);
+        if let Some(log) = env.log.as_mut() {
+            log.entry(&Entry {
+                time_ms: env.wall_ms,
+                client: self.ip.as_bytes(),
+                method: crate::http::request::ALLOWED_METHODS[self.ex.method_idx as usize],
+                target: &self.ex.target[..self.ex.target_len as usize],
+                target_cut: self.ex.target_cut,
+                status,
+                reason: reason.map(|r| r.code()),
+                bytes_in: self.ex.bytes_in,
+                bytes_out: self.ex.bytes_out,
+                duration_us,
+                user: self.ex.user,
+            });
+        }
+    }
+
+    /// Microseconds since the current request's head was complete.
+    pub fn elapsed_us(&self, env: &Env<'_>) -> u64 {
+        env.now.saturating_duration_since(self.ex.started).as_micros() as u64
     }
 
     pub fn step(&mut self, up: Option<&mut Upstream>, env: &mut Env<'_>) -> Step {
@@ -383,13 +455,24 @@ impl Client {
     /// A complete, valid head is at the start of `data`. This is where the request checks plug in.
     /// Returns the step, the input bytes to consume, and the room to reserve for the body.
     fn accept_head(&mut self, data: &[u8], head: &RequestHead<'_, '_>, env: &mut Env<'_>) -> (Step, usize, usize) {
-        self.ex = Exchange::new(head);
+        self.ex = Exchange::new(head, env.now);
         let head_len = head.head_len;
         // The request checks decide from the head, before any body byte: the rate limit first, then Accept
         // and Content-Type.
         let mut refusal = None;
+        self.ex.method_idx = head.method_idx;
+        self.ex.bytes_in = head_len as u64;
+        if env.log.is_some() {
+            let t = head.target.as_bytes();
+            let n = t.len().min(TARGET_MAX);
+            self.ex.target[..n].copy_from_slice(&t[..n]);
+            self.ex.target_len = n as u8;
+            self.ex.target_cut = t.len() > TARGET_MAX;
+        }
         if let Some(lim) = env.shared.limiter.as_ref() {
-            match lim.decide(head, self.peer, env.now) {
+            let user = lim.key_hash(head, self.peer);
+            self.ex.user = Some(user);
+            match lim.decide_hash(user, env.now) {
                 Decision::Allow {
                     remaining, reset_us, ..
                 } => self.ex.quota = Some((remaining, retry_after_secs(reset_us))),
@@ -557,7 +640,10 @@ impl Client {
         env: &mut Env<'_>,
     ) -> Step {
         let body = &data[body];
+        add(&env.metrics.bytes_in, (head.head_len + body.len()) as u64);
+        self.ex.bytes_in = (head.head_len + body.len()) as u64;
         if self.ex.json {
+            add(&env.metrics.json_bytes, body.len() as u64);
             match env.json.validate(body) {
                 Ok(()) => {}
                 Err(JsonError::Malformed) => return self.respond(env, Reason::MalformedJson),

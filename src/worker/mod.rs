@@ -20,8 +20,10 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::access_log::AccessLog;
 use crate::guard::json::JsonValidator;
 use crate::http::Reason;
+use crate::metrics::add;
 use crate::server::Shared;
 use crate::timer::{Entry, Wheel, TICK};
 use conn::{Client, Env, Exchange, IpText, Phase, Ready, Step, Upstream};
@@ -64,6 +66,9 @@ pub struct Worker {
     idle_ups: Vec<usize>,
     bufs: BufPool,
     json: JsonValidator,
+    log: Option<AccessLog>,
+    /// Unix milliseconds at the top of this iteration (kept only with an access log).
+    wall_ms: u64,
     wheel: Wheel,
     expired: Vec<Entry>,
     pending: Vec<(usize, u32)>,
@@ -83,6 +88,7 @@ impl Worker {
         let buf_size = (shared.config.limits.max_head + 1024).max(16 * 1024);
         let max_free = (shared.config.max_connections / shared.config.workers.max(1)).clamp(64, 4096);
         let json = JsonValidator::new(shared.config.policy.max_json_depth);
+        let log = shared.access_log.clone().map(|sink| AccessLog::new(sink, now));
         Ok(Worker {
             id,
             poll,
@@ -94,6 +100,8 @@ impl Worker {
             idle_ups: Vec::with_capacity(1024),
             bufs: BufPool::new(buf_size, max_free),
             json,
+            log,
+            wall_ms: 0,
             wheel: Wheel::new(now),
             expired: Vec::with_capacity(1024),
             pending: Vec::with_capacity(64),
@@ -121,6 +129,11 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.now = Instant::now();
+            if self.log.is_some() {
+                self.wall_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+            }
             spin = if events.is_empty() { 0 } else { SPIN };
             for ev in events.iter() {
                 let t = ev.token();
@@ -163,7 +176,15 @@ impl Worker {
             }
             self.expire_timers();
             self.accept();
+            if let Some(log) = self.log.as_mut().filter(|l| l.due(self.now)) {
+                if let Err(e) = log.flush(self.now) {
+                    crate::warn!("worker {}: access log write failed: {e}", self.id);
+                }
+            }
             if self.draining && (self.clients.is_empty() || self.now >= self.drain_deadline) {
+                if let Some(log) = self.log.as_mut() {
+                    let _ = log.flush(self.now);
+                }
                 return Ok(());
             }
         }
@@ -183,6 +204,9 @@ impl Worker {
         }
         if self.draining {
             cap(TICK);
+        }
+        if self.log.as_ref().is_some_and(|l| !l.is_empty()) {
+            cap(crate::access_log::FLUSH_EVERY);
         }
         t
     }
@@ -250,6 +274,7 @@ impl Worker {
             return;
         }
         self.shared.open.fetch_add(1, Ordering::Relaxed);
+        add(&self.shared.metrics[self.id].conns_accepted, 1);
         let deadline = self.now + self.shared.config.timeouts.header;
         entry.insert(Client {
             sock,
@@ -267,7 +292,7 @@ impl Worker {
             deadline,
             timer_tick: 0,
             upstream: None,
-            ex: Exchange::idle(),
+            ex: Exchange::idle(self.now),
         });
         self.arm_timer(key);
     }
@@ -312,6 +337,9 @@ impl Worker {
                     ups,
                     bufs,
                     json,
+                    id,
+                    log,
+                    wall_ms,
                     shared,
                     now,
                     draining,
@@ -322,6 +350,9 @@ impl Worker {
                     shared,
                     bufs,
                     json,
+                    metrics: &shared.metrics[*id],
+                    log,
+                    wall_ms: *wall_ms,
                     now: *now,
                     draining: *draining,
                 };
@@ -382,6 +413,9 @@ impl Worker {
             clients,
             bufs,
             json,
+            id,
+            log,
+            wall_ms,
             shared,
             now,
             draining,
@@ -399,6 +433,9 @@ impl Worker {
             shared,
             bufs,
             json,
+            metrics: &shared.metrics[*id],
+            log,
+            wall_ms: *wall_ms,
             now: *now,
             draining: *draining,
         };
@@ -443,6 +480,8 @@ impl Worker {
                 k
             }
         };
+        let m = &self.shared.metrics[self.id];
+        add(if reused { &m.upstream_reused } else { &m.upstream_opened }, 1);
         let u = &mut self.ups[uk];
         u.owner = Some((key, cgen));
         let t = self.shared.config.timeouts;
@@ -476,7 +515,10 @@ impl Worker {
     fn close_client(&mut self, key: usize) {
         self.release_upstream(key, false);
         let c = self.clients.remove(key);
+        let m = &self.shared.metrics[self.id];
+        add(&m.conns_closed, 1);
         if matches!(c.phase, Phase::Relay) && c.ex.framer.is_some() {
+            add(&m.aborted, 1);
             // The response is incomplete: reset rather than close, so that a client reading until close
             // (HTTP/1.0, close-delimited bodies) cannot take a truncated body for a complete one.
             let _ = socket2::SockRef::from(&c.sock).set_linger(Some(Duration::ZERO));
@@ -507,6 +549,9 @@ impl Worker {
                     clients,
                     bufs,
                     json,
+                    id,
+                    log,
+                    wall_ms,
                     shared,
                     now,
                     draining,
@@ -517,6 +562,9 @@ impl Worker {
                     shared,
                     bufs,
                     json,
+                    metrics: &shared.metrics[*id],
+                    log,
+                    wall_ms: *wall_ms,
                     now: *now,
                     draining: *draining,
                 };

@@ -10,6 +10,7 @@ use crate::http::request;
 use crate::http::response::{self, BodyFramer, BodyKind};
 use crate::http::write::{self, ClientSide};
 use crate::http::{Reason, Version};
+use crate::metrics::add;
 
 impl Client {
     pub(super) fn upstream_step(&mut self, u: &mut Upstream, env: &mut Env<'_>) -> Step {
@@ -65,7 +66,7 @@ impl Client {
                     Ok(n) => self.ex.sent += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.io.writable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return self.failed_before_response(),
+                    Err(_) => return self.failed_before_response(env),
                 }
             }
             self.deadline = env.now + t.upstream;
@@ -108,13 +109,18 @@ impl Client {
                         );
                         let from = next.len();
                         next.put(&out.data()[h.head_len..]);
+                        self.ex.status = h.status;
                         self.ex.framer = BodyFramer::new(h.body);
                         self.ex.dechunk = dechunk;
                         self.ex.up_reusable = h.reusable;
                         self.ex.close_after = close;
                         let old = std::mem::replace(out, next);
                         env.bufs.put(old);
-                        if self.frame_new(from).is_err() {
+                        let framed = self.frame_new(from);
+                        let n = self.out.as_ref().map_or(0, |o| o.len()) as u64;
+                        add(&env.metrics.bytes_out, n);
+                        self.ex.bytes_out += n;
+                        if framed.is_err() {
                             return Step::UpstreamFailed {
                                 retry: false,
                                 reason: Some(Reason::BadUpstreamResponse),
@@ -147,14 +153,15 @@ impl Client {
                             reason: Some(Reason::BadUpstreamResponse),
                         };
                     }
-                    return self.failed_before_response();
+                    return self.failed_before_response(env);
                 }
             }
         }
     }
 
     /// The upstream failed before any byte of its response: retry once if the connection was a pooled one.
-    pub(super) fn failed_before_response(&mut self) -> Step {
+    pub(super) fn failed_before_response(&mut self, env: &mut Env<'_>) -> Step {
+        add(&env.metrics.upstream_resets, 1);
         if self.ex.reused && !self.ex.retried {
             self.ex.retried = true;
             self.ex.sent = 0;
@@ -217,6 +224,8 @@ impl Client {
             }
             if self.ex.framer.is_none() {
                 self.phase = Phase::Flush;
+                env.metrics.request(self.ex.status, None, self.elapsed_us(env));
+                self.log_request(env, self.ex.status, None);
                 return Step::ReleaseUpstream {
                     reusable: self.ex.up_reusable,
                 };
@@ -232,6 +241,9 @@ impl Client {
                         // Malformed chunking mid-body: the client must not see a complete response.
                         return Step::Close;
                     }
+                    let n = self.out.as_ref().map_or(0, |o| o.len()) as u64;
+                    add(&env.metrics.bytes_out, n);
+                    self.ex.bytes_out += n;
                 }
                 Ok(ReadResult::WouldBlock) => {}
                 Ok(ReadResult::Eof) if self.ex.framer.as_ref().is_some_and(|f| f.ends_at_close()) => {

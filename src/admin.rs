@@ -1,0 +1,75 @@
+//! The admin listener (`--admin ADDR`): its own small thread, never a request worker.
+//! `GET /metrics` (Prometheus text), `GET /healthz` (200 while the process runs), `GET /readyz` (200 while
+//! accepting, 503 once shutdown has begun). One request per connection; anything else is 404 / 405.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::metrics::{render, Gauges};
+use crate::server::Shared;
+
+/// Binds `addr` and serves in a background thread; returns the bound address.
+pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new().name("admin".into()).spawn(move || {
+        for s in listener.incoming().flatten() {
+            let _ = serve(s, &shared);
+        }
+    })?;
+    Ok(bound)
+}
+
+fn serve(s: TcpStream, shared: &Shared) -> io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let mut reader = BufReader::new(s.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    // Read (and ignore) the header fields, up to the empty line.
+    let mut field = String::new();
+    while reader.read_line(&mut field)? > 2 && field.len() < 16 * 1024 {
+        field.clear();
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (status, ctype, body) = match (method, path) {
+        ("GET", "/metrics") => (200, "text/plain; version=0.0.4", metrics_text(shared)),
+        ("GET", "/healthz") => (200, "text/plain", "ok\n".to_string()),
+        ("GET", "/readyz") if !shared.shutdown.load(Ordering::Acquire) => (200, "text/plain", "ready\n".to_string()),
+        ("GET", "/readyz") => (503, "text/plain", "shutting down\n".to_string()),
+        (_, "/metrics" | "/healthz" | "/readyz") => (405, "text/plain", "method not allowed\n".to_string()),
+        _ => (404, "text/plain", "not found\n".to_string()),
+    };
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Service Unavailable",
+    };
+    let mut out = s;
+    write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    out.flush()
+}
+
+fn metrics_text(shared: &Shared) -> String {
+    let gauges = match &shared.limiter {
+        Some(l) => Gauges {
+            rate_table_live: Some(l.table().live(l.micros(Instant::now())) as u64),
+            rate_evictions: Some(l.table().evictions()),
+        },
+        None => Gauges {
+            rate_table_live: None,
+            rate_evictions: None,
+        },
+    };
+    render(&shared.metrics, &gauges)
+}

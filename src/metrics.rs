@@ -1,0 +1,245 @@
+//! Per-worker counters and the Prometheus text format.
+//!
+//! Each worker owns one cache-line-aligned block and is its only writer: increments are a plain load and
+//! store (no locked read-modify-write, no sharing on the request path). The admin thread sums the blocks when
+//! scraped.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::http::Reason;
+
+/// Upper bounds of the request-duration histogram buckets, in microseconds.
+pub const DURATION_BUCKETS_US: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000, 10_000_000,
+];
+
+#[derive(Default)]
+#[repr(align(128))]
+pub struct WorkerMetrics {
+    pub forwarded: AtomicU64,
+    /// Requests the ingress answered itself, by `Reason` index.
+    pub refused: [AtomicU64; Reason::ALL.len()],
+    /// Forwarded requests whose response was cut (upstream failure or timeout mid-body, client gone).
+    pub aborted: AtomicU64,
+    /// Responses by status class 1xx..5xx.
+    pub status: [AtomicU64; 5],
+    pub upstream_connect_failures: AtomicU64,
+    pub upstream_timeouts: AtomicU64,
+    pub upstream_resets: AtomicU64,
+    pub upstream_opened: AtomicU64,
+    pub upstream_reused: AtomicU64,
+    pub conns_accepted: AtomicU64,
+    pub conns_closed: AtomicU64,
+    pub duration: [AtomicU64; DURATION_BUCKETS_US.len() + 1],
+    pub duration_sum_us: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub json_bytes: AtomicU64,
+}
+
+/// Adds `n` to a counter this thread alone writes.
+#[inline]
+pub fn add(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl WorkerMetrics {
+    /// One finished request: its status, the reason if the ingress answered, its duration.
+    pub fn request(&self, status: u16, reason: Option<Reason>, duration_us: u64) {
+        match reason {
+            Some(r) => add(&self.refused[r as usize], 1),
+            None => add(&self.forwarded, 1),
+        }
+        if (100..600).contains(&status) {
+            add(&self.status[(status / 100 - 1) as usize], 1);
+        }
+        let b = DURATION_BUCKETS_US
+            .iter()
+            .position(|&ub| duration_us <= ub)
+            .unwrap_or(DURATION_BUCKETS_US.len());
+        add(&self.duration[b], 1);
+        add(&self.duration_sum_us, duration_us);
+    }
+}
+
+/// Values read at scrape time from outside the workers.
+pub struct Gauges {
+    pub rate_table_live: Option<u64>,
+    pub rate_evictions: Option<u64>,
+}
+
+fn sum(blocks: &[WorkerMetrics], f: impl Fn(&WorkerMetrics) -> &AtomicU64) -> u64 {
+    blocks.iter().map(|b| f(b).load(Relaxed)).sum()
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// The Prometheus text exposition (version 0.0.4) of the summed blocks.
+pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
+    let mut o = String::with_capacity(8192);
+    family(
+        &mut o,
+        "portcullis_requests_total",
+        "counter",
+        "Requests by outcome: forwarded, refused by the ingress (with the reason), or aborted mid-response.",
+    );
+    let _ = writeln!(
+        o,
+        "portcullis_requests_total{{outcome=\"forwarded\"}} {}",
+        sum(blocks, |b| &b.forwarded)
+    );
+    for r in Reason::ALL {
+        let n = sum(blocks, |b| &b.refused[r as usize]);
+        let _ = writeln!(
+            o,
+            "portcullis_requests_total{{outcome=\"refused\",reason=\"{}\"}} {n}",
+            r.code()
+        );
+    }
+    let _ = writeln!(
+        o,
+        "portcullis_requests_total{{outcome=\"aborted\"}} {}",
+        sum(blocks, |b| &b.aborted)
+    );
+    family(
+        &mut o,
+        "portcullis_responses_total",
+        "counter",
+        "Responses sent to clients by status class.",
+    );
+    for c in 0..5 {
+        let _ = writeln!(
+            o,
+            "portcullis_responses_total{{class=\"{}xx\"}} {}",
+            c + 1,
+            sum(blocks, |b| &b.status[c])
+        );
+    }
+    for (name, help, f) in [
+        (
+            "portcullis_upstream_connect_failures_total",
+            "Upstream connections refused or failed.",
+            (|b: &WorkerMetrics| &b.upstream_connect_failures) as fn(&WorkerMetrics) -> &AtomicU64,
+        ),
+        (
+            "portcullis_upstream_timeouts_total",
+            "Upstream connect or response timeouts.",
+            |b| &b.upstream_timeouts,
+        ),
+        (
+            "portcullis_upstream_resets_total",
+            "Upstream connections closed or reset before or during a response.",
+            |b| &b.upstream_resets,
+        ),
+        (
+            "portcullis_upstream_connections_opened_total",
+            "New upstream connections.",
+            |b| &b.upstream_opened,
+        ),
+        (
+            "portcullis_upstream_connections_reused_total",
+            "Requests sent on a pooled upstream connection.",
+            |b| &b.upstream_reused,
+        ),
+        (
+            "portcullis_client_connections_accepted_total",
+            "Client connections accepted.",
+            |b| &b.conns_accepted,
+        ),
+        (
+            "portcullis_received_bytes_total",
+            "Request bytes received from clients (heads and bodies).",
+            |b| &b.bytes_in,
+        ),
+        ("portcullis_sent_bytes_total", "Response bytes sent to clients.", |b| {
+            &b.bytes_out
+        }),
+        (
+            "portcullis_json_validated_bytes_total",
+            "Request body bytes validated as JSON.",
+            |b| &b.json_bytes,
+        ),
+    ] {
+        family(&mut o, name, "counter", help);
+        let _ = writeln!(o, "{name} {}", sum(blocks, f));
+    }
+    family(
+        &mut o,
+        "portcullis_client_connections_open",
+        "gauge",
+        "Client connections open now.",
+    );
+    let open = sum(blocks, |b| &b.conns_accepted).saturating_sub(sum(blocks, |b| &b.conns_closed));
+    let _ = writeln!(o, "portcullis_client_connections_open {open}");
+    family(
+        &mut o,
+        "portcullis_request_duration_seconds",
+        "histogram",
+        "Time from a complete request head to the end of the answer.",
+    );
+    let mut cum = 0;
+    for (i, ub) in DURATION_BUCKETS_US.iter().enumerate() {
+        cum += sum(blocks, |b| &b.duration[i]);
+        let _ = writeln!(
+            o,
+            "portcullis_request_duration_seconds_bucket{{le=\"{}\"}} {cum}",
+            *ub as f64 / 1e6
+        );
+    }
+    cum += sum(blocks, |b| &b.duration[DURATION_BUCKETS_US.len()]);
+    let _ = writeln!(o, "portcullis_request_duration_seconds_bucket{{le=\"+Inf\"}} {cum}");
+    let _ = writeln!(
+        o,
+        "portcullis_request_duration_seconds_sum {}",
+        sum(blocks, |b| &b.duration_sum_us) as f64 / 1e6
+    );
+    let _ = writeln!(o, "portcullis_request_duration_seconds_count {cum}");
+    if let (Some(live), Some(ev)) = (g.rate_table_live, g.rate_evictions) {
+        family(
+            &mut o,
+            "portcullis_rate_limit_table_live_slots",
+            "gauge",
+            "Rate-limit table slots holding a live schedule.",
+        );
+        let _ = writeln!(o, "portcullis_rate_limit_table_live_slots {live}");
+        family(
+            &mut o,
+            "portcullis_rate_limit_evictions_total",
+            "counter",
+            "Live rate-limit slots evicted because their bucket was full.",
+        );
+        let _ = writeln!(o, "portcullis_rate_limit_evictions_total {ev}");
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_sums_and_cumulative_buckets() {
+        let blocks = [WorkerMetrics::default(), WorkerMetrics::default()];
+        blocks[0].request(200, None, 150);
+        blocks[1].request(406, Some(Reason::AcceptHeaderMissing), 50);
+        blocks[1].request(200, None, 2_000_000);
+        let text = render(
+            &blocks,
+            &Gauges {
+                rate_table_live: Some(3),
+                rate_evictions: Some(0),
+            },
+        );
+        assert!(text.contains("portcullis_requests_total{outcome=\"forwarded\"} 2\n"));
+        assert!(text.contains("portcullis_requests_total{outcome=\"refused\",reason=\"accept_header_missing\"} 1\n"));
+        assert!(text.contains("portcullis_responses_total{class=\"2xx\"} 2\n"));
+        assert!(text.contains("portcullis_responses_total{class=\"4xx\"} 1\n"));
+        assert!(text.contains("portcullis_request_duration_seconds_bucket{le=\"0.0001\"} 1\n"));
+        assert!(text.contains("portcullis_request_duration_seconds_bucket{le=\"0.00025\"} 2\n"));
+        assert!(text.contains("portcullis_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("portcullis_rate_limit_table_live_slots 3\n"));
+    }
+}
