@@ -113,6 +113,18 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_RATE_TABLE_SLOTS", default_value_t = 1_048_576)]
     pub rate_table_slots: usize,
 
+    /// Settings file (TOML, one key per flag's long name). Precedence: file < environment < flags.
+    #[arg(long, env = "PORTCULLIS_CONFIG")]
+    pub config: Option<String>,
+
+    /// Validate the configuration, print the effective settings, and exit (0 valid, 1 invalid).
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Process log level on stderr: error, warn, info, or debug.
+    #[arg(long, env = "PORTCULLIS_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
     /// Access log: a file path, or `-` for stdout (JSON lines; off by default).
     #[arg(long, env = "PORTCULLIS_ACCESS_LOG")]
     pub access_log: Option<String>,
@@ -142,6 +154,7 @@ pub struct Config {
     pub rate: Option<RateConfig>,
     pub admin: Option<SocketAddr>,
     pub access_log: Option<String>,
+    pub log_level: crate::log::Level,
 }
 
 /// The per-user limit, when on.
@@ -187,7 +200,7 @@ impl Config {
     /// Validates parsed flags. The error names the flag and the accepted range.
     pub fn from_args(a: Args) -> Result<Config, String> {
         let listen = resolve(&a.listen).map_err(|e| format!("--listen {:?}: {e}", a.listen))?;
-        let upstream = match &a.upstream {
+        let upstream = match a.upstream.as_ref().filter(|u| !u.is_empty()) {
             Some(u) => Some(resolve(u).map_err(|e| format!("--upstream {u:?}: {e}"))?),
             None => None,
         };
@@ -310,11 +323,14 @@ impl Config {
                 headers: a.ratelimit_headers,
             })
         };
-        let admin = match &a.admin {
+        let admin = match a.admin.as_ref().filter(|s| !s.is_empty()) {
             Some(s) => Some(resolve(s).map_err(|e| format!("--admin {s:?}: {e}"))?),
             None => None,
         };
+        let log_level = crate::log::Level::parse(&a.log_level)
+            .ok_or_else(|| format!("--log-level {:?}: must be error, warn, info or debug", a.log_level))?;
         Ok(Config {
+            log_level,
             access_log: a.access_log.filter(|p| !p.is_empty()),
             admin,
             rate,
@@ -342,8 +358,78 @@ impl Config {
             },
             max_connections: a.max_connections,
             upstream_pool: a.upstream_pool,
-            docs_url: a.docs_url,
+            docs_url: a.docs_url.filter(|u| !u.is_empty()),
         })
+    }
+
+    /// The effective settings, as `--config` file lines (secrets are never part of the configuration).
+    pub fn describe(&self) -> String {
+        let d = |d: Duration| format!("\"{}ms\"", d.as_millis());
+        let s = |v: &str| format!("{v:?}");
+        let t = self.timeouts;
+        let mut lines = vec![
+            ("listen", s(&self.listen.to_string())),
+            ("upstream", s(&self.upstream.map_or(String::new(), |u| u.to_string()))),
+            ("workers", self.workers.to_string()),
+            ("max-head", self.limits.max_head.to_string()),
+            ("max-headers", self.limits.max_headers.to_string()),
+            ("max-body", self.limits.max_body.to_string()),
+            ("max-connections", self.max_connections.to_string()),
+            ("header-timeout", d(t.header)),
+            ("body-timeout", d(t.body)),
+            ("idle-timeout", d(t.idle)),
+            ("upstream-connect-timeout", d(t.upstream_connect)),
+            ("upstream-timeout", d(t.upstream)),
+            ("shutdown-timeout", d(t.shutdown)),
+            ("upstream-pool", self.upstream_pool.to_string()),
+            ("docs-url", s(self.docs_url.as_deref().unwrap_or(""))),
+            (
+                "accept",
+                format!(
+                    "[{}]",
+                    self.policy
+                        .accept
+                        .iter()
+                        .map(|a| s(&a.media))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            ("version-header", s(&self.policy.version_header)),
+            (
+                "json-methods",
+                s(&crate::http::request::ALLOWED_METHODS
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| self.policy.json_methods & (1 << i) != 0)
+                    .map(|(_, m)| *m)
+                    .collect::<Vec<_>>()
+                    .join(",")),
+            ),
+            ("max-json-depth", self.policy.max_json_depth.to_string()),
+            ("admin", s(&self.admin.map_or(String::new(), |a| a.to_string()))),
+            ("access-log", s(self.access_log.as_deref().unwrap_or(""))),
+            ("log-level", s(self.log_level.name())),
+        ];
+        match &self.rate {
+            None => lines.push(("rate", "0".into())),
+            Some(r) => {
+                let key = match &r.key {
+                    crate::limit::KeyMode::Authorization => "authorization".to_string(),
+                    crate::limit::KeyMode::Ip => "ip".to_string(),
+                    crate::limit::KeyMode::Header(h) => format!("header:{h}"),
+                };
+                lines.extend([
+                    ("rate", r.rate.to_string()),
+                    ("burst", r.burst.to_string()),
+                    ("user-key", s(&key)),
+                    ("trust-forwarded-for", r.trust_forwarded_for.to_string()),
+                    ("rate-table-slots", r.table_slots.to_string()),
+                    ("ratelimit-headers", r.headers.to_string()),
+                ]);
+            }
+        }
+        lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
     }
 
     /// Parses a command line (for tests and embedding).

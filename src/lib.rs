@@ -8,6 +8,7 @@ pub mod access_log;
 pub mod admin;
 pub mod buf;
 pub mod config;
+pub mod config_file;
 pub mod echo;
 pub mod guard;
 pub mod http;

@@ -36,7 +36,7 @@ impl Proxy {
         thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
+                if let Some(rest) = line.split("info: listening on ").nth(1) {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(rest.split_whitespace().next().unwrap().parse::<SocketAddr>().unwrap());
                     }
@@ -370,4 +370,32 @@ pub fn get(path: &str) -> Vec<u8> {
 pub fn dead_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
+}
+
+/// A fresh, empty directory under the system temp dir for one test.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("portcullis-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+impl Proxy {
+    /// The admin address the binary logged (needs `--admin 127.0.0.1:0`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let log = self.log.lock().unwrap();
+        let rest = log
+            .split("admin listening on ")
+            .nth(1)
+            .expect("admin address in the log");
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// GET `path` on the admin listener: (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let mut c = Client::connect(self.admin_addr());
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n").as_bytes());
+        let r = c.response().expect("admin answer");
+        (r.status, String::from_utf8(r.body).unwrap())
+    }
 }

@@ -1,0 +1,153 @@
+//! `--config FILE`: settings in TOML (top-level `key = value` lines), one key per flag, named as the flag's
+//! long name (`max-body = "1MiB"`; `max_body` is accepted too). Precedence: file < environment < flags.
+//!
+//! The file is applied by setting the `PORTCULLIS_*` variable of every key whose variable is not already set,
+//! before the flags are parsed: the flag parser then sees flags first, then the environment (real or from
+//! the file), then defaults. Supported values: strings ("..." with \" \\ \n \t escapes, or '...'), integers,
+//! booleans, and one-line arrays of those (joined with commas, as the repeatable flags read them).
+
+use std::collections::BTreeMap;
+
+/// Parses the file's text into (flag long name, value as the flag would read it).
+pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = strip_comment(raw).trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = |msg: &str| format!("line {}: {msg}: {raw:?}", n + 1);
+        if line.starts_with('[') {
+            return Err(at("tables are not supported (use top-level keys)"));
+        }
+        let (k, v) = line.split_once('=').ok_or_else(|| at("expected key = value"))?;
+        let key = k.trim().trim_matches('"').replace('_', "-");
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(at("bad key"));
+        }
+        let v = v.trim();
+        let value = if let Some(inner) = v.strip_prefix('[') {
+            let inner = inner
+                .strip_suffix(']')
+                .ok_or_else(|| at("arrays must close on the same line"))?;
+            let items: Result<Vec<String>, String> = split_items(inner)
+                .into_iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| scalar(s.trim()).ok_or_else(|| at("bad array item")))
+                .collect();
+            items?.join(",")
+        } else {
+            scalar(v).ok_or_else(|| at("bad value (strings need quotes)"))?
+        };
+        if out.insert(key.clone(), value).is_some() {
+            return Err(at("key given twice"));
+        }
+    }
+    Ok(out)
+}
+
+fn strip_comment(line: &str) -> &str {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some('"'), '\\') if !escaped => {
+                escaped = true;
+                continue;
+            }
+            (Some(q), c) if c == q && !escaped => quote = None,
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') => return &line[..i],
+            _ => {}
+        }
+        escaped = false;
+    }
+    line
+}
+
+fn split_items(s: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let (mut start, mut quote, mut escaped) = (0, None, false);
+    for (i, c) in s.char_indices() {
+        match (quote, c) {
+            (Some('"'), '\\') if !escaped => {
+                escaped = true;
+                continue;
+            }
+            (Some(q), c) if c == q && !escaped => quote = None,
+            (None, '"' | '\'') => quote = Some(c),
+            (None, ',') => {
+                items.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        escaped = false;
+    }
+    items.push(&s[start..]);
+    items
+}
+
+fn scalar(v: &str) -> Option<String> {
+    if let Some(s) = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        let mut out = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                out.push(match chars.next()? {
+                    'n' => '\n',
+                    't' => '\t',
+                    '"' => '"',
+                    '\\' => '\\',
+                    _ => return None,
+                });
+            } else {
+                out.push(c);
+            }
+        }
+        return Some(out);
+    }
+    if let Some(s) = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+        return Some(s.to_string());
+    }
+    if v == "true" || v == "false" || (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'_')) {
+        return Some(v.replace('_', ""));
+    }
+    None
+}
+
+/// The environment variable a flag reads.
+pub fn env_name(flag: &str) -> String {
+    format!("PORTCULLIS_{}", flag.to_ascii_uppercase().replace('-', "_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_subset() {
+        let t = r#"
+# portcullis
+listen = "0.0.0.0:8080"   # where
+max_body = '2MiB'
+workers = 4
+ratelimit-headers = true
+accept = ["application/vnd.a.v1+json", "application/vnd.a.v2+json"]
+docs-url = "https://x/#y \"q\""
+json-methods = ""
+"#;
+        let m = parse(t).unwrap();
+        assert_eq!(m["listen"], "0.0.0.0:8080");
+        assert_eq!(m["max-body"], "2MiB");
+        assert_eq!(m["workers"], "4");
+        assert_eq!(m["ratelimit-headers"], "true");
+        assert_eq!(m["accept"], "application/vnd.a.v1+json,application/vnd.a.v2+json");
+        assert_eq!(m["docs-url"], "https://x/#y \"q\"");
+        assert_eq!(m["json-methods"], "");
+        assert!(parse("[server]\nx = 1").is_err());
+        assert!(parse("x = bare").is_err());
+        assert!(parse("x = 1\nx = 2").is_err());
+        assert_eq!(env_name("max-body"), "PORTCULLIS_MAX_BODY");
+    }
+}
