@@ -108,6 +108,17 @@ fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<us
     let Some(first) = head.accept else {
         return Err(Reason::AcceptHeaderMissing);
     };
+    // Fastest path: the one Accept field is exactly one of the configured types (valid by construction).
+    if head.accept_count == 1 {
+        let v = head.headers[first].value;
+        if let Some(i) = policy
+            .accept
+            .iter()
+            .position(|t| v.eq_ignore_ascii_case(t.media.as_bytes()))
+        {
+            return Ok(Some(i));
+        }
+    }
     // Fast path: one Accept field holding one bare `type/subtype` (no list, no parameters): one pass.
     if head.accept_count == 1 {
         if let Some(m) = bare_media(head.headers[first].value) {
