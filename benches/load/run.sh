@@ -17,6 +17,15 @@ PATH_Q=${PATH_Q:-/}
 # The peers here neither limit rates nor check Accept: portcullis runs with its limit off (--rate 0) and
 # every request carries an Accept header, so all three do the same job (issue 8 adds the full-policy runs).
 EXTRA_PORTCULLIS_ARGS=${EXTRA_PORTCULLIS_ARGS:---rate 0}
+# PIN=1 (default on machines with 2+ cores): the proxies run on CPU 1, wrk and the upstream on CPU 0, so the
+# proxy under test has a core of its own and the scheduler's placement of three busy processes on two cores
+# does not decide the ranking. PIN=0 lets the scheduler place everything.
+PIN=${PIN:-1}
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  ON_GEN="taskset -c 0"; ON_PROXY="taskset -c 1"
+else
+  ON_GEN=""; ON_PROXY=""
+fi
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk || ! need nginx || ! need haproxy; then
@@ -40,7 +49,7 @@ events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000000; keepalive_timeout 300s;
   server { listen 127.0.0.1:$UP backlog=4096; location / { return 200 "ok\n"; } } }
 CONF
-nginx -c "$work/up/nginx.conf" -p "$work/up" & pids+=($!)
+$ON_GEN nginx -c "$work/up/nginx.conf" -p "$work/up" & pids+=($!)
 
 # nginx as the reverse proxy.
 cat > "$work/px/nginx.conf" <<CONF
@@ -52,7 +61,7 @@ http { access_log off; keepalive_requests 1000000000; keepalive_timeout 300s;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_buffering on; } } }
 CONF
-nginx -c "$work/px/nginx.conf" -p "$work/px" & pids+=($!)
+$ON_PROXY nginx -c "$work/px/nginx.conf" -p "$work/px" & pids+=($!)
 
 # HAProxy, one thread, HTTP mode with server-side keep-alive reuse.
 cat > "$work/haproxy.cfg" <<CONF
@@ -72,10 +81,10 @@ frontend fe
 backend be
   server s1 127.0.0.1:$UP
 CONF
-haproxy -f "$work/haproxy.cfg" -db & pids+=($!)
+$ON_PROXY haproxy -f "$work/haproxy.cfg" -db & pids+=($!)
 
 # shellcheck disable=SC2086
-./target/release/portcullis --listen 127.0.0.1:$P_PORT --upstream 127.0.0.1:$UP --workers 1 $EXTRA_PORTCULLIS_ARGS 2>"$work/portcullis.log" &
+$ON_PROXY ./target/release/portcullis --listen 127.0.0.1:$P_PORT --upstream 127.0.0.1:$UP --workers 1 $EXTRA_PORTCULLIS_ARGS 2>"$work/portcullis.log" &
 pids+=($!)
 PORTCULLIS_PID=$!
 
@@ -112,7 +121,7 @@ for round in $(seq "$ROUNDS"); do
   for px in "${order[@]:k}" "${order[@]:0:k}"; do
     pp=$(proxy_pids $px)
     read -r u0 s0 < <(cpu_ticks "$pp")
-    rps=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -H 'Accept: application/json' "http://127.0.0.1:$(port_of $px)$PATH_Q" | awk '/Requests\/sec/ {print $2}')
+    rps=$($ON_GEN wrk -t1 -c"$CONNS" -d"${DURATION}s" -H 'Accept: application/json' "http://127.0.0.1:$(port_of $px)$PATH_Q" | awk '/Requests\/sec/ {print $2}')
     read -r u1 s1 < <(cpu_ticks "$pp")
     echo -e "$px\t$round\t$rps\t$((u1-u0))\t$((s1-s0))" >> "$results"
     echo "round $round $px: $rps req/s" >&2
