@@ -16,6 +16,11 @@ pub struct MediaRange<'a> {
 
 /// Splits a field value at commas that are not inside a quoted string.
 pub fn split_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    split_unquoted(value, b',').map(trim_ows)
+}
+
+/// Splits at `sep` outside quoted strings (a backslash escapes the next byte inside quotes).
+fn split_unquoted(value: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(value);
     std::iter::from_fn(move || {
         let v = rest?;
@@ -28,13 +33,13 @@ pub fn split_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
                 escaped = true;
             } else if b == b'"' {
                 quoted = !quoted;
-            } else if b == b',' && !quoted {
+            } else if b == sep && !quoted {
                 rest = Some(&v[i + 1..]);
-                return Some(trim_ows(&v[..i]));
+                return Some(&v[..i]);
             }
         }
         rest = None;
-        Some(trim_ows(v))
+        Some(v)
     })
 }
 
@@ -44,7 +49,7 @@ fn token(s: &[u8]) -> bool {
 
 /// Parses one media type or range with its parameters. `None` if malformed.
 pub fn parse_media(elem: &[u8]) -> Option<MediaRange<'_>> {
-    let mut parts = split_params(elem);
+    let mut parts = split_unquoted(elem, b';');
     let first = trim_ows(parts.next()?);
     let slash = first.iter().position(|&b| b == b'/')?;
     let (ty, sub) = (&first[..slash], &first[slash + 1..]);
@@ -66,30 +71,6 @@ pub fn parse_media(elem: &[u8]) -> Option<MediaRange<'_>> {
         }
     }
     Some(MediaRange { ty, sub, q })
-}
-
-/// Splits at `;` outside quoted strings.
-fn split_params(elem: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = Some(elem);
-    std::iter::from_fn(move || {
-        let v = rest?;
-        let mut quoted = false;
-        let mut escaped = false;
-        for (i, &b) in v.iter().enumerate() {
-            if escaped {
-                escaped = false;
-            } else if quoted && b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                quoted = !quoted;
-            } else if b == b';' && !quoted {
-                rest = Some(&v[i + 1..]);
-                return Some(&v[..i]);
-            }
-        }
-        rest = None;
-        Some(v)
-    })
 }
 
 fn quoted_string(v: &[u8]) -> bool {

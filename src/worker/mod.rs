@@ -10,6 +10,7 @@ pub mod conn;
 mod finish;
 pub mod pool;
 mod relay;
+mod state;
 
 use std::io;
 use std::sync::atomic::Ordering;

@@ -1,0 +1,163 @@
+//! The state a client connection carries between events: readiness bits, the phase of its current request,
+//! and what the exchange must remember (plain values; the worker's driving code is in conn.rs).
+
+use std::io::{self, Write};
+use std::time::Instant;
+
+use crate::access_log::TARGET_MAX;
+use crate::buf::Buf;
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::request::RequestHead;
+use crate::http::response::BodyFramer;
+use crate::http::Version;
+
+/// Readiness as last reported by the poller, kept in user space.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Ready {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer shut down its write side (sticky).
+    pub hup: bool,
+}
+
+/// Textual client address, kept without allocating.
+#[derive(Clone, Copy)]
+pub struct IpText {
+    bytes: [u8; 46],
+    len: u8,
+}
+
+impl IpText {
+    pub fn new(ip: std::net::IpAddr) -> IpText {
+        let mut bytes = [0u8; 46];
+        let mut cur = io::Cursor::new(&mut bytes[..]);
+        let _ = write!(cur, "{ip}");
+        let len = cur.position() as u8;
+        IpText { bytes, len }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+#[derive(Debug)]
+pub enum BodyState {
+    /// The request ends at this offset of the input buffer.
+    Length { end: usize },
+    /// Payload is decoded in place: `[head][decoded payload][raw bytes not yet decoded]`.
+    Chunked {
+        dec: ChunkedDecoder,
+        decoded_end: usize,
+        raw_pos: usize,
+    },
+}
+
+#[derive(Debug)]
+pub enum Phase {
+    /// Waiting for a request head; `started` once a byte of it arrived (the header timeout runs).
+    Head {
+        started: bool,
+    },
+    Body {
+        head_len: usize,
+        body: BodyState,
+    },
+    /// Connecting to, writing to, or awaiting the response head from the upstream.
+    Upstream,
+    /// Relaying the response body.
+    Relay,
+    /// Writing the rest of `out`, then the next request or a close.
+    Flush,
+    /// Write side shut; draining the client before closing.
+    Linger {
+        drained: usize,
+    },
+    /// Reading and dropping the body of a request refused from its head (`ex.discard` bytes).
+    Discard,
+}
+
+/// What the current exchange needs to remember between events.
+#[derive(Debug)]
+pub struct Exchange {
+    pub keep_alive: bool,
+    pub is_head: bool,
+    pub version: Version,
+    /// The bytes sent upstream (kept until the first response byte, for the one allowed retry).
+    pub fwd: Option<Buf>,
+    pub sent: usize,
+    /// The upstream connection came from the pool (a retry is allowed if it fails before responding).
+    pub reused: bool,
+    pub retried: bool,
+    pub framer: Option<BodyFramer>,
+    /// `out` holds a `100 Continue` not yet fully written.
+    pub interim: bool,
+    /// Index of the API version the request asked for (`Policy::accept`).
+    pub api_version: Option<usize>,
+    /// The body must be valid JSON.
+    pub json: bool,
+    /// Body bytes of a refused request still to be read and dropped before the next request.
+    pub discard: u64,
+    /// Rate limit: the user's remaining quota and seconds to full, after this request.
+    pub quota: Option<(u32, u64)>,
+    /// Rate limit: seconds to wait, for a 429.
+    pub retry_secs: u64,
+    /// When the head was complete (for the duration metric).
+    pub started: Instant,
+    /// The upstream's status, once its head arrived.
+    pub status: u16,
+    /// For the access log: method, target (cut at `TARGET_MAX`), request and response bytes, user key hash.
+    pub method_idx: u8,
+    pub target: [u8; TARGET_MAX],
+    pub target_len: u8,
+    pub target_cut: bool,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub user: Option<u64>,
+    pub dechunk: bool,
+    pub up_reusable: bool,
+    pub close_after: bool,
+}
+
+impl Exchange {
+    pub fn new(head: &RequestHead<'_, '_>, now: Instant) -> Exchange {
+        Exchange {
+            keep_alive: head.keep_alive,
+            is_head: head.is_head,
+            version: head.version,
+            close_after: !head.keep_alive,
+            ..Exchange::idle(now)
+        }
+    }
+
+    pub fn idle(now: Instant) -> Exchange {
+        Exchange {
+            keep_alive: true,
+            is_head: false,
+            version: Version::Http11,
+            fwd: None,
+            sent: 0,
+            reused: false,
+            retried: false,
+            framer: None,
+            api_version: None,
+            json: false,
+            discard: 0,
+            quota: None,
+            retry_secs: 0,
+            started: now,
+            status: 0,
+            method_idx: 0,
+            target: [0; TARGET_MAX],
+            target_len: 0,
+            target_cut: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            user: None,
+            interim: false,
+            dechunk: false,
+            up_reusable: false,
+            close_after: false,
+        }
+    }
+}
