@@ -1,0 +1,104 @@
+//! The worker's upstream connections: attaching one to a request (a pooled one, LIFO, or a new
+//! non-blocking connect), events on pooled ones, and giving one back (pooled only when clean) or closing it.
+
+use mio::net::TcpStream;
+use mio::Interest;
+
+use super::conn::{Ready, Upstream};
+use super::{token, Phase, Worker, UPSTREAM_IDLE_MAX};
+use crate::http::Reason;
+use crate::metrics::add;
+
+impl Worker {
+    pub(super) fn upstream_event(&mut self, key: usize, gen: u32, readable: bool, writable: bool, hup: bool) {
+        let Some(u) = self.ups.get_mut(key) else {
+            return;
+        };
+        if u.gen != gen {
+            return;
+        }
+        u.io.readable |= readable;
+        u.io.writable |= writable;
+        u.io.hup |= hup;
+        match u.owner {
+            Some((ck, cgen)) if self.clients.get(ck).is_some_and(|c| c.gen == cgen) => self.drive(ck),
+            Some(_) => {}
+            None if readable || hup => {
+                // A pooled connection that speaks or closes unasked is finished.
+                self.idle_ups.retain(|&k| k != key);
+                self.ups.remove(key);
+            }
+            None => {}
+        }
+    }
+
+    /// Gives client `key` an upstream connection: a pooled one unless `fresh`, else a new connect.
+    pub(super) fn attach_upstream(&mut self, key: usize, fresh: bool) -> Result<(), Reason> {
+        let cgen = self.clients[key].gen;
+        let mut reused = false;
+        let mut uk = None;
+        if !fresh {
+            while let Some(k) = self.idle_ups.pop() {
+                if self.now.saturating_duration_since(self.ups[k].idle_since) < UPSTREAM_IDLE_MAX {
+                    uk = Some(k);
+                    reused = true;
+                    break;
+                }
+                self.ups.remove(k);
+            }
+        }
+        let uk = match uk {
+            Some(k) => k,
+            None => {
+                let mut sock = TcpStream::connect(self.shared.upstream).map_err(|_| Reason::UpstreamUnavailable)?;
+                let _ = sock.set_nodelay(true);
+                let gen = self.next_gen();
+                let entry = self.ups.vacant_entry();
+                let k = entry.key();
+                self.poll
+                    .registry()
+                    .register(&mut sock, token(k, gen, true), Interest::READABLE | Interest::WRITABLE)
+                    .map_err(|_| Reason::UpstreamUnavailable)?;
+                entry.insert(Upstream {
+                    sock,
+                    gen,
+                    io: Ready::default(),
+                    connected: false,
+                    owner: None,
+                    idle_since: self.now,
+                });
+                k
+            }
+        };
+        let m = &self.shared.metrics[self.id];
+        add(if reused { &m.upstream_reused } else { &m.upstream_opened }, 1);
+        let u = &mut self.ups[uk];
+        u.owner = Some((key, cgen));
+        let t = self.shared.config.timeouts;
+        let c = &mut self.clients[key];
+        c.upstream = Some(uk);
+        c.ex.reused = reused;
+        c.ex.sent = 0;
+        c.phase = Phase::Upstream;
+        c.deadline = self.now + if u.connected { t.upstream } else { t.upstream_connect };
+        Ok(())
+    }
+
+    pub(super) fn release_upstream(&mut self, key: usize, reusable: bool) {
+        let Some(uk) = self.clients[key].upstream.take() else {
+            return;
+        };
+        // Pool only a connection known to be drained (its last read was short) and not half-closed: bytes
+        // past a response must never be read as the next request's response.
+        let u = &self.ups[uk];
+        let clean = !u.io.readable && !u.io.hup;
+        if reusable && clean && !self.draining && self.idle_ups.len() < self.shared.config.upstream_pool {
+            let u = &mut self.ups[uk];
+            u.owner = None;
+            u.idle_since = self.now;
+            self.idle_ups.push(uk);
+        } else {
+            self.ups.remove(uk);
+        }
+    }
+}
