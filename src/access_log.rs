@@ -7,7 +7,7 @@
 //! Format (one object per line): `{"time":1764427200.123,"client":"127.0.0.1","method":"GET","target":"/x",
 //! "status":200,"reason":null,"bytes_in":120,"bytes_out":431,"duration_us":312,"user":"9f3a0c2e71b4d5a6"}`:
 //! `time` in Unix seconds (millisecond precision), `reason` the refusal code (null when the upstream
-//! answered), `user` the rate-limit key's hash (null without a limit) - never the raw Authorization value.
+//! answered; `aborted` when the response was cut), `user` the rate-limit key's hash (null without a limit) - never the raw Authorization value.
 //! Targets longer than [`TARGET_MAX`] bytes are cut and end in `...`.
 
 use std::fs::{File, OpenOptions};

@@ -2,7 +2,7 @@
 //! `GET /metrics` (Prometheus text), `GET /healthz` (200 while the process runs), `GET /readyz` (200 while
 //! accepting, 503 once shutdown has begun). One request per connection; anything else is 404 / 405.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,7 +17,11 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<SocketAddr> {
     let bound = listener.local_addr()?;
     std::thread::Builder::new().name("admin".into()).spawn(move || {
         for s in listener.incoming().flatten() {
-            let _ = serve(s, &shared);
+            // A thread per admin connection: a slow scraper cannot hold the others (probes, /readyz) up.
+            let shared = shared.clone();
+            let _ = std::thread::Builder::new()
+                .name("admin-conn".into())
+                .spawn(move || serve(s, &shared));
         }
     })?;
     Ok(bound)
@@ -26,12 +30,13 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<SocketAddr> {
 fn serve(s: TcpStream, shared: &Shared) -> io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut reader = BufReader::new(s.try_clone()?);
+    // At most 16 KiB of request in all; the read timeout bounds each wait.
+    let mut reader = BufReader::new(s.try_clone()?.take(16 * 1024));
     let mut line = String::new();
     reader.read_line(&mut line)?;
     // Read (and ignore) the header fields, up to the empty line.
     let mut field = String::new();
-    while reader.read_line(&mut field)? > 2 && field.len() < 16 * 1024 {
+    while reader.read_line(&mut field)? > 2 {
         field.clear();
     }
     let mut parts = line.split_whitespace();

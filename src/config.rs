@@ -263,6 +263,9 @@ impl Config {
             .filter(|t| !t.trim().is_empty())
             .map(|t| crate::guard::ApiType::parse(t).map_err(|e| format!("--accept {e}")))
             .collect::<Result<Vec<_>, _>>()?;
+        if accept.len() > crate::guard::MAX_API_TYPES {
+            return Err(format!("--accept: at most {} types", crate::guard::MAX_API_TYPES));
+        }
         if a.version_header.is_empty() || !a.version_header.bytes().all(crate::http::is_tchar) {
             return Err(format!(
                 "--version-header {:?}: must be a header field name",

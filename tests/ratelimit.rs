@@ -100,6 +100,22 @@ fn key_modes() {
 }
 
 #[test]
+fn a_repeated_key_field_is_refused() {
+    let up = Upstream::ok("ok");
+    let p = Proxy::with_upstream(up.addr, &["--rate", "10"]);
+    let mut c = p.connect();
+    let r = c.roundtrip(
+        b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nAuthorization: Bearer x\r\nAuthorization: Bearer y\r\n\r\n",
+    );
+    assert_eq!(
+        (r.status, r.json()["reason"].as_str()),
+        (400, Some("ambiguous_user_key"))
+    );
+    assert!(c.closed());
+    assert!(up.requests().is_empty());
+}
+
+#[test]
 fn trusted_forwarded_for_hop_is_the_user() {
     let up = Upstream::ok("ok");
     let p = Proxy::with_upstream(

@@ -12,6 +12,9 @@ use crate::http::request::RequestHead;
 use crate::http::{eq_ci, Reason};
 use media::{is_json, parse_media, split_list};
 
+/// Most `--accept` types (one bit each in the exclusion mask).
+pub const MAX_API_TYPES: usize = 64;
+
 /// A media type the API serves, from `--accept`: `application/vnd.<vendor>.v<N>+json`.
 #[derive(Debug, Clone)]
 pub struct ApiType {
@@ -129,8 +132,8 @@ fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<us
         }
     }
     let mut present = false;
-    // (q, index into policy.accept); a q=0 range for a type excludes it.
-    let mut best: Option<(u16, usize)> = None;
+    // The best q named for each configured type (a q=0 range for a type excludes it), then the best type.
+    let mut best_q = [0u16; MAX_API_TYPES];
     let mut excluded = 0u64;
     for h in head.headers[first..]
         .iter()
@@ -141,10 +144,9 @@ fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<us
             let m = parse_media(elem).ok_or(Reason::AcceptHeaderMalformed)?;
             if let Some(i) = match_type(policy, &m) {
                 if m.q == 0 {
-                    excluded |= 1 << (i % 64);
-                } else if best.is_none_or(|(q, _)| m.q > q) {
-                    best = Some((m.q, i));
+                    excluded |= 1 << i;
                 }
+                best_q[i] = best_q[i].max(m.q);
             }
         }
     }
@@ -154,10 +156,13 @@ fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<us
     if policy.accept.is_empty() {
         return Ok(None);
     }
-    match best {
-        Some((_, i)) if excluded & (1 << (i % 64)) == 0 => Ok(Some(i)),
-        _ => Err(Reason::UnsupportedApiVersion),
+    let mut best: Option<(u16, usize)> = None;
+    for (i, &q) in best_q.iter().enumerate().take(policy.accept.len()) {
+        if q > 0 && excluded & (1 << i) == 0 && best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, i));
+        }
     }
+    best.map(|(_, i)| Some(i)).ok_or(Reason::UnsupportedApiVersion)
 }
 
 /// `token "/" token` and nothing else, checked in one pass.

@@ -29,10 +29,11 @@ pub enum Reason {
     MalformedJson,
     JsonTooDeep,
     RateLimited,
+    AmbiguousUserKey,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 24] = [
         Reason::MalformedRequest,
         Reason::AmbiguousFraming,
         Reason::MalformedChunkedBody,
@@ -56,6 +57,7 @@ impl Reason {
         Reason::MalformedJson,
         Reason::JsonTooDeep,
         Reason::RateLimited,
+        Reason::AmbiguousUserKey,
     ];
 
     pub fn status(self) -> u16 {
@@ -75,6 +77,7 @@ impl Reason {
             ContentTypeNotJson => 415,
             MalformedJson | JsonTooDeep => 400,
             RateLimited => 429,
+            AmbiguousUserKey => 400,
         }
     }
 
@@ -104,6 +107,7 @@ impl Reason {
             MalformedJson => "malformed_json",
             JsonTooDeep => "json_too_deep",
             RateLimited => "rate_limited",
+            AmbiguousUserKey => "ambiguous_user_key",
         }
     }
 
@@ -133,6 +137,7 @@ impl Reason {
             MalformedJson => "Invalid or malformed JSON",
             JsonTooDeep => "JSON nested too deeply",
             RateLimited => "Too many requests",
+            AmbiguousUserKey => "Credentials sent twice",
         }
     }
 
@@ -161,6 +166,7 @@ impl Reason {
             ContentTypeNotJson => "Requests that create or update a resource must send Content-Type: application/json.",
             MalformedJson => "The request body is not one well-formed JSON document (RFC 8259): check it with a JSON linter.",
             JsonTooDeep => "The JSON body nests objects and arrays deeper than this API accepts.",
+            AmbiguousUserKey => "The request carries the field that identifies the user (Authorization, or the configured key field) more than once: send it once.",
             RateLimited => "You sent more requests than your rate limit allows: wait for Retry-After seconds. If you need a higher rate, get in touch.",
         }
     }

@@ -28,8 +28,8 @@ pub enum Decision {
 impl Gcra {
     /// `rate` >= 1 per second, `burst` >= 1.
     pub fn new(rate: u32, burst: u32) -> Gcra {
-        let interval = 1_000_000 / rate.max(1) as u64;
-        let interval = interval.max(1);
+        // Rounded up: a rate that does not divide a second evenly is enforced slightly stricter, never looser.
+        let interval = 1_000_000u64.div_ceil(rate.max(1) as u64);
         Gcra {
             interval,
             tolerance: interval * (burst.max(1) as u64 - 1),

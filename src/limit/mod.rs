@@ -85,14 +85,35 @@ impl Limiter {
         self.table.decide(&self.gcra, hash, self.micros(now))
     }
 
+    /// True if the field the user is keyed on appears more than once (such a request is refused: which copy
+    /// would be the user?).
+    pub fn repeated_key_field(&self, head: &RequestHead<'_, '_>) -> bool {
+        let name: &[u8] = match &self.mode {
+            KeyMode::Authorization => b"authorization",
+            KeyMode::Header(name) => name.as_bytes(),
+            KeyMode::Ip => return false,
+        };
+        head.headers
+            .iter()
+            .filter(|h| eq_ci(h.name.as_bytes(), name))
+            .nth(1)
+            .is_some()
+    }
+
     /// The user's key, hashed with this process's random seed. Field keys and addresses are hashed apart.
     pub fn key_hash(&self, head: &RequestHead<'_, '_>, peer: IpAddr) -> u64 {
-        let field: Option<&[u8]> = match &self.mode {
-            KeyMode::Authorization => head.header(b"authorization"),
-            KeyMode::Header(name) => head.header(name.as_bytes()),
-            KeyMode::Ip => None,
+        let name: &[u8] = match &self.mode {
+            KeyMode::Authorization => b"authorization",
+            KeyMode::Header(name) => name.as_bytes(),
+            KeyMode::Ip => b"",
         };
-        if let Some(v) = field.filter(|v| !v.is_empty()) {
+        // Requests carrying the field twice are refused before this (`repeated_key_field`): a throw-away first
+        // copy cannot choose the key while the upstream reads another.
+        if let Some(v) = (!name.is_empty())
+            .then(|| head.header(name))
+            .flatten()
+            .filter(|v| !v.is_empty())
+        {
             return self.hasher.hash_one((1u8, v));
         }
         let ip = client_ip(head, peer, self.trust_forwarded_for);

@@ -109,6 +109,20 @@ impl Table {
                         .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
                     {
+                        // A new key: if another decision (another worker, with a slightly different clock,
+                        // or a bucket that changed between the scans) placed the same key in another slot
+                        // meanwhile, take ours back and decide again through that one.
+                        if found.is_none()
+                            && bucket.iter().enumerate().any(|(i, s)| {
+                                let v = s.load(Ordering::Acquire);
+                                i != idx && v != 0 && fp(v) == f
+                            })
+                            && bucket[idx]
+                                .compare_exchange(new, cur, Ordering::AcqRel, Ordering::Acquire)
+                                .is_ok()
+                        {
+                            continue;
+                        }
                         if evicting {
                             self.evictions.fetch_add(1, Ordering::Relaxed);
                         }

@@ -187,22 +187,26 @@ impl Client {
 
     /// Appends this request's access-log line (when the log is on).
     pub fn log_request(&self, env: &mut Env<'_>, status: u16, reason: Option<Reason>) {
-        let duration_us = self.elapsed_us(env);
         if let Some(log) = env.log.as_mut() {
-            log.entry(&Entry {
-                time_ms: env.wall_ms,
-                client: self.ip.as_bytes(),
-                method: crate::http::request::ALLOWED_METHODS[self.ex.method_idx as usize],
-                target: &self.ex.target[..self.ex.target_len as usize],
-                target_cut: self.ex.target_cut,
-                status,
-                reason: reason.map(|r| r.code()),
-                bytes_in: self.ex.bytes_in,
-                bytes_out: self.ex.bytes_out,
-                duration_us,
-                user: self.ex.user,
-            });
+            self.log_entry(log, env.wall_ms, env.now, status, reason.map(|r| r.code()));
         }
+    }
+
+    /// Appends this request's access-log line to `log`; `reason`: the refusal code, or `aborted`.
+    pub fn log_entry(&self, log: &mut AccessLog, wall_ms: u64, now: Instant, status: u16, reason: Option<&str>) {
+        log.entry(&Entry {
+            time_ms: wall_ms,
+            client: self.ip.as_bytes(),
+            method: crate::http::request::ALLOWED_METHODS[self.ex.method_idx as usize],
+            target: &self.ex.target[..self.ex.target_len as usize],
+            target_cut: self.ex.target_cut,
+            status,
+            reason,
+            bytes_in: self.ex.bytes_in,
+            bytes_out: self.ex.bytes_out,
+            duration_us: now.saturating_duration_since(self.ex.started).as_micros() as u64,
+            user: self.ex.user,
+        });
     }
 
     /// Microseconds since the current request's head was complete.
@@ -244,7 +248,12 @@ impl Client {
             if !inb.is_empty() {
                 let mut storage = request::header_storage();
                 let accepted = match request::parse_head(inb.data(), &limits, &mut storage) {
-                    Err(reason) => return self.respond(env, reason),
+                    Err(reason) => {
+                        // Nothing of the previous exchange belongs to this refusal.
+                        self.ex = Exchange::idle(env.now);
+                        self.ex.bytes_in = inb.len() as u64;
+                        return self.respond(env, reason);
+                    }
                     Ok(Some(head)) => Some(self.accept_head(inb.data(), &head, env)),
                     Ok(None) => None,
                 };
@@ -296,6 +305,10 @@ impl Client {
             self.ex.target[..n].copy_from_slice(&t[..n]);
             self.ex.target_len = n as u8;
             self.ex.target_cut = t.len() > TARGET_MAX;
+        }
+        if env.shared.limiter.as_ref().is_some_and(|l| l.repeated_key_field(head)) {
+            self.ex.keep_alive = false;
+            return (self.respond(env, Reason::AmbiguousUserKey), head_len, 0);
         }
         if let Some(lim) = env.shared.limiter.as_ref() {
             let user = lim.key_hash(head, self.peer);

@@ -92,7 +92,13 @@ impl Client {
             Phase::Head { started: false } | Phase::Linger { .. } | Phase::Flush | Phase::Relay | Phase::Discard => {
                 Step::Close
             }
-            Phase::Head { started: true } | Phase::Body { .. } => {
+            Phase::Head { started: true } => {
+                // The head never completed: a fresh exchange (not the previous request's) is answered.
+                self.ex = super::conn::Exchange::idle(env.now);
+                self.ex.keep_alive = false;
+                self.respond(env, Reason::RequestTimeout)
+            }
+            Phase::Body { .. } => {
                 self.ex.keep_alive = false;
                 self.respond(env, Reason::RequestTimeout)
             }

@@ -429,6 +429,9 @@ impl Worker {
         add(&m.conns_closed, 1);
         if matches!(c.phase, Phase::Relay) && c.ex.framer.is_some() {
             add(&m.aborted, 1);
+            if let Some(log) = self.log.as_mut() {
+                c.log_entry(log, self.wall_ms, self.now, c.ex.status, Some("aborted"));
+            }
             // The response is incomplete: reset rather than close, so that a client reading until close
             // (HTTP/1.0, close-delimited bodies) cannot take a truncated body for a complete one.
             let _ = socket2::SockRef::from(&c.sock).set_linger(Some(Duration::ZERO));

@@ -116,16 +116,15 @@ impl Client {
                         self.ex.close_after = close;
                         let old = std::mem::replace(out, next);
                         env.bufs.put(old);
-                        let framed = self.frame_new(from);
-                        let n = self.out.as_ref().map_or(0, |o| o.len()) as u64;
-                        add(&env.metrics.bytes_out, n);
-                        self.ex.bytes_out += n;
-                        if framed.is_err() {
+                        if self.frame_new(from).is_err() {
                             return Step::UpstreamFailed {
                                 retry: false,
                                 reason: Some(Reason::BadUpstreamResponse),
                             };
                         }
+                        let n = self.out.as_ref().map_or(0, |o| o.len()) as u64;
+                        add(&env.metrics.bytes_out, n);
+                        self.ex.bytes_out += n;
                         self.phase = Phase::Relay;
                         self.deadline = env.now + t.upstream;
                         return Step::Continue;
