@@ -244,6 +244,9 @@ impl Config {
                 return Err(format!("{flag} {d:?}: must be between 10ms and 24h"));
             }
         }
+        if a.upstream_pool > 1_000_000 {
+            return Err(format!("--upstream-pool {}: must be between 0 and 1000000", a.upstream_pool));
+        }
         if a.shutdown_timeout > Duration::from_secs(3600) {
             return Err(format!(
                 "--shutdown-timeout {:?}: must be at most 1h",
