@@ -245,7 +245,10 @@ impl Config {
             }
         }
         if a.upstream_pool > 1_000_000 {
-            return Err(format!("--upstream-pool {}: must be between 0 and 1000000", a.upstream_pool));
+            return Err(format!(
+                "--upstream-pool {}: must be between 0 and 1000000",
+                a.upstream_pool
+            ));
         }
         if a.shutdown_timeout > Duration::from_secs(3600) {
             return Err(format!(

@@ -80,7 +80,7 @@ fn agree(doc: &[u8]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn agrees_on_generated_documents(doc in json_value(), ws in "[ \t\r\n]{0,2}") {
