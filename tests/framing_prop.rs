@@ -20,7 +20,7 @@ fn size_line_ok(l: &[u8], complete: bool) -> bool {
         && (!size.is_empty() || (!complete && ext.is_none()));
     let ext_ok = match ext {
         None => true,
-        Some(e) if e.is_empty() => !complete,
+        Some([]) => !complete,
         Some(e) => tchar(e[0]) && !e.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f),
     };
     size_ok && ext_ok
