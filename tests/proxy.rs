@@ -519,3 +519,20 @@ fn connection_cap_pauses_accepting_until_below() {
     assert_eq!(c2.response().unwrap().status, 200, "accepted once below the cap");
     assert_eq!(up.requests().len(), 3);
 }
+
+#[test]
+fn upstream_reset_mid_chunked_body_closes_the_client_and_the_worker_keeps_serving() {
+    let up = Upstream::start(|r| {
+        if r.request_line().contains("/cut") {
+            Action::RespondClose(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nwo".to_vec())
+        } else {
+            Action::Respond(response(200, "fine"))
+        }
+    });
+    let p = Proxy::core(up.addr, &[]);
+    let mut c = p.connect();
+    c.send(&get("/cut"));
+    assert!(c.response().is_none(), "no complete chunked response");
+    let mut c2 = p.connect();
+    assert_eq!(c2.roundtrip(&get("/after")).body, b"fine");
+}

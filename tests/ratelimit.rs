@@ -116,6 +116,23 @@ fn a_repeated_key_field_is_refused() {
 }
 
 #[test]
+fn naming_the_key_field_in_connection_does_not_hide_it_from_the_limiter() {
+    let up = Upstream::ok("ok");
+    let p = Proxy::with_upstream(up.addr, &["--rate", "1", "--burst", "2"]);
+    let mut c = p.connect();
+    let req =
+        b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nConnection: Authorization\r\nAuthorization: Bearer z\r\n\r\n";
+    let s: Vec<u16> = (0..3).map(|_| c.roundtrip(req).status).collect();
+    assert_eq!(
+        s,
+        [200, 200, 429],
+        "keyed on Authorization although Connection names it"
+    );
+    // As a hop-by-hop field it is not forwarded.
+    assert!(up.requests().iter().all(|r| r.header("authorization").is_none()));
+}
+
+#[test]
 fn trusted_forwarded_for_hop_is_the_user() {
     let up = Upstream::ok("ok");
     let p = Proxy::with_upstream(
