@@ -88,10 +88,7 @@ pub fn parse_head<'h, 'b>(
         Ok(httparse::Status::Complete(len)) => len,
         Err(httparse::Error::TooManyHeaders) => return Err(Reason::HeaderTooLarge),
         Err(httparse::Error::Version) => return Err(version_error(buf)),
-        Err(_) => {
-            // A head longer than the limit is refused for its size even if it is also malformed further on.
-            return Err(Reason::MalformedRequest);
-        }
+        Err(_) => return Err(Reason::MalformedRequest),
     };
     if head_len > limits.max_head {
         return Err(too_large(buf, limits.max_head));
