@@ -536,3 +536,32 @@ fn upstream_reset_mid_chunked_body_closes_the_client_and_the_worker_keeps_servin
     let mut c2 = p.connect();
     assert_eq!(c2.roundtrip(&get("/after")).body, b"fine");
 }
+
+#[test]
+fn out_of_file_descriptors_backs_off_and_recovers() {
+    let up = Upstream::ok("ok");
+    // A tiny descriptor limit: the worker runs out while accepting.
+    let mut sh = std::process::Command::new("sh");
+    sh.args([
+        "-c",
+        "ulimit -n 40 && exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_portcullis"),
+    ]);
+    let u = up.addr.to_string();
+    let p = Proxy::start_with(sh, &["--upstream", &u, "--workers", "1", "--rate", "0"]);
+    let mut warm = p.connect();
+    assert_eq!(warm.roundtrip(&get("/")).status, 200);
+    // More connections than descriptors: the kernel completes them (backlog), the worker hits EMFILE.
+    let flood: Vec<Client> = (0..60).map(|_| p.connect()).collect();
+    let until = std::time::Instant::now() + IO_TIMEOUT;
+    while !p.log.lock().unwrap().contains("accept failed") {
+        assert!(std::time::Instant::now() < until, "no EMFILE back-off logged");
+        std::thread::yield_now();
+    }
+    // The connections it holds are still served.
+    assert_eq!(warm.roundtrip(&get("/")).status, 200);
+    drop(flood);
+    // Once descriptors are free again, new connections are accepted and served.
+    let mut fresh = p.connect();
+    assert_eq!(fresh.roundtrip(&get("/again")).status, 200);
+}

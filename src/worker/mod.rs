@@ -44,6 +44,7 @@ const ACCEPT_BATCH: usize = 128;
 const UPSTREAM_IDLE_MAX: Duration = Duration::from_secs(30);
 /// Pause after the process runs out of file descriptors, instead of spinning on accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 /// After an iteration that had events, poll once more without sleeping before blocking: under load the next
 /// events are usually already there, and a worker that does not go to sleep between them answers sooner
 /// (costs one extra `epoll_wait` per busy iteration, ~0.04 per request at 64 connections).
@@ -78,6 +79,7 @@ pub struct Worker {
     now: Instant,
     accept_ready: bool,
     accept_resume: Option<Instant>,
+    accept_warned: Option<Instant>,
     draining: bool,
     drain_deadline: Instant,
 }
@@ -111,6 +113,7 @@ impl Worker {
             now,
             accept_ready: true,
             accept_resume: None,
+            accept_warned: None,
             draining: false,
             drain_deadline: now,
         })
@@ -246,11 +249,18 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
                     // EMFILE / ENFILE / ENOBUFS: back off instead of spinning; the backlog holds the clients.
-                    crate::warn!(
-                        "worker {}: accept failed ({e}); pausing accepts for {:?}",
-                        self.id,
-                        ACCEPT_BACKOFF
-                    );
+                    // Logged at most every 10 s: the condition can last, the log must not flood.
+                    if self
+                        .accept_warned
+                        .is_none_or(|t| self.now.saturating_duration_since(t) >= ACCEPT_WARN_EVERY)
+                    {
+                        self.accept_warned = Some(self.now);
+                        crate::warn!(
+                            "worker {}: accept failed ({e}); pausing accepts for {:?} at a time",
+                            self.id,
+                            ACCEPT_BACKOFF
+                        );
+                    }
                     self.accept_resume = Some(self.now + ACCEPT_BACKOFF);
                     return;
                 }

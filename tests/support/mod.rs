@@ -21,7 +21,12 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start(args: &[&str]) -> Proxy {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        Proxy::start_with(Command::new(env!("CARGO_BIN_EXE_portcullis")), args)
+    }
+
+    /// Starts the binary through `cmd` (e.g. a shell that lowers a limit and `exec`s it).
+    pub fn start_with(mut cmd: Command, args: &[&str]) -> Proxy {
+        let mut child = cmd
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
