@@ -141,6 +141,9 @@ pub fn parse_head<'h, 'b>(
                 }
                 expect_continue = true;
             }
+            // The two common values, without the list machinery.
+            10 if eq_ci(name, b"connection") && eq_ci(h.value, b"keep-alive") => keep_alive_token = true,
+            10 if eq_ci(name, b"connection") && eq_ci(h.value, b"close") => close = true,
             10 if eq_ci(name, b"connection") => {
                 for t in list_items(h.value) {
                     if !t.iter().all(|&b| is_tchar(b)) {
