@@ -318,37 +318,44 @@ impl Worker {
         }
     }
 
+    /// Runs `f` on client `key`, its upstream connection (if any) and the worker state a step may use.
+    fn with_client<R>(
+        &mut self,
+        key: usize,
+        f: impl FnOnce(&mut Client, Option<&mut Upstream>, &mut Env<'_>) -> R,
+    ) -> R {
+        let Worker {
+            clients,
+            ups,
+            bufs,
+            json,
+            id,
+            log,
+            wall_ms,
+            shared,
+            now,
+            draining,
+            ..
+        } = self;
+        let c = &mut clients[key];
+        let mut env = Env {
+            shared,
+            bufs,
+            json,
+            metrics: &shared.metrics[*id],
+            log,
+            wall_ms: *wall_ms,
+            now: *now,
+            draining: *draining,
+        };
+        let up = c.upstream.map(|k| &mut ups[k]);
+        f(c, up, &mut env)
+    }
+
     /// Steps client `key` until it waits, closes, or hits the step cap.
     fn drive(&mut self, key: usize) {
         for _ in 0..STEP_CAP {
-            let step = {
-                let Worker {
-                    clients,
-                    ups,
-                    bufs,
-                    json,
-                    id,
-                    log,
-                    wall_ms,
-                    shared,
-                    now,
-                    draining,
-                    ..
-                } = self;
-                let c = &mut clients[key];
-                let mut env = Env {
-                    shared,
-                    bufs,
-                    json,
-                    metrics: &shared.metrics[*id],
-                    log,
-                    wall_ms: *wall_ms,
-                    now: *now,
-                    draining: *draining,
-                };
-                let up = c.upstream.map(|k| &mut ups[k]);
-                c.step(up, &mut env)
-            };
+            let step = { self.with_client(key, |c, up, env| c.step(up, env)) };
             if !self.apply(key, step) {
                 return;
             }
@@ -399,37 +406,16 @@ impl Worker {
 
     /// Answers the client's current request with the ingress's own response, dropping upstream leftovers.
     fn answer(&mut self, key: usize, reason: Reason) {
-        let Worker {
-            clients,
-            bufs,
-            json,
-            id,
-            log,
-            wall_ms,
-            shared,
-            now,
-            draining,
-            ..
-        } = self;
-        let c = &mut clients[key];
-        if let Some(b) = c.ex.fwd.take() {
-            bufs.put(b);
-        }
-        // Drop upstream leftovers, but never a pending `100 Continue` (it is all `out` holds then).
-        if let Some(out) = c.out.as_mut().filter(|_| !c.ex.interim) {
-            out.clear();
-        }
-        let mut env = Env {
-            shared,
-            bufs,
-            json,
-            metrics: &shared.metrics[*id],
-            log,
-            wall_ms: *wall_ms,
-            now: *now,
-            draining: *draining,
-        };
-        c.respond(&mut env, reason);
+        self.with_client(key, |c, _, env| {
+            if let Some(b) = c.ex.fwd.take() {
+                env.bufs.put(b);
+            }
+            // Drop upstream leftovers, but never a pending `100 Continue` (it is all `out` holds then).
+            if let Some(out) = c.out.as_mut().filter(|_| !c.ex.interim) {
+                out.clear();
+            }
+            c.respond(env, reason);
+        });
     }
 
     fn close_client(&mut self, key: usize) {
@@ -467,32 +453,7 @@ impl Worker {
                 self.arm_timer(e.key);
                 continue;
             }
-            let step = {
-                let Worker {
-                    clients,
-                    bufs,
-                    json,
-                    id,
-                    log,
-                    wall_ms,
-                    shared,
-                    now,
-                    draining,
-                    ..
-                } = self;
-                let c = &mut clients[e.key];
-                let mut env = Env {
-                    shared,
-                    bufs,
-                    json,
-                    metrics: &shared.metrics[*id],
-                    log,
-                    wall_ms: *wall_ms,
-                    now: *now,
-                    draining: *draining,
-                };
-                c.on_timeout(&mut env)
-            };
+            let step = { self.with_client(e.key, |c, _, env| c.on_timeout(env)) };
             if self.apply(e.key, step) {
                 self.drive(e.key);
             }
