@@ -355,7 +355,7 @@ impl Worker {
     /// Steps client `key` until it waits, closes, or hits the step cap.
     fn drive(&mut self, key: usize) {
         for _ in 0..STEP_CAP {
-            let step = { self.with_client(key, |c, up, env| c.step(up, env)) };
+            let step = self.with_client(key, |c, up, env| c.step(up, env));
             if !self.apply(key, step) {
                 return;
             }
@@ -453,7 +453,7 @@ impl Worker {
                 self.arm_timer(e.key);
                 continue;
             }
-            let step = { self.with_client(e.key, |c, _, env| c.on_timeout(env)) };
+            let step = self.with_client(e.key, |c, _, env| c.on_timeout(env));
             if self.apply(e.key, step) {
                 self.drive(e.key);
             }
