@@ -47,25 +47,15 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
 }
 
 fn strip_comment(line: &str) -> &str {
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for (i, c) in line.char_indices() {
-        match (quote, c) {
-            (Some('"'), '\\') if !escaped => {
-                escaped = true;
-                continue;
-            }
-            (Some(q), c) if c == q && !escaped => quote = None,
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '#') => return &line[..i],
-            _ => {}
-        }
-        escaped = false;
-    }
-    line
+    split_unquoted(line, '#')[0]
 }
 
 fn split_items(s: &str) -> Vec<&str> {
+    split_unquoted(s, ',')
+}
+
+/// Splits at `sep` outside quoted strings ("..." with backslash escapes, or '...').
+fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
     let mut items = Vec::new();
     let (mut start, mut quote, mut escaped) = (0, None, false);
     for (i, c) in s.char_indices() {
@@ -76,7 +66,7 @@ fn split_items(s: &str) -> Vec<&str> {
             }
             (Some(q), c) if c == q && !escaped => quote = None,
             (None, '"' | '\'') => quote = Some(c),
-            (None, ',') => {
+            (None, c) if c == sep => {
                 items.push(&s[start..i]);
                 start = i + 1;
             }

@@ -39,7 +39,6 @@ pub struct Shared {
 /// A started ingress.
 pub struct Running {
     addr: SocketAddr,
-    upstream: SocketAddr,
     shared: Arc<Shared>,
     wakers: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<io::Result<()>>>,
@@ -51,8 +50,9 @@ impl Running {
         self.addr
     }
 
+    /// The upstream requests go to (the built-in echo upstream's address when none was configured).
     pub fn upstream_addr(&self) -> SocketAddr {
-        self.upstream
+        self.shared.upstream
     }
 
     /// A handle that can begin a graceful shutdown from another thread (a signal handler thread).
@@ -179,7 +179,6 @@ pub fn start(config: Config) -> io::Result<Running> {
     );
     Ok(Running {
         addr,
-        upstream,
         shared,
         wakers,
         threads,

@@ -217,64 +217,42 @@ mod tests {
         );
     }
 
+    /// The relayed head for the response head `raw`, for a client as described.
+    fn relay(raw: &[u8], version: Version, close: bool, dechunk: bool) -> String {
+        let mut st = header_storage();
+        let resp = crate::http::response::parse_head(raw, 16384, false, &mut st[..100])
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        response_head(
+            &mut out,
+            &resp,
+            ClientSide {
+                version,
+                close,
+                dechunk,
+                ratelimit: None,
+            },
+        );
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn response_framing_fields_cannot_be_stripped_or_doubled() {
-        let mut st = header_storage();
-        let raw = b"HTTP/1.1 200 OK\r\nConnection: content-length, transfer-encoding\r\nContent-Length: 5\r\n\r\n";
-        let resp = crate::http::response::parse_head(raw, 16384, false, &mut st[..100])
-            .unwrap()
-            .unwrap();
-        let mut out = Vec::new();
-        response_head(
-            &mut out,
-            &resp,
-            ClientSide {
-                version: Version::Http11,
-                close: false,
-                dechunk: false,
-                ratelimit: None,
-            },
-        );
+        let v = Version::Http11;
+        let named = b"HTTP/1.1 200 OK\r\nConnection: content-length, transfer-encoding\r\nContent-Length: 5\r\n\r\n";
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            relay(named, v, false, false),
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
         );
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let resp = crate::http::response::parse_head(raw, 16384, false, &mut st[..100])
-            .unwrap()
-            .unwrap();
-        let mut out = Vec::new();
-        response_head(
-            &mut out,
-            &resp,
-            ClientSide {
-                version: Version::Http11,
-                close: false,
-                dechunk: false,
-                ratelimit: None,
-            },
-        );
+        let both = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            relay(both, v, false, false),
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         );
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: gzip\r\n\r\n";
-        let resp = crate::http::response::parse_head(raw, 16384, false, &mut st[..100])
-            .unwrap()
-            .unwrap();
-        let mut out = Vec::new();
-        response_head(
-            &mut out,
-            &resp,
-            ClientSide {
-                version: Version::Http11,
-                close: true,
-                dechunk: false,
-                ratelimit: None,
-            },
-        );
+        let gzip = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: gzip\r\n\r\n";
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            relay(gzip, v, true, false),
             "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
         );
     }
@@ -282,38 +260,12 @@ mod tests {
     #[test]
     fn relayed_response_head() {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-Keep: 2\r\n\r\n";
-        let mut st = header_storage();
-        let resp = crate::http::response::parse_head(raw, 16384, false, &mut st[..100])
-            .unwrap()
-            .unwrap();
-        let mut out = Vec::new();
-        response_head(
-            &mut out,
-            &resp,
-            ClientSide {
-                version: Version::Http11,
-                close: false,
-                dechunk: false,
-                ratelimit: None,
-            },
-        );
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            relay(raw, Version::Http11, false, false),
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Keep: 2\r\n\r\n"
         );
-        let mut out = Vec::new();
-        response_head(
-            &mut out,
-            &resp,
-            ClientSide {
-                version: Version::Http10,
-                close: true,
-                dechunk: true,
-                ratelimit: None,
-            },
-        );
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            relay(raw, Version::Http10, true, true),
             "HTTP/1.1 200 OK\r\nX-Keep: 2\r\nConnection: close\r\n\r\n"
         );
     }

@@ -75,56 +75,42 @@ impl Limiter {
         now.saturating_duration_since(self.epoch).as_micros() as u64
     }
 
-    /// Decides one request of the user identified by `head` (and `peer`, the socket's address) at `now`.
-    pub fn decide(&self, head: &RequestHead<'_, '_>, peer: IpAddr, now: Instant) -> Decision {
-        self.decide_hash(self.key_hash(head, peer), now)
-    }
-
-    /// Decides one request of the user whose key hashed to `hash` (see [`Limiter::key_hash`]).
-    pub fn decide_hash(&self, hash: u64, now: Instant) -> Decision {
+    /// Decides one request of the user whose key hashed to `hash` (see [`Limiter::key_hash`]) at `now`.
+    pub fn decide(&self, hash: u64, now: Instant) -> Decision {
         self.table.decide(&self.gcra, hash, self.micros(now))
     }
 
-    /// True if the field the user is keyed on appears more than once (such a request is refused: which copy
-    /// would be the user?).
-    pub fn repeated_key_field(&self, head: &RequestHead<'_, '_>) -> bool {
-        let name: &[u8] = match &self.mode {
-            KeyMode::Authorization => b"authorization",
-            KeyMode::Header(name) => name.as_bytes(),
-            KeyMode::Ip => return false,
-        };
-        head.headers
-            .iter()
-            .filter(|h| eq_ci(h.name.as_bytes(), name))
-            .nth(1)
-            .is_some()
-    }
-
-    /// The user's key, hashed with this process's random seed. Field keys and addresses are hashed apart.
-    pub fn key_hash(&self, head: &RequestHead<'_, '_>, peer: IpAddr) -> u64 {
+    /// The user's key, hashed with this process's random seed (field keys and addresses are hashed apart);
+    /// `None` if the field the user is keyed on appears more than once (which copy would be the user? A
+    /// throw-away first copy must not choose the key while the upstream reads another). One pass.
+    pub fn key_hash(&self, head: &RequestHead<'_, '_>, peer: IpAddr) -> Option<u64> {
         let name: &[u8] = match &self.mode {
             KeyMode::Authorization => b"authorization",
             KeyMode::Header(name) => name.as_bytes(),
             KeyMode::Ip => b"",
         };
-        // Requests carrying the field twice are refused before this (`repeated_key_field`): a throw-away first
-        // copy cannot choose the key while the upstream reads another.
-        if let Some(v) = (!name.is_empty())
-            .then(|| head.header(name))
-            .flatten()
-            .filter(|v| !v.is_empty())
-        {
-            return self.hasher.hash_one((1u8, v));
+        if !name.is_empty() {
+            let mut copies = head
+                .headers
+                .iter()
+                .filter(|h| eq_ci(h.name.as_bytes(), name))
+                .map(|h| h.value);
+            let first = copies.next();
+            if copies.next().is_some() {
+                return None;
+            }
+            if let Some(v) = first.filter(|v| !v.is_empty()) {
+                return Some(self.hasher.hash_one((1u8, v)));
+            }
         }
-        let ip = client_ip(head, peer, self.trust_forwarded_for);
-        match ip {
+        Some(match client_ip(head, peer, self.trust_forwarded_for) {
             IpAddr::V4(a) => self.hasher.hash_one((2u8, &a.octets()[..])),
             IpAddr::V6(a) => match a.to_ipv4_mapped() {
                 Some(v4) => self.hasher.hash_one((2u8, &v4.octets()[..])),
                 // One user per /64: a host gets a whole /64 from its provider.
                 None => self.hasher.hash_one((3u8, &a.octets()[..8])),
             },
-        }
+        })
     }
 }
 
@@ -170,22 +156,23 @@ mod tests {
         let l = |m| Limiter::new(Gcra::new(10, 10), 64, m, 0, Instant::now());
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let auth = l(KeyMode::Authorization);
-        let a = with_head("Authorization: Bearer x\r\n", |h| auth.key_hash(h, peer));
-        let b = with_head("Authorization: Bearer y\r\n", |h| auth.key_hash(h, peer));
-        let none = with_head("", |h| auth.key_hash(h, peer));
-        let none2 = with_head("", |h| auth.key_hash(h, "10.0.0.2".parse().unwrap()));
+        let a = with_head("Authorization: Bearer x\r\n", |h| auth.key_hash(h, peer).unwrap());
+        let b = with_head("Authorization: Bearer y\r\n", |h| auth.key_hash(h, peer).unwrap());
+        let none = with_head("", |h| auth.key_hash(h, peer).unwrap());
+        let none2 = with_head("", |h| auth.key_hash(h, "10.0.0.2".parse().unwrap()).unwrap());
         assert!(a != b && a != none && none != none2);
         let hdr = l(KeyMode::Header("x-api-key".into()));
         assert_eq!(
-            with_head("X-Api-Key: k1\r\n", |h| hdr.key_hash(h, peer)),
+            with_head("X-Api-Key: k1\r\n", |h| hdr.key_hash(h, peer).unwrap()),
             with_head("x-api-key: k1\r\nAuthorization: other\r\n", |h| hdr
-                .key_hash(h, "10.9.9.9".parse().unwrap()))
+                .key_hash(h, "10.9.9.9".parse().unwrap())
+                .unwrap())
         );
         let ip = l(KeyMode::Ip);
         let v6a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let v6b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
         let v6c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        let k = |p| with_head("Authorization: z\r\n", |h| ip.key_hash(h, p));
+        let k = |p| with_head("Authorization: z\r\n", |h| ip.key_hash(h, p).unwrap());
         assert_eq!(k(v6a), k(v6b), "one /64, one user");
         assert_ne!(k(v6a), k(v6c));
         assert_eq!(k("::ffff:10.0.0.1".parse().unwrap()), k(peer));

@@ -145,10 +145,6 @@ pub(super) fn write_out(sock: &mut TcpStream, io: &mut Ready, buf: &mut Buf) -> 
 }
 
 impl Client {
-    pub fn set_deadline(&mut self, at: Instant) {
-        self.deadline = at;
-    }
-
     /// Queues the ingress's own answer for `reason` and moves to `Flush`.
     pub fn respond(&mut self, env: &mut Env<'_>, reason: Reason) -> Step {
         let close = reason.closes() || !self.ex.keep_alive || env.draining;
@@ -297,8 +293,6 @@ impl Client {
         // The request checks decide from the head, before any body byte: the rate limit first, then Accept
         // and Content-Type.
         let mut refusal = None;
-        self.ex.method_idx = head.method_idx;
-        self.ex.bytes_in = head_len as u64;
         if env.log.is_some() {
             let t = head.target.as_bytes();
             let n = t.len().min(TARGET_MAX);
@@ -306,14 +300,13 @@ impl Client {
             self.ex.target_len = n as u8;
             self.ex.target_cut = t.len() > TARGET_MAX;
         }
-        if env.shared.limiter.as_ref().is_some_and(|l| l.repeated_key_field(head)) {
-            self.ex.keep_alive = false;
-            return (self.respond(env, Reason::AmbiguousUserKey), head_len, 0);
-        }
         if let Some(lim) = env.shared.limiter.as_ref() {
-            let user = lim.key_hash(head, self.peer);
+            let Some(user) = lim.key_hash(head, self.peer) else {
+                self.ex.keep_alive = false;
+                return (self.respond(env, Reason::AmbiguousUserKey), head_len, 0);
+            };
             self.ex.user = Some(user);
-            match lim.decide_hash(user, env.now) {
+            match lim.decide(user, env.now) {
                 Decision::Allow {
                     remaining, reset_us, ..
                 } => self.ex.quota = Some((remaining, retry_after_secs(reset_us))),

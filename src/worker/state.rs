@@ -126,6 +126,8 @@ impl Exchange {
             is_head: head.is_head,
             version: head.version,
             close_after: !head.keep_alive,
+            method_idx: head.method_idx,
+            bytes_in: head.head_len as u64,
             ..Exchange::idle(now)
         }
     }
