@@ -66,15 +66,22 @@ fn serve(s: TcpStream, shared: &Shared) -> io::Result<()> {
 }
 
 fn metrics_text(shared: &Shared) -> String {
-    let gauges = match &shared.limiter {
-        Some(l) => Gauges {
-            rate_table_live: Some(l.table().live(l.micros(Instant::now())) as u64),
-            rate_evictions: Some(l.table().evictions()),
-        },
-        None => Gauges {
-            rate_table_live: None,
-            rate_evictions: None,
-        },
+    use std::sync::atomic::Ordering::Relaxed;
+    let l = shared.limiter.as_ref();
+    let gauges = Gauges {
+        rate_table_live: l.map(|l| l.table().live(l.micros(Instant::now())) as u64),
+        rate_evictions: l.map(|l| l.table().evictions()),
+        redis: shared.redis.as_ref().map(|r| crate::metrics::RedisGauges {
+            up: r.up.load(Relaxed),
+            syncs_ok: r.syncs_ok.load(Relaxed),
+            syncs_failed: r.syncs_failed.load(Relaxed),
+            users: r.users.load(Relaxed),
+            sent_bytes: r.sent_bytes.load(Relaxed),
+            last_duration_us: r.last_duration_us.load(Relaxed),
+            last_users: r.last_users.load(Relaxed),
+            unreported: r.unreported.load(Relaxed)
+                + l.map_or(0, |l| l.journals().iter().map(|j| j.dropped()).sum::<u64>()),
+        }),
     };
     render(&shared.metrics, &gauges)
 }

@@ -109,6 +109,15 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_TRUST_FORWARDED_FOR", default_value_t = 0)]
     pub trust_forwarded_for: usize,
 
+    /// Make the per-user limit fleet-wide through this Redis: redis://[user:password@]host:port[/db]
+    /// (off: each node limits on its own).
+    #[arg(long, env = "PORTCULLIS_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// How often the fleet-wide limit syncs with Redis.
+    #[arg(long, env = "PORTCULLIS_REDIS_SYNC", default_value = "50ms", value_parser = parse_duration)]
+    pub redis_sync: Duration,
+
     /// Slots of the process-wide rate-limit table (8 bytes each; fixed at start).
     #[arg(long, env = "PORTCULLIS_RATE_TABLE_SLOTS", default_value_t = 1_048_576)]
     pub rate_table_slots: usize,
@@ -166,6 +175,9 @@ pub struct RateConfig {
     pub trust_forwarded_for: usize,
     pub table_slots: usize,
     pub headers: bool,
+    /// Fleet-wide through this Redis (the URL as given: it may hold a password, never log it).
+    pub redis_url: Option<String>,
+    pub redis_sync: Duration,
 }
 
 /// Size limits of the HTTP layer (pure values, used by `http::request`).
@@ -299,6 +311,16 @@ impl Config {
                 a.max_json_depth
             ));
         }
+        if let Some(u) = a.redis_url.as_ref().filter(|u| !u.is_empty()) {
+            if a.rate == 0 {
+                return Err("--redis-url: the fleet-wide limit needs the rate limit on (--rate above 0)".into());
+            }
+            redis::IntoConnectionInfo::into_connection_info(u.as_str())
+                .map_err(|e| format!("--redis-url {}: {e}", crate::redis_sync::redact(u)))?;
+            if !(Duration::from_millis(1)..=Duration::from_secs(10)).contains(&a.redis_sync) {
+                return Err(format!("--redis-sync {:?}: must be between 1ms and 10s", a.redis_sync));
+            }
+        }
         let rate = if a.rate == 0 {
             None
         } else {
@@ -330,6 +352,8 @@ impl Config {
                 trust_forwarded_for: a.trust_forwarded_for,
                 table_slots: a.rate_table_slots,
                 headers: a.ratelimit_headers,
+                redis_url: a.redis_url.clone().filter(|u| !u.is_empty()),
+                redis_sync: a.redis_sync,
             })
         };
         let admin = match a.admin.as_ref().filter(|s| !s.is_empty()) {
@@ -435,6 +459,14 @@ impl Config {
                     ("trust-forwarded-for", r.trust_forwarded_for.to_string()),
                     ("rate-table-slots", r.table_slots.to_string()),
                     ("ratelimit-headers", r.headers.to_string()),
+                    (
+                        "redis-url",
+                        s(&r.redis_url
+                            .as_deref()
+                            .map(crate::redis_sync::redact)
+                            .unwrap_or_default()),
+                    ),
+                    ("redis-sync", s(&format!("{}ms", r.redis_sync.as_millis()))),
                 ]);
             }
         }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod limit;
 pub mod log;
 pub mod metrics;
+pub mod redis_sync;
 pub mod server;
 pub mod timer;
 pub mod worker;

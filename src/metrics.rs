@@ -67,6 +67,20 @@ impl WorkerMetrics {
 pub struct Gauges {
     pub rate_table_live: Option<u64>,
     pub rate_evictions: Option<u64>,
+    pub redis: Option<RedisGauges>,
+}
+
+/// The fleet sync's state (see `crate::redis_sync::Stats`).
+pub struct RedisGauges {
+    pub up: u64,
+    pub syncs_ok: u64,
+    pub syncs_failed: u64,
+    pub users: u64,
+    pub sent_bytes: u64,
+    pub last_duration_us: u64,
+    pub last_users: u64,
+    /// Admitted requests not reported to the fleet: sync failed, batch or journal full.
+    pub unreported: u64,
 }
 
 fn sum(blocks: &[WorkerMetrics], f: impl Fn(&WorkerMetrics) -> &AtomicU64) -> u64 {
@@ -213,6 +227,67 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
         );
         let _ = writeln!(o, "portcullis_rate_limit_evictions_total {ev}");
     }
+    if let Some(r) = &g.redis {
+        family(
+            &mut o,
+            "portcullis_redis_up",
+            "gauge",
+            "1 while the fleet-wide limit syncs with Redis; 0 while each node limits on its own.",
+        );
+        let _ = writeln!(o, "portcullis_redis_up {}", r.up);
+        family(
+            &mut o,
+            "portcullis_redis_syncs_total",
+            "counter",
+            "Syncs with Redis that carried users, by result.",
+        );
+        let _ = writeln!(o, "portcullis_redis_syncs_total{{result=\"ok\"}} {}", r.syncs_ok);
+        let _ = writeln!(
+            o,
+            "portcullis_redis_syncs_total{{result=\"failed\"}} {}",
+            r.syncs_failed
+        );
+        for (name, kind, help, v) in [
+            (
+                "portcullis_redis_synced_users_total",
+                "counter",
+                "Users sent to Redis (one per user and sync).",
+                r.users,
+            ),
+            (
+                "portcullis_redis_sent_bytes_total",
+                "counter",
+                "Bytes of sync commands sent to Redis.",
+                r.sent_bytes,
+            ),
+            (
+                "portcullis_redis_unreported_requests_total",
+                "counter",
+                "Admitted requests not counted fleet-wide (Redis down, batch or journal full).",
+                r.unreported,
+            ),
+            (
+                "portcullis_redis_last_sync_users",
+                "gauge",
+                "Users carried by the last successful sync.",
+                r.last_users,
+            ),
+        ] {
+            family(&mut o, name, kind, help);
+            let _ = writeln!(o, "{name} {v}");
+        }
+        family(
+            &mut o,
+            "portcullis_redis_last_sync_seconds",
+            "gauge",
+            "Duration of the last successful sync.",
+        );
+        let _ = writeln!(
+            o,
+            "portcullis_redis_last_sync_seconds {}",
+            r.last_duration_us as f64 / 1e6
+        );
+    }
     o
 }
 
@@ -231,6 +306,7 @@ mod tests {
             &Gauges {
                 rate_table_live: Some(3),
                 rate_evictions: Some(0),
+                redis: None,
             },
         );
         assert!(text.contains("portcullis_requests_total{outcome=\"forwarded\"} 2\n"));

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -30,6 +31,8 @@ pub struct Shared {
     pub limiter: Option<crate::limit::Limiter>,
     /// `RateLimit-Policy: "default";q=<rate>;w=1` with CRLF, for 429 answers.
     pub rate_policy_field: Vec<u8>,
+    /// The fleet sync's state, when the limit is fleet-wide.
+    pub redis: Option<Arc<crate::redis_sync::Stats>>,
     /// Where the access log goes, when on.
     pub access_log: Option<crate::access_log::Sink>,
     /// One counter block per worker (each written only by its worker).
@@ -116,6 +119,17 @@ pub fn start(config: Config) -> io::Result<Running> {
             a
         }
     };
+    let syncer = match config
+        .rate
+        .as_ref()
+        .and_then(|r| Some((r.redis_url.as_deref()?, r.redis_sync)))
+    {
+        Some((url, interval)) => {
+            let timeout = (interval * 10).clamp(Duration::from_millis(200), Duration::from_secs(2));
+            Some(crate::redis_sync::Syncer::new(url, timeout, Default::default()).map_err(io::Error::other)?)
+        }
+        None => None,
+    };
     let first = bind(config.listen)?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];
@@ -139,14 +153,19 @@ pub fn start(config: Config) -> io::Result<Running> {
             None => None,
         },
         limiter: config.rate.as_ref().map(|r| {
-            crate::limit::Limiter::new(
+            let l = crate::limit::Limiter::new(
                 crate::limit::Gcra::new(r.rate, r.burst),
                 r.table_slots,
                 r.key.clone(),
                 r.trust_forwarded_for,
                 std::time::Instant::now(),
-            )
+            );
+            match r.redis_url {
+                Some(_) => l.fleet(config.workers, crate::redis_sync::JOURNAL_CAPACITY),
+                None => l,
+            }
         }),
+        redis: syncer.as_ref().map(|s| s.stats.clone()),
         rate_policy_field: config
             .rate
             .as_ref()
@@ -154,6 +173,9 @@ pub fn start(config: Config) -> io::Result<Running> {
             .unwrap_or_default(),
         config,
     });
+    if let (Some(syncer), Some(r)) = (syncer, shared.config.rate.as_ref()) {
+        crate::redis_sync::start(shared.clone(), syncer, r.redis_sync)?;
+    }
     if let Some(a) = shared.config.admin {
         let bound = crate::admin::start(a, shared.clone())?;
         crate::info!("admin listening on {bound}");

@@ -5,7 +5,9 @@
 //! other rule; it never blocks, allocates or makes a syscall. Time is passed in (the worker's per-iteration
 //! clock). The interface is one call, so that a cluster mode can reconcile the table in the background.
 
+pub mod fleet;
 pub mod gcra;
+pub mod journal;
 pub mod table;
 
 use core::net::IpAddr;
@@ -14,6 +16,7 @@ use std::time::Instant;
 use crate::http::request::RequestHead;
 use crate::http::{eq_ci, list_items};
 pub use gcra::{retry_after_secs, Decision, Gcra};
+pub use journal::Journal;
 pub use table::Table;
 
 /// Who the user is.
@@ -46,7 +49,10 @@ impl KeyMode {
 pub struct Limiter {
     pub gcra: Gcra,
     table: Table,
-    hasher: ahash::RandomState,
+    /// Node-local: ahash with this process's random seed. Fleet-wide: `None`, ids from [`fleet::user_id`].
+    hasher: Option<ahash::RandomState>,
+    /// Fleet-wide: one journal per worker of what it admitted since the last sync; empty otherwise.
+    journals: Box<[Journal]>,
     mode: KeyMode,
     /// Take the client address from the N-th last X-Forwarded-For hop (0: the socket's peer).
     trust_forwarded_for: usize,
@@ -59,10 +65,39 @@ impl Limiter {
         Limiter {
             gcra,
             table: Table::new(slots),
-            hasher: ahash::RandomState::new(),
+            hasher: Some(ahash::RandomState::new()),
+            journals: Box::new([]),
             mode,
             trust_forwarded_for,
             epoch,
+        }
+    }
+
+    /// Makes the limit fleet-wide: user ids every node derives alike, and a journal of `capacity` ids per
+    /// worker for the sync thread.
+    pub fn fleet(mut self, workers: usize, capacity: usize) -> Limiter {
+        self.hasher = None;
+        self.journals = (0..workers.max(1)).map(|_| Journal::new(capacity)).collect();
+        self
+    }
+
+    /// The per-worker journals (empty when the limit is node-local).
+    pub fn journals(&self) -> &[Journal] {
+        &self.journals
+    }
+
+    /// Records, for the fleet sync, that `worker` admitted a request of user `hash`. No-op when node-local.
+    #[inline]
+    pub fn record(&self, worker: usize, hash: u64) {
+        if let Some(j) = self.journals.get(worker) {
+            j.push(hash);
+        }
+    }
+
+    fn hash(&self, tag: u8, bytes: &[u8]) -> u64 {
+        match &self.hasher {
+            Some(s) => s.hash_one((tag, bytes)),
+            None => fleet::user_id(tag, bytes),
         }
     }
 
@@ -100,15 +135,15 @@ impl Limiter {
                 return None;
             }
             if let Some(v) = first.filter(|v| !v.is_empty()) {
-                return Some(self.hasher.hash_one((1u8, v)));
+                return Some(self.hash(1, v));
             }
         }
         Some(match client_ip(head, peer, self.trust_forwarded_for) {
-            IpAddr::V4(a) => self.hasher.hash_one((2u8, &a.octets()[..])),
+            IpAddr::V4(a) => self.hash(2, &a.octets()),
             IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(v4) => self.hasher.hash_one((2u8, &v4.octets()[..])),
+                Some(v4) => self.hash(2, &v4.octets()),
                 // One user per /64: a host gets a whole /64 from its provider.
-                None => self.hasher.hash_one((3u8, &a.octets()[..8])),
+                None => self.hash(3, &a.octets()[..8]),
             },
         })
     }

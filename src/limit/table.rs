@@ -140,6 +140,71 @@ impl Table {
     }
 }
 
+impl Table {
+    /// Moves the schedule of the user whose key hashes to `hash` to `tat` if that is later than the one the
+    /// table holds (the fleet-wide state merged in by the sync thread: the later schedule wins). A user the
+    /// table does not hold is added when `tat` is still ahead of `now_us`. Returns whether the table changed.
+    pub fn raise(&self, hash: u64, tat: u64, now_us: u64) -> bool {
+        let bucket = &self.buckets[hash as usize & self.mask].0;
+        let f = ((hash >> TAT_BITS) as u16).max(1);
+        let preferred = (hash >> 32) as usize % WAYS;
+        let tat = tat.min(TAT_MASK);
+        let new = ((f as u64) << TAT_BITS) | tat;
+        loop {
+            let found = bucket.iter().enumerate().find_map(|(i, s)| {
+                let v = s.load(Ordering::Acquire);
+                (v != 0 && fp(v) == f).then_some((i, v))
+            });
+            if let Some((i, v)) = found {
+                if self::tat(v) >= tat {
+                    return false;
+                }
+                if bucket[i]
+                    .compare_exchange(v, new, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return true;
+                }
+                continue;
+            }
+            if tat <= now_us {
+                return false;
+            }
+            // Not held: the same placement as a first decision (a dead slot, else the one that frees soonest).
+            let mut victim = (preferred, bucket[preferred].load(Ordering::Acquire));
+            for (i, s) in bucket.iter().enumerate() {
+                let v = s.load(Ordering::Acquire);
+                let live = self::tat(v) > now_us;
+                let victim_live = self::tat(victim.1) > now_us;
+                if victim_live && (!live || self::tat(v) < self::tat(victim.1)) {
+                    victim = (i, v);
+                }
+            }
+            let evicting = self::tat(victim.1) > now_us;
+            if bucket[victim.0]
+                .compare_exchange(victim.1, new, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            // A worker placed the same key elsewhere meanwhile: take ours back and merge into that one.
+            if bucket.iter().enumerate().any(|(i, s)| {
+                let v = s.load(Ordering::Acquire);
+                i != victim.0 && v != 0 && fp(v) == f
+            }) && bucket[victim.0]
+                .compare_exchange(new, victim.1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                continue;
+            }
+            if evicting {
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+            return true;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +243,29 @@ mod tests {
             assert!(matches!(t.decide(&g, k << 48, later), Decision::Allow { .. }));
         }
         assert_eq!(t.evictions(), 3);
+    }
+
+    #[test]
+    fn raise_keeps_the_later_schedule_and_adds_missing_users() {
+        let t = Table::new(64);
+        let g = Gcra::new(10, 2);
+        let now = 1_000_000;
+        let key = 5u64 << 50 | 3;
+        assert!(matches!(t.decide(&g, key, now), Decision::Allow { .. }));
+        // The fleet says the user is 2 s ahead: refused here until then.
+        assert!(t.raise(key, now + 2_000_000, now));
+        assert!(!t.raise(key, now + 1_000_000, now), "an earlier schedule never wins");
+        match t.decide(&g, key, now) {
+            Decision::Deny { retry_after_us } => assert_eq!(retry_after_us, 2_000_000 - g.tolerance),
+            d => panic!("{d:?}"),
+        }
+        // A user this node has not seen: added if the schedule is live, ignored if it has passed.
+        let other = 9u64 << 50 | 3;
+        assert!(!t.raise(other, now - 1, now));
+        assert_eq!(t.live(now), 1);
+        assert!(t.raise(other, now + 50_000, now));
+        assert_eq!(t.live(now), 2);
+        assert!(matches!(t.decide(&g, other, now), Decision::Allow { .. }));
+        assert!(matches!(t.decide(&g, other, now), Decision::Deny { .. }));
     }
 }

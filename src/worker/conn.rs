@@ -80,6 +80,8 @@ pub enum Step {
 pub struct Env<'a> {
     pub shared: &'a Shared,
     pub metrics: &'a WorkerMetrics,
+    /// This worker's index (its metrics block, its fleet journal).
+    pub worker: usize,
     pub log: &'a mut Option<AccessLog>,
     /// Wall-clock time of this loop iteration, Unix milliseconds (only kept up to date with an access log).
     pub wall_ms: u64,
@@ -309,7 +311,10 @@ impl Client {
             match lim.decide(user, env.now) {
                 Decision::Allow {
                     remaining, reset_us, ..
-                } => self.ex.quota = Some((remaining, retry_after_secs(reset_us))),
+                } => {
+                    lim.record(env.worker, user);
+                    self.ex.quota = Some((remaining, retry_after_secs(reset_us)));
+                }
                 Decision::Deny { retry_after_us } => {
                     self.ex.retry_secs = retry_after_secs(retry_after_us);
                     refusal = Some(Reason::RateLimited);

@@ -343,6 +343,7 @@ impl Worker {
             bufs,
             json,
             metrics: &shared.metrics[*id],
+            worker: *id,
             log,
             wall_ms: *wall_ms,
             now: *now,

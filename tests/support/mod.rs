@@ -404,3 +404,89 @@ impl Proxy {
         (r.status, String::from_utf8(r.body).unwrap())
     }
 }
+
+impl Proxy {
+    /// The value of an unlabelled metric on the admin listener.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, text) = self.admin_get("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Polls the admin listener until metric `name` equals `want` (fails after `IO_TIMEOUT`).
+    pub fn wait_metric(&self, name: &str, want: f64) {
+        let until = std::time::Instant::now() + IO_TIMEOUT;
+        while self.metric(name) != Some(want) {
+            assert!(
+                std::time::Instant::now() < until,
+                "{name} never became {want}: {:?}\n{}",
+                self.metric(name),
+                self.log.lock().unwrap()
+            );
+            thread::sleep(Duration::from_millis(20)); // polling the readiness signal itself
+        }
+    }
+}
+
+/// A real `redis-server` (Debian package `redis-server`; `.ci/run` installs it) on 127.0.0.1, persistence
+/// off; ready once it logged that it accepts connections. Killed on drop.
+pub struct RedisServer {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        RedisServer::start_on(port)
+    }
+
+    pub fn start_on(port: u16) -> RedisServer {
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; .ci/run installs it)");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line.contains("Ready to accept connections") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        });
+        rx.recv_timeout(IO_TIMEOUT).expect("redis-server did not start");
+        RedisServer { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills it (SIGKILL: its state is lost) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,179 @@
+//! The fleet-wide limit's pure half: user ids every node computes alike, the Redis key of a user, the Lua
+//! merge script and its model, and the per-sync batch. The I/O (the sync thread) is `crate::redis_sync`.
+//!
+//! Each node decides from its own table. Every interval its sync thread sends, per user active on the node
+//! since the last sync, how many requests the node admitted; the script charges them to the user's fleet-wide
+//! schedule (TAT) in Redis, on Redis's clock, and answers how far that schedule is ahead of Redis's now. The
+//! node moves its own schedule for the user to at least `its now + ahead` (the later schedule wins). Only
+//! durations cross between clocks, so the nodes' clocks need not agree. The bound on what this admits over the
+//! exact limit is derived in docs/rate-limit.md.
+
+use std::collections::HashMap;
+use std::hash::Hasher;
+
+use siphasher::sip::SipHasher13;
+
+/// The fixed SipHash key of fleet ids: every node, of any version or CPU, must derive the same id for a user.
+const ID_KEY: (u64, u64) = (0x706f_7274_6375_6c6c, 0x6973_2d66_6c65_6574);
+
+/// The fleet-wide id of a user: `tag` separates kinds of keys (field value, IPv4, IPv6 /64).
+pub fn user_id(tag: u8, bytes: &[u8]) -> u64 {
+    let mut h = SipHasher13::new_with_keys(ID_KEY.0, ID_KEY.1);
+    h.write_u8(tag);
+    h.write(bytes);
+    h.finish()
+}
+
+/// Users are spread over 256 hash-tag groups: a script call touches the keys of one group only, so that on
+/// a Redis Cluster each call stays within one hash slot while the users still spread over the shards.
+pub fn group(id: u64) -> u8 {
+    (id >> 56) as u8
+}
+
+/// `portcullis:{gg}:iiiiiiiiiiiiiiii`: the group (the hash tag) and the id, in hex.
+pub fn redis_key(id: u64) -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut k = *b"portcullis:{00}:0000000000000000";
+    let g = group(id);
+    k[12] = HEX[(g >> 4) as usize];
+    k[13] = HEX[(g & 15) as usize];
+    for i in 0..16 {
+        k[16 + i] = HEX[((id >> (60 - 4 * i)) & 15) as usize];
+    }
+    k
+}
+
+/// The merge, run atomically by Redis. `KEYS[i]`: a user; `ARGV[i]`: what this node admitted for it since
+/// its last sync, as a duration (requests x the user's emission interval, microseconds). The charge is added
+/// to `max(TAT, now)`, as that many GCRA admissions at Redis's `now` would be. Returns Redis's `now`
+/// (microseconds) then, per key, how far its TAT is ahead of `now`. A key expires when its TAT passes, so a
+/// missing key is a user whose schedule has passed. One MGET for the reads: a call per key costs more in Redis
+/// than the arithmetic.
+pub const SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local old = redis.call('MGET', unpack(KEYS))
+local out = {now}
+for i, key in ipairs(KEYS) do
+  local tat = tonumber(old[i]) or 0
+  if tat < now then tat = now end
+  tat = tat + tonumber(ARGV[i])
+  local ahead = tat - now
+  redis.call('SET', key, string.format('%d', tat), 'PX', math.floor(ahead / 1000) + 1)
+  out[i + 1] = ahead
+end
+return out
+"#;
+
+/// What [`SCRIPT`] stores for a user whose fleet TAT was `stored` when `n` requests admitted at intervals
+/// of `interval` are merged at `now` (the model the script is tested against).
+pub fn merge(stored: u64, now: u64, n: u64, interval: u64) -> u64 {
+    stored.max(now) + n * interval
+}
+
+/// The users active on this node since the last sync, with their admitted counts. Reused from sync to sync.
+pub struct Batch {
+    counts: HashMap<u64, u32, ahash::RandomState>,
+    /// Most distinct users one sync carries; ids past it are dropped (and counted) until the next sync.
+    pub max_users: usize,
+    pub dropped: u64,
+    sorted: Vec<(u64, u32)>,
+}
+
+impl Batch {
+    pub fn new(max_users: usize) -> Batch {
+        Batch {
+            counts: HashMap::default(),
+            max_users,
+            dropped: 0,
+            sorted: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, id: u64) {
+        let full = self.counts.len() >= self.max_users;
+        match self.counts.get_mut(&id) {
+            Some(n) => *n = n.saturating_add(1),
+            None if full => self.dropped += 1,
+            None => {
+                self.counts.insert(id, 1);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Takes the batch: `(id, admitted)` sorted by group, so that each group is one contiguous run.
+    pub fn take(&mut self) -> &[(u64, u32)] {
+        self.sorted.clear();
+        self.sorted.extend(self.counts.drain());
+        self.sorted.sort_unstable_by_key(|&(id, _)| (group(id), id));
+        // Keep the memory of a large sync for the next one, but not without bound.
+        if self.counts.capacity() > 4 * self.max_users.min(1 << 16) {
+            self.counts.shrink_to(1 << 16);
+        }
+        &self.sorted
+    }
+}
+
+/// Runs of `users` (sorted by [`Batch::take`]) that share a group, at most `max` long.
+pub fn calls(users: &[(u64, u32)], max: usize) -> impl Iterator<Item = &[(u64, u32)]> {
+    users
+        .chunk_by(|a, b| group(a.0) == group(b.0))
+        .flat_map(move |run| run.chunks(max.max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_keys_carry_the_group() {
+        // The same on every node and build: a change here splits a fleet's users in two during an upgrade.
+        assert_eq!(user_id(1, b"Bearer alice"), user_id(1, b"Bearer alice"));
+        assert_ne!(user_id(1, b"Bearer alice"), user_id(2, b"Bearer alice"));
+        let k = redis_key(0xab01_2345_6789_cdef);
+        assert_eq!(&k[..], b"portcullis:{ab}:ab0123456789cdef");
+    }
+
+    #[test]
+    fn merge_is_n_gcra_admissions_at_now() {
+        let g = super::super::Gcra::new(10, 1000);
+        for (stored, now, n) in [
+            (0u64, 5_000_000u64, 3u64),
+            (7_000_000, 5_000_000, 4),
+            (4_000_000, 5_000_000, 1),
+        ] {
+            let mut tat = stored;
+            for _ in 0..n {
+                match g.decide(tat, now) {
+                    super::super::Decision::Allow { tat: t, .. } => tat = t,
+                    d => panic!("{d:?}"),
+                }
+            }
+            assert_eq!(merge(stored, now, n, g.interval), tat);
+        }
+    }
+
+    #[test]
+    fn batch_counts_caps_and_groups() {
+        let mut b = Batch::new(3);
+        for id in [1u64 << 56 | 1, 2 << 56 | 5, 1 << 56 | 1, 1 << 56 | 2, 9 << 56] {
+            b.add(id);
+        }
+        assert_eq!((b.len(), b.dropped), (3, 1));
+        let users = b.take().to_vec();
+        assert_eq!(users, [(1 << 56 | 1, 2), (1 << 56 | 2, 1), (2 << 56 | 5, 1)]);
+        let runs: Vec<_> = calls(&users, 1000).map(|r| r.len()).collect();
+        assert_eq!(runs, [2, 1]);
+        let runs: Vec<_> = calls(&users, 1).map(|r| r.len()).collect();
+        assert_eq!(runs, [1, 1, 1]);
+        assert!(b.is_empty());
+    }
+}

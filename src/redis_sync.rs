@@ -1,0 +1,250 @@
+//! The fleet-wide limit's sync thread: every `--redis-sync` interval, what this node admitted per user goes to
+//! Redis in one pipelined round trip, and the fleet-wide schedules come back into the local table.
+//!
+//! No request worker ever waits on Redis: workers decide from the local table and push admitted user ids into
+//! their journals (`limit::journal`); this thread alone talks to Redis. When Redis is down, slow or restarted,
+//! the nodes keep deciding locally (each enforces the limit on its own); the thread reconnects with backoff,
+//! logs one line per state change and shows the state in `/metrics`. A sync longer than the interval delays
+//! the next one; the batch in between is bounded by `MAX_BATCH` users.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::{ConnectionLike, ServerErrorKind, Value};
+
+use crate::limit::fleet::{calls, redis_key, Batch, SCRIPT};
+use crate::limit::Limiter;
+use crate::server::Shared;
+
+/// Most distinct users one sync carries (ids past it wait for nothing: they are counted and dropped).
+pub const MAX_BATCH: usize = 1 << 20;
+/// Ids each worker's journal holds between two syncs.
+pub const JOURNAL_CAPACITY: usize = 1 << 17;
+/// Keys per script call: big enough to amortise the call, small enough not to block Redis for long.
+const KEYS_PER_CALL: usize = 512;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// What `/metrics` shows of the sync (written by the sync thread only).
+#[derive(Default)]
+pub struct Stats {
+    pub up: AtomicU64,
+    pub syncs_ok: AtomicU64,
+    pub syncs_failed: AtomicU64,
+    pub users: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    pub last_duration_us: AtomicU64,
+    pub last_users: AtomicU64,
+    /// Admitted requests that could not be reported: batch over `MAX_BATCH`, or sync failed.
+    pub unreported: AtomicU64,
+}
+
+/// `redis://user:***@host:port/db`: the URL without its password, for logs and `--check-config`.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let auth_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..auth_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme_end], &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// One node's connection to the fleet state.
+pub struct Syncer {
+    client: redis::Client,
+    url: String,
+    con: Option<redis::Connection>,
+    sha: String,
+    timeout: Duration,
+    batch: Batch,
+    packed: Vec<u8>,
+    backoff: Duration,
+    next_connect: Instant,
+    /// The last state logged (None before the first attempt).
+    logged_up: Option<bool>,
+    pub stats: Arc<Stats>,
+}
+
+impl Syncer {
+    /// `timeout` bounds connecting and each round trip.
+    pub fn new(url: &str, timeout: Duration, stats: Arc<Stats>) -> Result<Syncer, String> {
+        Ok(Syncer {
+            client: redis::Client::open(url).map_err(|e| format!("--redis-url {}: {e}", redact(url)))?,
+            url: redact(url),
+            con: None,
+            sha: String::new(),
+            timeout,
+            batch: Batch::new(MAX_BATCH),
+            packed: Vec::new(),
+            backoff: BACKOFF_MIN,
+            next_connect: Instant::now(),
+            logged_up: None,
+            stats,
+        })
+    }
+
+    fn connect(&mut self) -> redis::RedisResult<()> {
+        let mut con = self.client.get_connection_with_timeout(self.timeout)?;
+        con.set_read_timeout(Some(self.timeout))?;
+        con.set_write_timeout(Some(self.timeout))?;
+        self.sha = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query(&mut con)?;
+        self.con = Some(con);
+        Ok(())
+    }
+
+    fn state(&mut self, up: bool, why: &str) {
+        self.stats.up.store(up as u64, Relaxed);
+        if self.logged_up != Some(up) {
+            self.logged_up = Some(up);
+            if up {
+                crate::info!("redis {}: connected; the rate limit is fleet-wide", self.url);
+            } else {
+                crate::warn!(
+                    "redis {}: {why}; deciding from the node-local table until it is back (reconnecting)",
+                    self.url
+                );
+            }
+        }
+    }
+
+    /// One sync: drains the journals, sends the batch, merges the answers. Returns the users synced.
+    pub fn sync_once(&mut self, limiter: &Limiter) -> Result<usize, String> {
+        let started = Instant::now();
+        for j in limiter.journals() {
+            j.drain(|id| self.batch.add(id));
+        }
+        if self.con.is_none() {
+            if started < self.next_connect {
+                return Err(self.drop_batch("not connected"));
+            }
+            if let Err(e) = self.connect() {
+                self.next_connect = started + self.backoff;
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                let msg = e.to_string();
+                self.state(false, &msg);
+                self.stats.syncs_failed.fetch_add(1, Relaxed);
+                return Err(self.drop_batch(&msg));
+            }
+            self.backoff = BACKOFF_MIN;
+            self.state(true, "");
+        }
+        let over = std::mem::take(&mut self.batch.dropped);
+        self.stats.unreported.fetch_add(over, Relaxed);
+        if self.batch.is_empty() {
+            return Ok(0);
+        }
+        match self.round_trip(limiter) {
+            Ok(n) => {
+                self.stats.syncs_ok.fetch_add(1, Relaxed);
+                self.stats.users.fetch_add(n as u64, Relaxed);
+                self.stats.last_users.store(n as u64, Relaxed);
+                self.stats
+                    .last_duration_us
+                    .store(started.elapsed().as_micros() as u64, Relaxed);
+                Ok(n)
+            }
+            Err(e) => {
+                // The connection's state is unknown after a failed round trip: start over.
+                self.con = None;
+                self.next_connect = Instant::now();
+                self.stats.syncs_failed.fetch_add(1, Relaxed);
+                self.state(false, &e);
+                Err(e)
+            }
+        }
+    }
+
+    fn drop_batch(&mut self, why: &str) -> String {
+        let n: u64 = self.batch.take().iter().map(|&(_, n)| n as u64).sum();
+        self.stats.unreported.fetch_add(n, Relaxed);
+        why.to_string()
+    }
+
+    fn round_trip(&mut self, limiter: &Limiter) -> Result<usize, String> {
+        let interval = limiter.gcra.interval;
+        let users = self.batch.take();
+        let mut pipe = redis::pipe();
+        let mut ncalls = 0;
+        for run in calls(users, KEYS_PER_CALL) {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(&self.sha).arg(run.len());
+            for &(id, _) in run {
+                cmd.arg(&redis_key(id)[..]);
+            }
+            for &(_, n) in run {
+                cmd.arg(n as u64 * interval);
+            }
+            pipe.add_command(cmd);
+            ncalls += 1;
+        }
+        self.packed = pipe.get_packed_pipeline();
+        self.stats.sent_bytes.fetch_add(self.packed.len() as u64, Relaxed);
+        let con = self.con.as_mut().ok_or("not connected")?;
+        let mut replies = con
+            .req_packed_commands(&self.packed, 0, ncalls)
+            .map_err(|e| e.to_string())?;
+        let noscript = |r: &Value| matches!(r, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript));
+        if replies.iter().any(noscript) {
+            // Redis restarted (or SCRIPT FLUSH): a NOSCRIPT call changed nothing, so load the script again
+            // (same text, same hash) and send the same batch once more.
+            let _: String = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(SCRIPT)
+                .query(con)
+                .map_err(|e| e.to_string())?;
+            replies = con
+                .req_packed_commands(&self.packed, 0, ncalls)
+                .map_err(|e| e.to_string())?;
+        }
+        let now = limiter.micros(Instant::now());
+        let table = limiter.table();
+        let mut synced = 0;
+        for (run, reply) in calls(users, KEYS_PER_CALL).zip(replies.iter()) {
+            let Value::Array(vals) = reply else {
+                return Err(format!("the merge script failed: {reply:?}"));
+            };
+            if vals.len() != run.len() + 1 {
+                return Err(format!(
+                    "the merge script answered {} values for {} users",
+                    vals.len(),
+                    run.len()
+                ));
+            }
+            for (&(id, _), v) in run.iter().zip(&vals[1..]) {
+                let Value::Int(ahead) = *v else {
+                    return Err(format!("unexpected value from the merge script: {v:?}"));
+                };
+                table.raise(id, now.saturating_add(ahead.max(0) as u64), now);
+                synced += 1;
+            }
+        }
+        Ok(synced)
+    }
+}
+
+/// Starts the sync thread of a fleet-wide limit.
+pub fn start(shared: Arc<Shared>, mut syncer: Syncer, interval: Duration) -> std::io::Result<()> {
+    std::thread::Builder::new().name("redis-sync".into()).spawn(move || {
+        let Some(limiter) = shared.limiter.as_ref() else {
+            return;
+        };
+        let mut next = Instant::now() + interval;
+        while !shared.shutdown.load(Relaxed) {
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+            // After a slow sync, the next one starts right away, once: missed ticks are not made up.
+            next = Instant::now().max(next) + interval;
+            let _ = syncer.sync_once(limiter);
+        }
+    })?;
+    Ok(())
+}

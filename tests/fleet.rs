@@ -1,0 +1,205 @@
+//! The fleet-wide limit with a real `redis-server` and two portcullis processes: the bound across nodes,
+//! Redis killed and restarted mid-traffic, the merge script against its model, and a large sync.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis::limit::fleet::{merge, redis_key, SCRIPT};
+use portcullis::limit::{Gcra, KeyMode, Limiter};
+use portcullis::redis_sync::Syncer;
+use support::*;
+
+fn req(auth: &str) -> Vec<u8> {
+    format!("GET /f HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\nAuthorization: {auth}\r\n\r\n").into_bytes()
+}
+
+/// A node: `--rate 10` (burst 10), fleet-wide through `redis`, syncing every `sync`.
+fn node(up: &Upstream, redis: &RedisServer, sync: &str) -> Proxy {
+    let url = redis.url();
+    let p = Proxy::with_upstream(
+        up.addr,
+        &[
+            "--rate",
+            "10",
+            "--redis-url",
+            &url,
+            "--redis-sync",
+            sync,
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    p.wait_metric("portcullis_redis_up", 1.0);
+    p
+}
+
+/// `n` requests of user `auth` at `per_sec`, alternating between the nodes, on an absolute schedule. Every
+/// answer must be 200 or 429 and come back (a stall fails the read). Returns the 200s per node.
+fn alternate(nodes: &[&Proxy], auth: &str, per_sec: u64, n: u64) -> Vec<u64> {
+    let mut cs: Vec<Client> = nodes.iter().map(|p| p.connect()).collect();
+    let mut ok = vec![0; nodes.len()];
+    let start = Instant::now();
+    for i in 0..n {
+        let at = start + Duration::from_micros(i * 1_000_000 / per_sec);
+        if let Some(d) = at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d); // pacing the load, not synchronising
+        }
+        let k = i as usize % nodes.len();
+        let r = cs[k].roundtrip(&req(auth));
+        match r.status {
+            200 => ok[k] += 1,
+            429 => assert_eq!(r.header("retry-after").as_deref(), Some("1")),
+            s => panic!("{auth}: unexpected {s}"),
+        }
+    }
+    ok
+}
+
+#[test]
+fn two_nodes_hold_one_user_to_the_fleet_limit() {
+    let redis = RedisServer::start();
+    let up = Upstream::ok("ok");
+    let (a, b) = (node(&up, &redis, "50ms"), node(&up, &redis, "50ms"));
+    let nodes = Arc::new((a, b));
+    // Bob at 0.9x the rate over both nodes, at the same time: never refused.
+    let n2 = nodes.clone();
+    let bob = std::thread::spawn(move || alternate(&[&n2.0, &n2.1], "Bearer bob", 9, 36));
+    // Alice at 3x the rate for 4 s over both nodes: the fleet admits rate x 4 s + burst = 50 (-2 / +10%).
+    let alice = alternate(&[&nodes.0, &nodes.1], "Bearer alice", 30, 120);
+    let total: u64 = alice.iter().sum();
+    eprintln!("alice admitted {total} ({alice:?})");
+    assert!(
+        (48..=55).contains(&total),
+        "alice admitted {total} ({alice:?}); the fleet bound is 48..=55"
+    );
+    assert!(alice.iter().all(|&n| n > 10), "both nodes admitted some: {alice:?}");
+    assert_eq!(
+        bob.join().unwrap().iter().sum::<u64>(),
+        36,
+        "bob, under the rate, is never refused"
+    );
+    // Without the fleet sync each node would have admitted about as much as alice got in all.
+    assert!(nodes.0.metric("portcullis_redis_synced_users_total").unwrap() > 0.0);
+}
+
+#[test]
+fn redis_killed_and_restarted_mid_traffic() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let up = Upstream::ok("ok");
+    let (a, b) = (node(&up, &redis, "50ms"), node(&up, &redis, "50ms"));
+    // Carol at 3x for 1 s with Redis, then Redis dies, and 2 s more: each node decides on its own, every
+    // answer is a 200 or a 429 (no stall, no 5xx), and each node stays within its local limit.
+    let before = alternate(&[&a, &b], "Bearer carol", 30, 30);
+    redis.kill();
+    let after = alternate(&[&a, &b], "Bearer carol", 30, 60);
+    for k in 0..2 {
+        // A node alone admits at most its burst plus its rate over the 3 s.
+        let admitted = before[k] + after[k];
+        assert!(
+            admitted <= 10 + 30 + 1,
+            "node {k} admitted {admitted} ({before:?} then {after:?})"
+        );
+    }
+    // Both nodes say so.
+    a.wait_metric("portcullis_redis_up", 0.0);
+    b.wait_metric("portcullis_redis_up", 0.0);
+    assert!(a.log.lock().unwrap().contains("deciding from the node-local table"));
+    // Redis back, empty, on the same port: the nodes reconnect by themselves, and the fleet bound holds
+    // again for a user at 3x for 2 s (rate x 2 s + burst = 30, -2 / +10%).
+    let _redis = RedisServer::start_on(port);
+    a.wait_metric("portcullis_redis_up", 1.0);
+    b.wait_metric("portcullis_redis_up", 1.0);
+    let dave: u64 = alternate(&[&a, &b], "Bearer dave", 30, 60).iter().sum();
+    eprintln!("dave admitted {dave}");
+    assert!(
+        (28..=33).contains(&dave),
+        "dave admitted {dave}; the fleet bound is 28..=33"
+    );
+    assert!(a
+        .log
+        .lock()
+        .unwrap()
+        .contains("connected; the rate limit is fleet-wide"));
+}
+
+fn redis_con(r: &RedisServer) -> redis::Connection {
+    redis::Client::open(r.url()).unwrap().get_connection().unwrap()
+}
+
+fn redis_now_us(con: &mut redis::Connection) -> u64 {
+    let (s, us): (u64, u64) = redis::cmd("TIME").query(con).unwrap();
+    s * 1_000_000 + us
+}
+
+#[test]
+fn merge_script_matches_the_gcra_model() {
+    let redis = RedisServer::start();
+    let mut con = redis_con(&redis);
+    let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query(&mut con).unwrap();
+    let g = Gcra::new(10, 10);
+    let t = g.interval;
+    let keys: Vec<[u8; 32]> = (1..=4u64).map(|i| redis_key(i << 56 | i)).collect();
+    let now0 = redis_now_us(&mut con);
+    // A user 3 s ahead, one whose schedule has passed (its key expired: missing), one 50 ms ahead, one new.
+    let stored = [now0 + 3_000_000, 0, now0 + 50_000, 0];
+    for (k, &s) in keys.iter().zip(&stored) {
+        if s > 0 {
+            let _: () = redis::cmd("SET").arg(&k[..]).arg(s).query(&mut con).unwrap();
+        }
+    }
+    let counts = [4u64, 1, 7, 2];
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(&sha).arg(keys.len());
+    for k in &keys {
+        cmd.arg(&k[..]);
+    }
+    for n in counts {
+        cmd.arg(n * t);
+    }
+    let out: Vec<i64> = cmd.query(&mut con).unwrap();
+    let now = out[0] as u64;
+    assert!(now >= now0 && now < now0 + 1_000_000, "Redis's clock: {now} vs {now0}");
+    for i in 0..4 {
+        let want = merge(stored[i], now, counts[i], t);
+        assert_eq!(out[i + 1] as u64, want - now, "key {i}: ahead of now");
+        let got: u64 = redis::cmd("GET").arg(&keys[i][..]).query(&mut con).unwrap();
+        assert_eq!(got, want, "key {i}: stored TAT");
+        // The key lives until its schedule has passed, and not much longer.
+        let pttl: i64 = redis::cmd("PTTL").arg(&keys[i][..]).query(&mut con).unwrap();
+        let ahead_ms = ((want - now) / 1000) as i64;
+        assert!(
+            pttl > 0 && pttl <= ahead_ms + 1 && pttl >= ahead_ms - 1000,
+            "key {i}: pttl {pttl}, ahead {ahead_ms} ms"
+        );
+    }
+}
+
+#[test]
+fn a_sync_of_100k_active_users() {
+    let redis = RedisServer::start();
+    // At 1 request/s, each user's two requests put its schedule 2 s ahead: the keys outlive the test's checks.
+    let limiter = Limiter::new(Gcra::new(1, 10), 1 << 20, KeyMode::Authorization, 0, Instant::now()).fleet(1, 1 << 18);
+    let users = 100_000u64;
+    for _ in 0..2 {
+        for i in 0..users {
+            // Spread ids like hashes do.
+            limiter.record(0, i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+    }
+    let mut s = Syncer::new(&redis.url(), Duration::from_secs(5), Default::default()).unwrap();
+    let t = Instant::now();
+    assert_eq!(s.sync_once(&limiter), Ok(users as usize));
+    eprintln!("one sync of {users} users: {:?}", t.elapsed());
+    let mut con = redis_con(&redis);
+    let keys: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    assert_eq!(keys, users);
+    // Each user's fleet schedule (two requests charged) is now in the local table too.
+    let now = limiter.micros(Instant::now());
+    let live = limiter.table().live(now) as u64;
+    assert_eq!(live + limiter.table().evictions(), users);
+    // The next sync has nothing to carry.
+    assert_eq!(s.sync_once(&limiter), Ok(0));
+}
