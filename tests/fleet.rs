@@ -50,7 +50,7 @@ fn alternate(nodes: &[&Proxy], auth: &str, per_sec: u64, n: u64) -> Vec<u64> {
         let r = cs[k].roundtrip(&req(auth));
         match r.status {
             200 => ok[k] += 1,
-            429 => assert_eq!(r.header("retry-after").as_deref(), Some("1")),
+            429 => assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1),
             s => panic!("{auth}: unexpected {s}"),
         }
     }
@@ -202,4 +202,39 @@ fn a_sync_of_100k_active_users() {
     assert_eq!(live + limiter.table().evictions(), users);
     // The next sync has nothing to carry.
     assert_eq!(s.sync_once(&limiter), Ok(0));
+}
+
+/// The admitted counts behind docs/performance.md's table, for sync intervals of 10, 50 and 200 ms, next to
+/// the bound derived in docs/rate-limit.md: `rate x W + burst + (N - 1) x (burst + rate x (2S + d))`.
+/// `cargo test --release --test fleet -- --ignored --nocapture sweep` (12 s).
+#[test]
+#[ignore = "a measurement for docs/performance.md; run by hand"]
+fn sweep_of_sync_intervals() {
+    let up = Upstream::ok("ok");
+    for (sync, s_ms) in [("10ms", 10u64), ("50ms", 50), ("200ms", 200)] {
+        let redis = RedisServer::start();
+        let nodes = Arc::new((node(&up, &redis, sync), node(&up, &redis, sync)));
+        // Pattern 1: 3x the rate, alternating between the nodes, for 4 s.
+        let n2 = nodes.clone();
+        let steady = std::thread::spawn(move || alternate(&[&n2.0, &n2.1], "Bearer steady", 30, 120));
+        // Pattern 2 (the worst case): a full burst on each node at once, then as pattern 1.
+        let burst_first = {
+            let mut cs = [nodes.0.connect(), nodes.1.connect()];
+            let mut ok = 0u64;
+            for i in 0..20 {
+                if cs[i % 2].roundtrip(&req("Bearer burst")).status == 200 {
+                    ok += 1;
+                }
+            }
+            (ok, ok + alternate(&[&nodes.0, &nodes.1], "Bearer burst", 30, 120).iter().sum::<u64>())
+        };
+        let steady: u64 = steady.join().unwrap().iter().sum();
+        // W = 4 s, rate 10, burst 10, N = 2, d = 1 ms on loopback.
+        let bound = 40 + 10 + (10 + 10 * (2 * s_ms + 1) / 1000);
+        println!(
+            "sync {sync}: alternating 3x {steady}; burst on both {} then 3x, in all {}; exact GCRA 50, bound {bound}",
+            burst_first.0, burst_first.1
+        );
+        assert!(steady <= bound && burst_first.1 <= bound);
+    }
 }
