@@ -68,7 +68,7 @@ fn sync(c: &mut Criterion) {
                     // The same users each round (3 requests each), as a steady population would be.
                     for _ in 0..3 {
                         for i in 0..USERS {
-                            limiter.record(0, (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                            limiter.record(0, (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15), &limiter.gcra);
                         }
                     }
                     let (in0, out0) = redis_net_bytes(&mut con);

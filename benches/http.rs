@@ -55,6 +55,7 @@ fn bench(c: &mut Criterion) {
                 default_host: b"up:80",
                 version_header: b"X-Api-Version",
                 version: Some(b"v2"),
+                observe: None,
             };
             forward_head(&mut out, &h, 0, &fwd);
             black_box(out.len())

@@ -62,5 +62,69 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// A whole decision (tier lookup + table) for a user listed among 100 000, for an unlisted one, and with no
+/// tiers at all; 100 000 rotating users each, hashes precomputed (the limiter computes them anyway).
+fn tiers(c: &mut Criterion) {
+    use portcullis::limit::tiers::{Memo, Tier, TierSpec, Tiers};
+    use portcullis::limit::{KeyMode, Limiter};
+    const N: usize = 100_000;
+    let limiter = Limiter::new(Gcra::new(10, 10), 1 << 20, KeyMode::Authorization, 0, Instant::now());
+    let listed: Vec<String> = (0..N).map(|i| format!("Bearer user-{i}")).collect();
+    let by_value = [TierSpec {
+        name: "gold".into(),
+        rate: 1_000_000,
+        burst: 1_000_000,
+        users: listed.clone(),
+    }];
+    let by_digest = [TierSpec {
+        users: listed
+            .iter()
+            .map(|u| {
+                use sha2::Digest;
+                let d = sha2::Sha256::digest(u.as_bytes());
+                format!("sha256:{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            })
+            .collect(),
+        ..by_value[0].clone()
+    }];
+    let default = || Tier::new("default", 1_000_000, 1_000_000);
+    let plain = Tiers::build(default(), &by_value, |v| limiter.value_hash(v)).unwrap();
+    let hashed = Tiers::build(default(), &by_digest, |v| limiter.value_hash(v)).unwrap();
+    let none = Tiers::single(default());
+    let users = |prefix: &str| -> Vec<(u64, Vec<u8>)> {
+        (0..N)
+            .map(|i| {
+                let v = format!("Bearer {prefix}-{i}");
+                (limiter.value_hash(&v).unwrap(), v.into_bytes())
+            })
+            .collect()
+    };
+    let (listed_users, unlisted_users) = (users("user"), users("other"));
+    let mut g = c.benchmark_group("tiers");
+    let start = Instant::now();
+    for (rot, label) in [(1024, "1k_active"), (N, "100k_active")] {
+        for (name, tiers, who) in [
+            ("no_tiers", &none, &unlisted_users),
+            ("100k_listed/unlisted_user", &plain, &unlisted_users),
+            ("100k_listed/listed_user", &plain, &listed_users),
+            ("100k_sha256/unlisted_user", &hashed, &unlisted_users),
+            ("100k_sha256/listed_user", &hashed, &listed_users),
+        ] {
+            let mut memo = Memo::default();
+            let mut i = 0usize;
+            g.bench_function(format!("{label}/{name}"), |b| {
+                b.iter(|| {
+                    i = (i + 1) % rot;
+                    let (hash, value) = &who[i];
+                    let t = tiers.lookup(*hash, Some(value), &mut memo);
+                    let gcra = &tiers.tiers[t as usize].gcra;
+                    black_box(limiter.decide_with(gcra, *hash, start))
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, tiers);
 criterion_main!(benches);

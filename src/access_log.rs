@@ -7,7 +7,8 @@
 //! Format (one object per line): `{"time":1764427200.123,"client":"127.0.0.1","method":"GET","target":"/x",
 //! "status":200,"reason":null,"bytes_in":120,"bytes_out":431,"duration_us":312,"user":"9f3a0c2e71b4d5a6"}`:
 //! `time` in Unix seconds (millisecond precision), `reason` the refusal code (null when the upstream
-//! answered; `aborted` when the response was cut), `user` the rate-limit key's hash (null without a limit) - never the raw Authorization value.
+//! answered; `aborted` when the response was cut), `would_refuse` (only present on a request an `observe` rule
+//! would have refused: that refusal's code), `user` the rate-limit key's hash (null without a limit) - never the raw Authorization value.
 //! Targets longer than [`TARGET_MAX`] bytes are cut and end in `...`.
 
 use std::fs::{File, OpenOptions};
@@ -52,6 +53,8 @@ pub struct Entry<'a> {
     pub bytes_out: u64,
     pub duration_us: u64,
     pub user: Option<u64>,
+    /// The refusal an `observe` rule would have given this forwarded request.
+    pub would_refuse: Option<&'a str>,
 }
 
 pub struct AccessLog {
@@ -103,6 +106,11 @@ impl AccessLog {
                 b.push(b'"');
             }
             None => b.extend_from_slice(b"null"),
+        }
+        if let Some(r) = e.would_refuse {
+            b.extend_from_slice(b",\"would_refuse\":\"");
+            b.extend_from_slice(r.as_bytes());
+            b.push(b'"');
         }
         b.extend_from_slice(b",\"bytes_in\":");
         put_u64(b, e.bytes_in);
@@ -176,6 +184,7 @@ mod tests {
             bytes_out: 20,
             duration_us: 30,
             user: Some(0xabc),
+            would_refuse: None,
         });
         let line = String::from_utf8(log.buf.clone()).unwrap();
         assert!(line.ends_with("}\n"));

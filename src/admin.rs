@@ -69,6 +69,7 @@ fn metrics_text(shared: &Shared) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let l = shared.limiter.as_ref();
     let gauges = Gauges {
+        reloads: [shared.reloads[0].load(Relaxed), shared.reloads[1].load(Relaxed)],
         rate_table_live: l.map(|l| l.table().live(l.micros(Instant::now())) as u64),
         rate_evictions: l.map(|l| l.table().evictions()),
         redis: shared.redis.as_ref().map(|r| crate::metrics::RedisGauges {

@@ -142,6 +142,31 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_ADMIN")]
     pub admin: Option<String>,
 
+    /// The Accept rule: enforce (refuse), observe (forward; count and log what it would refuse), or off.
+    #[arg(long, env = "PORTCULLIS_ACCEPT_RULE", default_value = "enforce")]
+    pub accept_rule: String,
+
+    /// The Content-Type rule (JSON methods): enforce, observe, or off.
+    #[arg(long, env = "PORTCULLIS_CONTENT_TYPE_RULE", default_value = "enforce")]
+    pub content_type_rule: String,
+
+    /// The JSON body rule: enforce, observe, or off.
+    #[arg(long, env = "PORTCULLIS_JSON_RULE", default_value = "enforce")]
+    pub json_rule: String,
+
+    /// The per-user rate limit rule: enforce, observe, or off.
+    #[arg(long, env = "PORTCULLIS_RATE_RULE", default_value = "enforce")]
+    pub rate_rule: String,
+
+    /// Tell the upstream what an `observe` rule would have refused, in this request header (the client's own
+    /// copy is removed); off by default.
+    #[arg(long, env = "PORTCULLIS_OBSERVE_HEADER")]
+    pub observe_header: Option<String>,
+
+    /// Per-user limits: a TOML file of named tiers (rate, burst, users); see docs/rate-limit.md.
+    #[arg(long, env = "PORTCULLIS_LIMITS")]
+    pub limits: Option<String>,
+
     /// Also add the `RateLimit` field (remaining quota) to every forwarded response.
     #[arg(long, env = "PORTCULLIS_RATELIMIT_HEADERS")]
     pub ratelimit_headers: bool,
@@ -160,6 +185,8 @@ pub struct Config {
     pub upstream_pool: usize,
     pub docs_url: Option<String>,
     pub policy: crate::guard::Policy,
+    /// `--observe-header`: the request header naming what an observe rule would have refused.
+    pub observe_header: Option<String>,
     pub rate: Option<RateConfig>,
     pub admin: Option<SocketAddr>,
     pub access_log: Option<String>,
@@ -175,6 +202,9 @@ pub struct RateConfig {
     pub trust_forwarded_for: usize,
     pub table_slots: usize,
     pub headers: bool,
+    pub mode: crate::guard::Mode,
+    /// `--limits FILE`: the tiers file (read at start and on SIGHUP).
+    pub limits_path: Option<String>,
     /// Fleet-wide through this Redis (the URL as given: it may hold a password, never log it).
     pub redis_url: Option<String>,
     pub redis_sync: Duration,
@@ -311,6 +341,10 @@ impl Config {
                 a.max_json_depth
             ));
         }
+        mode("--rate-rule", &a.rate_rule)?;
+        if a.rate == 0 && a.limits.as_ref().is_some_and(|l| !l.is_empty()) {
+            return Err("--limits: per-user limits need the rate limit on (--rate above 0)".into());
+        }
         if let Some(u) = a.redis_url.as_ref().filter(|u| !u.is_empty()) {
             if a.rate == 0 {
                 return Err("--redis-url: the fleet-wide limit needs the rate limit on (--rate above 0)".into());
@@ -354,6 +388,8 @@ impl Config {
                 headers: a.ratelimit_headers,
                 redis_url: a.redis_url.clone().filter(|u| !u.is_empty()),
                 redis_sync: a.redis_sync,
+                mode: crate::guard::Mode::parse(&a.rate_rule).map_err(|e| format!("--rate-rule {e}"))?,
+                limits_path: a.limits.clone().filter(|p| !p.is_empty()),
             })
         };
         let admin = match a.admin.as_ref().filter(|s| !s.is_empty()) {
@@ -367,7 +403,15 @@ impl Config {
             access_log: a.access_log.filter(|p| !p.is_empty()),
             admin,
             rate,
+            observe_header: match a.observe_header.as_ref().filter(|h| !h.is_empty()) {
+                Some(h) if h.bytes().all(crate::http::is_tchar) => Some(h.clone()),
+                Some(h) => return Err(format!("--observe-header {h:?}: not a field name")),
+                None => None,
+            },
             policy: crate::guard::Policy {
+                accept_mode: mode("--accept-rule", &a.accept_rule)?,
+                content_type_mode: mode("--content-type-rule", &a.content_type_rule)?,
+                json_mode: mode("--json-rule", &a.json_rule)?,
                 accept,
                 version_header: a.version_header,
                 json_methods: crate::guard::Policy::method_mask(&json_methods),
@@ -428,6 +472,10 @@ impl Config {
                         .join(", ")
                 ),
             ),
+            ("accept-rule", s(self.policy.accept_mode.name())),
+            ("content-type-rule", s(self.policy.content_type_mode.name())),
+            ("json-rule", s(self.policy.json_mode.name())),
+            ("observe-header", s(self.observe_header.as_deref().unwrap_or(""))),
             ("version-header", s(&self.policy.version_header)),
             (
                 "json-methods",
@@ -459,6 +507,8 @@ impl Config {
                     ("trust-forwarded-for", r.trust_forwarded_for.to_string()),
                     ("rate-table-slots", r.table_slots.to_string()),
                     ("ratelimit-headers", r.headers.to_string()),
+                    ("rate-rule", s(r.mode.name())),
+                    ("limits", s(r.limits_path.as_deref().unwrap_or(""))),
                     (
                         "redis-url",
                         s(&r.redis_url
@@ -482,6 +532,10 @@ impl Config {
         let a = Args::try_parse_from(args).map_err(|e| e.to_string())?;
         Config::from_args(a)
     }
+}
+
+fn mode(flag: &str, s: &str) -> Result<crate::guard::Mode, String> {
+    crate::guard::Mode::parse(s).map_err(|e| format!("{flag} {e}"))
 }
 
 fn resolve(s: &str) -> Result<SocketAddr, String> {

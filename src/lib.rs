@@ -16,6 +16,7 @@ pub mod limit;
 pub mod log;
 pub mod metrics;
 pub mod redis_sync;
+pub mod rules;
 pub mod server;
 pub mod timer;
 pub mod worker;

@@ -3,43 +3,59 @@
 use std::process::exit;
 
 use clap::{CommandFactory, Parser};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use portcullis::config::{Args, Config};
 
-/// Applies `--config FILE` (or `PORTCULLIS_CONFIG`): every key becomes its flag's environment variable unless
-/// that variable is already set, so flags > environment > file > defaults.
-fn apply_config_file() -> Result<(), String> {
-    let argv: Vec<String> = std::env::args().collect();
+/// The command line the configuration is parsed from: argv, with the settings of `--config FILE` (or
+/// `PORTCULLIS_CONFIG`) put in front as flags, except those the environment or argv sets, so that
+/// flags > environment > file > defaults. Read again on SIGHUP.
+fn command_line(argv: &[String]) -> Result<Vec<String>, String> {
     let from_flag = argv.iter().enumerate().find_map(|(i, a)| {
         a.strip_prefix("--config=")
             .map(str::to_string)
             .or_else(|| (a == "--config").then(|| argv.get(i + 1).cloned()).flatten())
     });
     let Some(path) = from_flag.or_else(|| std::env::var("PORTCULLIS_CONFIG").ok()) else {
-        return Ok(());
+        return Ok(argv.to_vec());
     };
     let text = std::fs::read_to_string(&path).map_err(|e| format!("--config {path}: {e}"))?;
     let settings = portcullis::config_file::parse(&text).map_err(|e| format!("--config {path}: {e}"))?;
-    let known: Vec<String> = Args::command()
-        .get_arguments()
-        .filter_map(|a| a.get_long().map(str::to_string))
-        .filter(|l| !matches!(l.as_str(), "config" | "check-config" | "help" | "version"))
-        .collect();
+    let command = Args::command();
+    let mut line = vec![argv[0].clone()];
     for (key, value) in settings {
-        if !known.contains(&key) {
-            return Err(format!(
-                "--config {path}: unknown setting {key:?} (settings are named as the flags)"
-            ));
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()))
+            .filter(|_| !matches!(key.as_str(), "config" | "check-config" | "help" | "version"))
+            .ok_or_else(|| format!("--config {path}: unknown setting {key:?} (settings are named as the flags)"))?;
+        let flag = format!("--{key}");
+        let in_argv = argv[1..]
+            .iter()
+            .any(|a| *a == flag || a.strip_prefix(&flag).is_some_and(|r| r.starts_with('=')));
+        if in_argv || std::env::var_os(portcullis::config_file::env_name(&key)).is_some() {
+            continue;
         }
-        let var = portcullis::config_file::env_name(&key);
-        if std::env::var_os(&var).is_none() {
-            // Single-threaded here: nothing else reads the environment yet.
-            std::env::set_var(var, value);
+        if arg.get_action().takes_values() {
+            line.push(format!("{flag}={value}"));
+        } else {
+            match value.as_str() {
+                "true" => line.push(flag),
+                "false" => {}
+                _ => return Err(format!("--config {path}: {key} = {value:?}: expected true or false")),
+            }
         }
     }
-    Ok(())
+    line.extend(argv[1..].iter().cloned());
+    Ok(line)
+}
+
+/// The configuration argv, the environment and the config file describe now.
+fn load(argv: &[String]) -> Result<Config, String> {
+    let args = Args::try_parse_from(command_line(argv)?)
+        .map_err(|e| e.to_string().trim_end().trim_start_matches("error: ").to_string())?;
+    Config::from_args(args)
 }
 
 fn main() {
@@ -48,10 +64,12 @@ fn main() {
         eprintln!("portcullis: {msg}");
         exit(if check { 1 } else { 2 });
     };
-    if let Err(e) = apply_config_file() {
-        fail(e);
-    }
-    let args = match Args::try_parse() {
+    let argv: Vec<String> = std::env::args().collect();
+    let line = match command_line(&argv) {
+        Ok(l) => l,
+        Err(e) => fail(e),
+    };
+    let args = match Args::try_parse_from(line) {
         Ok(a) => a,
         Err(e)
             if e.kind() == clap::error::ErrorKind::DisplayHelp
@@ -70,7 +88,7 @@ fn main() {
         exit(0);
     }
     portcullis::log::set_level(config.log_level);
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
         Err(e) => fail(format!("cannot install signal handlers: {e}")),
     };
@@ -84,9 +102,22 @@ fn main() {
     };
     let handle = running.shutdown_handle();
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
+        for sig in signals.forever() {
+            if sig == SIGHUP {
+                // Re-read --config and --limits; the policy is swapped whole, or not at all.
+                match handle.reload(load(&argv)) {
+                    Ok(ignored) if ignored.is_empty() => portcullis::info!("SIGHUP: reloaded the policy"),
+                    Ok(ignored) => portcullis::warn!(
+                        "SIGHUP: reloaded the policy; ignored until a restart: {}",
+                        ignored.join(", ")
+                    ),
+                    Err(e) => portcullis::error!("SIGHUP: reload refused, the old policy stays: {e}"),
+                }
+                continue;
+            }
             portcullis::info!("signal {sig}: no longer accepting; finishing in-flight requests");
             handle.shutdown();
+            break;
         }
     });
     match running.join() {

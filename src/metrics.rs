@@ -20,6 +20,8 @@ pub struct WorkerMetrics {
     pub forwarded: AtomicU64,
     /// Requests the ingress answered itself, by `Reason` index.
     pub refused: [AtomicU64; Reason::ALL.len()],
+    /// Forwarded requests an `observe` rule would have refused, by `Reason` index.
+    pub observed: [AtomicU64; Reason::ALL.len()],
     /// Forwarded requests whose response was cut (upstream failure or timeout mid-body, client gone).
     pub aborted: AtomicU64,
     /// Responses by status class 1xx..5xx.
@@ -65,6 +67,8 @@ impl WorkerMetrics {
 
 /// Values read at scrape time from outside the workers.
 pub struct Gauges {
+    /// Reloads by result: ok, failed.
+    pub reloads: [u64; 2],
     pub rate_table_live: Option<u64>,
     pub rate_evictions: Option<u64>,
     pub redis: Option<RedisGauges>,
@@ -98,7 +102,7 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
         &mut o,
         "portcullis_requests_total",
         "counter",
-        "Requests by outcome: forwarded, refused by the ingress (with the reason), or aborted mid-response.",
+        "Requests by outcome: forwarded, refused by the ingress (with the reason), aborted mid-response; observed: forwarded requests an observe rule would have refused (also counted as forwarded).",
     );
     let _ = writeln!(
         o,
@@ -112,6 +116,16 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
             "portcullis_requests_total{{outcome=\"refused\",reason=\"{}\"}} {n}",
             r.code()
         );
+    }
+    for r in Reason::ALL {
+        let n = sum(blocks, |b| &b.observed[r as usize]);
+        if n > 0 || r.observable() {
+            let _ = writeln!(
+                o,
+                "portcullis_requests_total{{outcome=\"observed\",reason=\"{}\"}} {n}",
+                r.code()
+            );
+        }
     }
     let _ = writeln!(
         o,
@@ -227,6 +241,14 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
         );
         let _ = writeln!(o, "portcullis_rate_limit_evictions_total {ev}");
     }
+    family(
+        &mut o,
+        "portcullis_reloads_total",
+        "counter",
+        "Policy reloads (SIGHUP) by result; a failed one leaves the old policy in force.",
+    );
+    let _ = writeln!(o, "portcullis_reloads_total{{result=\"ok\"}} {}", g.reloads[0]);
+    let _ = writeln!(o, "portcullis_reloads_total{{result=\"failed\"}} {}", g.reloads[1]);
     if let Some(r) = &g.redis {
         family(
             &mut o,
@@ -304,6 +326,7 @@ mod tests {
         let text = render(
             &blocks,
             &Gauges {
+                reloads: [0, 0],
                 rate_table_live: Some(3),
                 rate_evictions: Some(0),
                 redis: None,

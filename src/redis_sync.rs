@@ -117,12 +117,13 @@ impl Syncer {
     /// One sync: drains the journals, sends the batch, merges the answers. Returns the users synced.
     pub fn sync_once(&mut self, limiter: &Limiter) -> Result<usize, String> {
         let started = Instant::now();
+        let mut admitted = 0;
         for j in limiter.journals() {
-            j.drain(|id| self.batch.add(id));
+            admitted += j.drain(|id, charge| self.batch.add(id, charge)) as u64;
         }
         if self.con.is_none() {
             if started < self.next_connect {
-                return Err(self.drop_batch("not connected"));
+                return Err(self.drop_batch(admitted, "not connected"));
             }
             if let Err(e) = self.connect() {
                 self.next_connect = started + self.backoff;
@@ -130,7 +131,7 @@ impl Syncer {
                 let msg = e.to_string();
                 self.state(false, &msg);
                 self.stats.syncs_failed.fetch_add(1, Relaxed);
-                return Err(self.drop_batch(&msg));
+                return Err(self.drop_batch(admitted, &msg));
             }
             self.backoff = BACKOFF_MIN;
             self.state(true, "");
@@ -151,6 +152,7 @@ impl Syncer {
                 Ok(n)
             }
             Err(e) => {
+                self.stats.unreported.fetch_add(admitted, Relaxed);
                 // The connection's state is unknown after a failed round trip: start over.
                 self.con = None;
                 self.next_connect = Instant::now();
@@ -161,14 +163,15 @@ impl Syncer {
         }
     }
 
-    fn drop_batch(&mut self, why: &str) -> String {
-        let n: u64 = self.batch.take().iter().map(|&(_, n)| n as u64).sum();
-        self.stats.unreported.fetch_add(n, Relaxed);
+    /// Drops this sync's batch (`admitted` requests) unsent.
+    fn drop_batch(&mut self, admitted: u64, why: &str) -> String {
+        self.batch.take();
+        self.batch.dropped = 0;
+        self.stats.unreported.fetch_add(admitted, Relaxed);
         why.to_string()
     }
 
     fn round_trip(&mut self, limiter: &Limiter) -> Result<usize, String> {
-        let interval = limiter.gcra.interval;
         let users = self.batch.take();
         let mut pipe = redis::pipe();
         let mut ncalls = 0;
@@ -178,8 +181,8 @@ impl Syncer {
             for &(id, _) in run {
                 cmd.arg(&redis_key(id)[..]);
             }
-            for &(_, n) in run {
-                cmd.arg(n as u64 * interval);
+            for &(_, charge) in run {
+                cmd.arg(charge);
             }
             pipe.add_command(cmd);
             ncalls += 1;

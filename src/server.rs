@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -11,7 +11,6 @@ use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
-use crate::http::Catalogue;
 use crate::worker::{Worker, WAKER};
 
 /// Listen backlog: connections the kernel holds while every worker is busy or at the connection cap.
@@ -23,14 +22,15 @@ pub struct Shared {
     pub upstream: SocketAddr,
     /// `Host` value sent upstream when an HTTP/1.0 client sent none.
     pub upstream_host: Vec<u8>,
-    pub catalogue: Catalogue,
+    /// The policy in force (replaced whole by a reload).
+    pub rules: crate::rules::Current,
+    /// Reloads by result: ok, failed.
+    pub reloads: [AtomicU64; 2],
     /// Client connections open in the process (for `--max-connections`).
     pub open: AtomicUsize,
     pub shutdown: AtomicBool,
     /// The per-user limit (process-wide table), when on.
     pub limiter: Option<crate::limit::Limiter>,
-    /// `RateLimit-Policy: "default";q=<rate>;w=1` with CRLF, for 429 answers.
-    pub rate_policy_field: Vec<u8>,
     /// The fleet sync's state, when the limit is fleet-wide.
     pub redis: Option<Arc<crate::redis_sync::Stats>>,
     /// Where the access log goes, when on.
@@ -89,7 +89,60 @@ pub struct ShutdownHandle {
     wakers: Vec<Arc<Waker>>,
 }
 
+/// Settings a reload can change; any other difference is reported as needing a restart.
+const RELOADABLE: &[&str] = &[
+    "accept",
+    "version-header",
+    "json-methods",
+    "max-json-depth",
+    "docs-url",
+    "accept-rule",
+    "content-type-rule",
+    "json-rule",
+    "rate-rule",
+    "observe-header",
+    "rate",
+    "burst",
+    "limits",
+    "ratelimit-headers",
+    "log-level",
+];
+
 impl ShutdownHandle {
+    /// Replaces the policy with the one `config` describes (and its `--limits` file). On error the old policy
+    /// stays and the error says why. Returns the settings that differ but need a restart (ignored).
+    pub fn reload(&self, config: Result<Config, String>) -> Result<Vec<String>, String> {
+        let result = config.and_then(|c| self.try_reload(&c));
+        self.shared.reloads[result.is_err() as usize].fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn try_reload(&self, config: &Config) -> Result<Vec<String>, String> {
+        let old = &self.shared.config;
+        if config.rate.is_some() != old.rate.is_some() {
+            return Err("turning the rate limit on or off (--rate 0) needs a restart".into());
+        }
+        let rules = crate::rules::Rules::build(config, self.shared.limiter.as_ref())?;
+        let lines = |c: &Config| -> Vec<(String, String)> {
+            c.describe()
+                .lines()
+                .filter_map(|l| l.split_once(" = ").map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect()
+        };
+        let (before, after) = (lines(old), lines(config));
+        let ignored = after
+            .iter()
+            .filter(|(k, v)| !RELOADABLE.contains(&k.as_str()) && before.iter().any(|(k2, v2)| k2 == k && v2 != v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        crate::log::set_level(config.log_level);
+        self.shared.rules.replace(rules);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        Ok(ignored)
+    }
+
     /// Stop accepting, finish in-flight requests, close idle connections, then let the workers exit.
     pub fn shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::Release);
@@ -130,6 +183,20 @@ pub fn start(config: Config) -> io::Result<Running> {
         }
         None => None,
     };
+    let limiter = config.rate.as_ref().map(|r| {
+        let l = crate::limit::Limiter::new(
+            crate::limit::Gcra::new(r.rate, r.burst),
+            r.table_slots,
+            r.key.clone(),
+            r.trust_forwarded_for,
+            std::time::Instant::now(),
+        );
+        match r.redis_url {
+            Some(_) => l.fleet(config.workers, crate::redis_sync::JOURNAL_CAPACITY),
+            None => l,
+        }
+    });
+    let rules = crate::rules::Rules::build(&config, limiter.as_ref()).map_err(io::Error::other)?;
     let first = bind(config.listen)?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];
@@ -139,10 +206,8 @@ pub fn start(config: Config) -> io::Result<Running> {
     let shared = Arc::new(Shared {
         upstream,
         upstream_host: upstream.to_string().into_bytes(),
-        catalogue: Catalogue::new(
-            config.docs_url.as_deref(),
-            &config.policy.accept.iter().map(|t| t.media.clone()).collect::<Vec<_>>(),
-        ),
+        rules: crate::rules::Current::new(rules),
+        reloads: Default::default(),
         open: AtomicUsize::new(0),
         shutdown: AtomicBool::new(false),
         metrics: (0..config.workers).map(|_| Default::default()).collect(),
@@ -152,25 +217,8 @@ pub fn start(config: Config) -> io::Result<Running> {
             }
             None => None,
         },
-        limiter: config.rate.as_ref().map(|r| {
-            let l = crate::limit::Limiter::new(
-                crate::limit::Gcra::new(r.rate, r.burst),
-                r.table_slots,
-                r.key.clone(),
-                r.trust_forwarded_for,
-                std::time::Instant::now(),
-            );
-            match r.redis_url {
-                Some(_) => l.fleet(config.workers, crate::redis_sync::JOURNAL_CAPACITY),
-                None => l,
-            }
-        }),
+        limiter,
         redis: syncer.as_ref().map(|s| s.stats.clone()),
-        rate_policy_field: config
-            .rate
-            .as_ref()
-            .map(|r| format!("RateLimit-Policy: \"default\";q={};w=1\r\n", r.rate).into_bytes())
-            .unwrap_or_default(),
         config,
     });
     if let (Some(syncer), Some(r)) = (syncer, shared.config.rate.as_ref()) {

@@ -186,7 +186,7 @@ fn a_sync_of_100k_active_users() {
     for _ in 0..2 {
         for i in 0..users {
             // Spread ids like hashes do.
-            limiter.record(0, i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            limiter.record(0, i.wrapping_mul(0x9e37_79b9_7f4a_7c15), &limiter.gcra);
         }
     }
     let mut s = Syncer::new(&redis.url(), Duration::from_secs(5), Default::default()).unwrap();
@@ -226,7 +226,12 @@ fn sweep_of_sync_intervals() {
                     ok += 1;
                 }
             }
-            (ok, ok + alternate(&[&nodes.0, &nodes.1], "Bearer burst", 30, 120).iter().sum::<u64>())
+            (
+                ok,
+                ok + alternate(&[&nodes.0, &nodes.1], "Bearer burst", 30, 120)
+                    .iter()
+                    .sum::<u64>(),
+            )
         };
         let steady: u64 = steady.join().unwrap().iter().sum();
         // W = 4 s, rate 10, burst 10, N = 2, d = 1 ms on loopback.

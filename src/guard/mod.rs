@@ -51,6 +51,10 @@ impl ApiType {
 /// What the checks need, fixed at start.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// Each rule's mode (protocol safety, the framing and size limits, is not policy: always enforced).
+    pub accept_mode: Mode,
+    pub content_type_mode: Mode,
+    pub json_mode: Mode,
     /// Accepted API types; empty: any well-formed Accept is usable.
     pub accept: Vec<ApiType>,
     /// Header carrying the matched version upstream (the client's own copy is always removed).
@@ -74,6 +78,9 @@ impl Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
+            accept_mode: Mode::Enforce,
+            content_type_mode: Mode::Enforce,
+            json_mode: Mode::Enforce,
             accept: Vec::new(),
             version_header: "X-Api-Version".into(),
             json_methods: Policy::method_mask(&["POST", "PATCH"]),
@@ -82,29 +89,74 @@ impl Default for Policy {
     }
 }
 
-/// The head passed the checks.
+/// What a policy rule does: refuse (`enforce`), forward but count and log the refusal it would have given
+/// (`observe`), or nothing (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Observe,
+    Off,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Result<Mode, String> {
+        match s {
+            "enforce" => Ok(Mode::Enforce),
+            "observe" => Ok(Mode::Observe),
+            "off" => Ok(Mode::Off),
+            _ => Err(format!("{s:?}: use enforce, observe or off")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Observe => "observe",
+            Mode::Off => "off",
+        }
+    }
+}
+
+/// The head passed the checks (or broke only rules in `observe`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
     /// Index into `Policy::accept` of the version the request asked for.
     pub version: Option<usize>,
-    /// The body must be validated as JSON.
+    /// The body must be validated as JSON (the JSON rule is not `off` and the method is a JSON method).
     pub json_body: bool,
+    /// The first refusal an `observe` rule would have given.
+    pub observed: Option<Reason>,
 }
 
-/// Rules 2 and 3: Accept, then Content-Type for JSON methods.
+/// Rules 2 and 3: Accept, then Content-Type for JSON methods, each in its mode.
 pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admission, Reason> {
-    let version = check_accept(policy, head)?;
-    let json_body = policy.json_methods & (1 << head.method_idx) != 0;
-    if json_body {
+    let mut observed = None;
+    let mut version = None;
+    if policy.accept_mode != Mode::Off {
+        match check_accept(policy, head) {
+            Ok(v) => version = v,
+            Err(r) if policy.accept_mode == Mode::Observe => observed = Some(r),
+            Err(r) => return Err(r),
+        }
+    }
+    let json_method = policy.json_methods & (1 << head.method_idx) != 0;
+    if json_method && policy.content_type_mode != Mode::Off {
         let ok = match (head.content_type, head.content_type_count) {
             (Some(i), 1) => parse_media(head.headers[i].value).is_some_and(|m| is_json(&m)),
             _ => false,
         };
         if !ok {
-            return Err(Reason::ContentTypeNotJson);
+            if policy.content_type_mode == Mode::Enforce {
+                return Err(Reason::ContentTypeNotJson);
+            }
+            observed = observed.or(Some(Reason::ContentTypeNotJson));
         }
     }
-    Ok(Admission { version, json_body })
+    Ok(Admission {
+        version,
+        json_body: json_method && policy.json_mode != Mode::Off,
+        observed,
+    })
 }
 
 fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<usize>, Reason> {
@@ -295,5 +347,32 @@ mod tests {
         assert!(ApiType::parse("application/json").is_err());
         assert!(ApiType::parse("application/vnd.acme.vx+json").is_err());
         assert!(ApiType::parse("application/vnd..v1+json").is_err());
+    }
+
+    #[test]
+    fn modes_observe_and_off() {
+        let mut p = policy();
+        p.accept_mode = Mode::Observe;
+        let a = check(&p, "Content-Type: text/plain\r\n", "POST").unwrap_err();
+        assert_eq!(
+            a,
+            Reason::ContentTypeNotJson,
+            "an enforced rule still refuses after an observed one"
+        );
+        p.content_type_mode = Mode::Observe;
+        let a = check(&p, "Content-Type: text/plain\r\n", "POST").unwrap();
+        assert_eq!(
+            (a.observed, a.version, a.json_body),
+            (Some(Reason::AcceptHeaderMissing), None, true)
+        );
+        p.accept_mode = Mode::Off;
+        let a = check(&p, "Content-Type: text/plain\r\n", "POST").unwrap();
+        assert_eq!(a.observed, Some(Reason::ContentTypeNotJson));
+        p.content_type_mode = Mode::Off;
+        p.json_mode = Mode::Off;
+        let a = check(&p, "", "POST").unwrap();
+        assert_eq!((a.observed, a.json_body), (None, false));
+        assert_eq!(Mode::parse("observe"), Ok(Mode::Observe));
+        assert!(Mode::parse("audit").is_err());
     }
 }

@@ -17,6 +17,8 @@ pub struct Forward<'a> {
     /// The version header: any client copy is removed; `version` is sent in it when matched.
     pub version_header: &'a [u8],
     pub version: Option<&'a [u8]>,
+    /// `--observe-header`: its name (any client copy is removed) and the code it carries, if any.
+    pub observe: Option<(&'a [u8], Option<&'a [u8]>)>,
 }
 
 /// Writes the head forwarded upstream: the request line (as HTTP/1.1), the client's fields minus hop-by-hop
@@ -41,7 +43,10 @@ pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u6
             Field::Drop => continue,
             Field::Other => {}
         }
-        if name.eq_ignore_ascii_case(fwd.version_header) || (names_fields && named_by_connection(head.headers, name)) {
+        if name.eq_ignore_ascii_case(fwd.version_header)
+            || fwd.observe.is_some_and(|(o, _)| name.eq_ignore_ascii_case(o))
+            || (names_fields && named_by_connection(head.headers, name))
+        {
             continue;
         }
         put_field(out, h);
@@ -60,6 +65,12 @@ pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u6
         out.put(fwd.version_header);
         out.put(b": ");
         out.put(v);
+        out.put(b"\r\n");
+    }
+    if let Some((name, Some(code))) = fwd.observe {
+        out.put(name);
+        out.put(b": ");
+        out.put(code);
         out.put(b"\r\n");
     }
     out.put(b"X-Forwarded-For: ");
@@ -117,18 +128,19 @@ fn put_field(out: &mut impl Out, h: &Header<'_>) {
 
 /// How the relayed response reaches the client.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientSide {
+pub struct ClientSide<'a> {
     pub version: Version,
     /// The ingress closes the client connection after this response.
     pub close: bool,
     /// The body is chunked upstream but the client speaks HTTP/1.0: it is de-chunked and close-delimited.
     pub dechunk: bool,
-    /// Add `RateLimit: "default";r=<remaining>;t=<seconds>` (the user's quota after this request).
-    pub ratelimit: Option<(u32, u64)>,
+    /// Add `RateLimit: "<tier>";r=<remaining>;t=<seconds>` (the user's quota after this request): the
+    /// quoted tier name, remaining, seconds.
+    pub ratelimit: Option<(&'a [u8], u32, u64)>,
 }
 
 /// Writes the response head relayed to the client.
-pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: ClientSide) {
+pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: ClientSide<'_>) {
     out.put(b"HTTP/1.1 ");
     put_u64(out, resp.status as u64);
     out.put(b" ");
@@ -158,8 +170,10 @@ pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: Cl
         }
         put_field(out, h);
     }
-    if let Some((remaining, secs)) = client.ratelimit {
-        out.put(b"RateLimit: \"default\";r=");
+    if let Some((tier, remaining, secs)) = client.ratelimit {
+        out.put(b"RateLimit: ");
+        out.put(tier);
+        out.put(b";r=");
         put_u64(out, remaining as u64);
         out.put(b";t=");
         put_u64(out, secs);
@@ -181,7 +195,7 @@ mod tests {
 
     #[test]
     fn forwarded_head_drops_hop_by_hop() {
-        let raw = b"POST /x HTTP/1.1\r\nHost: api\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nX-Forwarded-For: 10.0.0.1\r\nX-API-Version: v9\r\nAccept: */*\r\n\r\n";
+        let raw = b"POST /x HTTP/1.1\r\nHost: api\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nX-Forwarded-For: 10.0.0.1\r\nX-API-Version: v9\r\nX-Observed: forged\r\nAccept: */*\r\n\r\n";
         let mut st = header_storage();
         let head = parse_head(raw, &Limits::default(), &mut st).unwrap().unwrap();
         let mut out = Vec::new();
@@ -190,11 +204,12 @@ mod tests {
             default_host: b"up",
             version_header: b"X-Api-Version",
             version: Some(b"v2"),
+            observe: Some((b"x-observed", Some(b"malformed_json"))),
         };
         forward_head(&mut out, &head, 11, &fwd);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "POST /x HTTP/1.1\r\nHost: api\r\nAccept: */*\r\nContent-Length: 11\r\nX-Api-Version: v2\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n\r\n"
+            "POST /x HTTP/1.1\r\nHost: api\r\nAccept: */*\r\nContent-Length: 11\r\nX-Api-Version: v2\r\nx-observed: malformed_json\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n\r\n"
         );
     }
 
@@ -209,6 +224,7 @@ mod tests {
             default_host: b"up:80",
             version_header: b"X-Api-Version",
             version: None,
+            observe: None,
         };
         forward_head(&mut out, &head, 0, &fwd);
         assert_eq!(

@@ -71,13 +71,14 @@ pub fn merge(stored: u64, now: u64, n: u64, interval: u64) -> u64 {
     stored.max(now) + n * interval
 }
 
-/// The users active on this node since the last sync, with their admitted counts. Reused from sync to sync.
+/// The users active on this node since the last sync, with what they were charged (admitted requests x
+/// their interval, microseconds). Reused from sync to sync.
 pub struct Batch {
-    counts: HashMap<u64, u32, ahash::RandomState>,
+    counts: HashMap<u64, u64, ahash::RandomState>,
     /// Most distinct users one sync carries; ids past it are dropped (and counted) until the next sync.
     pub max_users: usize,
     pub dropped: u64,
-    sorted: Vec<(u64, u32)>,
+    sorted: Vec<(u64, u64)>,
 }
 
 impl Batch {
@@ -90,13 +91,15 @@ impl Batch {
         }
     }
 
-    pub fn add(&mut self, id: u64) {
+    /// Adds an admission of `id` costing `charge`; past `max_users` users a new user's admission is dropped
+    /// (and its charge counted in `dropped`, in requests: one).
+    pub fn add(&mut self, id: u64, charge: u64) {
         let full = self.counts.len() >= self.max_users;
         match self.counts.get_mut(&id) {
-            Some(n) => *n = n.saturating_add(1),
+            Some(c) => *c = c.saturating_add(charge),
             None if full => self.dropped += 1,
             None => {
-                self.counts.insert(id, 1);
+                self.counts.insert(id, charge);
             }
         }
     }
@@ -109,8 +112,8 @@ impl Batch {
         self.counts.is_empty()
     }
 
-    /// Takes the batch: `(id, admitted)` sorted by group, so that each group is one contiguous run.
-    pub fn take(&mut self) -> &[(u64, u32)] {
+    /// Takes the batch: `(id, charge)` sorted by group, so that each group is one contiguous run.
+    pub fn take(&mut self) -> &[(u64, u64)] {
         self.sorted.clear();
         self.sorted.extend(self.counts.drain());
         self.sorted.sort_unstable_by_key(|&(id, _)| (group(id), id));
@@ -123,7 +126,7 @@ impl Batch {
 }
 
 /// Runs of `users` (sorted by [`Batch::take`]) that share a group, at most `max` long.
-pub fn calls(users: &[(u64, u32)], max: usize) -> impl Iterator<Item = &[(u64, u32)]> {
+pub fn calls(users: &[(u64, u64)], max: usize) -> impl Iterator<Item = &[(u64, u64)]> {
     users
         .chunk_by(|a, b| group(a.0) == group(b.0))
         .flat_map(move |run| run.chunks(max.max(1)))
@@ -165,7 +168,7 @@ mod tests {
     fn batch_counts_caps_and_groups() {
         let mut b = Batch::new(3);
         for id in [1u64 << 56 | 1, 2 << 56 | 5, 1 << 56 | 1, 1 << 56 | 2, 9 << 56] {
-            b.add(id);
+            b.add(id, 1);
         }
         assert_eq!((b.len(), b.dropped), (3, 1));
         let users = b.take().to_vec();

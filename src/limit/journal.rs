@@ -1,6 +1,7 @@
-//! What a worker admitted since the last fleet sync: a single-producer, single-consumer ring of user ids.
+//! What a worker admitted since the last fleet sync: a single-producer, single-consumer ring of (user id,
+//! charge) pairs, the charge being the user's emission interval (their tier's) in microseconds.
 //!
-//! The worker (the only producer) pushes the id of each admitted request: one slot store and one release
+//! The worker (the only producer) pushes one pair per admitted request: two slot stores and one release
 //! store, no lock, no allocation. The sync thread (the only consumer) drains it every interval. A full ring
 //! drops the id and counts it: that request was still decided by the local table, it is only missing from the
 //! fleet's count (see docs/rate-limit.md).
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 struct Line(AtomicU64);
 
 pub struct Journal {
-    slots: Box<[AtomicU64]>,
+    slots: Box<[[AtomicU64; 2]]>,
     mask: u64,
     /// Next slot to read (written by the consumer).
     head: Line,
@@ -25,7 +26,7 @@ impl Journal {
     pub fn new(capacity: usize) -> Journal {
         let cap = capacity.next_power_of_two().max(2);
         Journal {
-            slots: (0..cap).map(|_| AtomicU64::new(0)).collect(),
+            slots: (0..cap).map(|_| [AtomicU64::new(0), AtomicU64::new(0)]).collect(),
             mask: cap as u64 - 1,
             head: Line(AtomicU64::new(0)),
             tail: Line(AtomicU64::new(0)),
@@ -42,9 +43,9 @@ impl Journal {
         self.dropped.0.load(Ordering::Relaxed)
     }
 
-    /// Records `id`. Only one thread may push into a journal.
+    /// Records an admission of user `id` costing `charge`. Only one thread may push into a journal.
     #[inline]
-    pub fn push(&self, id: u64) {
+    pub fn push(&self, id: u64, charge: u64) {
         let t = self.tail.0.load(Ordering::Relaxed);
         if t.wrapping_sub(self.head.0.load(Ordering::Acquire)) > self.mask {
             // The producer is the only writer of `dropped`: no read-modify-write needed.
@@ -53,18 +54,21 @@ impl Journal {
                 .store(self.dropped.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             return;
         }
-        self.slots[(t & self.mask) as usize].store(id, Ordering::Relaxed);
+        let slot = &self.slots[(t & self.mask) as usize];
+        slot[0].store(id, Ordering::Relaxed);
+        slot[1].store(charge, Ordering::Relaxed);
         self.tail.0.store(t.wrapping_add(1), Ordering::Release);
     }
 
     /// Hands every id pushed so far to `f`, oldest first, and frees their slots. Only one thread may drain a
     /// journal. Returns how many there were.
-    pub fn drain(&self, mut f: impl FnMut(u64)) -> usize {
+    pub fn drain(&self, mut f: impl FnMut(u64, u64)) -> usize {
         let h = self.head.0.load(Ordering::Relaxed);
         let t = self.tail.0.load(Ordering::Acquire);
         let mut i = h;
         while i != t {
-            f(self.slots[(i & self.mask) as usize].load(Ordering::Relaxed));
+            let slot = &self.slots[(i & self.mask) as usize];
+            f(slot[0].load(Ordering::Relaxed), slot[1].load(Ordering::Relaxed));
             i = i.wrapping_add(1);
         }
         self.head.0.store(t, Ordering::Release);
@@ -81,18 +85,18 @@ mod tests {
     fn fifo_wraps_and_counts_drops() {
         let j = Journal::new(4);
         for id in 1..=6 {
-            j.push(id);
+            j.push(id, id * 10);
         }
         assert_eq!(j.dropped(), 2);
         let mut got = vec![];
-        assert_eq!(j.drain(|id| got.push(id)), 4);
-        assert_eq!(got, [1, 2, 3, 4]);
+        assert_eq!(j.drain(|id, c| got.push((id, c))), 4);
+        assert_eq!(got, [(1, 10), (2, 20), (3, 30), (4, 40)]);
         for round in 0..10u64 {
-            j.push(round);
-            j.push(round + 100);
+            j.push(round, 1);
+            j.push(round + 100, 2);
             got.clear();
-            j.drain(|id| got.push(id));
-            assert_eq!(got, [round, round + 100]);
+            j.drain(|id, c| got.push((id, c)));
+            assert_eq!(got, [(round, 1), (round + 100, 2)]);
         }
         assert_eq!(j.dropped(), 2);
     }
@@ -108,7 +112,7 @@ mod tests {
                 while pushed < n {
                     // Wait for room instead of dropping, so that the consumer must see every id.
                     if j.tail.0.load(Ordering::Relaxed) - j.head.0.load(Ordering::Acquire) < 1024 {
-                        j.push(pushed + 1);
+                        j.push(pushed + 1, pushed + 2);
                         pushed += 1;
                     } else {
                         std::thread::yield_now();
@@ -118,8 +122,8 @@ mod tests {
         };
         let (mut seen, mut next) = (0u64, 1u64);
         while seen < n {
-            seen += j.drain(|id| {
-                assert_eq!(id, next);
+            seen += j.drain(|id, c| {
+                assert_eq!((id, c), (next, next + 1));
                 next += 1;
             }) as u64;
         }

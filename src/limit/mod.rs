@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod gcra;
 pub mod journal;
 pub mod table;
+pub mod tiers;
 
 use core::net::IpAddr;
 use std::time::Instant;
@@ -86,11 +87,26 @@ impl Limiter {
         &self.journals
     }
 
-    /// Records, for the fleet sync, that `worker` admitted a request of user `hash`. No-op when node-local.
+    /// Records, for the fleet sync, that `worker` admitted a request of user `hash` under `gcra` (the user's
+    /// tier). No-op when node-local.
     #[inline]
-    pub fn record(&self, worker: usize, hash: u64) {
+    pub fn record(&self, worker: usize, hash: u64, gcra: &Gcra) {
         if let Some(j) = self.journals.get(worker) {
-            j.push(hash);
+            j.push(hash, gcra.interval);
+        }
+    }
+
+    /// The hash [`Limiter::key_hash`] gives a user whose key is `value` (a field value, or in `ip` mode an
+    /// address), for listing users in tiers.
+    pub fn value_hash(&self, value: &str) -> Result<u64, String> {
+        match self.mode {
+            KeyMode::Ip => {
+                let ip: IpAddr = value
+                    .parse()
+                    .map_err(|_| format!("{value:?} is not an IP address (--user-key ip)"))?;
+                Ok(self.ip_hash(ip))
+            }
+            _ => Ok(self.hash(1, value.as_bytes())),
         }
     }
 
@@ -110,15 +126,23 @@ impl Limiter {
         now.saturating_duration_since(self.epoch).as_micros() as u64
     }
 
-    /// Decides one request of the user whose key hashed to `hash` (see [`Limiter::key_hash`]) at `now`.
+    /// Decides one request of the user whose key hashed to `hash` (see [`Limiter::key_hash`]) at `now`, with
+    /// the limit given at construction.
     pub fn decide(&self, hash: u64, now: Instant) -> Decision {
         self.table.decide(&self.gcra, hash, self.micros(now))
     }
 
-    /// The user's key, hashed with this process's random seed (field keys and addresses are hashed apart);
-    /// `None` if the field the user is keyed on appears more than once (which copy would be the user? A
-    /// throw-away first copy must not choose the key while the upstream reads another). One pass.
-    pub fn key_hash(&self, head: &RequestHead<'_, '_>, peer: IpAddr) -> Option<u64> {
+    /// Decides one request under `gcra` (the user's tier).
+    #[inline]
+    pub fn decide_with(&self, gcra: &Gcra, hash: u64, now: Instant) -> Decision {
+        self.table.decide(gcra, hash, self.micros(now))
+    }
+
+    /// The user's key, hashed with this process's random seed (field keys and addresses are hashed apart), and
+    /// the field value it came from (`None` for an address); `None` if the field the user is keyed on appears
+    /// more than once (which copy would be the user? A throw-away first copy must not choose the key while the
+    /// upstream reads another). One pass.
+    pub fn key_hash<'h>(&self, head: &RequestHead<'h, '_>, peer: IpAddr) -> Option<(u64, Option<&'h [u8]>)> {
         let name: &[u8] = match &self.mode {
             KeyMode::Authorization => b"authorization",
             KeyMode::Header(name) => name.as_bytes(),
@@ -135,17 +159,21 @@ impl Limiter {
                 return None;
             }
             if let Some(v) = first.filter(|v| !v.is_empty()) {
-                return Some(self.hash(1, v));
+                return Some((self.hash(1, v), Some(v)));
             }
         }
-        Some(match client_ip(head, peer, self.trust_forwarded_for) {
+        Some((self.ip_hash(client_ip(head, peer, self.trust_forwarded_for)), None))
+    }
+
+    fn ip_hash(&self, ip: IpAddr) -> u64 {
+        match ip {
             IpAddr::V4(a) => self.hash(2, &a.octets()),
             IpAddr::V6(a) => match a.to_ipv4_mapped() {
                 Some(v4) => self.hash(2, &v4.octets()),
                 // One user per /64: a host gets a whole /64 from its provider.
                 None => self.hash(3, &a.octets()[..8]),
             },
-        })
+        }
     }
 }
 
@@ -191,23 +219,24 @@ mod tests {
         let l = |m| Limiter::new(Gcra::new(10, 10), 64, m, 0, Instant::now());
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let auth = l(KeyMode::Authorization);
-        let a = with_head("Authorization: Bearer x\r\n", |h| auth.key_hash(h, peer).unwrap());
-        let b = with_head("Authorization: Bearer y\r\n", |h| auth.key_hash(h, peer).unwrap());
-        let none = with_head("", |h| auth.key_hash(h, peer).unwrap());
-        let none2 = with_head("", |h| auth.key_hash(h, "10.0.0.2".parse().unwrap()).unwrap());
+        let a = with_head("Authorization: Bearer x\r\n", |h| auth.key_hash(h, peer).unwrap().0);
+        let b = with_head("Authorization: Bearer y\r\n", |h| auth.key_hash(h, peer).unwrap().0);
+        let none = with_head("", |h| auth.key_hash(h, peer).unwrap().0);
+        let none2 = with_head("", |h| auth.key_hash(h, "10.0.0.2".parse().unwrap()).unwrap().0);
         assert!(a != b && a != none && none != none2);
         let hdr = l(KeyMode::Header("x-api-key".into()));
         assert_eq!(
-            with_head("X-Api-Key: k1\r\n", |h| hdr.key_hash(h, peer).unwrap()),
+            with_head("X-Api-Key: k1\r\n", |h| hdr.key_hash(h, peer).unwrap().0),
             with_head("x-api-key: k1\r\nAuthorization: other\r\n", |h| hdr
                 .key_hash(h, "10.9.9.9".parse().unwrap())
-                .unwrap())
+                .unwrap()
+                .0)
         );
         let ip = l(KeyMode::Ip);
         let v6a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let v6b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
         let v6c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        let k = |p| with_head("Authorization: z\r\n", |h| ip.key_hash(h, p).unwrap());
+        let k = |p| with_head("Authorization: z\r\n", |h| ip.key_hash(h, p).unwrap().0);
         assert_eq!(k(v6a), k(v6b), "one /64, one user");
         assert_ne!(k(v6a), k(v6c));
         assert_eq!(k("::ffff:10.0.0.1".parse().unwrap()), k(peer));

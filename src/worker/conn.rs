@@ -15,12 +15,15 @@ pub use super::state::{BodyState, Exchange, IpText, Phase, Ready};
 use crate::access_log::{AccessLog, Entry, TARGET_MAX};
 use crate::buf::{put_u64, Buf, Out};
 use crate::guard::json::{JsonError, JsonValidator};
+use crate::guard::Mode;
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
 use crate::http::request::{self, Framing, RequestHead};
 use crate::http::write;
 use crate::http::{Reason, Version};
+use crate::limit::tiers::Memo;
 use crate::limit::{retry_after_secs, Decision};
 use crate::metrics::{add, WorkerMetrics};
+use crate::rules::Rules;
 use crate::server::Shared;
 
 /// How long a closing connection is drained after its last response, so the kernel does not reset it and
@@ -82,6 +85,9 @@ pub struct Env<'a> {
     pub metrics: &'a WorkerMetrics,
     /// This worker's index (its metrics block, its fleet journal).
     pub worker: usize,
+    /// The policy in force for requests whose head completes now.
+    pub rules: &'a Rules,
+    pub memo: &'a mut Memo,
     pub log: &'a mut Option<AccessLog>,
     /// Wall-clock time of this loop iteration, Unix milliseconds (only kept up to date with an access log).
     pub wall_ms: u64,
@@ -151,20 +157,23 @@ impl Client {
     pub fn respond(&mut self, env: &mut Env<'_>, reason: Reason) -> Step {
         let close = reason.closes() || !self.ex.keep_alive || env.draining;
         let out = self.out.get_or_insert_with(|| env.bufs.get());
-        if reason == Reason::RateLimited {
-            let secs = self.ex.retry_secs;
-            let policy = &env.shared.rate_policy_field;
-            env.shared.catalogue.write_with(out, reason, close, |o| {
-                o.put(b"Retry-After: ");
-                put_u64(o, secs);
-                o.put(b"\r\n");
-                o.put(policy);
-                o.put(b"RateLimit: \"default\";r=0;t=");
-                put_u64(o, secs);
-                o.put(b"\r\n");
-            });
-        } else {
-            out.put(env.shared.catalogue.response(reason, close));
+        let rules = env.rules;
+        match rules.tiers.as_ref().and_then(|t| t.tiers.get(self.ex.tier as usize)) {
+            Some(tier) if reason == Reason::RateLimited => {
+                let secs = self.ex.retry_secs;
+                rules.catalogue.write_with(out, reason, close, |o| {
+                    o.put(b"Retry-After: ");
+                    put_u64(o, secs);
+                    o.put(b"\r\n");
+                    o.put(&tier.policy_field);
+                    o.put(b"RateLimit: ");
+                    o.put(&tier.quoted);
+                    o.put(b";r=0;t=");
+                    put_u64(o, secs);
+                    o.put(b"\r\n");
+                });
+            }
+            _ => out.put(rules.catalogue.response(reason, close)),
         }
         self.ex.close_after = close;
         self.phase = Phase::Flush;
@@ -204,6 +213,7 @@ impl Client {
             bytes_out: self.ex.bytes_out,
             duration_us: now.saturating_duration_since(self.ex.started).as_micros() as u64,
             user: self.ex.user,
+            would_refuse: self.ex.observed.map(|r| r.code()),
         });
     }
 
@@ -302,30 +312,40 @@ impl Client {
             self.ex.target_len = n as u8;
             self.ex.target_cut = t.len() > TARGET_MAX;
         }
-        if let Some(lim) = env.shared.limiter.as_ref() {
-            let Some(user) = lim.key_hash(head, self.peer) else {
-                self.ex.keep_alive = false;
-                return (self.respond(env, Reason::AmbiguousUserKey), head_len, 0);
-            };
-            self.ex.user = Some(user);
-            match lim.decide(user, env.now) {
-                Decision::Allow {
-                    remaining, reset_us, ..
-                } => {
-                    lim.record(env.worker, user);
-                    self.ex.quota = Some((remaining, retry_after_secs(reset_us)));
-                }
-                Decision::Deny { retry_after_us } => {
-                    self.ex.retry_secs = retry_after_secs(retry_after_us);
-                    refusal = Some(Reason::RateLimited);
+        let rules = env.rules;
+        if let (Some(lim), Some(tiers)) = (env.shared.limiter.as_ref(), rules.tiers.as_ref()) {
+            if rules.rate_mode != Mode::Off {
+                let Some((user, value)) = lim.key_hash(head, self.peer) else {
+                    self.ex.keep_alive = false;
+                    return (self.respond(env, Reason::AmbiguousUserKey), head_len, 0);
+                };
+                self.ex.user = Some(user);
+                self.ex.tier = tiers.lookup(user, value, env.memo);
+                let tier = &tiers.tiers[self.ex.tier as usize];
+                match lim.decide_with(&tier.gcra, user, env.now) {
+                    Decision::Allow {
+                        remaining, reset_us, ..
+                    } => {
+                        lim.record(env.worker, user, &tier.gcra);
+                        self.ex.quota = Some((remaining, retry_after_secs(reset_us)));
+                    }
+                    // Observed: forwarded; a refused decision changed nothing, so no budget is spent.
+                    Decision::Deny { .. } if rules.rate_mode == Mode::Observe => {
+                        self.ex.observed = Some(Reason::RateLimited)
+                    }
+                    Decision::Deny { retry_after_us } => {
+                        self.ex.retry_secs = retry_after_secs(retry_after_us);
+                        refusal = Some(Reason::RateLimited);
+                    }
                 }
             }
         }
         if refusal.is_none() {
-            match crate::guard::check_head(&env.shared.config.policy, head) {
+            match crate::guard::check_head(&rules.policy, head) {
                 Ok(adm) => {
                     self.ex.api_version = adm.version;
                     self.ex.json = adm.json_body;
+                    self.ex.observed = self.ex.observed.or(adm.observed);
                 }
                 Err(reason) => refusal = Some(reason),
             }
@@ -481,20 +501,38 @@ impl Client {
         let body = &data[body];
         add(&env.metrics.bytes_in, (head.head_len + body.len()) as u64);
         self.ex.bytes_in = (head.head_len + body.len()) as u64;
+        let rules = env.rules;
         if self.ex.json {
             add(&env.metrics.json_bytes, body.len() as u64);
-            match env.json.validate(body) {
-                Ok(()) => {}
-                Err(JsonError::Malformed) => return self.respond(env, Reason::MalformedJson),
-                Err(JsonError::TooDeep) => return self.respond(env, Reason::JsonTooDeep),
+            let verdict = match env.json.validate(body) {
+                Ok(()) => None,
+                Err(JsonError::Malformed) => Some(Reason::MalformedJson),
+                Err(JsonError::TooDeep) => Some(Reason::JsonTooDeep),
+            };
+            if let Some(reason) = verdict {
+                if rules.policy.json_mode == Mode::Enforce {
+                    return self.respond(env, reason);
+                }
+                self.ex.observed = self.ex.observed.or(Some(reason));
             }
         }
-        let policy = &env.shared.config.policy;
+        if let Some(r) = self.ex.observed {
+            add(&env.metrics.observed[r as usize], 1);
+        }
+        let policy = &rules.policy;
         let info = write::Forward {
             client_ip: self.ip.as_bytes(),
             default_host: &env.shared.upstream_host,
             version_header: policy.version_header.as_bytes(),
-            version: self.ex.api_version.map(|i| policy.accept[i].version.as_bytes()),
+            version: self
+                .ex
+                .api_version
+                .and_then(|i| policy.accept.get(i))
+                .map(|t| t.version.as_bytes()),
+            observe: rules
+                .observe_header
+                .as_deref()
+                .map(|h| (h, self.ex.observed.map(|r| r.code().as_bytes()))),
         };
         let mut fwd = env.bufs.get();
         write::forward_head(&mut fwd, head, body.len() as u64, &info);

@@ -25,7 +25,9 @@ use slab::Slab;
 use crate::access_log::AccessLog;
 use crate::guard::json::JsonValidator;
 use crate::http::Reason;
+use crate::limit::tiers::Memo;
 use crate::metrics::add;
+use crate::rules::Rules;
 use crate::server::Shared;
 use crate::timer::{Entry, Wheel, TICK};
 use conn::{Client, Env, Exchange, IpText, Phase, Ready, Step, Upstream};
@@ -69,6 +71,11 @@ pub struct Worker {
     idle_ups: Vec<usize>,
     bufs: BufPool,
     json: JsonValidator,
+    /// The policy this worker decides with, and its generation (see `crate::rules`).
+    rules: Arc<Rules>,
+    rules_gen: u64,
+    /// The tier lookup's memo of `sha256:` answers (cleared with each new policy).
+    memo: Memo,
     log: Option<AccessLog>,
     /// Unix milliseconds at the top of this iteration (kept only with an access log).
     wall_ms: u64,
@@ -91,7 +98,8 @@ impl Worker {
         let now = Instant::now();
         let buf_size = (shared.config.limits.max_head + 1024).max(16 * 1024);
         let max_free = (shared.config.max_connections / shared.config.workers.max(1)).clamp(64, 4096);
-        let json = JsonValidator::new(shared.config.policy.max_json_depth);
+        let (rules, rules_gen) = shared.rules.get();
+        let json = JsonValidator::new(rules.policy.max_json_depth);
         let log = shared.access_log.clone().map(|sink| AccessLog::new(sink, now));
         Ok(Worker {
             id,
@@ -104,6 +112,9 @@ impl Worker {
             idle_ups: Vec::with_capacity(1024),
             bufs: BufPool::new(buf_size, max_free),
             json,
+            rules,
+            rules_gen,
+            memo: Memo::default(),
             log,
             wall_ms: 0,
             wheel: Wheel::new(now),
@@ -134,6 +145,16 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.now = Instant::now();
+            if self.shared.rules.generation() != self.rules_gen {
+                // A reload: requests from here on see the new policy (one decided already keeps its verdict).
+                let (rules, generation) = self.shared.rules.get();
+                if rules.policy.max_json_depth != self.rules.policy.max_json_depth {
+                    self.json = JsonValidator::new(rules.policy.max_json_depth);
+                }
+                self.rules = rules;
+                self.rules_gen = generation;
+                self.memo.clear();
+            }
             if self.log.is_some() {
                 self.wall_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -330,6 +351,8 @@ impl Worker {
             bufs,
             json,
             id,
+            rules,
+            memo,
             log,
             wall_ms,
             shared,
@@ -344,6 +367,8 @@ impl Worker {
             json,
             metrics: &shared.metrics[*id],
             worker: *id,
+            rules,
+            memo,
             log,
             wall_ms: *wall_ms,
             now: *now,

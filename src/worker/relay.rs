@@ -100,10 +100,12 @@ impl Client {
                                 version: self.ex.version,
                                 close,
                                 dechunk,
-                                ratelimit: if env.shared.config.rate.as_ref().is_some_and(|r| r.headers) {
-                                    self.ex.quota
-                                } else {
-                                    None
+                                ratelimit: match (env.rules.ratelimit_headers, self.ex.quota, &env.rules.tiers) {
+                                    (true, Some((r, t)), Some(tiers)) => tiers
+                                        .tiers
+                                        .get(self.ex.tier as usize)
+                                        .map(|tier| (tier.quoted.as_slice(), r, t)),
+                                    _ => None,
                                 },
                             },
                         );

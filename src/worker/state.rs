@@ -9,7 +9,7 @@ use crate::buf::Buf;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::RequestHead;
 use crate::http::response::BodyFramer;
-use crate::http::Version;
+use crate::http::{Reason, Version};
 
 /// Readiness as last reported by the poller, kept in user space.
 #[derive(Debug, Default, Clone, Copy)]
@@ -102,6 +102,10 @@ pub struct Exchange {
     pub quota: Option<(u32, u64)>,
     /// Rate limit: seconds to wait, for a 429.
     pub retry_secs: u64,
+    /// Rate limit: the user's tier (index into the rules' tiers).
+    pub tier: u8,
+    /// The first refusal an `observe` rule would have given (the request is forwarded).
+    pub observed: Option<Reason>,
     /// When the head was complete (for the duration metric).
     pub started: Instant,
     /// The upstream's status, once its head arrived.
@@ -147,6 +151,8 @@ impl Exchange {
             discard: 0,
             quota: None,
             retry_secs: 0,
+            tier: 0,
+            observed: None,
             started: now,
             status: 0,
             method_idx: 0,

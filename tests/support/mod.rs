@@ -490,3 +490,18 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+impl Proxy {
+    /// Polls the admin listener until its metrics text holds `line` (fails after `IO_TIMEOUT`).
+    pub fn wait_metrics_line(&self, line: &str) {
+        let until = std::time::Instant::now() + IO_TIMEOUT;
+        while !self.admin_get("/metrics").1.lines().any(|l| l == line) {
+            assert!(
+                std::time::Instant::now() < until,
+                "never saw {line}\n{}",
+                self.log.lock().unwrap()
+            );
+            thread::sleep(Duration::from_millis(20)); // polling the readiness signal itself
+        }
+    }
+}
