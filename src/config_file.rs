@@ -1,9 +1,9 @@
 //! `--config FILE`: settings in TOML (top-level `key = value` lines), one key per flag, named as the flag's
 //! long name (`max-body = "1MiB"`; `max_body` is accepted too). Precedence: file < environment < flags.
 //!
-//! The file is applied by setting the `PORTCULLIS_*` variable of every key whose variable is not already set,
-//! before the flags are parsed: the flag parser then sees flags first, then the environment (real or from
-//! the file), then defaults. Supported values: strings ("..." with \" \\ \n \t escapes, or '...'), integers,
+//! The binary applies the file by putting each setting in front of the command line as `--key=value`, except
+//! the settings the environment or the command line already give: the flag parser then sees flags first, then
+//! the environment, then the file, then defaults. It does so at start and again on SIGHUP. Supported values: strings ("..." with \" \\ \n \t escapes, or '...'), integers,
 //! booleans, and one-line arrays of those (joined with commas, as the repeatable flags read them).
 
 use std::collections::BTreeMap;

@@ -105,10 +105,14 @@ fn main() {
         for sig in signals.forever() {
             if sig == SIGHUP {
                 // Re-read --config and --limits; the policy is swapped whole, or not at all.
+                let started = std::time::Instant::now();
                 match handle.reload(load(&argv)) {
-                    Ok(ignored) if ignored.is_empty() => portcullis::info!("SIGHUP: reloaded the policy"),
+                    Ok(ignored) if ignored.is_empty() => {
+                        portcullis::info!("SIGHUP: reloaded the policy in {:?}", started.elapsed())
+                    }
                     Ok(ignored) => portcullis::warn!(
-                        "SIGHUP: reloaded the policy; ignored until a restart: {}",
+                        "SIGHUP: reloaded the policy in {:?}; ignored until a restart: {}",
+                        started.elapsed(),
                         ignored.join(", ")
                     ),
                     Err(e) => portcullis::error!("SIGHUP: reload refused, the old policy stays: {e}"),

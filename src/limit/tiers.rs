@@ -249,11 +249,16 @@ pub fn parse(text: &str) -> Result<Vec<TierSpec>, String> {
             }
             "users" => {
                 let mut text = v.to_string();
-                // An array may span lines: gather until its closing bracket (outside strings).
-                while !array_closed(&text) {
+                // An array may span lines: gather until its closing bracket (outside strings), scanning each
+                // line once (a file may list 100 000 users).
+                let mut scan = Scan::default();
+                scan.closes(v);
+                while !scan.closed {
                     let (_, more) = lines.next().ok_or_else(|| at("unclosed array"))?;
+                    let more = strip_comment(more);
                     text.push('\n');
-                    text.push_str(strip_comment(more));
+                    text.push_str(more);
+                    scan.closes(more);
                 }
                 spec.users.extend(parse_strings(&text).map_err(|e| at(&e))?);
             }
@@ -286,18 +291,29 @@ fn strip_comment(line: &str) -> &str {
     line
 }
 
-fn array_closed(text: &str) -> bool {
-    let (mut in_str, mut escaped) = (false, false);
-    for c in text.chars() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if in_str => escaped = true,
-            '"' => in_str = !in_str,
-            ']' if !in_str => return true,
-            _ => {}
+/// Finds an array's closing bracket outside strings, one piece of text at a time (`closed` once found).
+#[derive(Default)]
+struct Scan {
+    in_str: bool,
+    escaped: bool,
+    closed: bool,
+}
+
+impl Scan {
+    fn closes(&mut self, text: &str) {
+        for c in text.chars() {
+            match c {
+                _ if self.escaped => self.escaped = false,
+                '\\' if self.in_str => self.escaped = true,
+                '"' => self.in_str = !self.in_str,
+                ']' if !self.in_str => {
+                    self.closed = true;
+                    return;
+                }
+                _ => {}
+            }
         }
     }
-    false
 }
 
 /// `["a", "b\"c", ]` -> the strings.
