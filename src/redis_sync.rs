@@ -251,3 +251,17 @@ pub fn start(shared: Arc<Shared>, mut syncer: Syncer, interval: Duration) -> std
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("redis://:pw@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(redact("redis://user:p%40ss@h:6379"), "redis://user:***@h:6379");
+        assert_eq!(redact("redis://user@h"), "redis://user:***@h");
+        assert_eq!(redact("redis://h:6379/0"), "redis://h:6379/0");
+        assert_eq!(redact("redis://h/0?x=a@b"), "redis://h/0?x=a@b");
+    }
+}

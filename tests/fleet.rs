@@ -243,3 +243,36 @@ fn sweep_of_sync_intervals() {
         assert!(steady <= bound && burst_first.1 <= bound);
     }
 }
+
+#[test]
+fn a_redis_password_is_never_logged() {
+    let dead = dead_port();
+    let url = format!("redis://portcullis:s3cr3t-pw@127.0.0.1:{}/0", dead.port());
+    let up = Upstream::ok("ok");
+    let p = Proxy::with_upstream(
+        up.addr,
+        &["--rate", "10", "--redis-url", &url, "--admin", "127.0.0.1:0"],
+    );
+    // The sync thread has tried (and failed) at least once: the state-change line is in the log.
+    p.wait_metric("portcullis_redis_up", 0.0);
+    let until = Instant::now() + IO_TIMEOUT;
+    while !p.log.lock().unwrap().contains("deciding from the node-local table") {
+        assert!(Instant::now() < until, "no state-change line");
+        std::thread::sleep(Duration::from_millis(20)); // polling the log, the readiness signal here
+    }
+    // Requests are decided locally meanwhile.
+    let mut c = p.connect();
+    assert_eq!(c.roundtrip(&req("Bearer x")).status, 200);
+    let log = p.log.lock().unwrap().clone();
+    assert!(!log.contains("s3cr3t"), "{log}");
+    assert!(log.contains("redis://portcullis:***@127.0.0.1"), "{log}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["--check-config", "--redis-url", &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !text.contains("s3cr3t") && text.contains(":***@"),
+        "{text}"
+    );
+}
