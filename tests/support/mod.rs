@@ -26,6 +26,7 @@ impl Proxy {
 
     /// Starts the binary through `cmd` (e.g. a shell that lowers a limit and `exec`s it).
     pub fn start_with(mut cmd: Command, args: &[&str]) -> Proxy {
+        die_with_test(&mut cmd);
         let mut child = cmd
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -442,7 +443,9 @@ impl RedisServer {
     }
 
     pub fn start_on(port: u16) -> RedisServer {
-        let mut child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        die_with_test(&mut cmd);
+        let mut child = cmd
             .args([
                 "--port",
                 &port.to_string(),
@@ -503,5 +506,21 @@ impl Proxy {
             );
             thread::sleep(Duration::from_millis(20)); // polling the readiness signal itself
         }
+    }
+}
+
+/// The child is killed when the thread that started it (the test) ends, even if a panic left a handle to it
+/// in another thread (Drop would not run then).
+fn die_with_test(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
+    // async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
