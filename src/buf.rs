@@ -103,10 +103,15 @@ impl Buf {
     }
 
     /// Makes room for at least `n` more bytes after the data.
+    #[inline]
     pub fn reserve(&mut self, n: usize) {
-        if self.mem.len() - self.end >= n {
-            return;
+        if self.mem.len() - self.end < n {
+            self.grow(n);
         }
+    }
+
+    #[cold]
+    fn grow(&mut self, n: usize) {
         self.compact();
         if self.mem.len() - self.end < n {
             self.mem.resize(self.end + n, 0);

@@ -115,6 +115,11 @@ fn each_rule_in_observe_forwards_unchanged_and_counts_and_logs() {
     let m = metrics(&p);
     assert_eq!(observed(&m, "content_type_not_json"), 1);
     assert_eq!(observed(&m, "malformed_json"), 1);
+    // The three requests the rate rule observed did not spend user o's budget: one interval (1 s at
+    // --rate 1) after the allowed one, o is allowed again. Had they been charged, o would be 3 s in debt.
+    std::thread::sleep(Duration::from_millis(1100)); // the limit is about time: let one interval pass
+    assert_eq!(c.roundtrip(forged).status, 200);
+    assert_eq!(up.requests().last().unwrap().header("x-portcullis-observed"), None);
     p.signal("TERM");
     drop(c);
     assert!(p.child.wait().unwrap().success());
@@ -123,7 +128,11 @@ fn each_rule_in_observe_forwards_unchanged_and_counts_and_logs() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 6);
+    assert_eq!(lines.len(), 7);
+    assert!(
+        lines[6].get("would_refuse").is_none(),
+        "only observed requests carry the field"
+    );
     assert_eq!(lines[0]["would_refuse"], "accept_header_missing");
     assert_eq!(lines[0]["status"], 200);
     assert_eq!(lines[4]["would_refuse"], "content_type_not_json");
