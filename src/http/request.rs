@@ -217,15 +217,19 @@ pub fn parse_head<'h, 'b>(
 }
 
 /// True if a line of the head ends in a bare LF. httparse refuses a CR anywhere but right before an LF, so a
-/// bare LF exists exactly when the head holds more LFs than CRs: counted in wrapping bytes per 255-byte chunk
-/// (the true difference lies in -255..=255, so it is 0 exactly when the wrapped one is), which the compiler
-/// keeps in byte-wide SIMD lanes.
+/// bare LF exists exactly when the head holds more LFs than CRs. The difference is counted in wrapping bytes
+/// per 127-byte chunk (there it lies in -127..=127, so the wrapped byte read as `i8` is exact; the compiler
+/// keeps the count in byte-wide SIMD lanes), and the chunks' differences are added up: a CRLF may straddle two
+/// chunks, so no single chunk decides.
 fn bare_lf_scan(head: &[u8]) -> bool {
-    head.chunks(255).any(|chunk| {
-        chunk.iter().fold(0u8, |n, &b| {
-            n.wrapping_add((b == b'\n') as u8).wrapping_sub((b == b'\r') as u8)
-        }) != 0
-    })
+    head.chunks(127)
+        .map(|chunk| {
+            chunk.iter().fold(0u8, |n, &b| {
+                n.wrapping_add((b == b'\n') as u8).wrapping_sub((b == b'\r') as u8)
+            }) as i8 as i32
+        })
+        .sum::<i32>()
+        != 0
 }
 
 /// `1*DIGIT`, no sign, no list, no whitespace inside, no overflow.
@@ -400,6 +404,25 @@ mod tests {
         ] {
             assert!(parse(raw).unwrap().is_some(), "{}", String::from_utf8_lossy(raw));
             assert!(!bare_lf_scan(raw));
+        }
+    }
+
+    #[test]
+    fn long_heads_with_crlf_at_every_offset_are_fine() {
+        // A CRLF straddling a chunk boundary of the bare-LF count was once refused (heads of 300 B and more,
+        // as browsers and SDKs send): every alignment of every line end, in heads up to 2 KB.
+        for pad in 0..300 {
+            let raw = format!(
+                "GET /{} HTTP/1.1\r\nHost: a\r\nUser-Agent: {}\r\nX-Long: {}\r\n\r\n",
+                "p".repeat(pad),
+                "u".repeat(pad * 2 % 251),
+                "v".repeat(1500 - pad)
+            );
+            assert!(!bare_lf_scan(raw.as_bytes()), "pad {pad}");
+            assert!(parse(raw.as_bytes()).unwrap().is_some(), "pad {pad}");
+            // And a bare LF anywhere is still found.
+            let bad = raw.replacen("\r\nX-Long", "\nX-Long", 1);
+            assert!(bare_lf_scan(bad.as_bytes()), "pad {pad}");
         }
     }
 
