@@ -268,3 +268,30 @@ fn json_rules_off_with_empty_json_methods() {
     assert_eq!(r.status, 200);
     assert_eq!(up.requests()[0].body, b"not json");
 }
+
+#[test]
+fn a_refused_head_request_gets_no_body() {
+    // The refusal of a HEAD request has the same head and no body (RFC 9110 9.3.2): on a kept connection a
+    // body would be read as the start of the next response.
+    let up = Upstream::ok("ok");
+    // Burst 2: the 406 and the 200 below spend it, the third is limited.
+    let p = proxy(&up, &["--rate", "2"]);
+    let mut c = p.connect();
+    c.send(b"HEAD /x HTTP/1.1\r\nHost: api\r\n\r\n");
+    let r = c.response_to(true).unwrap();
+    assert_eq!(r.status, 406);
+    assert!(r.header("content-length").unwrap().parse::<u64>().unwrap() > 0);
+    assert!(r.header("connection").is_none(), "kept");
+    // A 429 too (its extra fields go in the head).
+    let head = b"HEAD /x HTTP/1.1\r\nHost: api\r\nAccept: */*\r\n\r\n";
+    c.send(head);
+    assert_eq!(c.response_to(true).unwrap().status, 200);
+    c.send(head);
+    let r = c.response_to(true).unwrap();
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+    // The next response on the connection is read cleanly: no stray body bytes came before it.
+    let r = c.roundtrip(b"GET /y HTTP/1.1\r\nHost: api\r\nAccept: */*\r\n\r\n");
+    assert_problem(&r, 429, "rate_limited");
+    assert_eq!(up.requests().len(), 1);
+}

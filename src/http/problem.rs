@@ -145,7 +145,7 @@ impl Reason {
         use Reason::*;
         match self {
             MalformedRequest => "The request head is not valid HTTP/1.1: send a request line and header fields with CRLF line endings and no control characters.",
-            AmbiguousFraming => "The body framing is ambiguous: send either one valid Content-Length or Transfer-Encoding: chunked (HTTP/1.1 only), never both.",
+            AmbiguousFraming => "The body framing is ambiguous: send either one valid Content-Length or Transfer-Encoding: chunked (HTTP/1.1 only), never both, no body on GET or HEAD, and no look-alike field such as Transfer_Encoding.",
             MalformedChunkedBody => "The chunked body is malformed: use hex chunk sizes without prefixes or spaces and end every line with CRLF.",
             InvalidHost => "HTTP/1.1 requests must carry exactly one Host header field.",
             InvalidConnectionHeader => "The Connection header must list field names, and may not name Host, Content-Length or Transfer-Encoding.",
@@ -284,13 +284,21 @@ impl Catalogue {
         out: &mut O,
         reason: Reason,
         close: bool,
+        body: bool,
         fields: impl FnOnce(&mut O),
     ) {
         let resp = self.response(reason, close);
         let end = head_end(resp);
         out.put(&resp[..end]);
         fields(out);
-        out.put(&resp[end..]);
+        out.put(if body { &resp[end..] } else { b"\r\n" });
+    }
+
+    /// The answer to a HEAD request: the same head (its Content-Length names the body a GET would get), no
+    /// body (RFC 9110 9.3.2); a body here would be read as the start of the next response.
+    pub fn head(&self, reason: Reason, close: bool) -> &[u8] {
+        let resp = self.response(reason, close);
+        &resp[..head_end(resp) + 2]
     }
 
     /// The full response bytes for `reason`, with `Connection: close` when `close`.

@@ -170,6 +170,7 @@ pub fn parse_head<'h, 'b>(
                 }
                 te = Some(h.value);
             }
+            _ if is_framing_lookalike(name) => return Err(Reason::AmbiguousFraming),
             _ => {}
         }
     }
@@ -197,6 +198,11 @@ pub fn parse_head<'h, 'b>(
         }
         (None, None) => Framing::None,
     };
+    // A body on GET or HEAD: some servers ignore it and would read it as the next request on a reused
+    // connection (the "CL.0" desync), so it never travels.
+    if method_idx <= 1 && !matches!(framing, Framing::None | Framing::Length(0)) {
+        return Err(Reason::AmbiguousFraming);
+    }
     let keep_alive = !close && (version == Version::Http11 || keep_alive_token);
     Ok(Some(RequestHead {
         method,
@@ -232,6 +238,27 @@ fn bare_lf_scan(head: &[u8]) -> bool {
         != 0
 }
 
+/// A field name some servers read as Content-Length or Transfer-Encoding although it is not one
+/// (`Content_Length`, `Transfer---Encoding`): the same letters once case, `-` and `_` are ignored.
+fn is_framing_lookalike(name: &[u8]) -> bool {
+    if name.len() < 13 || !matches!(name[0] | 0x20, b'c' | b't') {
+        return false;
+    }
+    let mut letters = [0u8; 16];
+    let mut n = 0;
+    for &b in name {
+        if b == b'-' || b == b'_' {
+            continue;
+        }
+        if n == letters.len() {
+            return false;
+        }
+        letters[n] = b.to_ascii_lowercase();
+        n += 1;
+    }
+    &letters[..n] == b"contentlength" || &letters[..n] == b"transferencoding"
+}
+
 /// `1*DIGIT`, no sign, no list, no whitespace inside, no overflow.
 pub fn parse_content_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 {
@@ -262,6 +289,11 @@ fn too_large(buf: &[u8], max_head: usize) -> Reason {
 fn version_error(buf: &[u8]) -> Reason {
     let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(buf.len());
     let line = &buf[..line_end];
+    // `method SP target SP version`: more spaces mean a broken request line (a space in the target), not an
+    // unsupported version.
+    if line.iter().filter(|&&b| b == b' ').count() != 2 {
+        return Reason::MalformedRequest;
+    }
     let last = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
     match last {
         [b'H', b'T', b'T', b'P', b'/', d1, b'.', d2] if d1.is_ascii_digit() && d2.is_ascii_digit() => {
@@ -405,6 +437,54 @@ mod tests {
             assert!(parse(raw).unwrap().is_some(), "{}", String::from_utf8_lossy(raw));
             assert!(!bare_lf_scan(raw));
         }
+    }
+
+    #[test]
+    fn bodies_on_get_and_head_and_look_alike_framing_fields_are_refused() {
+        for raw in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"[..],
+            b"HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer---Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\ncontent-length_: 3\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse(raw),
+                Err(Reason::AmbiguousFraming),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        // No body, or an empty one, is fine; so are names that merely start alike.
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .is_some());
+        assert!(
+            parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Language: en\r\nContent-Length: 0\r\n\r\n")
+                .unwrap()
+                .is_some()
+        );
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encodings: x\r\n\r\n")
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn a_space_in_the_target_is_malformed_not_a_version_problem() {
+        assert_eq!(
+            parse(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Err(Reason::MalformedRequest)
+        );
+        assert_eq!(
+            parse(b"GET /a HTTP/1.1 x\r\nHost: a\r\n\r\n"),
+            Err(Reason::MalformedRequest)
+        );
+        assert_eq!(
+            parse(b"GET /a HTTP/2.0\r\nHost: a\r\n\r\n"),
+            Err(Reason::HttpVersionNotSupported)
+        );
     }
 
     #[test]

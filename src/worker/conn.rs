@@ -161,7 +161,7 @@ impl Client {
         match rules.tiers.as_ref().and_then(|t| t.tiers.get(self.ex.tier as usize)) {
             Some(tier) if reason == Reason::RateLimited => {
                 let secs = self.ex.retry_secs;
-                rules.catalogue.write_with(out, reason, close, |o| {
+                rules.catalogue.write_with(out, reason, close, !self.ex.is_head, |o| {
                     o.put(b"Retry-After: ");
                     put_u64(o, secs);
                     o.put(b"\r\n");
@@ -173,6 +173,7 @@ impl Client {
                     o.put(b"\r\n");
                 });
             }
+            _ if self.ex.is_head => out.put(rules.catalogue.head(reason, close)),
             _ => out.put(rules.catalogue.response(reason, close)),
         }
         self.ex.close_after = close;
