@@ -2,6 +2,8 @@
 
 mod support;
 
+use std::sync::Mutex;
+
 use std::io::{Read, Write};
 use support::*;
 
@@ -434,6 +436,37 @@ fn pooled_connection_closed_by_upstream_is_retried_once() {
 }
 
 #[test]
+fn a_post_is_never_sent_twice() {
+    // The upstream takes the second request of each connection and closes without answering: it may
+    // have processed it. A GET is retried on a fresh connection; a POST is not (502): sent again it would
+    // be applied twice.
+    let seen = Mutex::new(std::collections::HashMap::<usize, usize>::new());
+    let up = Upstream::start(move |r| {
+        let mut seen = seen.lock().unwrap();
+        let n = seen.entry(r.conn).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            Action::Respond(response(200, "first"))
+        } else {
+            Action::Close
+        }
+    });
+    let p = Proxy::core(up.addr, &[]);
+    let mut c = p.connect();
+    let post = b"POST /pay HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nContent-Length: 2\r\n\r\n{}";
+    assert_eq!(c.roundtrip(post).status, 200);
+    let r = c.roundtrip(post);
+    assert_eq!(r.status, 502, "not retried");
+    let posts = up.requests().iter().filter(|r| r.request_line().starts_with("POST")).count();
+    assert_eq!(posts, 2, "each POST reached the upstream once");
+    assert_eq!(c.roundtrip(&get("/a")).status, 200);
+    let r = c.roundtrip(&get("/b"));
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"first"[..]), "the GET was retried");
+    let gets = up.requests().iter().filter(|r| r.request_line().starts_with("GET /b")).count();
+    assert_eq!(gets, 2, "an idempotent request may reach the upstream twice");
+}
+
+#[test]
 fn sigterm_lets_in_flight_request_finish() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let rx = std::sync::Mutex::new(rx);
@@ -564,4 +597,41 @@ fn out_of_file_descriptors_backs_off_and_recovers() {
     // Once descriptors are free again, new connections are accepted and served.
     let mut fresh = p.connect();
     assert_eq!(fresh.roundtrip(&get("/again")).status, 200);
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_slow_body_pins_what_was_sent_not_what_was_announced() {
+    // 200 clients announce 1 MiB bodies and send 10 bytes: the ingress holds about a standard buffer for
+    // each (it once reserved, and zeroed, the whole announced length: 200 MiB here, 10 GiB at the cap).
+    let up = Upstream::ok("ok");
+    let p = Proxy::core(up.addr, &["--max-body", "1MiB"]);
+    let mut warm = p.connect();
+    assert_eq!(warm.roundtrip(&get("/")).status, 200);
+    let before = rss_kib(p.child.id());
+    let mut cs: Vec<Client> = (0..200)
+        .map(|_| {
+            let mut c = p.connect();
+            c.send(b"POST /up HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nContent-Length: 1048576\r\n\r\n0123456789");
+            c
+        })
+        .collect();
+    // Every connection has been read (its head and first bytes): a request on a later connection of the same
+    // worker is answered only after the worker went through the earlier events.
+    assert_eq!(warm.roundtrip(&get("/")).status, 200);
+    let grown = rss_kib(p.child.id()).saturating_sub(before);
+    assert!(grown < 40 * 1024, "200 slow bodies pinned {grown} KiB");
+    // They are still served when they finish.
+    let rest = vec![b'x'; 1048576 - 10];
+    cs[0].send(&rest);
+    assert_eq!(cs[0].response().unwrap().status, 200);
+    drop(cs);
 }

@@ -245,7 +245,7 @@ impl Client {
         let mut inb = self.inbuf.take().unwrap_or_else(|| env.bufs.get());
         let step = self.head_step_with(&mut inb, env);
         self.inbuf = Some(inb);
-        if step == Step::Close || matches!(self.phase, Phase::Head { started: false }) {
+        if step == Step::Close || !matches!(self.phase, Phase::Head { started: true } | Phase::Body { .. }) {
             env.bufs.put_if_empty(&mut self.inbuf);
         }
         step
@@ -367,7 +367,9 @@ impl Client {
                 if data.len() >= end {
                     return (self.forward(data, head, head_len..end, env), end, 0);
                 }
-                (BodyState::Length { end }, end - data.len())
+                // Room for what the next reads may bring, not for the whole announced length: a client that
+                // announces 1 MiB and trickles it pins only what it has sent (the buffer grows by doubling).
+                (BodyState::Length { end }, (end - data.len()).min(env.bufs.size()))
             }
             Framing::Chunked => (
                 BodyState::Chunked {
@@ -398,6 +400,11 @@ impl Client {
         };
         let step = self.body_step_with(&mut inb, env);
         self.inbuf = Some(inb);
+        // Forwarded: an emptied input buffer (grown for the body) goes back now, not after the response has
+        // been read by a possibly slow client.
+        if !matches!(self.phase, Phase::Body { .. }) {
+            env.bufs.put_if_empty(&mut self.inbuf);
+        }
         step
     }
 
@@ -411,6 +418,10 @@ impl Client {
                     let end = *end;
                     if inb.len() >= end {
                         return self.forward_reparsed(inb, head_len, head_len..end, end, env);
+                    }
+                    let want = end - inb.len();
+                    if inb.spare().len() < want.min(4096) {
+                        inb.reserve(want.min(inb.capacity().max(env.bufs.size())));
                     }
                 }
                 BodyState::Chunked {

@@ -160,10 +160,15 @@ impl Client {
         }
     }
 
-    /// The upstream failed before any byte of its response: retry once if the connection was a pooled one.
+    /// The upstream failed before any byte of its response: retry once if the connection was a pooled one
+    /// (it may have been closed by the upstream as the request went out), and if the request is idempotent
+    /// (RFC 9110 9.2.2) or none of it was written: the upstream may have processed a POST or PATCH before
+    /// closing, and sending it again would apply it twice. nginx's `proxy_next_upstream` draws the same line.
     pub(super) fn failed_before_response(&mut self, env: &mut Env<'_>) -> Step {
         add(&env.metrics.upstream_resets, 1);
-        if self.ex.reused && !self.ex.retried {
+        // GET HEAD PUT DELETE OPTIONS (ALLOWED_METHODS order): not POST (2) or PATCH (4).
+        let idempotent = !matches!(self.ex.method_idx, 2 | 4);
+        if self.ex.reused && !self.ex.retried && (idempotent || self.ex.sent == 0) {
             self.ex.retried = true;
             self.ex.sent = 0;
             return Step::UpstreamFailed {
