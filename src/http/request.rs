@@ -299,7 +299,10 @@ fn version_error(buf: &[u8]) -> Reason {
         [b'H', b'T', b'T', b'P', b'/', d1, b'.', d2] if d1.is_ascii_digit() && d2.is_ascii_digit() => {
             Reason::HttpVersionNotSupported
         }
-        [b'H', b'T', b'T', b'P', b'/', d] if d.is_ascii_digit() => Reason::HttpVersionNotSupported,
+        // A version cut short by a read (`HTTP/2.` or `HTTP/2`): the same answer as for the whole line.
+        [b'H', b'T', b'T', b'P', b'/', d] | [b'H', b'T', b'T', b'P', b'/', d, b'.'] if d.is_ascii_digit() => {
+            Reason::HttpVersionNotSupported
+        }
         _ => Reason::MalformedRequest,
     }
 }

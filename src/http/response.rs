@@ -64,6 +64,10 @@ pub fn parse_head<'h, 'b>(
         Err(_) => return Err(BadResponse::Malformed),
     };
     let status = resp.code.unwrap_or(0);
+    // Three digits, 100-599 (RFC 9110 15): a status like 083 cannot be relayed as valid HTTP.
+    if !(100..600).contains(&status) {
+        return Err(BadResponse::Malformed);
+    }
     let version = if resp.version == Some(0) {
         Version::Http10
     } else {
@@ -81,7 +85,9 @@ pub fn parse_head<'h, 'b>(
         let name = h.name.as_bytes();
         if eq_ci(name, b"content-length") {
             let n = parse_content_length(h.value).ok_or(BadResponse::BadLength)?;
-            if content_length.is_some_and(|m| m != n) {
+            // Repeated, even with the same value: relayed as is it would be invalid downstream (RFC 9110
+            // 8.6 allows merging instead; refusing is simpler and the upstream is broken anyway).
+            if content_length.is_some() {
                 return Err(BadResponse::BadLength);
             }
             content_length = Some(n);
@@ -108,8 +114,13 @@ pub fn parse_head<'h, 'b>(
         }
     };
     let transfer_and_length = chunked_last.is_some() && content_length.is_some();
-    let reusable =
-        !close && (version == Version::Http11 || keep_alive_token) && body != BodyKind::Close && !transfer_and_length;
+    // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is a framing fault: close after it.
+    let te_in_http10 = chunked_last.is_some() && version == Version::Http10;
+    let reusable = !close
+        && (version == Version::Http11 || keep_alive_token)
+        && body != BodyKind::Close
+        && !transfer_and_length
+        && !te_in_http10;
     Ok(Some(ResponseHead {
         status,
         reason: resp.reason.unwrap_or(""),
@@ -167,6 +178,29 @@ mod tests {
     fn head(raw: &[u8], was_head: bool) -> Result<Option<(u16, BodyKind, bool)>, BadResponse> {
         let mut st = crate::http::request::header_storage();
         parse_head(raw, 16384, was_head, &mut st[..100]).map(|o| o.map(|h| (h.status, h.body, h.reusable)))
+    }
+
+    #[test]
+    fn fuzz_findings() {
+        // Found by fuzz/ (fuzz/regressions/response_head): statuses out of 100-599, a repeated
+        // Content-Length (same value too), Transfer-Encoding in HTTP/1.0 (relayed, not reused).
+        assert!(head(b"HTTP/1.1 083\r\n\r\n", false).is_err());
+        assert!(head(b"HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n", false).is_err());
+        assert!(head(
+            b"HTTP/1.1 200 \r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            false
+        )
+        .is_err());
+        assert!(head(
+            b"HTTP/1.1 200 \r\nContent-Length: 5\r\nContent-Length: 05\r\n\r\n",
+            false
+        )
+        .is_err());
+        let r = head(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!(r.unwrap().unwrap(), (200, BodyKind::Chunked, false));
     }
 
     #[test]

@@ -1,0 +1,51 @@
+//! `guard::json::JsonValidator` (simd-json fast path + grammar fallback) on arbitrary bytes.
+//!
+//! Checked, beyond "never panics" (and, under ASan, no out-of-bounds access in simd-json):
+//! - the validator's verdict equals the reference grammar check `grammar_check` (RFC 8259, the verdict the
+//!   module promises): at the product's default depth 1024 and at depth 5 (to reach `TooDeep` often), with a
+//!   fresh validator and with one validator reused across inputs as a worker reuses its scratch buffers;
+//! - the reference itself agrees with serde_json (`arbitrary_precision`, so any grammatical number is
+//!   accepted) on accept / refuse, for documents nested less than serde_json's fixed limit (127 levels).
+#![no_main]
+
+use std::cell::RefCell;
+
+use libfuzzer_sys::fuzz_target;
+use portcullis::guard::json::{grammar_check, JsonError, JsonValidator};
+
+thread_local! {
+    static REUSED: RefCell<(JsonValidator, JsonValidator)> =
+        RefCell::new((JsonValidator::new(1024), JsonValidator::new(5)));
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut stack = Vec::new();
+    let want_1024 = grammar_check(data, 1024, &mut stack);
+    let want_5 = grammar_check(data, 5, &mut stack);
+
+    assert_eq!(
+        JsonValidator::new(1024).validate(data),
+        want_1024,
+        "fresh validator, depth 1024"
+    );
+    assert_eq!(JsonValidator::new(5).validate(data), want_5, "fresh validator, depth 5");
+    REUSED.with(|r| {
+        let (deep, shallow) = &mut *r.borrow_mut();
+        assert_eq!(deep.validate(data), want_1024, "reused validator, depth 1024");
+        assert_eq!(shallow.validate(data), want_5, "reused validator, depth 5");
+    });
+
+    // The reference against serde_json, below serde_json's nesting limit.
+    match grammar_check(data, 127, &mut stack) {
+        Err(JsonError::TooDeep) => {}
+        g => {
+            let serde = serde_json::from_slice::<serde_json::Value>(data);
+            assert_eq!(
+                g.is_ok(),
+                serde.is_ok(),
+                "grammar_check {g:?}, serde_json {:?}",
+                serde.err().map(|e| e.to_string())
+            );
+        }
+    }
+});
