@@ -141,7 +141,7 @@ fn merge_script_matches_the_gcra_model() {
     let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query(&mut con).unwrap();
     let g = Gcra::new(10, 10);
     let t = g.interval;
-    let keys: Vec<[u8; 32]> = (1..=4u64).map(|i| redis_key(i << 56 | i)).collect();
+    let keys: Vec<[u8; 31]> = (1..=4u64).map(|i| redis_key(i << 60 | i)).collect();
     let now0 = redis_now_us(&mut con);
     // A user 3 s ahead, one whose schedule has passed (its key expired: missing), one 50 ms ahead, one new.
     let stored = [now0 + 3_000_000, 0, now0 + 50_000, 0];

@@ -457,12 +457,24 @@ fn a_post_is_never_sent_twice() {
     assert_eq!(c.roundtrip(post).status, 200);
     let r = c.roundtrip(post);
     assert_eq!(r.status, 502, "not retried");
-    let posts = up.requests().iter().filter(|r| r.request_line().starts_with("POST")).count();
+    let posts = up
+        .requests()
+        .iter()
+        .filter(|r| r.request_line().starts_with("POST"))
+        .count();
     assert_eq!(posts, 2, "each POST reached the upstream once");
     assert_eq!(c.roundtrip(&get("/a")).status, 200);
     let r = c.roundtrip(&get("/b"));
-    assert_eq!((r.status, r.body.as_slice()), (200, &b"first"[..]), "the GET was retried");
-    let gets = up.requests().iter().filter(|r| r.request_line().starts_with("GET /b")).count();
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"first"[..]),
+        "the GET was retried"
+    );
+    let gets = up
+        .requests()
+        .iter()
+        .filter(|r| r.request_line().starts_with("GET /b"))
+        .count();
     assert_eq!(gets, 2, "an idempotent request may reach the upstream twice");
 }
 

@@ -91,7 +91,12 @@ impl Client {
                     Ok(Some(h)) => {
                         let dechunk = h.body == BodyKind::Chunked && self.ex.version == Version::Http10;
                         let close = self.ex.close_after || h.body == BodyKind::Close || dechunk || env.draining;
-                        let mut next = self.ex.fwd.take().unwrap_or_else(|| env.bufs.get());
+                        // The forwarded request's buffer becomes the response buffer, unless a large body grew
+                        // it: a slow reader would hold that for as long as it reads.
+                        let mut next = match self.ex.fwd.take() {
+                            Some(b) if b.capacity() <= env.bufs.size() => b,
+                            _ => env.bufs.get(),
+                        };
                         next.clear();
                         write::response_head(
                             &mut next,
