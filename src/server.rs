@@ -152,6 +152,23 @@ impl ShutdownHandle {
     }
 }
 
+/// SO_REUSEPORT lets another process (a second portcullis started by mistake) bind the same port and silently
+/// take part of the traffic. A probe bind without it fails if anything listens there already.
+fn refuse_shared_port(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                e.kind(),
+                format!("--listen {addr}: already in use (another portcullis?)"),
+            )
+        } else {
+            e
+        }
+    })
+}
+
 fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -197,6 +214,9 @@ pub fn start(config: Config) -> io::Result<Running> {
         }
     });
     let rules = crate::rules::Rules::build(&config, limiter.as_ref()).map_err(io::Error::other)?;
+    if config.listen.port() != 0 {
+        refuse_shared_port(config.listen)?;
+    }
     let first = bind(config.listen)?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];

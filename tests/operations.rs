@@ -242,3 +242,25 @@ fn bad_configuration_is_refused_with_the_flag_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
 }
+
+#[test]
+fn a_second_instance_on_the_same_port_is_refused() {
+    // SO_REUSEPORT (one listener per worker) would let a second process share the port and take part of the
+    // traffic unnoticed: the second start must fail instead.
+    let up = Upstream::ok("ok");
+    let first = Proxy::with_upstream(up.addr, &[]);
+    let port = first.addr.port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["--listen", &addr, "--upstream", &up.addr.to_string(), "--workers", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("already in use"), "{err}");
+    // The first one still serves.
+    let r = first
+        .connect()
+        .roundtrip(b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n");
+    assert_eq!(r.status, 200);
+}
