@@ -27,9 +27,10 @@ driver checks: no id twice upstream, no partial body (length and sha256 as annou
 from the refused classes, every 200 backed by an upstream record, and lists any outcome the mix does not
 explain. Verdict: RSS and descriptor count flat within 5% after warm-up (warm-up: the first 60 s, or the
 first fifth of a shorter run, while pools and buffers fill): the mean of the last third of the samples taken
-after warm-up (with traffic running) is within 5% of the mean of the first third (a trend test: the count
-of descriptors moves by a few as slow connections cycle, which is not growth; the full min/max is printed
-too); the proxy did not crash and exits 0 on SIGTERM; no duplicate, partial or leaked request upstream; no
+after warm-up (with traffic running) is within 5% of the mean of the first third for RSS, and not more than
+5% above it for descriptors (a trend test: the count of descriptors moves by a few as slow connections cycle
+and falls when the upstream restart closes pooled connections, which is not growth; the full min/max is
+printed too); the proxy did not crash and exits 0 on SIGTERM; no duplicate, partial or leaked request upstream; no
 unexplained outcome.
 """
 import argparse
@@ -686,12 +687,16 @@ for name, series in (("RSS", [r for r, _ in post]), ("fds", [f for _, f in post]
     k = len(series) // 3
     first, last = statistics.mean(series[:k]), statistics.mean(series[-k:])
     drift = (last - first) / first * 100
-    verdicts.append((name, abs(drift) <= 5.0, "first third of %d samples: mean %.0f, last third: mean %.0f, "
+    # A leak shows as growth. RSS must stay within 5% both ways; descriptors may fall (the upstream restart
+    # closes pooled upstream connections and fewer are pooled again: a 5.8% fall was seen), not grow.
+    ok = abs(drift) <= 5.0 if name == "RSS" else drift <= 5.0
+    verdicts.append((name, ok, "first third of %d samples: mean %.0f, last third: mean %.0f, "
                      "drift %+.1f%%; min %d max %d" % (len(series), first, last, drift, min(series), max(series))))
 p()
 p("-- verdict")
 for name, ok, why in verdicts:
-    p("   %s flat within 5%% after warm-up: %s (%s)" % (name, "yes" if ok else "NO", why))
+    p("   %s %s after warm-up: %s (%s)" % (name, "flat within 5%" if name == "RSS" else "no growth over 5%",
+                                       "yes" if ok else "NO", why))
 p("   proxy alive until the end: %s; exit status on SIGTERM: %s" % ("no (CRASHED)" if crashed else "yes", exit_code))
 clean = not dups and not partial and not leaked and not unbacked
 p("   no duplicate / partial / leaked request upstream: %s" % ("yes" if clean else "NO"))
