@@ -46,11 +46,11 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-fn strip_comment(line: &str) -> &str {
+pub(crate) fn strip_comment(line: &str) -> &str {
     split_unquoted(line, '#')[0]
 }
 
-fn split_items(s: &str) -> Vec<&str> {
+pub(crate) fn split_items(s: &str) -> Vec<&str> {
     split_unquoted(s, ',')
 }
 
@@ -78,7 +78,9 @@ fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
     items
 }
 
-fn scalar(v: &str) -> Option<String> {
+/// A TOML scalar as the flag reads it: a string ("..." with \\n \\t \\" \\\\ escapes, or '...'), an integer or a
+/// boolean.
+pub(crate) fn scalar(v: &str) -> Option<String> {
     if let Some(s) = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
         let mut out = String::new();
         let mut chars = s.chars();

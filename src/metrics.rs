@@ -119,7 +119,7 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
     }
     for r in Reason::ALL {
         let n = sum(blocks, |b| &b.observed[r as usize]);
-        if n > 0 || r.observable() {
+        if n > 0 || r.is_policy() {
             let _ = writeln!(
                 o,
                 "portcullis_requests_total{{outcome=\"observed\",reason=\"{}\"}} {n}",

@@ -172,27 +172,13 @@ impl Reason {
     }
 
     /// Framing refusals close the connection: the ingress cannot know where the next request starts.
-    /// A refusal of a policy rule that has an `observe` mode (Accept, Content-Type, JSON, rate).
-    pub fn observable(self) -> bool {
-        use Reason::*;
-        matches!(
-            self,
-            AcceptHeaderMissing
-                | AcceptHeaderMalformed
-                | UnsupportedApiVersion
-                | ContentTypeNotJson
-                | MalformedJson
-                | JsonTooDeep
-                | RateLimited
-        )
-    }
-
     pub fn closes(self) -> bool {
         use Reason::*;
         !self.is_policy() && !matches!(self, UpstreamUnavailable | UpstreamTimeout | BadUpstreamResponse)
     }
 
-    /// Refusals of the product's rules (not of the protocol): the connection stays usable.
+    /// Refusals of the product's rules (not of the protocol): the connection stays usable, and each rule has
+    /// an `observe` mode.
     pub fn is_policy(self) -> bool {
         use Reason::*;
         matches!(

@@ -33,6 +33,58 @@ fn tat(slot: u64) -> u64 {
     slot & TAT_MASK
 }
 
+/// Where a key lives in a bucket: its slot if held, else where it would go.
+enum Place {
+    Held(usize, u64),
+    /// A dead slot, or (live: true) the live one that frees soonest.
+    Free {
+        idx: usize,
+        cur: u64,
+        live: bool,
+    },
+}
+
+/// The key's bucket, fingerprint and preferred slot. A new key goes to its preferred slot when free: the same
+/// slot for every thread, so that two first requests of one user race on one CAS instead of landing in two.
+fn locate(hash: u64) -> (u16, usize) {
+    (((hash >> TAT_BITS) as u16).max(1), (hash >> 32) as usize % WAYS)
+}
+
+/// One pass over the bucket: the slot holding fingerprint `f`, else the slot a new key takes.
+fn scan(bucket: &[AtomicU64; WAYS], f: u16, preferred: usize, now_us: u64) -> Place {
+    let mut victim = (preferred, bucket[preferred].load(Ordering::Acquire));
+    let mut victim_live = tat(victim.1) > now_us;
+    for (i, s) in bucket.iter().enumerate() {
+        let v = s.load(Ordering::Acquire);
+        if v != 0 && fp(v) == f {
+            return Place::Held(i, v);
+        }
+        // Prefer a dead slot; among live ones, the one that frees soonest.
+        let live = tat(v) > now_us;
+        if victim_live && (!live || tat(v) < tat(victim.1)) {
+            victim = (i, v);
+            victim_live = live;
+        }
+    }
+    Place::Free {
+        idx: victim.0,
+        cur: victim.1,
+        live: victim_live,
+    }
+}
+
+/// After placing a new key in slot `idx` as `new`: if another decision placed the same key in another slot
+/// meanwhile (another worker with a slightly different clock, or a bucket that changed between the scans),
+/// takes ours back (to `cur`) and returns true: the caller goes again through that slot.
+fn placed_twice(bucket: &[AtomicU64; WAYS], f: u16, idx: usize, new: u64, cur: u64) -> bool {
+    bucket.iter().enumerate().any(|(i, s)| {
+        let v = s.load(Ordering::Acquire);
+        i != idx && v != 0 && fp(v) == f
+    }) && bucket[idx]
+        .compare_exchange(new, cur, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
 impl Table {
     /// A table of at least `slots` slots (rounded up to a power-of-two number of buckets).
     pub fn new(slots: usize) -> Table {
@@ -73,30 +125,12 @@ impl Table {
     /// table's epoch, below 2^48).
     pub fn decide(&self, gcra: &Gcra, hash: u64, now_us: u64) -> Decision {
         let bucket = &self.buckets[hash as usize & self.mask].0;
-        let f = ((hash >> TAT_BITS) as u16).max(1);
-        // Where a new key goes when its preferred slot is free: the same slot for every thread, so that two
-        // first requests of one user race on one CAS instead of landing in two slots.
-        let preferred = (hash >> 32) as usize % WAYS;
+        let (f, preferred) = locate(hash);
         loop {
-            let mut found = None;
-            let mut victim = (preferred, bucket[preferred].load(Ordering::Acquire));
-            let mut victim_live = tat(victim.1) > now_us;
-            for (i, s) in bucket.iter().enumerate() {
-                let v = s.load(Ordering::Acquire);
-                if v != 0 && fp(v) == f {
-                    found = Some((i, v));
-                    break;
-                }
-                // Prefer a dead slot; among live ones, the one that frees soonest.
-                let live = tat(v) > now_us;
-                if victim_live && (!live || tat(v) < tat(victim.1)) {
-                    victim = (i, v);
-                    victim_live = live;
-                }
-            }
-            let (idx, cur, prev_tat, evicting) = match found {
-                Some((i, v)) => (i, v, tat(v), false),
-                None => (victim.0, victim.1, 0, victim_live),
+            let place = scan(bucket, f, preferred, now_us);
+            let (idx, cur, prev_tat, evicting) = match place {
+                Place::Held(i, v) => (i, v, tat(v), false),
+                Place::Free { idx, cur, live } => (idx, cur, 0, live),
             };
             match gcra.decide(prev_tat, now_us) {
                 Decision::Allow {
@@ -109,18 +143,7 @@ impl Table {
                         .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
                     {
-                        // A new key: if another decision (another worker, with a slightly different clock,
-                        // or a bucket that changed between the scans) placed the same key in another slot
-                        // meanwhile, take ours back and decide again through that one.
-                        if found.is_none()
-                            && bucket.iter().enumerate().any(|(i, s)| {
-                                let v = s.load(Ordering::Acquire);
-                                i != idx && v != 0 && fp(v) == f
-                            })
-                            && bucket[idx]
-                                .compare_exchange(new, cur, Ordering::AcqRel, Ordering::Acquire)
-                                .is_ok()
-                        {
+                        if matches!(place, Place::Free { .. }) && placed_twice(bucket, f, idx, new, cur) {
                             continue;
                         }
                         if evicting {
@@ -138,69 +161,41 @@ impl Table {
             }
         }
     }
-}
 
-impl Table {
     /// Moves the schedule of the user whose key hashes to `hash` to `tat` if that is later than the one the
     /// table holds (the fleet-wide state merged in by the sync thread: the later schedule wins). A user the
     /// table does not hold is added when `tat` is still ahead of `now_us`. Returns whether the table changed.
     pub fn raise(&self, hash: u64, tat: u64, now_us: u64) -> bool {
         let bucket = &self.buckets[hash as usize & self.mask].0;
-        let f = ((hash >> TAT_BITS) as u16).max(1);
-        let preferred = (hash >> 32) as usize % WAYS;
+        let (f, preferred) = locate(hash);
         let tat = tat.min(TAT_MASK);
         let new = ((f as u64) << TAT_BITS) | tat;
         loop {
-            let found = bucket.iter().enumerate().find_map(|(i, s)| {
-                let v = s.load(Ordering::Acquire);
-                (v != 0 && fp(v) == f).then_some((i, v))
-            });
-            if let Some((i, v)) = found {
-                if self::tat(v) >= tat {
-                    return false;
+            match scan(bucket, f, preferred, now_us) {
+                Place::Held(_, v) if self::tat(v) >= tat => return false,
+                Place::Held(i, v) => {
+                    if bucket[i]
+                        .compare_exchange(v, new, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        return true;
+                    }
                 }
-                if bucket[i]
-                    .compare_exchange(v, new, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
+                Place::Free { .. } if tat <= now_us => return false,
+                Place::Free { idx, cur, live } => {
+                    if bucket[idx]
+                        .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
+                        .is_err()
+                        || placed_twice(bucket, f, idx, new, cur)
+                    {
+                        continue;
+                    }
+                    if live {
+                        self.evictions.fetch_add(1, Ordering::Relaxed);
+                    }
                     return true;
                 }
-                continue;
             }
-            if tat <= now_us {
-                return false;
-            }
-            // Not held: the same placement as a first decision (a dead slot, else the one that frees soonest).
-            let mut victim = (preferred, bucket[preferred].load(Ordering::Acquire));
-            for (i, s) in bucket.iter().enumerate() {
-                let v = s.load(Ordering::Acquire);
-                let live = self::tat(v) > now_us;
-                let victim_live = self::tat(victim.1) > now_us;
-                if victim_live && (!live || self::tat(v) < self::tat(victim.1)) {
-                    victim = (i, v);
-                }
-            }
-            let evicting = self::tat(victim.1) > now_us;
-            if bucket[victim.0]
-                .compare_exchange(victim.1, new, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                continue;
-            }
-            // A worker placed the same key elsewhere meanwhile: take ours back and merge into that one.
-            if bucket.iter().enumerate().any(|(i, s)| {
-                let v = s.load(Ordering::Acquire);
-                i != victim.0 && v != 0 && fp(v) == f
-            }) && bucket[victim.0]
-                .compare_exchange(new, victim.1, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                continue;
-            }
-            if evicting {
-                self.evictions.fetch_add(1, Ordering::Relaxed);
-            }
-            return true;
         }
     }
 }

@@ -18,6 +18,8 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::config_file::{scalar, split_items, strip_comment};
+
 use super::Gcra;
 
 /// One tier: its name and limit, and the `RateLimit-Policy` line its answers carry.
@@ -308,21 +310,6 @@ pub fn parse(text: &str) -> Result<Vec<TierSpec>, String> {
     Ok(specs)
 }
 
-fn strip_comment(line: &str) -> &str {
-    let mut in_str = false;
-    let mut escaped = false;
-    for (i, c) in line.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if in_str => escaped = true,
-            '"' => in_str = !in_str,
-            '#' if !in_str => return &line[..i],
-            _ => {}
-        }
-    }
-    line
-}
-
 /// Finds an array's closing bracket outside strings, one piece of text at a time (`closed` once found).
 #[derive(Default)]
 struct Scan {
@@ -348,39 +335,24 @@ impl Scan {
     }
 }
 
-/// `["a", "b\"c", ]` -> the strings.
+/// `["a", "b\"c", ]` -> the strings (the config file's quoting rules).
 fn parse_strings(text: &str) -> Result<Vec<String>, String> {
     let inner = text
         .trim()
         .strip_prefix('[')
         .and_then(|t| t.trim_end().strip_suffix(']'))
         .ok_or("expected [\"...\", ...]")?;
-    let mut out = Vec::new();
-    let mut chars = inner.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
-            chars.next();
-        }
-        match chars.next() {
-            None => return Ok(out),
-            Some('"') => {
-                let mut s = String::new();
-                loop {
-                    match chars.next().ok_or("unterminated string")? {
-                        '"' => break,
-                        '\\' => match chars.next().ok_or("unterminated string")? {
-                            '"' => s.push('"'),
-                            '\\' => s.push('\\'),
-                            c => return Err(format!("unsupported escape \\{c}")),
-                        },
-                        c => s.push(c),
-                    }
-                }
-                out.push(s);
-            }
-            Some(c) => return Err(format!("expected a quoted string, found {c:?}")),
-        }
-    }
+    split_items(inner)
+        .into_iter()
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.starts_with(['"', '\''])
+                .then(|| scalar(item))
+                .flatten()
+                .ok_or_else(|| format!("expected a quoted string, found {item:?}"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
