@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::{ConnectionLike, ServerErrorKind, Value};
+use redis::{ServerErrorKind, Value};
 
 use crate::limit::fleet::{calls, redis_key, Batch, SCRIPT};
-use crate::limit::Limiter;
+use crate::limit::{Limiter, Table};
 use crate::server::Shared;
 
 /// Most distinct users one sync carries (ids past it wait for nothing: they are counted and dropped).
@@ -65,6 +65,8 @@ pub struct Syncer {
     timeout: Duration,
     batch: Batch,
     packed: Vec<u8>,
+    /// Where each call of the last batch ends in `packed`.
+    call_ends: Vec<usize>,
     backoff: Duration,
     next_connect: Instant,
     /// The last state logged (None before the first attempt).
@@ -83,6 +85,7 @@ impl Syncer {
             timeout,
             batch: Batch::new(MAX_BATCH),
             packed: Vec::new(),
+            call_ends: Vec::new(),
             backoff: BACKOFF_MIN,
             next_connect: Instant::now(),
             logged_up: None,
@@ -171,11 +174,18 @@ impl Syncer {
         why.to_string()
     }
 
+    /// Sends the batch, one script call per group run, each as soon as it is encoded, then reads the answers
+    /// in order and merges each into the table as it arrives: Redis starts on the first call while the later
+    /// ones are encoded, and the merging of one answer overlaps Redis executing the next call. Still one
+    /// round trip: nothing waits for an answer before everything is sent.
     fn round_trip(&mut self, limiter: &Limiter) -> Result<usize, String> {
         let users = self.batch.take();
-        let mut pipe = redis::pipe();
-        let mut ncalls = 0;
+        let con = self.con.as_mut().ok_or("not connected")?;
+        let err = |e: redis::RedisError| e.to_string();
+        self.packed.clear();
+        self.call_ends.clear();
         for run in calls(users, KEYS_PER_CALL) {
+            let start = self.packed.len();
             let mut cmd = redis::cmd("EVALSHA");
             cmd.arg(&self.sha).arg(run.len());
             for &(id, _) in run {
@@ -184,52 +194,61 @@ impl Syncer {
             for &(_, charge) in run {
                 cmd.arg(charge);
             }
-            pipe.add_command(cmd);
-            ncalls += 1;
+            cmd.write_packed_command(&mut self.packed);
+            con.send_packed_command(&self.packed[start..]).map_err(err)?;
+            self.call_ends.push(self.packed.len());
         }
-        self.packed = pipe.get_packed_pipeline();
         self.stats.sent_bytes.fetch_add(self.packed.len() as u64, Relaxed);
-        let con = self.con.as_mut().ok_or("not connected")?;
-        let mut replies = con
-            .req_packed_commands(&self.packed, 0, ncalls)
-            .map_err(|e| e.to_string())?;
-        let noscript = |r: &Value| matches!(r, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript));
-        if replies.iter().any(noscript) {
-            // Redis restarted (or SCRIPT FLUSH): a NOSCRIPT call changed nothing, so load the script again
-            // (same text, same hash) and send the same batch once more.
-            let _: String = redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(SCRIPT)
-                .query(con)
-                .map_err(|e| e.to_string())?;
-            replies = con
-                .req_packed_commands(&self.packed, 0, ncalls)
-                .map_err(|e| e.to_string())?;
-        }
-        let now = limiter.micros(Instant::now());
         let table = limiter.table();
         let mut synced = 0;
-        for (run, reply) in calls(users, KEYS_PER_CALL).zip(replies.iter()) {
-            let Value::Array(vals) = reply else {
-                return Err(format!("the merge script failed: {reply:?}"));
-            };
-            if vals.len() != run.len() + 1 {
-                return Err(format!(
-                    "the merge script answered {} values for {} users",
-                    vals.len(),
-                    run.len()
-                ));
+        // Calls Redis answered NOSCRIPT (it restarted, or SCRIPT FLUSH): they changed nothing.
+        let mut unknown = Vec::new();
+        for (i, run) in calls(users, KEYS_PER_CALL).enumerate() {
+            match con.recv_response() {
+                Err(e) if e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => unknown.push(i),
+                Ok(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript) => unknown.push(i),
+                reply => synced += merge_answer(limiter, table, run, &reply.map_err(err)?)?,
             }
-            for (&(id, _), v) in run.iter().zip(&vals[1..]) {
-                let Value::Int(ahead) = *v else {
-                    return Err(format!("unexpected value from the merge script: {v:?}"));
-                };
-                table.raise(id, now.saturating_add(ahead.max(0) as u64), now);
-                synced += 1;
-            }
+        }
+        if unknown.is_empty() {
+            return Ok(synced);
+        }
+        // Load the script again (same text, same hash) and send those calls once more.
+        let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query(con).map_err(err)?;
+        for &i in &unknown {
+            let start = if i == 0 { 0 } else { self.call_ends[i - 1] };
+            con.send_packed_command(&self.packed[start..self.call_ends[i]])
+                .map_err(err)?;
+        }
+        let runs: Vec<_> = calls(users, KEYS_PER_CALL).collect();
+        for &i in &unknown {
+            synced += merge_answer(limiter, table, runs[i], &con.recv_response().map_err(err)?)?;
         }
         Ok(synced)
     }
+}
+
+/// Merges one script answer (Redis's now, then per user how far its fleet schedule is ahead) into the table:
+/// the later schedule wins.
+fn merge_answer(limiter: &Limiter, table: &Table, run: &[(u64, u64)], reply: &Value) -> Result<usize, String> {
+    let Value::Array(vals) = reply else {
+        return Err(format!("the merge script failed: {reply:?}"));
+    };
+    if vals.len() != run.len() + 1 {
+        return Err(format!(
+            "the merge script answered {} values for {} users",
+            vals.len(),
+            run.len()
+        ));
+    }
+    let now = limiter.micros(Instant::now());
+    for (&(id, _), v) in run.iter().zip(&vals[1..]) {
+        let Value::Int(ahead) = *v else {
+            return Err(format!("unexpected value from the merge script: {v:?}"));
+        };
+        table.raise(id, now.saturating_add(ahead.max(0) as u64), now);
+    }
+    Ok(run.len())
 }
 
 /// Starts the sync thread of a fleet-wide limit.

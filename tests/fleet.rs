@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis::limit::fleet::{merge, redis_key, SCRIPT};
+use portcullis::limit::fleet::{expires_at_ms, merge, redis_key, SCRIPT};
 use portcullis::limit::{Gcra, KeyMode, Limiter};
 use portcullis::redis_sync::Syncer;
 use support::*;
@@ -141,39 +141,60 @@ fn merge_script_matches_the_gcra_model() {
     let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query(&mut con).unwrap();
     let g = Gcra::new(10, 10);
     let t = g.interval;
-    let keys: Vec<[u8; 31]> = (1..=4u64).map(|i| redis_key(i << 60 | i)).collect();
     let now0 = redis_now_us(&mut con);
-    // A user 3 s ahead, one whose schedule has passed (its key expired: missing), one 50 ms ahead, one new.
-    let stored = [now0 + 3_000_000, 0, now0 + 50_000, 0];
-    for (k, &s) in keys.iter().zip(&stored) {
-        if s > 0 {
-            let _: () = redis::cmd("SET").arg(&k[..]).arg(s).query(&mut con).unwrap();
+    let second = |n: u64| (now0 / 1_000_000 + n) * 1_000_000;
+    // Per user: the TAT stored (0: no key), as the script leaves it (expiring at the end of its second), and
+    // the requests charged now. A user 3 s ahead that stays within its second (the deadline is kept), one
+    // whose schedule has passed (its key expired: missing), one 50 ms ahead, one new, one 5 s ahead whose TAT
+    // moves into the next second (a new deadline), one whose schedule has just passed but whose key lives on
+    // to the end of that second, and one whose value Lua reads as a number but INCRBY refuses (hex: not written
+    // by the script) within its second.
+    let cases = [
+        (second(3) + 100_000, 4u64),
+        (0, 1),
+        (now0 + 50_000, 7),
+        (0, 2),
+        (second(5) + 950_000, 7),
+        (now0 - 1_000, 3),
+        (second(4) + 200_000, 2),
+    ];
+    let hex = cases.len() - 1;
+    let keys: Vec<[u8; 31]> = (1..=cases.len() as u64).map(|i| redis_key(i << 60 | i)).collect();
+    for (k, &(stored, _)) in keys.iter().zip(&cases) {
+        if stored > 0 {
+            let value = if k == &keys[hex] {
+                format!("{stored:#x}")
+            } else {
+                stored.to_string()
+            };
+            let _: () = redis::cmd("SET")
+                .arg(&k[..])
+                .arg(value)
+                .arg("PXAT")
+                .arg(expires_at_ms(stored))
+                .query(&mut con)
+                .unwrap();
         }
     }
-    let counts = [4u64, 1, 7, 2];
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(&sha).arg(keys.len());
     for k in &keys {
         cmd.arg(&k[..]);
     }
-    for n in counts {
+    for &(_, n) in &cases {
         cmd.arg(n * t);
     }
     let out: Vec<i64> = cmd.query(&mut con).unwrap();
     let now = out[0] as u64;
     assert!(now >= now0 && now < now0 + 1_000_000, "Redis's clock: {now} vs {now0}");
-    for i in 0..4 {
-        let want = merge(stored[i], now, counts[i], t);
+    for (i, &(stored, n)) in cases.iter().enumerate() {
+        let want = merge(stored, now, n, t);
         assert_eq!(out[i + 1] as u64, want - now, "key {i}: ahead of now");
         let got: u64 = redis::cmd("GET").arg(&keys[i][..]).query(&mut con).unwrap();
         assert_eq!(got, want, "key {i}: stored TAT");
-        // The key lives until its schedule has passed, and not much longer.
-        let pttl: i64 = redis::cmd("PTTL").arg(&keys[i][..]).query(&mut con).unwrap();
-        let ahead_ms = ((want - now) / 1000) as i64;
-        assert!(
-            pttl > 0 && pttl <= ahead_ms + 1 && pttl >= ahead_ms - 1000,
-            "key {i}: pttl {pttl}, ahead {ahead_ms} ms"
-        );
+        // The key lives until the end of the second in which its schedule passes, and no longer.
+        let deadline: u64 = redis::cmd("PEXPIRETIME").arg(&keys[i][..]).query(&mut con).unwrap();
+        assert_eq!(deadline, expires_at_ms(want), "key {i}: expiry");
     }
 }
 
@@ -202,6 +223,39 @@ fn a_sync_of_100k_active_users() {
     assert_eq!(live + limiter.table().evictions(), users);
     // The next sync has nothing to carry.
     assert_eq!(s.sync_once(&limiter), Ok(0));
+}
+
+#[test]
+fn a_flushed_script_cache_is_reloaded_and_the_batch_resent() {
+    let redis = RedisServer::start();
+    let limiter = Limiter::new(Gcra::new(1, 10), 1 << 16, KeyMode::Authorization, 0, Instant::now()).fleet(1, 1 << 14);
+    let users = 3_000u64;
+    let ids: Vec<u64> = (0..users)
+        .map(|i| (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect();
+    let mut s = Syncer::new(&redis.url(), Duration::from_secs(5), Default::default()).unwrap();
+    let mut con = redis_con(&redis);
+    let tat =
+        |con: &mut redis::Connection, id: u64| -> u64 { redis::cmd("GET").arg(&redis_key(id)[..]).query(con).unwrap() };
+    // Five requests each: the schedules run 5 s ahead, so the next charge adds to them whatever the test's pace.
+    for _ in 0..5 {
+        for &id in &ids {
+            limiter.record(0, id, &limiter.gcra);
+        }
+    }
+    assert_eq!(s.sync_once(&limiter), Ok(users as usize));
+    let before: Vec<u64> = ids.iter().map(|&id| tat(&mut con, id)).collect();
+    // As after a Redis restart the sync thread did not notice: every call of the next batch gets NOSCRIPT.
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut con).unwrap();
+    for &id in &ids {
+        limiter.record(0, id, &limiter.gcra);
+    }
+    assert_eq!(s.sync_once(&limiter), Ok(users as usize));
+    // Each user charged exactly once more (1 s at 1 request/s): sent again, not lost and not twice.
+    for (&id, &b) in ids.iter().zip(&before) {
+        assert_eq!(tat(&mut con, id), b + 1_000_000, "user {id:x}");
+    }
+    assert_eq!(s.stats.syncs_ok.load(std::sync::atomic::Ordering::Relaxed), 2);
 }
 
 /// The admitted counts behind docs/performance.md's table, for sync intervals of 10, 50 and 200 ms, next to

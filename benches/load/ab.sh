@@ -2,7 +2,9 @@
 # A/B of two portcullis configurations in front of the same upstream, alternating wrk rounds.
 #
 #   A_ARGS='...' B_ARGS='...' SCRIPT=benches/load/x.lua bash benches/load/ab.sh
-#   (ROUNDS=5 DURATION=6 CONNS=64 by default; prints the median requests/s of each and the ratio A/B)
+#   (ROUNDS=5 DURATION=6 CONNS=64 by default; prints the median requests/s of each and the ratio A/B, and each
+#   portcullis's CPU per request (user + system, all threads, from /proc); EXTRA_PID=pid adds that process's
+#   CPU per request in the A rounds, e.g. a redis-server A talks to)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-5}
@@ -29,17 +31,28 @@ CONF
 nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
 # shellcheck disable=SC2086
 ./target/release/portcullis --listen 127.0.0.1:$PA --upstream 127.0.0.1:$UP --workers 1 $A_ARGS 2>/dev/null & pids+=($!)
+pid_a=$!
 # shellcheck disable=SC2086
 ./target/release/portcullis --listen 127.0.0.1:$PB --upstream 127.0.0.1:$UP --workers 1 $B_ARGS 2>/dev/null & pids+=($!)
+pid_b=$!
+# utime + stime of a process (all threads), in clock ticks.
+ticks() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+hz=$(getconf CLK_TCK)
 for p in $UP $PA $PB; do for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done; done
 script_arg=(); [ -n "$SCRIPT" ] && script_arg=(-s "$SCRIPT")
 for r in $(seq "$ROUNDS"); do
   for name in A B; do
-    port=$PA; [ $name = B ] && port=$PB
+    port=$PA; pid=$pid_a; extra=${EXTRA_PID:-}
+    [ $name = B ] && port=$PB && pid=$pid_b && extra=
+    c0=$(ticks "$pid"); e0=$(ticks "$extra")
     out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "${script_arg[@]}" "http://127.0.0.1:$port/")
+    c1=$(ticks "$pid"); e1=$(ticks "$extra")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
     non2xx=$(awk '/Non-2xx/ {print $4}' <<<"$out"); non2xx=${non2xx:-0}
-    echo -e "$name\t$rps\t$non2xx" | tee -a "$work/r.tsv" >&2
+    cpu=$(awk -v c=$((c1 - c0)) -v n="$n" -v hz="$hz" 'BEGIN {printf "%.2f", c / hz * 1e6 / n}')
+    ecpu=$(awk -v c=$((e1 - e0)) -v n="$n" -v hz="$hz" 'BEGIN {printf "%.2f", c / hz * 1e6 / n}')
+    echo -e "$name\t$rps\t$non2xx\t$cpu\t$ecpu" | tee -a "$work/r.tsv" >&2
   done
 done
 python3 - "$work/r.tsv" <<'PY'
@@ -47,5 +60,9 @@ import sys, statistics as st
 rows=[l.split('\t') for l in open(sys.argv[1]).read().split('\n') if l]
 m={k: st.median(float(r[1]) for r in rows if r[0] == k) for k in ('A','B')}
 bad={k: sum(int(r[2]) for r in rows if r[0] == k) for k in ('A','B')}
+cpu={k: st.median(float(r[3]) for r in rows if r[0] == k) for k in ('A','B')}
+extra=st.median(float(r[4]) for r in rows if r[0] == 'A')
 print(f"A {m['A']:.0f} req/s, B {m['B']:.0f} req/s, A/B {m['A']/m['B']:.3f} (non-2xx: A {bad['A']}, B {bad['B']})")
+print(f"portcullis CPU per request: A {cpu['A']:.2f} us, B {cpu['B']:.2f} us, A/B {cpu['A']/cpu['B']:.3f}"
+      + (f"; the extra process during A: {extra:.2f} us per request" if extra else ""))
 PY
