@@ -131,15 +131,18 @@ fn bench(c: &mut Criterion) {
 fn json(c: &mut Criterion) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpora/json-bench/");
     let mut v = JsonValidator::new(1024);
-    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/load/body-1k.json")).unwrap();
-    let mut g = c.benchmark_group("json/body-1k");
-    g.throughput(Throughput::Bytes(body.len() as u64));
-    g.bench_function("portcullis", |b| b.iter(|| v.validate(black_box(&body)).unwrap()));
-    let mut st = Vec::new();
-    g.bench_function("grammar_check", |b| {
-        b.iter(|| portcullis::guard::json::grammar_check(black_box(&body), 1024, &mut st).unwrap())
-    });
-    g.finish();
+    // The API bodies of the load benchmarks (benches/load/compare.sh's post1k and post64k).
+    for name in ["body-1k", "body-64k"] {
+        let body = std::fs::read(format!("{}/benches/load/{name}.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let mut g = c.benchmark_group(format!("json/{name}"));
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function("portcullis", |b| b.iter(|| v.validate(black_box(&body)).unwrap()));
+        let mut st = Vec::new();
+        g.bench_function("grammar_check", |b| {
+            b.iter(|| portcullis::guard::json::grammar_check(black_box(&body), 1024, &mut st).unwrap())
+        });
+        g.finish();
+    }
     for name in [
         "twitter",
         "citm_catalog",
