@@ -201,10 +201,12 @@ impl Syncer {
         self.stats.sent_bytes.fetch_add(self.packed.len() as u64, Relaxed);
         let table = limiter.table();
         let mut synced = 0;
-        // Calls Redis answered NOSCRIPT (it restarted, or SCRIPT FLUSH): they changed nothing.
+        // Calls Redis answered NOSCRIPT (SCRIPT FLUSH, or a failover behind a proxy that kept the connection:
+        // a reconnect loads the script anyway): they changed nothing. (The crate hands server errors over as
+        // `Ok(Value::ServerError)`; the `Err` form is matched too, in case a version converts them.)
         let mut unknown = Vec::new();
         for (i, run) in calls(users, KEYS_PER_CALL).enumerate() {
-            match con.recv_response() {
+            match answer(con) {
                 Err(e) if e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => unknown.push(i),
                 Ok(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript) => unknown.push(i),
                 reply => synced += merge_answer(limiter, table, run, &reply.map_err(err)?)?,
@@ -216,15 +218,25 @@ impl Syncer {
         // Load the script again (same text, same hash) and send those calls once more.
         let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query(con).map_err(err)?;
         for &i in &unknown {
-            let start = if i == 0 { 0 } else { self.call_ends[i - 1] };
-            con.send_packed_command(&self.packed[start..self.call_ends[i]])
-                .map_err(err)?;
+            let call = &self.packed[if i == 0 { 0 } else { self.call_ends[i - 1] }..self.call_ends[i]];
+            con.send_packed_command(call).map_err(err)?;
+            self.stats.sent_bytes.fetch_add(call.len() as u64, Relaxed);
         }
         let runs: Vec<_> = calls(users, KEYS_PER_CALL).collect();
         for &i in &unknown {
-            synced += merge_answer(limiter, table, runs[i], &con.recv_response().map_err(err)?)?;
+            synced += merge_answer(limiter, table, runs[i], &answer(con).map_err(err)?)?;
         }
         Ok(synced)
+    }
+}
+
+/// The next answer on the connection, past any RESP3 push frames (not answers to a call).
+fn answer(con: &mut redis::Connection) -> redis::RedisResult<Value> {
+    loop {
+        match con.recv_response()? {
+            Value::Push { .. } => continue,
+            v => return Ok(v),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis::limit::fleet::{expires_at_ms, merge, redis_key, SCRIPT};
+use portcullis::limit::fleet::{expires_at_ms, merge, redis_key, KEY_LEN, SCRIPT};
 use portcullis::limit::{Gcra, KeyMode, Limiter};
 use portcullis::redis_sync::Syncer;
 use support::*;
@@ -143,51 +143,52 @@ fn merge_script_matches_the_gcra_model() {
     let t = g.interval;
     let now0 = redis_now_us(&mut con);
     let second = |n: u64| (now0 / 1_000_000 + n) * 1_000_000;
-    // Per user: the TAT stored (0: no key), as the script leaves it (expiring at the end of its second), and
-    // the requests charged now. A user 3 s ahead that stays within its second (the deadline is kept), one
-    // whose schedule has passed (its key expired: missing), one 50 ms ahead, one new, one 5 s ahead whose TAT
-    // moves into the next second (a new deadline), one whose schedule has just passed but whose key lives on
-    // to the end of that second, and one whose value Lua reads as a number but INCRBY refuses (hex: not written
-    // by the script) within its second.
-    let cases = [
-        (second(3) + 100_000, 4u64),
-        (0, 1),
-        (now0 + 50_000, 7),
-        (0, 2),
-        (second(5) + 950_000, 7),
-        (now0 - 1_000, 3),
-        (second(4) + 200_000, 2),
+    // Per user: the TAT stored (0: no key), as the script leaves it (expiring at the end of its second), the
+    // requests charged now, and the value as stored when it is not the script's decimal. A user 3 s ahead that
+    // stays within its second (moved by INCRBY, the deadline kept), one whose schedule has passed (its key
+    // expired: missing), one 50 ms ahead, one new, one 5 s ahead whose TAT moves into the next second (a new
+    // deadline), one whose schedule has just passed but whose key lives on to the end of that second; then
+    // values the script did not write: one Lua reads as a number but INCRBY refuses (hex), and values outside
+    // any schedule (read as none: replaced).
+    let cases: Vec<(u64, u64, Option<String>)> = vec![
+        (second(3) + 100_000, 4, None),
+        (0, 1, None),
+        (now0 + 50_000, 7, None),
+        (0, 2, None),
+        (second(5) + 950_000, 7, None),
+        (now0 - 1_000, 3, None),
+        (second(4) + 200_000, 2, Some(format!("{:#x}", second(4) + 200_000))),
+        (0, 1, Some("inf".into())),
+        (0, 1, Some("nan".into())),
+        (0, 1, Some("1e300".into())),
+        (0, 1, Some("-5".into())),
     ];
-    let hex = cases.len() - 1;
-    let keys: Vec<[u8; 31]> = (1..=cases.len() as u64).map(|i| redis_key(i << 60 | i)).collect();
-    for (k, &(stored, _)) in keys.iter().zip(&cases) {
-        if stored > 0 {
-            let value = if k == &keys[hex] {
-                format!("{stored:#x}")
-            } else {
-                stored.to_string()
-            };
+    let keys: Vec<[u8; KEY_LEN]> = (1..=cases.len() as u64).map(|i| redis_key(i << 60 | i)).collect();
+    for (k, (stored, _, raw)) in keys.iter().zip(&cases) {
+        let deadline = expires_at_ms(if *stored > 0 { *stored } else { now0 + 2_000_000 });
+        if let Some(value) = raw.clone().or((*stored > 0).then(|| stored.to_string())) {
             let _: () = redis::cmd("SET")
                 .arg(&k[..])
                 .arg(value)
                 .arg("PXAT")
-                .arg(expires_at_ms(stored))
+                .arg(deadline)
                 .query(&mut con)
                 .unwrap();
         }
     }
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut con).unwrap();
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(&sha).arg(keys.len());
     for k in &keys {
         cmd.arg(&k[..]);
     }
-    for &(_, n) in &cases {
+    for (_, n, _) in &cases {
         cmd.arg(n * t);
     }
     let out: Vec<i64> = cmd.query(&mut con).unwrap();
     let now = out[0] as u64;
     assert!(now >= now0 && now < now0 + 1_000_000, "Redis's clock: {now} vs {now0}");
-    for (i, &(stored, n)) in cases.iter().enumerate() {
+    for (i, &(stored, n, _)) in cases.iter().enumerate() {
         let want = merge(stored, now, n, t);
         assert_eq!(out[i + 1] as u64, want - now, "key {i}: ahead of now");
         let got: u64 = redis::cmd("GET").arg(&keys[i][..]).query(&mut con).unwrap();
@@ -196,6 +197,17 @@ fn merge_script_matches_the_gcra_model() {
         let deadline: u64 = redis::cmd("PEXPIRETIME").arg(&keys[i][..]).query(&mut con).unwrap();
         assert_eq!(deadline, expires_at_ms(want), "key {i}: expiry");
     }
+    // The in-place path ran (the first user's at least: a same-second move), and refused the hex value once.
+    let stats: String = redis::cmd("INFO").arg("commandstats").query(&mut con).unwrap();
+    let incrby = stats.lines().find(|l| l.starts_with("cmdstat_incrby:")).unwrap_or("");
+    let field = |name: &str| -> u64 {
+        incrby
+            .split([':', ','])
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(field("calls") >= 2, "{incrby}");
+    assert_eq!(field("failed_calls"), 1, "{incrby}");
 }
 
 #[test]
@@ -256,6 +268,107 @@ fn a_flushed_script_cache_is_reloaded_and_the_batch_resent() {
         assert_eq!(tat(&mut con, id), b + 1_000_000, "user {id:x}");
     }
     assert_eq!(s.stats.syncs_ok.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
+
+/// Reads one RESP value from `r` into `raw` (bytes as they came). Enough of RESP2/3 for a test proxy.
+fn read_resp(r: &mut impl std::io::BufRead, raw: &mut Vec<u8>) -> std::io::Result<()> {
+    let start = raw.len();
+    if r.read_until(b'\n', raw)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let line = String::from_utf8_lossy(&raw[start + 1..raw.len() - 2]).into_owned();
+    let n: i64 = line.parse().unwrap_or(0);
+    match raw[start] {
+        b'$' | b'=' | b'!' if n >= 0 => {
+            let mut body = vec![0; n as usize + 2];
+            r.read_exact(&mut body)?;
+            raw.extend_from_slice(&body);
+        }
+        b'*' | b'~' | b'>' | b'%' => {
+            let items = if raw[start] == b'%' { 2 * n } else { n };
+            for _ in 0..items.max(0) {
+                read_resp(r, raw)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A proxy in front of Redis for one client connection that answers `-NOSCRIPT` itself to the `nth` EVALSHA
+/// (0-based) and passes everything else through, one command at a time. Returns its port and the count of
+/// EVALSHAs it has seen.
+fn noscript_proxy(redis_port: u16, nth: usize) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufReader, Write};
+    use std::sync::atomic::Ordering::SeqCst;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    std::thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = std::net::TcpStream::connect(("127.0.0.1", redis_port)).unwrap();
+        let (mut from_client, mut to_client) = (BufReader::new(client.try_clone().unwrap()), client);
+        let (mut from_server, mut to_server) = (BufReader::new(server.try_clone().unwrap()), server);
+        loop {
+            let mut cmd = Vec::new();
+            if read_resp(&mut from_client, &mut cmd).is_err() {
+                return;
+            }
+            if String::from_utf8_lossy(&cmd).to_ascii_uppercase().contains("EVALSHA")
+                && count.fetch_add(1, SeqCst) == nth
+            {
+                to_client
+                    .write_all(b"-NOSCRIPT No matching script. Please use EVAL.\r\n")
+                    .unwrap();
+                continue;
+            }
+            to_server.write_all(&cmd).unwrap();
+            let mut reply = Vec::new();
+            if read_resp(&mut from_server, &mut reply).is_err() {
+                return;
+            }
+            to_client.write_all(&reply).unwrap();
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn a_call_refused_noscript_in_a_batch_is_resent_alone() {
+    let redis = RedisServer::start();
+    // The second call of the batch (group 1's users) is refused as if Redis had lost the script just then.
+    let (port, evalshas) = noscript_proxy(redis.port, 1);
+    let limiter = Limiter::new(Gcra::new(1, 10), 1 << 16, KeyMode::Authorization, 0, Instant::now()).fleet(1, 1 << 14);
+    let ids: Vec<u64> = (0..3_000u64)
+        .map(|i| (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect();
+    // Five requests each at 1/s: every schedule ends 5 s after Redis's now at the merge.
+    for _ in 0..5 {
+        for &id in &ids {
+            limiter.record(0, id, &limiter.gcra);
+        }
+    }
+    let mut con = redis_con(&redis);
+    let before = redis_now_us(&mut con);
+    let mut s = Syncer::new(
+        &format!("redis://127.0.0.1:{port}/0"),
+        Duration::from_secs(5),
+        Default::default(),
+    )
+    .unwrap();
+    assert_eq!(s.sync_once(&limiter), Ok(ids.len()));
+    let after = redis_now_us(&mut con);
+    // 16 groups of under 512 users: 16 calls, and the refused one sent again: 17, not 32.
+    assert_eq!(evalshas.load(std::sync::atomic::Ordering::SeqCst), 17);
+    // Each user charged exactly once (5 s): none lost with the refused call, none twice with a resend.
+    for &id in &ids {
+        let tat: u64 = redis::cmd("GET").arg(&redis_key(id)[..]).query(&mut con).unwrap();
+        assert!(
+            tat >= before + 5_000_000 && tat <= after + 5_000_000,
+            "user {id:x}: TAT {tat}, Redis now {before}..{after}"
+        );
+    }
 }
 
 /// The admitted counts behind docs/performance.md's table, for sync intervals of 10, 50 and 200 ms, next to

@@ -36,7 +36,11 @@ pid_a=$!
 ./target/release/portcullis --listen 127.0.0.1:$PB --upstream 127.0.0.1:$UP --workers 1 $B_ARGS 2>/dev/null & pids+=($!)
 pid_b=$!
 # utime + stime of a process (all threads), in clock ticks.
-ticks() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+ticks() {
+  [ -z "$1" ] && { echo 0; return; }
+  [ -r "/proc/$1/stat" ] || { echo "process $1 is gone" >&2; exit 1; }
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
 hz=$(getconf CLK_TCK)
 for p in $UP $PA $PB; do for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done; done
 script_arg=(); [ -n "$SCRIPT" ] && script_arg=(-s "$SCRIPT")
@@ -50,8 +54,8 @@ for r in $(seq "$ROUNDS"); do
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     n=$(awk '/requests in/ {print $1}' <<<"$out")
     non2xx=$(awk '/Non-2xx/ {print $4}' <<<"$out"); non2xx=${non2xx:-0}
-    cpu=$(awk -v c=$((c1 - c0)) -v n="$n" -v hz="$hz" 'BEGIN {printf "%.2f", c / hz * 1e6 / n}')
-    ecpu=$(awk -v c=$((e1 - e0)) -v n="$n" -v hz="$hz" 'BEGIN {printf "%.2f", c / hz * 1e6 / n}')
+    cpu=$(awk -v c=$((c1 - c0)) -v n="${n:-0}" -v hz="$hz" 'BEGIN {printf "%.2f", n > 0 ? c / hz * 1e6 / n : 0}')
+    ecpu=$(awk -v c=$((e1 - e0)) -v n="${n:-0}" -v hz="$hz" 'BEGIN {printf "%.2f", n > 0 ? c / hz * 1e6 / n : 0}')
     echo -e "$name\t$rps\t$non2xx\t$cpu\t$ecpu" | tee -a "$work/r.tsv" >&2
   done
 done
