@@ -125,6 +125,43 @@ fn redis_killed_and_restarted_mid_traffic() {
         .contains("connected; the rate limit is fleet-wide"));
 }
 
+#[test]
+fn redis_hanging_mid_traffic() {
+    let redis = RedisServer::start();
+    let up = Upstream::ok("ok");
+    let (a, b) = (node(&up, &redis, "50ms"), node(&up, &redis, "50ms"));
+    // Erin at 3x for 1 s, then Redis hangs (stopped: the kernel still accepts connections and takes the
+    // commands, nothing answers) for 2 s more of traffic: no request waits on it (every answer a 200 or a
+    // 429, none stalls), and each node holds the limit on its own.
+    let before = alternate(&[&a, &b], "Bearer erin", 30, 30);
+    redis.pause();
+    let during = alternate(&[&a, &b], "Bearer erin", 30, 60);
+    for k in 0..2 {
+        let admitted = before[k] + during[k];
+        assert!(
+            admitted <= 10 + 30 + 1,
+            "node {k} admitted {admitted} ({before:?} then {during:?})"
+        );
+    }
+    // The round trips time out (10 x the interval): both nodes say Redis is down, and what they admitted
+    // meanwhile is counted as unreported, not queued.
+    a.wait_metric("portcullis_redis_up", 0.0);
+    b.wait_metric("portcullis_redis_up", 0.0);
+    assert!(a.metric("portcullis_redis_unreported_requests_total").unwrap() > 0.0);
+    assert!(a.log.lock().unwrap().contains("deciding from the node-local table"));
+    // Redis runs again: the nodes reconnect by themselves and the fleet bound holds again for a user at 3x
+    // for 2 s (rate x 2 s + burst = 30, -2 / +10%).
+    redis.resume();
+    a.wait_metric("portcullis_redis_up", 1.0);
+    b.wait_metric("portcullis_redis_up", 1.0);
+    let frank: u64 = alternate(&[&a, &b], "Bearer frank", 30, 60).iter().sum();
+    eprintln!("frank admitted {frank}");
+    assert!(
+        (28..=33).contains(&frank),
+        "frank admitted {frank}; the fleet bound is 28..=33"
+    );
+}
+
 fn redis_con(r: &RedisServer) -> redis::Connection {
     redis::Client::open(r.url()).unwrap().get_connection().unwrap()
 }

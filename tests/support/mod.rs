@@ -481,6 +481,18 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// Stops it (SIGSTOP: connections still open, accepted by the kernel, never answered: a Redis that hangs).
+    pub fn pause(&self) {
+        // SAFETY: kill(2) on our own child's pid, which is not reaped until `kill` waits for it.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGSTOP) }, 0);
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        // SAFETY: as in `pause`.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGCONT) }, 0);
+    }
+
     /// Kills it (SIGKILL: its state is lost) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
