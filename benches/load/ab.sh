@@ -53,9 +53,9 @@ for r in $(seq "$ROUNDS"); do
     c1=$(ticks "$pid"); e1=$(ticks "$extra")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     n=$(awk '/requests in/ {print $1}' <<<"$out")
-    non2xx=$(awk '/Non-2xx/ {print $4}' <<<"$out"); non2xx=${non2xx:-0}
-    cpu=$(awk -v c=$((c1 - c0)) -v n="${n:-0}" -v hz="$hz" 'BEGIN {printf "%.2f", n > 0 ? c / hz * 1e6 / n : 0}')
-    ecpu=$(awk -v c=$((e1 - e0)) -v n="${n:-0}" -v hz="$hz" 'BEGIN {printf "%.2f", n > 0 ? c / hz * 1e6 / n : 0}')
+    non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); non2xx=${non2xx:-0}
+    cpu=$(awk -v c=$((c1 - c0)) -v n="${n:-0}" -v hz="$hz" 'BEGIN {printf "%.2f", (n > 0 ? c / hz * 1e6 / n : 0)}')
+    ecpu=$(awk -v c=$((e1 - e0)) -v n="${n:-0}" -v hz="$hz" 'BEGIN {printf "%.2f", (n > 0 ? c / hz * 1e6 / n : 0)}')
     echo -e "$name\t$rps\t$non2xx\t$cpu\t$ecpu" | tee -a "$work/r.tsv" >&2
   done
 done

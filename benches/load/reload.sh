@@ -60,7 +60,7 @@ for mode in steady reloading; do
   wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s benches/load/users.lua "http://127.0.0.1:$PP/" > "$work/$mode.wrk"
   wait $sp; [ $mode = reloading ] && wait $rp
   p99=$(awk '/^ +99%/ {print $2}' "$work/$mode.wrk"); rps=$(awk '/Requests\/sec/ {print $2}' "$work/$mode.wrk")
-  non2xx=$(awk '/Non-2xx/ {print $4}' "$work/$mode.wrk")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/$mode.wrk")
   echo -e "$mode\treq/s $rps\tp99 $p99\tnon-2xx ${non2xx:-0}\tper second: $(cat "$work/$mode.per")"
 done
 echo "reloads: $(curl -s 127.0.0.1:$AP/metrics | grep '^portcullis_reloads_total' | tr '\n' ' ')"
