@@ -144,7 +144,13 @@ impl Syncer {
         if self.batch.is_empty() {
             return Ok(0);
         }
-        match self.round_trip(limiter) {
+        let result = self.round_trip(limiter);
+        // After a large batch (an outage's backlog), keep twice what this sync encoded, not the high-water mark.
+        let keep = self.packed.len().max(1 << 20);
+        if self.packed.capacity() > 2 * keep {
+            self.packed.shrink_to(keep);
+        }
+        match result {
             Ok(n) => {
                 self.stats.syncs_ok.fetch_add(1, Relaxed);
                 self.stats.users.fetch_add(n as u64, Relaxed);

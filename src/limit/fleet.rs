@@ -143,6 +143,11 @@ impl Batch {
     /// Takes the batch: `(id, charge)` sorted by group, so that each group is one contiguous run.
     pub fn take(&mut self) -> &[(u64, u64)] {
         self.sorted.clear();
+        // After a large batch (an outage's backlog) keep twice what this one needs, not the high-water mark.
+        let keep = self.counts.len().max(1 << 16);
+        if self.sorted.capacity() > 2 * keep {
+            self.sorted.shrink_to(keep);
+        }
         self.sorted.extend(self.counts.drain());
         self.sorted.sort_unstable_by_key(|&(id, _)| (group(id), id));
         // Keep the memory of a large sync for the next one, but not without bound.
@@ -206,5 +211,20 @@ mod tests {
         let runs: Vec<_> = calls(&users, 1).map(|r| r.len()).collect();
         assert_eq!(runs, [1, 1, 1]);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn an_outage_backlog_does_not_keep_its_memory() {
+        let mut b = Batch::new(1 << 20);
+        for id in 0..300_000u64 {
+            b.add(id.wrapping_mul(0x9e37_79b9_7f4a_7c15), 1);
+        }
+        assert_eq!(b.take().len(), 300_000);
+        for id in 0..10u64 {
+            b.add(id, 1);
+        }
+        assert_eq!(b.take().len(), 10);
+        assert!(b.sorted.capacity() <= 2 << 16, "{}", b.sorted.capacity());
+        assert!(b.counts.capacity() <= 4 << 16, "{}", b.counts.capacity());
     }
 }
