@@ -15,16 +15,22 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-180}
 CYCLE=${CYCLE:-30}
+# The four phase changes (CYCLE/6, /3, /2, 2/3) are distinct and after 0 from 6 s on.
+(( CYCLE >= 6 && DURATION >= 4 * CYCLE && DURATION >= 60 )) || { echo "need CYCLE >= 6, DURATION >= 60 and >= 4 x CYCLE (warm-up)" >&2; exit 2; }
 need() { command -v "$1" >/dev/null 2>&1; }
+need python3 || { echo "python3 is needed" >&2; exit 2; }
 if ! need wrk || ! need nginx || ! need redis-server; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light redis-server >/dev/null
 fi
 cargo build --release --quiet
 work=$(mktemp -d); pids=(); rpid=
 cleanup() {
+  local rc=$?
   [ -n "$rpid" ] && kill -CONT "$rpid" 2>/dev/null || true
   for p in "${pids[@]}" $rpid; do kill "$p" 2>/dev/null || true; done
-  sleep 0.2; rm -rf "$work"
+  sleep 0.2
+  # On failure the evidence stays: proxy.log, samples.tsv, wrk.txt.
+  if [ "$rc" = 0 ]; then rm -rf "$work"; else echo "kept $work" >&2; fi
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -57,6 +63,7 @@ PY
 }
 wrk -t1 -c64 -d"${DURATION}s" --timeout 5s --latency -s benches/load/users-pre.lua "http://127.0.0.1:$PX/" \
   > "$work/wrk.txt" 2>&1 & wpid=$!
+pids+=("$wpid")
 echo -e "t\tphase\trss_kb\tfds\tthreads\tloaded" > "$work/samples.tsv"
 phase=answering
 for t in $(seq 1 "$DURATION"); do
@@ -65,9 +72,10 @@ for t in $(seq 1 "$DURATION"); do
   case $c in
     $((CYCLE / 6))) kill -STOP "$rpid"; phase=hung ;;
     $((CYCLE / 3))) kill -CONT "$rpid"; phase=answering ;;
-    $((CYCLE / 2))) kill -9 "$rpid"; wait "$rpid" 2>/dev/null || true; phase=down ;;
+    $((CYCLE / 2))) kill -9 "$rpid"; wait "$rpid" 2>/dev/null || true; rpid=; phase=down ;;
     $((2 * CYCLE / 3))) start_redis; phase=answering ;;
   esac
+  [ -d "/proc/$ppid" ] || { echo "the proxy exited:" >&2; tail "$work/proxy.log" >&2; exit 1; }
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$ppid/status")
   fds=$(find "/proc/$ppid/fd" -mindepth 1 -maxdepth 1 | wc -l)
   thr=$(awk '/Threads/ {print $2}' "/proc/$ppid/status")
@@ -76,9 +84,9 @@ for t in $(seq 1 "$DURATION"); do
   echo -e "$t\t$phase\t$rss\t$fds\t$thr\t$loaded" >> "$work/samples.tsv"
 done
 wait "$wpid"
-# Let the next sync go through with Redis answering, then read the sync metrics.
-kill -CONT "$rpid" 2>/dev/null || true
-sleep 0.5  # ten sync intervals
+# Redis answering again (whatever phase the run ended in), then the sync metrics once the proxy says so.
+if [ -n "$rpid" ]; then kill -CONT "$rpid"; else start_redis; fi
+for _ in $(seq 100); do [ "$(metric portcullis_redis_up)" = 1.0 ] && break; sleep 0.1; done  # polls the metric
 up=$(metric portcullis_redis_up); ok=$(metric 'portcullis_redis_syncs_total{result="ok"}')
 failed=$(metric 'portcullis_redis_syncs_total{result="failed"}')
 unreported=$(metric portcullis_redis_unreported_requests_total)

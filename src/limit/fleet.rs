@@ -143,16 +143,16 @@ impl Batch {
     /// Takes the batch: `(id, charge)` sorted by group, so that each group is one contiguous run.
     pub fn take(&mut self) -> &[(u64, u64)] {
         self.sorted.clear();
-        // After a large batch (an outage's backlog) keep twice what this one needs, not the high-water mark.
+        // After a large batch (an outage's backlog) keep a few times what this one needs (at least 64 Ki
+        // users), not the high-water mark; a steady size never reallocates.
         let keep = self.counts.len().max(1 << 16);
         if self.sorted.capacity() > 2 * keep {
             self.sorted.shrink_to(keep);
         }
         self.sorted.extend(self.counts.drain());
         self.sorted.sort_unstable_by_key(|&(id, _)| (group(id), id));
-        // Keep the memory of a large sync for the next one, but not without bound.
-        if self.counts.capacity() > 4 * self.max_users.min(1 << 16) {
-            self.counts.shrink_to(1 << 16);
+        if self.counts.capacity() > 4 * keep {
+            self.counts.shrink_to(keep);
         }
         &self.sorted
     }
@@ -226,5 +226,17 @@ mod tests {
         assert_eq!(b.take().len(), 10);
         assert!(b.sorted.capacity() <= 2 << 16, "{}", b.sorted.capacity());
         assert!(b.counts.capacity() <= 4 << 16, "{}", b.counts.capacity());
+        // A steady large batch keeps its memory from sync to sync.
+        let mut b = Batch::new(1 << 20);
+        let mut caps = Vec::new();
+        for _ in 0..3 {
+            for id in 0..250_000u64 {
+                b.add(id.wrapping_mul(0x9e37_79b9_7f4a_7c15), 1);
+            }
+            b.take();
+            caps.push((b.sorted.capacity(), b.counts.capacity()));
+        }
+        assert_eq!(caps[1], caps[2], "{caps:?}");
+        assert!(caps[2].0 >= 250_000 && caps[2].1 >= 250_000, "{caps:?}");
     }
 }

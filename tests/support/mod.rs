@@ -483,14 +483,21 @@ impl RedisServer {
 
     /// Stops it (SIGSTOP: connections still open, accepted by the kernel, never answered: a Redis that hangs).
     pub fn pause(&self) {
-        // SAFETY: kill(2) on our own child's pid, which is not reaped until `kill` waits for it.
-        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGSTOP) }, 0);
+        self.signal("STOP");
     }
 
     /// Lets a paused server run again (SIGCONT).
     pub fn resume(&self) {
-        // SAFETY: as in `pause`.
-        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGCONT) }, 0);
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -s {sig} redis-server");
     }
 
     /// Kills it (SIGKILL: its state is lost) and waits for it.
