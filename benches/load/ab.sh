@@ -7,6 +7,7 @@
 #   CPU per request in the A rounds, e.g. a redis-server A talks to)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/load/lib.sh
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-6}
 CONNS=${CONNS:-64}
@@ -20,14 +21,8 @@ cargo build --release --quiet
 work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); PA=$(free_port); PB=$(free_port)
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $work/nginx.pid; error_log stderr error;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000000; keepalive_timeout 300s; client_body_buffer_size 64k;
-  server { listen 127.0.0.1:$UP backlog=4096; location / { return 200 "ok\n"; } } }
-CONF
+ok_upstream_conf "$work" "$UP" 4096 "client_body_buffer_size 64k;"
 nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
 # shellcheck disable=SC2086
 ./target/release/portcullis --listen 127.0.0.1:$PA --upstream 127.0.0.1:$UP --workers 1 $A_ARGS 2>/dev/null & pids+=($!)
@@ -42,7 +37,7 @@ ticks() {
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
 hz=$(getconf CLK_TCK)
-for p in $UP $PA $PB; do for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done; done
+for p in $UP $PA $PB; do wait_port "$p"; done
 script_arg=(); [ -n "$SCRIPT" ] && script_arg=(-s "$SCRIPT")
 for r in $(seq "$ROUNDS"); do
   for name in A B; do

@@ -22,6 +22,7 @@
 # scenarios x DURATION seconds of load, loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/load/lib.sh
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 SCENARIOS=${SCENARIOS:-"get post1k post64k conns1000 refused10"}
@@ -37,18 +38,11 @@ cargo build --release --quiet
 work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); P_PORT=$(free_port); N_PORT=$(free_port); H_PORT=$(free_port); T_PORT=$(free_port)
 mkdir -p "$work/up" "$work/px"
 
 # The upstream: nginx answering 200 "ok" itself (after reading the body), one worker.
-cat > "$work/up/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $work/up/nginx.pid; error_log stderr error;
-events { worker_connections 8192; }
-http { access_log off; keepalive_requests 1000000000; keepalive_timeout 300s; client_body_buffer_size 128k;
-  client_max_body_size 2m;
-  server { listen 127.0.0.1:$UP backlog=4096; location / { return 200 "ok\n"; } } }
-CONF
+ok_upstream_conf "$work/up" "$UP" 8192 "client_body_buffer_size 128k; client_max_body_size 2m;"
 $ON_GEN nginx -c "$work/up/nginx.conf" -p "$work/up" & pids+=($!)
 
 # nginx with the policy.
@@ -119,7 +113,6 @@ $ON_PROXY ./target/release/portcullis --listen 127.0.0.1:$P_PORT --upstream 127.
   --rate 10 --max-connections 20000 2>"$work/portcullis.log" & pids+=($!)
 PORTCULLIS_PID=$!
 
-wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not up" >&2; exit 1; }
 for p in $UP $P_PORT $N_PORT $H_PORT $T_PORT; do wait_port "$p"; done
 
 proxy_pids() {

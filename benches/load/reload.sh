@@ -6,6 +6,7 @@
 #   bash benches/load/reload.sh        # DURATION=10 CONNS=64 RELOAD_EVERY=1
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/load/lib.sh
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 RELOAD_EVERY=${RELOAD_EVERY:-1}
@@ -13,14 +14,8 @@ cargo build --release --quiet
 work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); PP=$(free_port); AP=$(free_port)
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $work/nginx.pid; error_log stderr error;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000000; keepalive_timeout 300s;
-  server { listen 127.0.0.1:$UP backlog=4096; location / { return 200 "ok\n"; } } }
-CONF
+ok_upstream_conf "$work" "$UP"
 nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
 python3 - "$work/limits.toml" <<'PY'
 import sys
@@ -32,7 +27,7 @@ PY
 echo 'accept-rule = "observe"' > "$work/portcullis.toml"
 ./target/release/portcullis --listen 127.0.0.1:$PP --upstream 127.0.0.1:$UP --workers 1 --rate 10 \
   --config "$work/portcullis.toml" --limits "$work/limits.toml" --admin 127.0.0.1:$AP 2>"$work/log" & pp=$!; pids+=($pp)
-for p in $UP $PP $AP; do for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done; done
+for p in $UP $PP $AP; do wait_port "$p"; done
 sample() {  # forwarded+refused every 100 ms for $1 s
   python3 - "$AP" "$1" <<'PY'
 import sys, time, urllib.request

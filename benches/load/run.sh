@@ -10,6 +10,7 @@
 # Bounded: ROUNDS x 3 proxies x DURATION seconds of load, loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/load/lib.sh
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
@@ -38,17 +39,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); P_PORT=$(free_port); N_PORT=$(free_port); H_PORT=$(free_port)
 
 # The upstream: nginx answering 200 "ok" itself, one worker, keep-alive without limit.
 mkdir -p "$work/up" "$work/px"
-cat > "$work/up/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $work/up/nginx.pid; error_log stderr error;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000000; keepalive_timeout 300s;
-  server { listen 127.0.0.1:$UP backlog=4096; location / { return 200 "ok\n"; } } }
-CONF
+ok_upstream_conf "$work/up" "$UP"
 $ON_GEN nginx -c "$work/up/nginx.conf" -p "$work/up" & pids+=($!)
 
 # nginx as the reverse proxy.
@@ -88,7 +83,6 @@ $ON_PROXY ./target/release/portcullis --listen 127.0.0.1:$P_PORT --upstream 127.
 pids+=($!)
 PORTCULLIS_PID=$!
 
-wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not up" >&2; exit 1; }
 for p in $UP $P_PORT $N_PORT $H_PORT; do wait_port "$p"; done
 
 # PIDs whose CPU counts for each proxy (nginx: master and workers).

@@ -12,6 +12,7 @@
 # DURATION; needs wrk, nginx and redis-server (installed with apt-get if missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/load/lib.sh
 DURATION=${DURATION:-180}
 CYCLE=${CYCLE:-30}
 # The four phase changes (CYCLE/6, /3, /2, 2/3) are distinct and after 0 from 6 s on.
@@ -32,15 +33,8 @@ cleanup() {
   if [ "$rc" = 0 ]; then rm -rf "$work"; else echo "kept $work" >&2; fi
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); PX=$(free_port); AD=$(free_port); RP=$(free_port)
-wait_port() { for _ in $(seq 200); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $work/nginx.pid; error_log stderr error;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000000; keepalive_timeout 300s;
-  server { listen 127.0.0.1:$UP backlog=4096; location / { return 200 "ok\n"; } } }
-CONF
+ok_upstream_conf "$work" "$UP"
 nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
 start_redis() {
   redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --logfile "" >/dev/null &
