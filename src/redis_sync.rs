@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use redis::{ServerErrorKind, Value};
 
-use crate::limit::fleet::{calls, redis_key, Batch, SCRIPT};
+use crate::limit::fleet::{calls, redis_key, shrink_past_twice, Batch, SCRIPT};
 use crate::limit::{Limiter, Table};
 use crate::server::Shared;
 
@@ -145,11 +145,8 @@ impl Syncer {
             return Ok(0);
         }
         let result = self.round_trip(limiter);
-        // After a large batch (an outage's backlog), keep twice what this sync encoded, not the high-water mark.
-        let keep = self.packed.len().max(1 << 20);
-        if self.packed.capacity() > 2 * keep {
-            self.packed.shrink_to(keep);
-        }
+        let encoded = self.packed.len();
+        shrink_past_twice(&mut self.packed, encoded.max(1 << 20));
         match result {
             Ok(n) => {
                 self.stats.syncs_ok.fetch_add(1, Relaxed);
@@ -190,14 +187,15 @@ impl Syncer {
         let err = |e: redis::RedisError| e.to_string();
         self.packed.clear();
         self.call_ends.clear();
-        for run in calls(users, KEYS_PER_CALL) {
+        let runs: Vec<&[(u64, u64)]> = calls(users, KEYS_PER_CALL).collect();
+        for run in &runs {
             let start = self.packed.len();
             let mut cmd = redis::cmd("EVALSHA");
             cmd.arg(&self.sha).arg(run.len());
-            for &(id, _) in run {
+            for &(id, _) in *run {
                 cmd.arg(&redis_key(id)[..]);
             }
-            for &(_, charge) in run {
+            for &(_, charge) in *run {
                 cmd.arg(charge);
             }
             cmd.write_packed_command(&mut self.packed);
@@ -211,7 +209,7 @@ impl Syncer {
         // a reconnect loads the script anyway): they changed nothing. (The crate hands server errors over as
         // `Ok(Value::ServerError)`; the `Err` form is matched too, in case a version converts them.)
         let mut unknown = Vec::new();
-        for (i, run) in calls(users, KEYS_PER_CALL).enumerate() {
+        for (i, run) in runs.iter().enumerate() {
             match answer(con) {
                 Err(e) if e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => unknown.push(i),
                 Ok(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript) => unknown.push(i),
@@ -228,7 +226,6 @@ impl Syncer {
             con.send_packed_command(call).map_err(err)?;
             self.stats.sent_bytes.fetch_add(call.len() as u64, Relaxed);
         }
-        let runs: Vec<_> = calls(users, KEYS_PER_CALL).collect();
         for &i in &unknown {
             synced += merge_answer(limiter, table, runs[i], &answer(con).map_err(err)?)?;
         }

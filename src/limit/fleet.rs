@@ -146,15 +146,21 @@ impl Batch {
         // After a large batch (an outage's backlog) keep a few times what this one needs (at least 64 Ki
         // users), not the high-water mark; a steady size never reallocates.
         let keep = self.counts.len().max(1 << 16);
-        if self.sorted.capacity() > 2 * keep {
-            self.sorted.shrink_to(keep);
-        }
+        shrink_past_twice(&mut self.sorted, keep);
         self.sorted.extend(self.counts.drain());
         self.sorted.sort_unstable_by_key(|&(id, _)| (group(id), id));
         if self.counts.capacity() > 4 * keep {
             self.counts.shrink_to(keep);
         }
         &self.sorted
+    }
+}
+
+/// Gives back a buffer's memory past twice `keep` (what the current sync needs, or a floor): after a large
+/// batch (an outage's backlog) the high-water mark is not kept, and a steady size never reallocates.
+pub fn shrink_past_twice<T>(v: &mut Vec<T>, keep: usize) {
+    if v.capacity() > 2 * keep {
+        v.shrink_to(keep);
     }
 }
 
