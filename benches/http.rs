@@ -129,7 +129,7 @@ fn bench(c: &mut Criterion) {
 /// Validation throughput on the standard JSON benchmark files: the product's validator (copy included),
 /// simd-json's own tape (on a copy too: it rewrites its input) and serde_json's `Value`.
 fn json(c: &mut Criterion) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpora/json-bench/");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/corpora/json-bench/");
     let mut v = JsonValidator::new(1024);
     // The API bodies of the load benchmarks (benches/load/compare.sh's post1k and post64k).
     for name in ["body-1k", "body-64k"] {
@@ -152,7 +152,7 @@ fn json(c: &mut Criterion) {
         "log",
     ] {
         let Ok(doc) = std::fs::read(format!("{dir}{name}.json")) else {
-            eprintln!("skipping {name}: ../shared/corpora/json-bench not found");
+            eprintln!("skipping {name}: benches/corpora/json-bench not found");
             continue;
         };
         let mut g = c.benchmark_group(format!("json/{name}"));

@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
-# Seeds fuzz/corpus/<target>/ from ../shared/corpora (llhttp requests, http-desync-guardian YAML cases,
-# JSONTestSuite, json-bench) plus a few hand-written inputs. The corpus is not committed (fuzz/.gitignore);
+# Seeds fuzz/corpus/<target>/ from the repository's corpora (tests/corpora: llhttp requests, http-desync-guardian YAML cases,
+# JSONTestSuite; benches/corpora: json-bench) plus a few hand-written inputs. The corpus is not committed (fuzz/.gitignore);
 # running this again adds the seeds back next to whatever the fuzzer has found (file names are content hashes).
 #
-#   fuzz/seed.sh [CORPORA_DIR]     default: ../shared/corpora relative to the repository root
+#   fuzz/seed.sh
 #
 # Needs python3; PyYAML for the desync-guardian cases (skipped with a warning without it).
 set -euo pipefail
 FUZZ_DIR="$(cd "$(dirname "$0")" && pwd)"
-CORPORA="${1:-$FUZZ_DIR/../../shared/corpora}"
-[ -d "$CORPORA" ] || { echo "seed.sh: no corpora at $CORPORA" >&2; exit 1; }
-CORPORA="$(cd "$CORPORA" && pwd)"
+ROOT="$(cd "$FUZZ_DIR/.." && pwd)"
 
-python3 - "$CORPORA" "$FUZZ_DIR/corpus" <<'PY'
+python3 - "$ROOT" "$FUZZ_DIR/corpus" <<'PY'
 import base64, glob, hashlib, json, os, sys
 
-corpora, out = sys.argv[1], sys.argv[2]
+root, out = sys.argv[1], sys.argv[2]
+corpora = os.path.join(root, "tests/corpora")
 counts = {}
 
 def put(target, data):
@@ -35,12 +34,12 @@ def enc(s):
 
 # ---- HTTP requests: llhttp (raw bytes) and desync-guardian (YAML, built into raw heads) ----
 requests = []
-with open(os.path.join(corpora, "http/llhttp/llhttp-request-cases.jsonl")) as f:
+with open(os.path.join(corpora, "llhttp/llhttp-request-cases.jsonl")) as f:
     for line in f:
         requests.append(base64.b64decode(json.loads(line)["raw_b64"]))
 try:
     import yaml
-    for path in sorted(glob.glob(os.path.join(corpora, "http/desync-guardian/tests/*.yaml"))):
+    for path in sorted(glob.glob(os.path.join(corpora, "desync-guardian/tests/*.yaml"))):
         for case in yaml.safe_load(open(path, encoding="utf-8")) or []:
             line = enc(case.get("method") or "GET") + b" " + enc(case.get("uri") or "/")
             if case.get("version"):
@@ -124,7 +123,7 @@ for i, a in enumerate(accepts):
 for path in sorted(glob.glob(os.path.join(corpora, "JSONTestSuite/test_parsing/*.json"))
                    + glob.glob(os.path.join(corpora, "JSONTestSuite/test_transform/*.json"))):
     put("json", open(path, "rb").read())
-for path in sorted(glob.glob(os.path.join(corpora, "json-bench/*.json"))):
+for path in sorted(glob.glob(os.path.join(root, "benches/corpora/json-bench/*.json"))):
     raw = open(path, "rb").read()
     put("json", raw[:4096])  # a truncated (invalid) prefix
     doc = json.loads(raw)

@@ -165,7 +165,7 @@ fn i_accepted(name: &str) -> bool {
 }
 
 fn corpus(dir: &str) -> Vec<(String, Vec<u8>)> {
-    let path = format!("{}/../shared/corpora/JSONTestSuite/{dir}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/corpora/JSONTestSuite/{dir}", env!("CARGO_MANIFEST_DIR"));
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(&path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
         .map(|e| e.unwrap().path())

@@ -1,4 +1,4 @@
-//! The desync-guardian corpus (../shared/corpora/http/desync-guardian/tests/*.yaml, from
+//! The desync-guardian corpus (tests/corpora/desync-guardian/tests/*.yaml, from
 //! aws/http-desync-guardian) end to end: every case is turned into raw bytes, sent to the real binary on its
 //! own connection, and judged by what the client got back and what reached a byte-counting upstream.
 //!
@@ -50,7 +50,7 @@ use support::Proxy;
 
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/corpora/http/desync-guardian/tests"
+    "/tests/corpora/desync-guardian/tests"
 );
 
 /// The files, in the order desync-guardian's own `file_tests` runs them.
@@ -257,7 +257,7 @@ fn unescape_value(s: &str) -> String {
 
 fn load(file: &str) -> Vec<Case> {
     let text = std::fs::read_to_string(format!("{CORPUS}/{file}"))
-        .unwrap_or_else(|e| panic!("desync-guardian corpus (../shared/corpora): {file}: {e}"));
+        .unwrap_or_else(|e| panic!("desync-guardian corpus (tests/corpora): {file}: {e}"));
     let stem = file.trim_end_matches(".yaml");
     let mut cases: Vec<Case> = Vec::new();
     #[derive(PartialEq)]

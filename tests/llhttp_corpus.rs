@@ -1,4 +1,4 @@
-//! The llhttp request corpus (../shared/corpora/http/llhttp) as a table-driven test of the pure request
+//! The llhttp request corpus (tests/corpora/llhttp) as a table-driven test of the pure request
 //! reader: head parse + framing + chunked decoding, message after message, exactly as a connection reads.
 //! Every strict `error` case must be refused (or stop the connection) before the bad message is complete.
 
@@ -83,9 +83,9 @@ fn b64(s: &str) -> Vec<u8> {
 fn every_strict_error_case_is_refused() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/corpora/http/llhttp/llhttp-request-cases.jsonl"
+        "/tests/corpora/llhttp/llhttp-request-cases.jsonl"
     );
-    let text = std::fs::read_to_string(path).expect("llhttp corpus (../shared/corpora)");
+    let text = std::fs::read_to_string(path).expect("llhttp corpus (tests/corpora)");
     let (mut errors, mut oks_served, mut oks_refused) = (0, 0, Vec::new());
     for line in text.lines() {
         let case: serde_json::Value = serde_json::from_str(line).unwrap();
