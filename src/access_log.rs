@@ -1,8 +1,11 @@
 //! The access log (`--access-log PATH`, or `-` for stdout): one JSON line per request.
 //!
-//! Each worker formats lines into its own buffer (no allocation once warm, no syscall per request) and
-//! writes the buffer out when it passes 32 KiB, at least once a second, and at shutdown. With a file, every
-//! worker appends whole buffers to the same `O_APPEND` descriptor, so lines never interleave.
+//! Each worker formats lines into its own buffer (no allocation once warm, no syscall per request) and hands
+//! the buffer to the log's writer thread when it passes 32 KiB, at least once a second, and at shutdown; the
+//! writer appends whole buffers (lines never interleave) and hands the emptied buffer back. Workers never
+//! write to the file themselves: a slow or stalled disk (or a pipe nobody reads) cannot stall an event loop.
+//! When the writer falls behind by [`QUEUE_PER_WORKER`] buffers per worker, a worker drops its buffer's lines
+//! instead of waiting, and counts them (`portcullis_access_log_dropped_lines_total`).
 //!
 //! Format (one object per line): `{"time":1764427200.123,"client":"127.0.0.1","method":"GET","target":"/x",
 //! "status":200,"reason":null,"bytes_in":120,"bytes_out":431,"duration_us":312,"user":"9f3a0c2e71b4d5a6"}`:
@@ -13,7 +16,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::buf::put_u64;
@@ -22,6 +27,8 @@ use crate::buf::put_u64;
 pub const TARGET_MAX: usize = 128;
 const FLUSH_BYTES: usize = 32 * 1024;
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Full buffers a worker may have queued for the writer before it drops lines rather than wait.
+pub const QUEUE_PER_WORKER: usize = 4;
 
 #[derive(Clone)]
 pub enum Sink {
@@ -57,26 +64,122 @@ pub struct Entry<'a> {
     pub would_refuse: Option<&'a str>,
 }
 
+impl Sink {
+    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Stdout => io::stdout().lock().write_all(bytes),
+            Sink::File(f) => (&**f).write_all(bytes),
+        }
+    }
+}
+
+/// A full buffer and the worker it goes back to.
+type ToWriter = SyncSender<(usize, Vec<u8>)>;
+
+/// The process's access log: the writer thread and what workers need to reach it.
+pub struct Hub {
+    /// Full buffers to the writer, tagged with the worker they go back to. Taken at shutdown so that the
+    /// writer sees the end.
+    to_writer: Mutex<Option<ToWriter>>,
+    /// Each worker's channel of emptied buffers, taken by the worker when it starts.
+    returns: Mutex<Vec<Option<Receiver<Vec<u8>>>>>,
+    /// Lines dropped because the writer was behind.
+    pub dropped: Arc<AtomicU64>,
+    done: Mutex<Option<Receiver<()>>>,
+}
+
+impl Hub {
+    /// Starts the writer thread for `workers` workers.
+    pub fn start(sink: Sink, workers: usize) -> io::Result<Hub> {
+        let workers = workers.max(1);
+        let (tx, rx) = sync_channel::<(usize, Vec<u8>)>(workers * QUEUE_PER_WORKER);
+        let (back, returns): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| {
+                let (t, r) = sync_channel::<Vec<u8>>(QUEUE_PER_WORKER + 1);
+                (t, Some(r))
+            })
+            .unzip();
+        let (done_tx, done_rx) = sync_channel(1);
+        std::thread::Builder::new().name("access-log".into()).spawn(move || {
+            let mut failing = false;
+            for (worker, mut buf) in rx {
+                match sink.write_all(&buf) {
+                    Ok(()) if failing => {
+                        failing = false;
+                        crate::info!("access log: writing again");
+                    }
+                    Err(e) if !failing => {
+                        failing = true;
+                        crate::warn!("access log: write failed: {e} (lines are lost until it works again)");
+                    }
+                    _ => {}
+                }
+                buf.clear();
+                if let Some(b) = back.get(worker) {
+                    let _ = b.try_send(buf);
+                }
+            }
+            let _ = done_tx.send(());
+        })?;
+        Ok(Hub {
+            to_writer: Mutex::new(Some(tx)),
+            returns: Mutex::new(returns),
+            dropped: Arc::new(AtomicU64::new(0)),
+            done: Mutex::new(Some(done_rx)),
+        })
+    }
+
+    /// Worker `id`'s end of the log.
+    pub fn worker(&self, id: usize, now: Instant) -> Option<AccessLog> {
+        let tx = self.to_writer.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        let returns = self
+            .returns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(id)?
+            .take()?;
+        Some(AccessLog {
+            id,
+            tx,
+            returns,
+            dropped: self.dropped.clone(),
+            buf: Vec::with_capacity(2 * FLUSH_BYTES),
+            lines: 0,
+            last_flush: now,
+        })
+    }
+
+    /// After the workers have finished (and handed over their last buffers): lets the writer finish and waits
+    /// for it, at most `grace` (a stalled file must not keep the process from exiting).
+    pub fn close(&self, grace: Duration) {
+        drop(self.to_writer.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(done) = self.done.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            if done.recv_timeout(grace).is_err() {
+                crate::warn!("access log: the writer did not finish within {grace:?}; its last lines may be lost");
+            }
+        }
+    }
+}
+
+/// A worker's end of the access log.
 pub struct AccessLog {
-    sink: Sink,
+    id: usize,
+    tx: ToWriter,
+    returns: Receiver<Vec<u8>>,
+    dropped: Arc<AtomicU64>,
     buf: Vec<u8>,
+    /// Lines in `buf`.
+    lines: u64,
     last_flush: Instant,
 }
 
 impl AccessLog {
-    pub fn new(sink: Sink, now: Instant) -> AccessLog {
-        AccessLog {
-            sink,
-            buf: Vec::with_capacity(2 * FLUSH_BYTES),
-            last_flush: now,
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
 
     pub fn entry(&mut self, e: &Entry<'_>) {
+        self.lines += 1;
         let b = &mut self.buf;
         b.extend_from_slice(b"{\"time\":");
         put_u64(b, e.time_ms / 1000);
@@ -139,17 +242,31 @@ impl AccessLog {
             && (self.buf.len() >= FLUSH_BYTES || now.saturating_duration_since(self.last_flush) >= FLUSH_EVERY)
     }
 
+    /// Hands the buffer to the writer (never waits: with the writer behind, the lines are dropped and counted)
+    /// and takes an emptied one back.
     pub fn flush(&mut self, now: Instant) -> io::Result<()> {
         self.last_flush = now;
         if self.buf.is_empty() {
             return Ok(());
         }
-        let r = match &self.sink {
-            Sink::Stdout => io::stdout().lock().write_all(&self.buf),
-            Sink::File(f) => (&**f).write_all(&self.buf),
-        };
-        self.buf.clear();
-        r
+        let next = self
+            .returns
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(2 * FLUSH_BYTES));
+        let full = std::mem::replace(&mut self.buf, next);
+        match self.tx.try_send((self.id, full)) {
+            Ok(()) => {}
+            Err(TrySendError::Full((_, mut full)) | TrySendError::Disconnected((_, mut full))) => {
+                self.dropped.fetch_add(self.lines, Ordering::Relaxed);
+                // Keep the larger buffer; the other one goes.
+                full.clear();
+                if full.capacity() > self.buf.capacity() {
+                    self.buf = full;
+                }
+            }
+        }
+        self.lines = 0;
+        Ok(())
     }
 }
 
@@ -171,7 +288,8 @@ mod tests {
 
     #[test]
     fn lines_are_json() {
-        let mut log = AccessLog::new(Sink::Stdout, Instant::now());
+        let hub = Hub::start(Sink::Stdout, 1).unwrap();
+        let mut log = hub.worker(0, Instant::now()).unwrap();
         log.entry(&Entry {
             time_ms: 1_764_427_200_007,
             client: b"::1",

@@ -5,23 +5,53 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::metrics::{render, Gauges};
 use crate::server::Shared;
+
+/// Admin connections served at once (each on its own thread, for at most the 2 s read and write timeouts).
+pub const MAX_CONNS: usize = 16;
 
 /// Binds `addr` and serves in a background thread; returns the bound address.
 pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new().name("admin".into()).spawn(move || {
-        for s in listener.incoming().flatten() {
+        let active = Arc::new((Mutex::new(0usize), Condvar::new()));
+        loop {
+            // At most MAX_CONNS connections are served at once; the next ones wait in the listen backlog.
+            {
+                let (n, freed) = &*active;
+                let mut n = n.lock().unwrap_or_else(|e| e.into_inner());
+                while *n >= MAX_CONNS {
+                    n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
+                }
+                *n += 1;
+            }
+            let release = |active: &(Mutex<usize>, Condvar)| {
+                *active.0.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+                active.1.notify_one();
+            };
+            let s = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(_) => {
+                    release(&active);
+                    // EMFILE and the like: do not spin.
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
             // A thread per admin connection: a slow scraper cannot hold the others (probes, /readyz) up.
-            let shared = shared.clone();
-            let _ = std::thread::Builder::new()
-                .name("admin-conn".into())
-                .spawn(move || serve(s, &shared));
+            let (shared, active2) = (shared.clone(), active.clone());
+            let spawned = std::thread::Builder::new().name("admin-conn".into()).spawn(move || {
+                let _ = serve(s, &shared);
+                release(&active2);
+            });
+            if spawned.is_err() {
+                release(&active);
+            }
         }
     })?;
     Ok(bound)
@@ -72,6 +102,7 @@ fn metrics_text(shared: &Shared) -> String {
         reloads: [shared.reloads[0].load(Relaxed), shared.reloads[1].load(Relaxed)],
         rate_table_live: l.map(|l| l.table().live(l.micros(Instant::now())) as u64),
         rate_evictions: l.map(|l| l.table().evictions()),
+        access_log_dropped: shared.access_log.as_ref().map(|h| h.dropped.load(Relaxed)),
         redis: shared.redis.as_ref().map(|r| crate::metrics::RedisGauges {
             up: r.up.load(Relaxed),
             syncs_ok: r.syncs_ok.load(Relaxed),

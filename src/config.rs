@@ -118,6 +118,24 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_REDIS_SYNC", default_value = "50ms", value_parser = parse_duration)]
     pub redis_sync: Duration,
 
+    /// A file holding at least 32 bytes of secret (the same on every node): user ids (the fleet's Redis keys,
+    /// the access log's `user`) are keyed with it. Required with --redis-url.
+    #[arg(long, env = "PORTCULLIS_SECRET_FILE")]
+    pub secret_file: Option<String>,
+
+    /// Requests per second per client address, whatever credential they carry (0 = off; default: 10 x --rate).
+    /// Not applied with --user-key ip or to users of a --limits tier.
+    #[arg(long, env = "PORTCULLIS_IP_RATE")]
+    pub ip_rate: Option<u32>,
+
+    /// Requests one client address may send back to back (default: 10 x --burst).
+    #[arg(long, env = "PORTCULLIS_IP_BURST")]
+    pub ip_burst: Option<u32>,
+
+    /// An address or CIDR block the per-address limit does not apply to (repeatable), e.g. a known NAT gateway.
+    #[arg(long = "ip-rate-exempt", env = "PORTCULLIS_IP_RATE_EXEMPT", value_delimiter = ',')]
+    pub ip_rate_exempt: Vec<String>,
+
     /// Slots of the process-wide rate-limit table (8 bytes each; fixed at start).
     #[arg(long, env = "PORTCULLIS_RATE_TABLE_SLOTS", default_value_t = 1_048_576)]
     pub rate_table_slots: usize,
@@ -208,6 +226,44 @@ pub struct RateConfig {
     /// Fleet-wide through this Redis (the URL as given: it may hold a password, never log it).
     pub redis_url: Option<String>,
     pub redis_sync: Duration,
+    /// `--secret-file`: its path, and the secret (never printed).
+    pub secret: Option<(String, Secret)>,
+    /// The per-address backstop (`None`: off, or keyed on the address already).
+    pub ip: Option<crate::limit::IpBackstop>,
+    /// `--ip-rate` / `--ip-burst` as configured (0 when off), for describing the configuration.
+    pub ip_rate: u32,
+    pub ip_burst: u32,
+}
+
+/// Secret bytes: `Debug` shows only their length.
+#[derive(Clone)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+/// The shortest `--secret-file` content accepted.
+pub const MIN_SECRET: usize = 32;
+
+/// Reads a `--secret-file`: at least [`MIN_SECRET`] bytes (one trailing newline is not part of it).
+pub fn read_secret(path: &str) -> Result<Secret, String> {
+    let mut bytes = std::fs::read(path).map_err(|e| format!("--secret-file {path}: {e}"))?;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    }
+    if bytes.len() < MIN_SECRET {
+        return Err(format!(
+            "--secret-file {path}: holds {} bytes; at least {MIN_SECRET} are needed (e.g. `head -c 32 /dev/urandom | base64 > {path}`)",
+            bytes.len()
+        ));
+    }
+    Ok(Secret(bytes))
 }
 
 /// Size limits of the HTTP layer (pure values, used by `http::request`).
@@ -345,9 +401,19 @@ impl Config {
         if a.rate == 0 && a.limits.as_ref().is_some_and(|l| !l.is_empty()) {
             return Err("--limits: per-user limits need the rate limit on (--rate above 0)".into());
         }
+        let secret = match a.secret_file.as_ref().filter(|p| !p.is_empty()) {
+            Some(p) => Some((p.clone(), read_secret(p)?)),
+            None => None,
+        };
         if let Some(u) = a.redis_url.as_ref().filter(|u| !u.is_empty()) {
             if a.rate == 0 {
                 return Err("--redis-url: the fleet-wide limit needs the rate limit on (--rate above 0)".into());
+            }
+            if secret.is_none() {
+                return Err(
+                    "--redis-url: the fleet-wide limit needs --secret-file (the same secret on every node keys the user ids)"
+                        .into(),
+                );
             }
             redis::IntoConnectionInfo::into_connection_info(u.as_str())
                 .map_err(|e| format!("--redis-url {}: {e}", crate::redis_sync::redact(u)))?;
@@ -379,10 +445,37 @@ impl Config {
                     a.trust_forwarded_for
                 ));
             }
+            let key = crate::limit::KeyMode::parse(&a.user_key).map_err(|e| format!("--user-key {e}"))?;
+            let ip_rate = a.ip_rate.unwrap_or(a.rate.saturating_mul(10).min(10_000_000));
+            if ip_rate > 10_000_000 {
+                return Err(format!("--ip-rate {ip_rate}: must be between 0 (off) and 10000000"));
+            }
+            let ip_burst = a.ip_burst.unwrap_or(burst.saturating_mul(10));
+            if ip_rate > 0 && (ip_burst == 0 || ip_burst as u64 > ip_rate as u64 * 3600) {
+                return Err(format!(
+                    "--ip-burst {ip_burst}: must be between 1 and an hour of requests at --ip-rate"
+                ));
+            }
+            let exempt = a
+                .ip_rate_exempt
+                .iter()
+                .filter(|c| !c.trim().is_empty())
+                .map(|c| crate::limit::Cidr::parse(c).map_err(|e| format!("--ip-rate-exempt {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ip = (ip_rate > 0 && key != crate::limit::KeyMode::Ip).then(|| crate::limit::IpBackstop {
+                rate: ip_rate,
+                burst: ip_burst,
+                gcra: crate::limit::Gcra::new(ip_rate, ip_burst),
+                exempt,
+            });
             Some(RateConfig {
+                secret,
+                ip,
+                ip_rate,
+                ip_burst: if ip_rate > 0 { ip_burst } else { 0 },
                 rate: a.rate,
                 burst,
-                key: crate::limit::KeyMode::parse(&a.user_key).map_err(|e| format!("--user-key {e}"))?,
+                key,
                 trust_forwarded_for: a.trust_forwarded_for,
                 table_slots: a.rate_table_slots,
                 headers: a.ratelimit_headers,
@@ -517,6 +610,23 @@ impl Config {
                             .unwrap_or_default()),
                     ),
                     ("redis-sync", s(&format!("{}ms", r.redis_sync.as_millis()))),
+                    ("secret-file", s(r.secret.as_ref().map_or("", |(p, _)| p))),
+                    ("ip-rate", r.ip_rate.to_string()),
+                    ("ip-burst", r.ip_burst.to_string()),
+                    (
+                        "ip-rate-exempt",
+                        format!(
+                            "[{}]",
+                            r.ip.as_ref()
+                                .map(|b| b
+                                    .exempt
+                                    .iter()
+                                    .map(|c| s(&c.to_string()))
+                                    .collect::<Vec<_>>()
+                                    .join(", "))
+                                .unwrap_or_default()
+                        ),
+                    ),
                 ]);
             }
         }

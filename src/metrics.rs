@@ -72,6 +72,8 @@ pub struct Gauges {
     pub rate_table_live: Option<u64>,
     pub rate_evictions: Option<u64>,
     pub redis: Option<RedisGauges>,
+    /// Access-log lines dropped because its writer was behind (`None` without an access log).
+    pub access_log_dropped: Option<u64>,
 }
 
 /// The fleet sync's state (see `crate::redis_sync::Stats`).
@@ -225,6 +227,15 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
         sum(blocks, |b| &b.duration_sum_us) as f64 / 1e6
     );
     let _ = writeln!(o, "portcullis_request_duration_seconds_count {cum}");
+    if let Some(n) = g.access_log_dropped {
+        family(
+            &mut o,
+            "portcullis_access_log_dropped_lines_total",
+            "counter",
+            "Access-log lines dropped because the log's writer was behind (a slow or stalled file).",
+        );
+        let _ = writeln!(o, "portcullis_access_log_dropped_lines_total {n}");
+    }
     if let (Some(live), Some(ev)) = (g.rate_table_live, g.rate_evictions) {
         family(
             &mut o,
@@ -330,6 +341,7 @@ mod tests {
                 rate_table_live: Some(3),
                 rate_evictions: Some(0),
                 redis: None,
+                access_log_dropped: None,
             },
         );
         assert!(text.contains("portcullis_requests_total{outcome=\"forwarded\"} 2\n"));

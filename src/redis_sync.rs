@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use redis::{ServerErrorKind, Value};
 
 use crate::limit::fleet::{calls, redis_key, shrink_past_twice, Batch, SCRIPT};
-use crate::limit::{Limiter, Table};
+use crate::limit::Limiter;
 use crate::server::Shared;
 
 /// Most distinct users one sync carries (ids past it wait for nothing: they are counted and dropped).
@@ -203,7 +203,6 @@ impl Syncer {
             self.call_ends.push(self.packed.len());
         }
         self.stats.sent_bytes.fetch_add(self.packed.len() as u64, Relaxed);
-        let table = limiter.table();
         let mut synced = 0;
         // Calls Redis answered NOSCRIPT (SCRIPT FLUSH, or a failover behind a proxy that kept the connection:
         // a reconnect loads the script anyway): they changed nothing. (The crate hands server errors over as
@@ -213,7 +212,7 @@ impl Syncer {
             match answer(con) {
                 Err(e) if e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => unknown.push(i),
                 Ok(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript) => unknown.push(i),
-                reply => synced += merge_answer(limiter, table, run, &reply.map_err(err)?)?,
+                reply => synced += merge_answer(limiter, run, &reply.map_err(err)?)?,
             }
         }
         if unknown.is_empty() {
@@ -227,7 +226,7 @@ impl Syncer {
             self.stats.sent_bytes.fetch_add(call.len() as u64, Relaxed);
         }
         for &i in &unknown {
-            synced += merge_answer(limiter, table, runs[i], &answer(con).map_err(err)?)?;
+            synced += merge_answer(limiter, runs[i], &answer(con).map_err(err)?)?;
         }
         Ok(synced)
     }
@@ -245,7 +244,7 @@ fn answer(con: &mut redis::Connection) -> redis::RedisResult<Value> {
 
 /// Merges one script answer (Redis's now, then per user how far its fleet schedule is ahead) into the table:
 /// the later schedule wins.
-fn merge_answer(limiter: &Limiter, table: &Table, run: &[(u64, u64)], reply: &Value) -> Result<usize, String> {
+fn merge_answer(limiter: &Limiter, run: &[(u64, u64)], reply: &Value) -> Result<usize, String> {
     let Value::Array(vals) = reply else {
         return Err(format!("the merge script failed: {reply:?}"));
     };
@@ -261,7 +260,7 @@ fn merge_answer(limiter: &Limiter, table: &Table, run: &[(u64, u64)], reply: &Va
         let Value::Int(ahead) = *v else {
             return Err(format!("unexpected value from the merge script: {v:?}"));
         };
-        table.raise(id, now.saturating_add(ahead.max(0) as u64), now);
+        limiter.raise(id, now.saturating_add(ahead.max(0) as u64), now);
     }
     Ok(run.len())
 }

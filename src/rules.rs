@@ -20,6 +20,8 @@ pub struct Rules {
     pub rate_mode: Mode,
     /// The tiers (the default tier from `--rate` / `--burst`), when the limit is on.
     pub tiers: Option<Tiers>,
+    /// The per-address backstop's policy fields (`"ip"`), for its 429s.
+    pub ip_tier: Option<Tier>,
     pub ratelimit_headers: bool,
     /// `--observe-header`.
     pub observe_header: Option<Vec<u8>>,
@@ -52,6 +54,11 @@ impl Rules {
             policy: config.policy.clone(),
             rate_mode: config.rate.as_ref().map_or(Mode::Off, |r| r.mode),
             tiers,
+            ip_tier: config
+                .rate
+                .as_ref()
+                .and_then(|r| r.ip.as_ref())
+                .map(|b| Tier::new("ip", b.rate, b.burst)),
             ratelimit_headers: config.rate.as_ref().is_some_and(|r| r.headers),
             observe_header: config.observe_header.as_ref().map(|h| h.as_bytes().to_vec()),
         })

@@ -34,7 +34,7 @@ pub struct Shared {
     /// The fleet sync's state, when the limit is fleet-wide.
     pub redis: Option<Arc<crate::redis_sync::Stats>>,
     /// Where the access log goes, when on.
-    pub access_log: Option<crate::access_log::Sink>,
+    pub access_log: Option<crate::access_log::Hub>,
     /// One counter block per worker (each written only by its worker).
     pub metrics: Box<[crate::metrics::WorkerMetrics]>,
 }
@@ -75,6 +75,9 @@ impl Running {
                 Ok(Err(e)) => result = Err(e),
                 Err(_) => result = Err(io::Error::other("a worker panicked")),
             }
+        }
+        if let Some(log) = &self.shared.access_log {
+            log.close(Duration::from_secs(2));
         }
         if let Some(l) = &self.shared.limiter {
             crate::info!("rate-limit table: {} evictions", l.table().evictions());
@@ -200,6 +203,19 @@ pub fn start(config: Config) -> io::Result<Running> {
         }
         None => None,
     };
+    if let Some(r) = config
+        .rate
+        .as_ref()
+        .filter(|r| r.ip.is_some() && r.trust_forwarded_for == 0)
+    {
+        if let Some(b) = &r.ip {
+            crate::warn!(
+                "the per-address limit (--ip-rate {}) counts socket peers: behind a load balancer or proxy, set \
+                 --trust-forwarded-for (or every client shares the proxy's budget)",
+                b.rate
+            );
+        }
+    }
     let limiter = config.rate.as_ref().map(|r| {
         let l = crate::limit::Limiter::new(
             crate::limit::Gcra::new(r.rate, r.burst),
@@ -207,7 +223,12 @@ pub fn start(config: Config) -> io::Result<Running> {
             r.key.clone(),
             r.trust_forwarded_for,
             std::time::Instant::now(),
-        );
+        )
+        .with_ip_backstop(r.ip.clone());
+        let l = match &r.secret {
+            Some((_, secret)) => l.with_secret(&secret.0),
+            None => l,
+        };
         match r.redis_url {
             Some(_) => l.fleet(config.workers, crate::redis_sync::JOURNAL_CAPACITY),
             None => l,
@@ -233,7 +254,9 @@ pub fn start(config: Config) -> io::Result<Running> {
         metrics: (0..config.workers).map(|_| Default::default()).collect(),
         access_log: match &config.access_log {
             Some(p) => {
-                Some(crate::access_log::Sink::open(p).map_err(|e| io::Error::other(format!("--access-log {p}: {e}")))?)
+                let sink =
+                    crate::access_log::Sink::open(p).map_err(|e| io::Error::other(format!("--access-log {p}: {e}")))?;
+                Some(crate::access_log::Hub::start(sink, config.workers)?)
             }
             None => None,
         },

@@ -17,12 +17,14 @@ fn req(auth: &str) -> Vec<u8> {
 
 /// A node: `--rate 10` (burst 10), fleet-wide through `redis`, syncing every `sync`.
 fn node(up: &Upstream, redis: &RedisServer, sync: &str) -> Proxy {
-    let url = redis.url();
+    let (url, secret) = (redis.url(), redis.secret_path());
     let p = Proxy::with_upstream(
         up.addr,
         &[
             "--rate",
             "10",
+            "--secret-file",
+            &secret,
             "--redis-url",
             &url,
             "--redis-sync",
@@ -273,7 +275,10 @@ fn a_sync_of_100k_active_users() {
     // Each user's fleet schedule (two requests charged) is now in the local table too.
     let now = limiter.micros(Instant::now());
     let live = limiter.table().live(now) as u64;
-    assert_eq!(live + limiter.table().evictions(), users);
+    // Slots are placed by this process's random hash of the id: two of 100 000 users share a bucket and a
+    // 16-bit fingerprint (and so a schedule) with probability ~0.6 per run (docs/rate-limit.md, collisions).
+    let held = live + limiter.table().evictions();
+    assert!((users - 10..=users).contains(&held), "{held} of {users}");
     // The next sync has nothing to carry.
     assert_eq!(s.sync_once(&limiter), Ok(0));
 }
@@ -457,9 +462,19 @@ fn a_redis_password_is_never_logged() {
     let dead = dead_port();
     let url = format!("redis://portcullis:s3cr3t-pw@127.0.0.1:{}/0", dead.port());
     let up = Upstream::ok("ok");
+    let secret = SecretFile::new("pw");
     let p = Proxy::with_upstream(
         up.addr,
-        &["--rate", "10", "--redis-url", &url, "--admin", "127.0.0.1:0"],
+        &[
+            "--rate",
+            "10",
+            "--secret-file",
+            &secret.path_str(),
+            "--redis-url",
+            &url,
+            "--admin",
+            "127.0.0.1:0",
+        ],
     );
     // The sync thread has tried (and failed) at least once: the state-change line is in the log.
     p.wait_metric("portcullis_redis_up", 0.0);
@@ -475,7 +490,13 @@ fn a_redis_password_is_never_logged() {
     assert!(!log.contains("s3cr3t"), "{log}");
     assert!(log.contains("redis://portcullis:***@127.0.0.1"), "{log}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["--check-config", "--redis-url", &url])
+        .args([
+            "--check-config",
+            "--secret-file",
+            &secret.path_str(),
+            "--redis-url",
+            &url,
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -67,7 +67,8 @@ fn metrics_count_a_known_mix() {
     assert_eq!(metric(&text, "portcullis_upstream_connections_reused_total"), 2);
     assert_eq!(metric(&text, "portcullis_client_connections_accepted_total"), 1);
     assert_eq!(metric(&text, "portcullis_client_connections_open"), 1);
-    assert_eq!(metric(&text, "portcullis_rate_limit_table_live_slots"), 1);
+    // The user's slot and its address's (the per-address backstop).
+    assert_eq!(metric(&text, "portcullis_rate_limit_table_live_slots"), 2);
     assert_eq!(metric(&text, "portcullis_rate_limit_evictions_total"), 0);
     assert!(metric(&text, "portcullis_sent_bytes_total") > 0);
     assert_eq!(p.admin_get("/healthz"), (200, "ok\n".to_string()));

@@ -303,6 +303,10 @@ fn reload_under_load_swaps_the_policy_and_keeps_connections_and_schedules() {
             "1",
             "--burst",
             "5",
+            // Below, thousands of invented users share one address: that is what the per-address backstop
+            // refuses, and it is not what this test is about.
+            "--ip-rate",
+            "0",
         ],
     ));
     // Before: a default user (1/s, burst 5) and a gold user (5/s) exhaust their bursts.

@@ -111,6 +111,25 @@ pub fn parse_q(v: &[u8]) -> Option<u16> {
     }
 }
 
+/// False if the media type `v` (already known to parse) has a `charset` parameter other than `utf-8` (any
+/// case, quoted or not).
+pub fn charset_is_utf8(v: &[u8]) -> bool {
+    split_unquoted(v, b';').skip(1).all(|p| {
+        let p = trim_ows(p);
+        match p.iter().position(|&b| b == b'=') {
+            Some(eq) if p[..eq].eq_ignore_ascii_case(b"charset") => {
+                let val = &p[eq + 1..];
+                let val = match val {
+                    [b'"', inner @ .., b'"'] => inner,
+                    _ => val,
+                };
+                val.eq_ignore_ascii_case(b"utf-8")
+            }
+            _ => true,
+        }
+    })
+}
+
 /// True for `application/json` and any `application/*+json` (e.g. `application/merge-patch+json`).
 pub fn is_json(m: &MediaRange<'_>) -> bool {
     m.ty.eq_ignore_ascii_case(b"application")
@@ -170,6 +189,26 @@ mod tests {
         assert_eq!(parse_q(b"1.1"), None);
         assert_eq!(parse_q(b""), None);
         assert_eq!(parse_q(b"2"), None);
+    }
+
+    #[test]
+    fn charsets() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+            "application/json; x=\"a;charset=utf-7\"",
+        ] {
+            assert!(charset_is_utf8(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "application/json; charset=utf-7",
+            "application/json;charset=UTF-16LE",
+            "application/json; charset=\"latin1\"",
+            "application/json; charset=utf-8; charset=utf-16",
+        ] {
+            assert!(!charset_is_utf8(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@ pub mod json;
 pub mod media;
 
 use crate::http::request::RequestHead;
-use crate::http::{eq_ci, Reason};
-use media::{is_json, parse_media, split_list};
+use crate::http::{eq_ci, list_items, named_by_connection, Reason};
+use media::{charset_is_utf8, is_json, parse_media, split_list};
 
 /// Most `--accept` types (one bit each in the exclusion mask).
 pub const MAX_API_TYPES: usize = 64;
@@ -141,15 +141,28 @@ pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admissi
     }
     let json_method = policy.json_methods & (1 << head.method_idx) != 0;
     if json_method && policy.content_type_mode != Mode::Off {
+        // JSON is UTF-8 (RFC 8259 section 8.1): a charset parameter naming anything else would make an
+        // upstream that honours it decode another document than the one validated here.
         let ok = match (head.content_type, head.content_type_count) {
-            (Some(i), 1) => parse_media(head.headers[i].value).is_some_and(|m| is_json(&m)),
+            (Some(i), 1) => {
+                let v = head.headers[i].value;
+                parse_media(v).is_some_and(|m| is_json(&m)) && charset_is_utf8(v)
+            }
             _ => false,
         };
-        if !ok {
+        // A coded body (gzip...) cannot be validated as sent.
+        let refusal = if !ok {
+            Some(Reason::ContentTypeNotJson)
+        } else if !identity_coding(head) {
+            Some(Reason::ContentEncodingNotSupported)
+        } else {
+            None
+        };
+        if let Some(r) = refusal {
             if policy.content_type_mode == Mode::Enforce {
-                return Err(Reason::ContentTypeNotJson);
+                return Err(r);
             }
-            observed = observed.or(Some(Reason::ContentTypeNotJson));
+            observed = observed.or(Some(r));
         }
     }
     Ok(Admission {
@@ -157,6 +170,35 @@ pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admissi
         json_body: json_method && policy.json_mode != Mode::Off,
         observed,
     })
+}
+
+/// True unless a Content-Encoding field names a coding other than `identity`.
+fn identity_coding(head: &RequestHead<'_, '_>) -> bool {
+    let Some(first) = head.content_encoding else {
+        return true;
+    };
+    head.headers[first..]
+        .iter()
+        .filter(|h| eq_ci(h.name.as_bytes(), b"content-encoding"))
+        .all(|h| list_items(h.value).all(|c| eq_ci(c, b"identity")))
+}
+
+/// True if a Connection field of `head` names a field a check reads (so that forwarding would drop it after
+/// it was checked): Accept (with the Accept rule on), Content-Type and Content-Encoding (on a JSON method with
+/// the Content-Type rule on), and, with the rate limit on (`limited`: the key field, whether X-Forwarded-For
+/// is trusted), the user's key field and X-Forwarded-For.
+pub fn connection_names_checked(
+    policy: &Policy,
+    head: &RequestHead<'_, '_>,
+    limited: Option<(Option<&[u8]>, bool)>,
+) -> bool {
+    let names = |f: &[u8]| named_by_connection(head.headers, f);
+    let json_method = policy.json_methods & (1 << head.method_idx) != 0;
+    (policy.accept_mode != Mode::Off && names(b"accept"))
+        || (json_method
+            && policy.content_type_mode != Mode::Off
+            && (names(b"content-type") || names(b"content-encoding")))
+        || limited.is_some_and(|(key, xff)| key.is_some_and(names) || (xff && names(b"x-forwarded-for")))
 }
 
 fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<usize>, Reason> {

@@ -11,7 +11,7 @@ pub mod response;
 pub mod write;
 
 pub use httparse::Header;
-pub use problem::{Catalogue, Reason};
+pub use problem::{Catalogue, Conn, Reason};
 
 /// The two versions the ingress speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,10 +30,15 @@ pub enum Reason {
     JsonTooDeep,
     RateLimited,
     AmbiguousUserKey,
+    MalformedAuthorization,
+    IpRateLimited,
+    ContentEncodingNotSupported,
+    InvalidForwardedFor,
+    InvalidTarget,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 29] = [
         Reason::MalformedRequest,
         Reason::AmbiguousFraming,
         Reason::MalformedChunkedBody,
@@ -58,6 +63,11 @@ impl Reason {
         Reason::JsonTooDeep,
         Reason::RateLimited,
         Reason::AmbiguousUserKey,
+        Reason::MalformedAuthorization,
+        Reason::IpRateLimited,
+        Reason::ContentEncodingNotSupported,
+        Reason::InvalidForwardedFor,
+        Reason::InvalidTarget,
     ];
 
     pub fn status(self) -> u16 {
@@ -74,10 +84,10 @@ impl Reason {
             UpstreamUnavailable | BadUpstreamResponse => 502,
             UpstreamTimeout => 504,
             AcceptHeaderMissing | AcceptHeaderMalformed | UnsupportedApiVersion => 406,
-            ContentTypeNotJson => 415,
+            ContentTypeNotJson | ContentEncodingNotSupported => 415,
             MalformedJson | JsonTooDeep => 400,
-            RateLimited => 429,
-            AmbiguousUserKey => 400,
+            RateLimited | IpRateLimited => 429,
+            AmbiguousUserKey | MalformedAuthorization | InvalidForwardedFor | InvalidTarget => 400,
         }
     }
 
@@ -108,6 +118,11 @@ impl Reason {
             JsonTooDeep => "json_too_deep",
             RateLimited => "rate_limited",
             AmbiguousUserKey => "ambiguous_user_key",
+            MalformedAuthorization => "malformed_authorization",
+            IpRateLimited => "ip_rate_limited",
+            ContentEncodingNotSupported => "content_encoding_not_supported",
+            InvalidForwardedFor => "invalid_forwarded_for",
+            InvalidTarget => "invalid_target",
         }
     }
 
@@ -117,7 +132,7 @@ impl Reason {
             MalformedRequest => "Malformed request",
             AmbiguousFraming => "Ambiguous message framing",
             MalformedChunkedBody => "Malformed chunked body",
-            InvalidHost => "Missing or repeated Host",
+            InvalidHost => "Invalid Host",
             InvalidConnectionHeader => "Invalid Connection header",
             UnsupportedTransferCoding => "Unsupported transfer coding",
             UnsupportedMethod => "Unsupported method",
@@ -138,6 +153,11 @@ impl Reason {
             JsonTooDeep => "JSON nested too deeply",
             RateLimited => "Too many requests",
             AmbiguousUserKey => "Credentials sent twice",
+            MalformedAuthorization => "Malformed Authorization header",
+            IpRateLimited => "Too many requests from this address",
+            ContentEncodingNotSupported => "Content-Encoding not supported",
+            InvalidForwardedFor => "Invalid X-Forwarded-For",
+            InvalidTarget => "Invalid request target",
         }
     }
 
@@ -147,8 +167,8 @@ impl Reason {
             MalformedRequest => "The request head is not valid HTTP/1.1: send a request line and header fields with CRLF line endings and no control characters.",
             AmbiguousFraming => "The body framing is ambiguous: send either one valid Content-Length or Transfer-Encoding: chunked (HTTP/1.1 only), never both, no body on GET or HEAD, and no look-alike field such as Transfer_Encoding.",
             MalformedChunkedBody => "The chunked body is malformed: use hex chunk sizes without prefixes or spaces and end every line with CRLF.",
-            InvalidHost => "HTTP/1.1 requests must carry exactly one Host header field.",
-            InvalidConnectionHeader => "The Connection header must list field names, and may not name Host, Content-Length or Transfer-Encoding.",
+            InvalidHost => "HTTP/1.1 requests must carry exactly one Host header field whose value is a host name or IP address with an optional port; an absolute request target must name the same host.",
+            InvalidConnectionHeader => "The Connection header must list field names, and may not name Host, Content-Length, Transfer-Encoding or a field the request checks read (Authorization or the user key field, Accept, Content-Type, Content-Encoding, a trusted X-Forwarded-For).",
             UnsupportedTransferCoding => "Only Transfer-Encoding: chunked is supported for request bodies.",
             UnsupportedMethod => "Use one of GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS.",
             ExpectationFailed => "Only Expect: 100-continue is supported.",
@@ -168,6 +188,11 @@ impl Reason {
             JsonTooDeep => "The JSON body nests objects and arrays deeper than this API accepts.",
             AmbiguousUserKey => "The request carries the field that identifies the user (Authorization, or the configured key field) more than once: send it once.",
             RateLimited => "You sent more requests than your rate limit allows: wait for Retry-After seconds. If you need a higher rate, get in touch.",
+            MalformedAuthorization => "The Authorization header is not a valid credential: send an authentication scheme, one space and the credentials (Basic credentials in base64).",
+            IpRateLimited => "Your network address sent more requests than this API accepts from one address: wait for Retry-After seconds. If many users share your address, get in touch.",
+            ContentEncodingNotSupported => "The request body must not be compressed or otherwise encoded: send it without Content-Encoding (or with Content-Encoding: identity).",
+            InvalidForwardedFor => "An X-Forwarded-For hop that identifies the client is not an IP address (optionally with a port).",
+            InvalidTarget => "The request target must be an absolute path (or an absolute URI), without a fragment; '*' is for OPTIONS only.",
         }
     }
 
@@ -190,6 +215,8 @@ impl Reason {
                 | MalformedJson
                 | JsonTooDeep
                 | RateLimited
+                | IpRateLimited
+                | ContentEncodingNotSupported
         )
     }
 }
@@ -213,11 +240,34 @@ fn status_text(status: u16) -> &'static str {
     }
 }
 
-/// The precomputed responses, two per reason: keep-alive and `Connection: close`.
+/// What a response says about the connection after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conn {
+    /// Persistent by default (HTTP/1.1): no Connection field.
+    Keep,
+    /// `Connection: close`.
+    Close,
+    /// `Connection: keep-alive`: an HTTP/1.0 client asked to keep the connection, and it is kept.
+    KeepAlive,
+}
+
+impl Conn {
+    /// The answer to a request of `version` after which the connection is closed or not.
+    pub fn new(close: bool, version: super::Version) -> Conn {
+        match (close, version) {
+            (true, _) => Conn::Close,
+            (false, super::Version::Http10) => Conn::KeepAlive,
+            (false, super::Version::Http11) => Conn::Keep,
+        }
+    }
+}
+
+/// The precomputed responses, three per reason: one for each [`Conn`].
 #[derive(Debug, Clone)]
 pub struct Catalogue {
     keep: Vec<Vec<u8>>,
     close: Vec<Vec<u8>>,
+    keep_alive: Vec<Vec<u8>>,
 }
 
 /// Length of a response's head without its final CRLF (where extra fields go).
@@ -230,7 +280,7 @@ fn head_end(resp: &[u8]) -> usize {
 impl Catalogue {
     /// `accepted`: the API media types configured, named in the detail of `unsupported_api_version`.
     pub fn new(docs_url: Option<&str>, accepted: &[String]) -> Catalogue {
-        let render = |r: Reason, close: bool| {
+        let render = |r: Reason, conn: Conn| {
             let detail = match r {
                 Reason::UnsupportedApiVersion if !accepted.is_empty() => {
                     format!("{} Send Accept with one of: {}.", r.detail(), accepted.join(", "))
@@ -248,19 +298,29 @@ impl Catalogue {
                 detail,
                 r.code()
             );
+            // RFC 9110 section 15.5.16: a 415 for a content coding says which codings are accepted.
+            let extra = match r {
+                Reason::ContentEncodingNotSupported => "Accept-Encoding: identity\r\n",
+                _ => "",
+            };
             format!(
-                "HTTP/1.1 {} {}\r\nContent-Type: application/problem+json\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}\r\n{}",
+                "HTTP/1.1 {} {}\r\nContent-Type: application/problem+json\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{extra}{}\r\n{}",
                 r.status(),
                 status_text(r.status()),
                 body.len(),
-                if close { "Connection: close\r\n" } else { "" },
+                match conn {
+                    Conn::Keep => "",
+                    Conn::Close => "Connection: close\r\n",
+                    Conn::KeepAlive => "Connection: keep-alive\r\n",
+                },
                 body
             )
             .into_bytes()
         };
         Catalogue {
-            keep: Reason::ALL.iter().map(|&r| render(r, false)).collect(),
-            close: Reason::ALL.iter().map(|&r| render(r, true)).collect(),
+            keep: Reason::ALL.iter().map(|&r| render(r, Conn::Keep)).collect(),
+            close: Reason::ALL.iter().map(|&r| render(r, Conn::Close)).collect(),
+            keep_alive: Reason::ALL.iter().map(|&r| render(r, Conn::KeepAlive)).collect(),
         }
     }
 
@@ -269,11 +329,11 @@ impl Catalogue {
         &self,
         out: &mut O,
         reason: Reason,
-        close: bool,
+        conn: Conn,
         body: bool,
         fields: impl FnOnce(&mut O),
     ) {
-        let resp = self.response(reason, close);
+        let resp = self.response(reason, conn);
         let end = head_end(resp);
         out.put(&resp[..end]);
         fields(out);
@@ -282,18 +342,18 @@ impl Catalogue {
 
     /// The answer to a HEAD request: the same head (its Content-Length names the body a GET would get), no
     /// body (RFC 9110 9.3.2); a body here would be read as the start of the next response.
-    pub fn head(&self, reason: Reason, close: bool) -> &[u8] {
-        let resp = self.response(reason, close);
+    pub fn head(&self, reason: Reason, conn: Conn) -> &[u8] {
+        let resp = self.response(reason, conn);
         &resp[..head_end(resp) + 2]
     }
 
-    /// The full response bytes for `reason`, with `Connection: close` when `close`.
-    pub fn response(&self, reason: Reason, close: bool) -> &[u8] {
+    /// The full response bytes for `reason`, with the Connection field `conn` asks for.
+    pub fn response(&self, reason: Reason, conn: Conn) -> &[u8] {
         let i = reason as usize;
-        if close {
-            &self.close[i]
-        } else {
-            &self.keep[i]
+        match conn {
+            Conn::Keep => &self.keep[i],
+            Conn::Close => &self.close[i],
+            Conn::KeepAlive => &self.keep_alive[i],
         }
     }
 }
@@ -310,7 +370,7 @@ mod tests {
         );
         for (i, r) in Reason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
-            let resp = std::str::from_utf8(c.response(*r, true)).unwrap();
+            let resp = std::str::from_utf8(c.response(*r, Conn::Close)).unwrap();
             assert!(resp.starts_with(&format!("HTTP/1.1 {} ", r.status())));
             assert!(resp.contains("Connection: close\r\n"));
             let body = resp.split("\r\n\r\n").nth(1).unwrap();
@@ -322,12 +382,15 @@ mod tests {
                 format!("https://docs.example.com/troubleshooting#{}", r.code())
             );
             assert!(resp.contains(&format!("Content-Length: {}\r\n", body.len())));
-            assert!(!std::str::from_utf8(c.response(*r, false))
+            assert!(!std::str::from_utf8(c.response(*r, Conn::Keep))
                 .unwrap()
                 .contains("Connection:"));
+            assert!(std::str::from_utf8(c.response(*r, Conn::KeepAlive))
+                .unwrap()
+                .contains("\r\nConnection: keep-alive\r\n"));
         }
         let c = Catalogue::new(None, &[]);
-        assert!(std::str::from_utf8(c.response(Reason::BodyTooLarge, false))
+        assert!(std::str::from_utf8(c.response(Reason::BodyTooLarge, Conn::Keep))
             .unwrap()
             .contains("about:blank"));
     }

@@ -49,6 +49,10 @@ pub struct RequestHead<'h, 'b> {
     /// Index in `headers` of the first Content-Type field, and how many there are.
     pub content_type: Option<usize>,
     pub content_type_count: u8,
+    /// Index in `headers` of the first Content-Encoding field.
+    pub content_encoding: Option<usize>,
+    /// A Connection field names fields other than `close` and `keep-alive` (they are removed when forwarding).
+    pub connection_names_fields: bool,
 }
 
 impl RequestHead<'_, '_> {
@@ -123,10 +127,17 @@ pub fn parse_head<'h, 'b>(
         _ => return Err(Reason::UnsupportedMethod),
     };
     let (mut accept, mut accept_count, mut content_type, mut content_type_count) = (None, 0u8, None, 0u8);
+    let mut content_encoding = None;
+    let mut connection_names_fields = false;
+    let mut host = None;
     for (i, h) in headers.iter().enumerate() {
         let name = h.name.as_bytes();
         match name.len() {
-            4 if eq_ci(name, b"host") => hosts += 1,
+            4 if eq_ci(name, b"host") => {
+                hosts += 1;
+                host = Some(h.value);
+            }
+            16 if eq_ci(name, b"content-encoding") => content_encoding = content_encoding.or(Some(i)),
             6 if eq_ci(name, b"accept") => {
                 accept = accept.or(Some(i));
                 accept_count = accept_count.saturating_add(1);
@@ -155,6 +166,8 @@ pub fn parse_head<'h, 'b>(
                         keep_alive_token = true;
                     } else if eq_ci(t, b"content-length") || eq_ci(t, b"host") || eq_ci(t, b"transfer-encoding") {
                         return Err(Reason::InvalidConnectionHeader);
+                    } else {
+                        connection_names_fields = true;
                     }
                 }
             }
@@ -177,6 +190,10 @@ pub fn parse_head<'h, 'b>(
     if version == Version::Http11 && hosts != 1 || hosts > 1 {
         return Err(Reason::InvalidHost);
     }
+    if host.is_some_and(|h| !valid_host(h)) {
+        return Err(Reason::InvalidHost);
+    }
+    check_target(method_idx, target.as_bytes(), host)?;
     let framing = match (te, content_length) {
         (Some(_), Some(_)) => return Err(Reason::AmbiguousFraming),
         (Some(_), None) if version == Version::Http10 => return Err(Reason::AmbiguousFraming),
@@ -219,8 +236,107 @@ pub fn parse_head<'h, 'b>(
         accept_count,
         content_type,
         content_type_count,
+        content_encoding,
+        connection_names_fields,
     }))
 }
+
+/// RFC 9112 section 3.2: `Host = uri-host [ ":" port ]`, where `uri-host` is an IP-literal (`[` IPv6 `]`),
+/// an IPv4 address or a reg-name (unreserved, sub-delims, pct-encoded). An empty Host is refused: every
+/// request to an API has an authority. Ports are at most five digits.
+pub fn valid_host(v: &[u8]) -> bool {
+    let port = if v.first() == Some(&b'[') {
+        let Some(end) = v.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = std::str::from_utf8(&v[1..end]).ok();
+        if literal.is_none_or(|l| l.parse::<core::net::Ipv6Addr>().is_err()) {
+            return false;
+        }
+        match &v[end + 1..] {
+            [] => None,
+            [b':', port @ ..] => Some(port),
+            _ => return false,
+        }
+    } else {
+        let (host, port) = match v.iter().position(|&b| b == b':') {
+            Some(i) => (&v[..i], Some(&v[i + 1..])),
+            None => (v, None),
+        };
+        if host.is_empty() || !reg_name(host) {
+            return false;
+        }
+        port
+    };
+    port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )`.
+fn reg_name(h: &[u8]) -> bool {
+    let mut i = 0;
+    while i < h.len() {
+        match h[i] {
+            b'%' => {
+                if !(i + 2 < h.len() && h[i + 1].is_ascii_hexdigit() && h[i + 2].is_ascii_hexdigit()) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b if b.is_ascii_alphanumeric() => {}
+            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => {
+            }
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+/// RFC 9112 section 3.2: origin-form (`/path?query`), absolute-form (`http://authority/path`, whose authority
+/// must then be the Host), and `*` for OPTIONS only. Authority-form belongs to CONNECT, which is refused
+/// earlier. No fragment (`#`) is part of a request target.
+fn check_target(method_idx: u8, t: &[u8], host: Option<&[u8]>) -> Result<(), Reason> {
+    if t.contains(&b'#') {
+        return Err(Reason::InvalidTarget);
+    }
+    match t.first() {
+        Some(b'/') => Ok(()),
+        Some(b'*') if t.len() == 1 => {
+            if method_idx == OPTIONS {
+                Ok(())
+            } else {
+                Err(Reason::InvalidTarget)
+            }
+        }
+        _ => {
+            let scheme_len = if t.len() > 7 && t[..7].eq_ignore_ascii_case(b"http://") {
+                7
+            } else if t.len() > 8 && t[..8].eq_ignore_ascii_case(b"https://") {
+                8
+            } else {
+                return Err(Reason::InvalidTarget);
+            };
+            let rest = &t[scheme_len..];
+            let end = rest
+                .iter()
+                .position(|&b| matches!(b, b'/' | b'?'))
+                .unwrap_or(rest.len());
+            let authority = &rest[..end];
+            // userinfo is deprecated in http(s) URIs (RFC 9110 section 4.2.4) and a classic confusion vector.
+            if authority.contains(&b'@') || !valid_host(authority) {
+                return Err(Reason::InvalidTarget);
+            }
+            match host {
+                Some(h) if !h.eq_ignore_ascii_case(authority) => Err(Reason::InvalidHost),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// Index of OPTIONS in [`ALLOWED_METHODS`].
+const OPTIONS: u8 = 6;
 
 /// True if a line of the head ends in a bare LF. httparse refuses a CR anywhere but right before an LF, so a
 /// bare LF exists exactly when the head holds more LFs than CRs. The difference is counted in wrapping bytes
@@ -533,5 +649,55 @@ mod tests {
         assert_eq!(parse_head(&big, &lim, &mut st).unwrap_err(), Reason::HeaderTooLarge);
         let many = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
         assert_eq!(parse_head(many, &lim, &mut st).unwrap_err(), Reason::HeaderTooLarge);
+    }
+
+    #[test]
+    fn hosts_and_targets() {
+        let r = |raw: &str| parse(raw.as_bytes()).map(|o| o.is_some());
+        for ok in [
+            "GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: api.example.com:8443\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: 10.0.0.1:80\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: xn--bcher-kva.example\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a%41b\r\n\r\n",
+            "GET http://a.example/x?y HTTP/1.1\r\nHost: A.example\r\n\r\n",
+            "GET https://a.example:8443 HTTP/1.1\r\nHost: a.example:8443\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /a?b=c/d HTTP/1.0\r\n\r\n",
+        ] {
+            assert_eq!(r(ok), Ok(true), "{ok:?}");
+        }
+        for (bad, why) in [
+            ("GET / HTTP/1.1\r\nHost: bad host\r\n\r\n", Reason::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: \r\n\r\n", Reason::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: a b@c/d\r\n\r\n", Reason::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", Reason::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", Reason::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n", Reason::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: a:123456\r\n\r\n", Reason::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", Reason::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: [zz]\r\n\r\n", Reason::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: a%4\r\n\r\n", Reason::InvalidHost),
+            (
+                "GET http://other.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+                Reason::InvalidHost,
+            ),
+            (
+                "GET http://u@a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+                Reason::InvalidTarget,
+            ),
+            ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", Reason::InvalidTarget),
+            (
+                "GET a.example:443 HTTP/1.1\r\nHost: a.example\r\n\r\n",
+                Reason::InvalidTarget,
+            ),
+            ("GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n", Reason::InvalidTarget),
+            ("GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n", Reason::InvalidTarget),
+            ("GET x HTTP/1.1\r\nHost: a\r\n\r\n", Reason::InvalidTarget),
+        ] {
+            assert_eq!(r(bad), Err(why), "{bad:?}");
+        }
     }
 }

@@ -13,12 +13,25 @@ use std::hash::Hasher;
 
 use siphasher::sip::SipHasher13;
 
-/// The fixed SipHash key of fleet ids: every node, of any version or CPU, must derive the same id for a user.
-const ID_KEY: (u64, u64) = (0x706f_7274_6375_6c6c, 0x6973_2d66_6c65_6574);
+/// The SipHash key of user ids under a configured secret (`--secret-file`): every node sharing the secret
+/// derives the same ids, and nobody without it can compute one (or search offline for keys that collide).
+pub fn id_key(secret: &[u8]) -> (u64, u64) {
+    use sha2::{Digest, Sha256};
+    let d: [u8; 32] = Sha256::new()
+        .chain_update(b"portcullis user id v3\0")
+        .chain_update(secret)
+        .finalize()
+        .into();
+    (
+        u64::from_le_bytes(d[..8].try_into().unwrap()),
+        u64::from_le_bytes(d[8..16].try_into().unwrap()),
+    )
+}
 
-/// The fleet-wide id of a user: `tag` separates kinds of keys (field value, IPv4, IPv6 /64).
-pub fn user_id(tag: u8, bytes: &[u8]) -> u64 {
-    let mut h = SipHasher13::new_with_keys(ID_KEY.0, ID_KEY.1);
+/// The fleet-wide id of a user under `key` (from [`id_key`]): `tag` separates kinds of keys (field value,
+/// IPv4, IPv6 /64).
+pub fn user_id(key: (u64, u64), tag: u8, bytes: &[u8]) -> u64 {
+    let mut h = SipHasher13::new_with_keys(key.0, key.1);
     h.write_u8(tag);
     h.write(bytes);
     h.finish()
@@ -32,13 +45,14 @@ pub fn group(id: u64) -> u8 {
     (id >> 60) as u8
 }
 
-/// `portcullis:v2:{g}:iiiiiiiiiiiiiiii`: the version of the stored state, the group (the hash tag) and the id,
+/// `portcullis:v3:{g}:iiiiiiiiiiiiiiii`: the version of the stored state, the group (the hash tag) and the id,
 /// in hex. The version changes whenever [`SCRIPT`] changes what a key holds or how it expires: nodes of two
 /// versions then keep apart (each still bounded by its own table during a rolling upgrade) instead of
-/// breaking each other's invariants. v1, the first script, expired a key at its TAT.
+/// breaking each other's invariants. v1, the first script, expired a key at its TAT; v2 ids were SipHash under
+/// a key written in the source (anyone could compute them); v3 ids are keyed by the fleet's secret.
 pub fn redis_key(id: u64) -> [u8; KEY_LEN] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut k = *b"portcullis:v2:{0}:0000000000000000";
+    let mut k = *b"portcullis:v3:{0}:0000000000000000";
     k[15] = HEX[group(id) as usize];
     for i in 0..16 {
         k[18 + i] = HEX[((id >> (60 - 4 * i)) & 15) as usize];
@@ -178,10 +192,15 @@ mod tests {
     #[test]
     fn ids_are_stable_and_keys_carry_the_group() {
         // The same on every node and build: a change here splits a fleet's users in two during an upgrade.
-        assert_eq!(user_id(1, b"Bearer alice"), user_id(1, b"Bearer alice"));
-        assert_ne!(user_id(1, b"Bearer alice"), user_id(2, b"Bearer alice"));
+        let k = id_key(b"0123456789abcdef0123456789abcdef");
+        assert_eq!(user_id(k, 1, b"Bearer alice"), user_id(k, 1, b"Bearer alice"));
+        assert_ne!(user_id(k, 1, b"Bearer alice"), user_id(k, 2, b"Bearer alice"));
+        assert_ne!(
+            user_id(k, 1, b"Bearer alice"),
+            user_id(id_key(b"another secret of 32 bytes......"), 1, b"Bearer alice")
+        );
         let k = redis_key(0xab01_2345_6789_cdef);
-        assert_eq!(&k[..], b"portcullis:v2:{a}:ab0123456789cdef");
+        assert_eq!(&k[..], b"portcullis:v3:{a}:ab0123456789cdef");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod fleet;
 pub mod gcra;
 pub mod journal;
+pub mod key;
 pub mod table;
 pub mod tiers;
 
@@ -15,7 +16,7 @@ use core::net::IpAddr;
 use std::time::Instant;
 
 use crate::http::request::RequestHead;
-use crate::http::{eq_ci, list_items};
+use crate::http::{eq_ci, list_items, Reason};
 pub use gcra::{retry_after_secs, Decision, Gcra};
 pub use journal::Journal;
 pub use table::Table;
@@ -23,7 +24,7 @@ pub use table::Table;
 /// Who the user is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyMode {
-    /// The Authorization field value; the client address without one.
+    /// The canonical Authorization credential; the client address without one.
     Authorization,
     /// The value of this field (lower-case name); the client address without one.
     Header(String),
@@ -45,18 +46,119 @@ impl KeyMode {
             },
         }
     }
+
+    /// The request field the user is keyed on (lower case), if any.
+    pub fn field(&self) -> Option<&[u8]> {
+        match self {
+            KeyMode::Authorization => Some(b"authorization"),
+            KeyMode::Header(name) => Some(name.as_bytes()),
+            KeyMode::Ip => None,
+        }
+    }
+}
+
+/// An address block, `ADDR/PREFIX` (or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let net: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: not ADDR or ADDR/PREFIX"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix must be 0 to {max}"))?,
+            None => max,
+        };
+        Ok(Cidr { net, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let bits = |a: IpAddr| match a {
+            IpAddr::V4(a) => (u32::from(a) as u128) << 96,
+            IpAddr::V6(a) => u128::from(a),
+        };
+        if ip.is_ipv4() != self.net.is_ipv4() {
+            return false;
+        }
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - self.prefix as u32)
+        };
+        bits(ip) & mask == bits(self.net) & mask
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+/// The per-address backstop: a limit on every request from one client address, whatever credential it
+/// carries (so invented credentials cannot buy more than this).
+#[derive(Debug, Clone)]
+pub struct IpBackstop {
+    /// Requests per second and back to back, as configured (`--ip-rate`, `--ip-burst`).
+    pub rate: u32,
+    pub burst: u32,
+    pub gcra: Gcra,
+    /// Addresses it does not apply to (known NAT gateways).
+    pub exempt: Vec<Cidr>,
+}
+
+/// How user ids are keyed.
+enum Ids {
+    /// SipHash-1-3 under a key derived from the configured secret: the same on every node and across
+    /// restarts, unpredictable without the secret.
+    Secret(u64, u64),
+    /// ahash under this process's random seed.
+    Process(ahash::RandomState),
+}
+
+/// A user, as the limiter knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct UserKey<'s> {
+    /// The user's id (keyed: see [`Limiter::with_secret`]); also what the access log shows.
+    pub id: u64,
+    /// The canonical value the id was derived from (`None` when keyed on the address).
+    pub value: Option<&'s [u8]>,
+    /// The client's address (the peer, or the trusted X-Forwarded-For hop).
+    pub ip: IpAddr,
 }
 
 pub struct Limiter {
     pub gcra: Gcra,
     table: Table,
-    /// Node-local: ahash with this process's random seed. Fleet-wide: `None`, ids from [`fleet::user_id`].
-    hasher: Option<ahash::RandomState>,
+    ids: Ids,
+    /// The table's slot hash of an id: this process's random seed, so that no one can compute offline which
+    /// keys share a bucket (not even with the fleet secret).
+    slots: ahash::RandomState,
     /// Fleet-wide: one journal per worker of what it admitted since the last sync; empty otherwise.
     journals: Box<[Journal]>,
     mode: KeyMode,
     /// Take the client address from the N-th last X-Forwarded-For hop (0: the socket's peer).
     trust_forwarded_for: usize,
+    ip: Option<IpBackstop>,
     epoch: Instant,
 }
 
@@ -66,18 +168,43 @@ impl Limiter {
         Limiter {
             gcra,
             table: Table::new(slots),
-            hasher: Some(ahash::RandomState::new()),
+            ids: Ids::Process(ahash::RandomState::new()),
+            slots: ahash::RandomState::new(),
             journals: Box::new([]),
             mode,
             trust_forwarded_for,
+            ip: None,
             epoch,
         }
     }
 
-    /// Makes the limit fleet-wide: user ids every node derives alike, and a journal of `capacity` ids per
-    /// worker for the sync thread.
+    /// Keys user ids with `secret` (`--secret-file`): ids are then the same on every node and across restarts,
+    /// and cannot be computed without the secret.
+    pub fn with_secret(mut self, secret: &[u8]) -> Limiter {
+        let (k0, k1) = fleet::id_key(secret);
+        self.ids = Ids::Secret(k0, k1);
+        self
+    }
+
+    /// Adds the per-address backstop (never with `KeyMode::Ip`: the user limit already is per address).
+    pub fn with_ip_backstop(mut self, backstop: Option<IpBackstop>) -> Limiter {
+        self.ip = backstop.filter(|_| self.mode != KeyMode::Ip);
+        self
+    }
+
+    /// The request fields the limiter reads: the key field (if any), and whether X-Forwarded-For is trusted.
+    pub fn checked_fields(&self) -> (Option<&[u8]>, bool) {
+        (self.mode.field(), self.trust_forwarded_for > 0)
+    }
+
+    /// The per-address backstop, if on.
+    pub fn ip_backstop(&self) -> Option<&IpBackstop> {
+        self.ip.as_ref()
+    }
+
+    /// Makes the limit fleet-wide: a journal of `capacity` ids per worker for the sync thread. Ids must be
+    /// keyed by the shared secret ([`Limiter::with_secret`]) for the nodes to agree.
     pub fn fleet(mut self, workers: usize, capacity: usize) -> Limiter {
-        self.hasher = None;
         self.journals = (0..workers.max(1)).map(|_| Journal::new(capacity)).collect();
         self
     }
@@ -87,16 +214,16 @@ impl Limiter {
         &self.journals
     }
 
-    /// Records, for the fleet sync, that `worker` admitted a request of user `hash` under `gcra` (the user's
+    /// Records, for the fleet sync, that `worker` admitted a request of user `id` under `gcra` (the user's
     /// tier). No-op when node-local.
     #[inline]
-    pub fn record(&self, worker: usize, hash: u64, gcra: &Gcra) {
+    pub fn record(&self, worker: usize, id: u64, gcra: &Gcra) {
         if let Some(j) = self.journals.get(worker) {
-            j.push(hash, gcra.interval);
+            j.push(id, gcra.interval);
         }
     }
 
-    /// The hash [`Limiter::key_hash`] gives a user whose key is `value` (a field value, or in `ip` mode an
+    /// The id of a user whose key is `value` (a field value as a client would send it, or in `ip` mode an
     /// address), for listing users in tiers.
     pub fn value_hash(&self, value: &str) -> Result<u64, String> {
         match self.mode {
@@ -104,16 +231,33 @@ impl Limiter {
                 let ip: IpAddr = value
                     .parse()
                     .map_err(|_| format!("{value:?} is not an IP address (--user-key ip)"))?;
-                Ok(self.ip_hash(ip))
+                Ok(self.ip_id(ip))
             }
-            _ => Ok(self.hash(1, value.as_bytes())),
+            KeyMode::Authorization => {
+                let mut canonical = Vec::new();
+                key::canonical_authorization(value.as_bytes(), &mut canonical)
+                    .map_err(|_| format!("{value:?} is not a valid Authorization value"))?;
+                Ok(self.id(1, &canonical))
+            }
+            KeyMode::Header(_) => Ok(self.id(1, value.as_bytes())),
         }
     }
 
-    fn hash(&self, tag: u8, bytes: &[u8]) -> u64 {
-        match &self.hasher {
-            Some(s) => s.hash_one((tag, bytes)),
-            None => fleet::user_id(tag, bytes),
+    /// The canonical form a tier's `sha256:` digest is taken over (the value as sent, in `header:` mode).
+    pub fn canonical_value(&self, value: &str) -> Result<Vec<u8>, String> {
+        let mut canonical = Vec::new();
+        match self.mode {
+            KeyMode::Authorization => key::canonical_authorization(value.as_bytes(), &mut canonical)
+                .map_err(|_| format!("{value:?} is not a valid Authorization value"))?,
+            _ => canonical.extend_from_slice(value.as_bytes()),
+        }
+        Ok(canonical)
+    }
+
+    fn id(&self, tag: u8, bytes: &[u8]) -> u64 {
+        match &self.ids {
+            Ids::Process(s) => s.hash_one((tag, bytes)),
+            Ids::Secret(k0, k1) => fleet::user_id((*k0, *k1), tag, bytes),
         }
     }
 
@@ -126,29 +270,59 @@ impl Limiter {
         now.saturating_duration_since(self.epoch).as_micros() as u64
     }
 
-    /// Decides one request of the user whose key hashed to `hash` (see [`Limiter::key_hash`]) at `now`, with
-    /// the limit given at construction.
-    pub fn decide(&self, hash: u64, now: Instant) -> Decision {
-        self.table.decide(&self.gcra, hash, self.micros(now))
+    /// Where user `id` lives in the table.
+    #[inline]
+    fn slot(&self, id: u64) -> u64 {
+        self.slots.hash_one(id)
+    }
+
+    /// Decides one request of user `id` at `now`, with the limit given at construction.
+    pub fn decide(&self, id: u64, now: Instant) -> Decision {
+        self.table.decide(&self.gcra, self.slot(id), self.micros(now))
     }
 
     /// Decides one request under `gcra` (the user's tier).
     #[inline]
-    pub fn decide_with(&self, gcra: &Gcra, hash: u64, now: Instant) -> Decision {
-        self.table.decide(gcra, hash, self.micros(now))
+    pub fn decide_with(&self, gcra: &Gcra, id: u64, now: Instant) -> Decision {
+        self.table.decide(gcra, self.slot(id), self.micros(now))
     }
 
-    /// The user's key, hashed with this process's random seed (field keys and addresses are hashed apart), and
-    /// the field value it came from (`None` for an address); `None` if the field the user is keyed on appears
-    /// more than once (which copy would be the user? A throw-away first copy must not choose the key while the
-    /// upstream reads another). One pass.
-    pub fn key_hash<'h>(&self, head: &RequestHead<'h, '_>, peer: IpAddr) -> Option<(u64, Option<&'h [u8]>)> {
-        let name: &[u8] = match &self.mode {
-            KeyMode::Authorization => b"authorization",
-            KeyMode::Header(name) => name.as_bytes(),
-            KeyMode::Ip => b"",
+    /// Moves user `id`'s schedule to `tat_us` if later (the fleet merge; see [`Table::raise`]).
+    pub fn raise(&self, id: u64, tat_us: u64, now_us: u64) -> bool {
+        self.table.raise(self.slot(id), tat_us, now_us)
+    }
+
+    /// Decides one request from address `ip` under the per-address backstop; `None` when the backstop is
+    /// off or `ip` is exempt. Node-local: never journaled.
+    #[inline]
+    pub fn decide_ip(&self, ip: IpAddr, now: Instant) -> Option<Decision> {
+        let b = self.ip.as_ref()?;
+        if !b.exempt.is_empty() && b.exempt.iter().any(|c| c.contains(ip)) {
+            return None;
+        }
+        let slot = match canonical_ip(ip) {
+            IpAddr::V4(a) => self.slots.hash_one((4u8, a.octets())),
+            IpAddr::V6(a) => self
+                .slots
+                .hash_one((5u8, u64::from_be_bytes(a.octets()[..8].try_into().unwrap()))),
         };
-        if !name.is_empty() {
+        Some(self.table.decide(&b.gcra, slot, self.micros(now)))
+    }
+
+    /// The user of this request: its id, the canonical value it came from, and the client's address.
+    /// Refusals: the key field appears more than once ([`Reason::AmbiguousUserKey`]: which copy would be the
+    /// user? A throw-away first copy must not choose the key while the upstream reads another), an
+    /// Authorization value that is not a credential ([`Reason::MalformedAuthorization`]), a trusted
+    /// X-Forwarded-For hop that is not an address ([`Reason::InvalidForwardedFor`]). `scratch` holds the
+    /// canonical value. One pass over the fields.
+    pub fn user_key<'s>(
+        &self,
+        head: &RequestHead<'_, '_>,
+        peer: IpAddr,
+        scratch: &'s mut Vec<u8>,
+    ) -> Result<UserKey<'s>, Reason> {
+        let ip = client_ip(head, peer, self.trust_forwarded_for)?;
+        if let Some(name) = self.mode.field() {
             let mut copies = head
                 .headers
                 .iter()
@@ -156,32 +330,55 @@ impl Limiter {
                 .map(|h| h.value);
             let first = copies.next();
             if copies.next().is_some() {
-                return None;
+                return Err(Reason::AmbiguousUserKey);
             }
             if let Some(v) = first.filter(|v| !v.is_empty()) {
-                return Some((self.hash(1, v), Some(v)));
+                match self.mode {
+                    KeyMode::Authorization => key::canonical_authorization(v, scratch)?,
+                    _ => {
+                        scratch.clear();
+                        scratch.extend_from_slice(v);
+                    }
+                }
+                let id = self.id(1, scratch);
+                return Ok(UserKey {
+                    id,
+                    value: Some(&scratch[..]),
+                    ip,
+                });
             }
         }
-        Some((self.ip_hash(client_ip(head, peer, self.trust_forwarded_for)), None))
+        Ok(UserKey {
+            id: self.ip_id(ip),
+            value: None,
+            ip,
+        })
     }
 
-    fn ip_hash(&self, ip: IpAddr) -> u64 {
-        match ip {
-            IpAddr::V4(a) => self.hash(2, &a.octets()),
-            IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(v4) => self.hash(2, &v4.octets()),
-                // One user per /64: a host gets a whole /64 from its provider.
-                None => self.hash(3, &a.octets()[..8]),
-            },
+    fn ip_id(&self, ip: IpAddr) -> u64 {
+        match canonical_ip(ip) {
+            IpAddr::V4(a) => self.id(2, &a.octets()),
+            // One user per /64: a host gets a whole /64 from its provider.
+            IpAddr::V6(a) => self.id(3, &a.octets()[..8]),
         }
     }
 }
 
+/// IPv4-mapped IPv6 addresses as IPv4.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// The client's address: the socket peer, or with `trust = N > 0` the N-th last X-Forwarded-For hop (the
-/// hop added by the N-th proxy in front of us). With fewer hops than N, or an unparsable one, the peer.
-pub fn client_ip(head: &RequestHead<'_, '_>, peer: IpAddr, trust: usize) -> IpAddr {
+/// hop added by the N-th proxy in front of us). With fewer hops than N, the peer (the request did not come
+/// through that many proxies). A hop that is not an address (`IP`, `IP:port`, `[v6]`, `[v6]:port`) is
+/// [`Reason::InvalidForwardedFor`]: it is never collapsed onto the proxy's own address.
+pub fn client_ip(head: &RequestHead<'_, '_>, peer: IpAddr, trust: usize) -> Result<IpAddr, Reason> {
     if trust == 0 {
-        return peer;
+        return Ok(peer);
     }
     let xff = || {
         head.headers
@@ -191,12 +388,12 @@ pub fn client_ip(head: &RequestHead<'_, '_>, peer: IpAddr, trust: usize) -> IpAd
     };
     let total = xff().count();
     if total < trust {
-        return peer;
+        return Ok(peer);
     }
     xff()
         .nth(total - trust)
-        .and_then(|hop| std::str::from_utf8(hop).ok()?.parse::<IpAddr>().ok())
-        .unwrap_or(peer)
+        .and_then(key::parse_hop)
+        .ok_or(Reason::InvalidForwardedFor)
 }
 
 #[cfg(test)]
@@ -214,45 +411,118 @@ mod tests {
         f(&head)
     }
 
+    fn key(l: &Limiter, fields: &str, peer: IpAddr) -> Result<u64, Reason> {
+        let mut scratch = Vec::new();
+        with_head(fields, |h| l.user_key(h, peer, &mut scratch).map(|k| k.id))
+    }
+
     #[test]
     fn keys() {
         let l = |m| Limiter::new(Gcra::new(10, 10), 64, m, 0, Instant::now());
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let auth = l(KeyMode::Authorization);
-        let a = with_head("Authorization: Bearer x\r\n", |h| auth.key_hash(h, peer).unwrap().0);
-        let b = with_head("Authorization: Bearer y\r\n", |h| auth.key_hash(h, peer).unwrap().0);
-        let none = with_head("", |h| auth.key_hash(h, peer).unwrap().0);
-        let none2 = with_head("", |h| auth.key_hash(h, "10.0.0.2".parse().unwrap()).unwrap().0);
+        let a = key(&auth, "Authorization: Bearer x\r\n", peer).unwrap();
+        let b = key(&auth, "Authorization: Bearer y\r\n", peer).unwrap();
+        let none = key(&auth, "", peer).unwrap();
+        let none2 = key(&auth, "", "10.0.0.2".parse().unwrap()).unwrap();
         assert!(a != b && a != none && none != none2);
+        // One credential, one user, however the scheme is spelled.
+        for v in ["bearer x", "BEARER x", "Bearer   x"] {
+            assert_eq!(key(&auth, &format!("Authorization: {v}\r\n"), peer).unwrap(), a, "{v}");
+        }
+        assert_eq!(
+            key(&auth, "Authorization: Basic !!\r\n", peer),
+            Err(Reason::MalformedAuthorization)
+        );
+        assert_eq!(
+            key(&auth, "Authorization: a\r\nAuthorization: a\r\n", peer),
+            Err(Reason::AmbiguousUserKey)
+        );
+        assert_eq!(auth.value_hash("bearer  x").unwrap(), a);
         let hdr = l(KeyMode::Header("x-api-key".into()));
         assert_eq!(
-            with_head("X-Api-Key: k1\r\n", |h| hdr.key_hash(h, peer).unwrap().0),
-            with_head("x-api-key: k1\r\nAuthorization: other\r\n", |h| hdr
-                .key_hash(h, "10.9.9.9".parse().unwrap())
-                .unwrap()
-                .0)
+            key(&hdr, "X-Api-Key: k1\r\n", peer).unwrap(),
+            key(
+                &hdr,
+                "x-api-key: k1\r\nAuthorization: other\r\n",
+                "10.9.9.9".parse().unwrap()
+            )
+            .unwrap()
         );
         let ip = l(KeyMode::Ip);
         let v6a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let v6b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
         let v6c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        let k = |p| with_head("Authorization: z\r\n", |h| ip.key_hash(h, p).unwrap().0);
+        let k = |p| key(&ip, "Authorization: z\r\n", p).unwrap();
         assert_eq!(k(v6a), k(v6b), "one /64, one user");
         assert_ne!(k(v6a), k(v6c));
         assert_eq!(k("::ffff:10.0.0.1".parse().unwrap()), k(peer));
     }
 
     #[test]
+    fn ids_are_keyed() {
+        let l = || Limiter::new(Gcra::new(10, 10), 64, KeyMode::Authorization, 0, Instant::now());
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let f = "Authorization: Bearer alice\r\n";
+        // Without a secret: a random key per process (two limiters stand for two processes).
+        assert_ne!(key(&l(), f, peer).unwrap(), key(&l(), f, peer).unwrap());
+        // With one: the same id on every node sharing the secret, another under another secret.
+        let s1 = [7u8; 32];
+        let mut s2 = [7u8; 32];
+        s2[31] = 8;
+        let a = key(&l().with_secret(&s1), f, peer).unwrap();
+        assert_eq!(a, key(&l().with_secret(&s1), f, peer).unwrap());
+        assert_ne!(a, key(&l().with_secret(&s2), f, peer).unwrap());
+        // The table's slot hash is this process's own, even with the shared secret.
+        let (x, y) = (l().with_secret(&s1), l().with_secret(&s1));
+        assert_ne!(x.slot(a), y.slot(a));
+    }
+
+    #[test]
+    fn ip_backstop() {
+        let now = Instant::now();
+        let backstop = |exempt: &[&str]| {
+            Some(IpBackstop {
+                rate: 1,
+                burst: 2,
+                gcra: Gcra::new(1, 2),
+                exempt: exempt.iter().map(|c| Cidr::parse(c).unwrap()).collect(),
+            })
+        };
+        let l = Limiter::new(Gcra::new(10, 10), 64, KeyMode::Authorization, 0, now).with_ip_backstop(backstop(&[]));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let allowed = |l: &Limiter, ip| matches!(l.decide_ip(ip, now), Some(Decision::Allow { .. }));
+        assert!(allowed(&l, ip) && allowed(&l, ip) && !allowed(&l, ip));
+        assert!(allowed(&l, "192.0.2.2".parse().unwrap()));
+        // IPv6 by /64.
+        assert!(allowed(&l, "2001:db8::1".parse().unwrap()) && allowed(&l, "2001:db8::2".parse().unwrap()));
+        assert!(!allowed(&l, "2001:db8::3".parse().unwrap()));
+        let ex = Limiter::new(Gcra::new(10, 10), 64, KeyMode::Authorization, 0, now)
+            .with_ip_backstop(backstop(&["192.0.2.0/24", "2001:db8::/32"]));
+        assert!(ex.decide_ip(ip, now).is_none());
+        assert!(ex.decide_ip("::ffff:192.0.2.9".parse().unwrap(), now).is_none());
+        assert!(ex.decide_ip("198.51.100.1".parse().unwrap(), now).is_some());
+        let per_ip = Limiter::new(Gcra::new(10, 10), 64, KeyMode::Ip, 0, now).with_ip_backstop(backstop(&[]));
+        assert!(
+            per_ip.decide_ip(ip, now).is_none(),
+            "no backstop when the user is the address"
+        );
+        assert!(Cidr::parse("10.0.0.0/33").is_err() && Cidr::parse("x").is_err());
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip));
+    }
+
+    #[test]
     fn forwarded_for_hops() {
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        let ip = |fields: &str, n| with_head(fields, |h| client_ip(h, peer, n)).to_string();
-        let f = "X-Forwarded-For: 1.1.1.1, 2.2.2.2\r\nX-Forwarded-For: 3.3.3.3\r\n";
-        assert_eq!(ip(f, 0), "127.0.0.1");
-        assert_eq!(ip(f, 1), "3.3.3.3");
-        assert_eq!(ip(f, 2), "2.2.2.2");
-        assert_eq!(ip(f, 3), "1.1.1.1");
-        assert_eq!(ip(f, 4), "127.0.0.1");
-        assert_eq!(ip("X-Forwarded-For: garbage\r\n", 1), "127.0.0.1");
+        let ip = |fields: &str, n| with_head(fields, |h| client_ip(h, peer, n)).map(|a| a.to_string());
+        let f = "X-Forwarded-For: 1.1.1.1, 2.2.2.2:80\r\nX-Forwarded-For: [::3]:443\r\n";
+        assert_eq!(ip(f, 0).unwrap(), "127.0.0.1");
+        assert_eq!(ip(f, 1).unwrap(), "::3");
+        assert_eq!(ip(f, 2).unwrap(), "2.2.2.2");
+        assert_eq!(ip(f, 3).unwrap(), "1.1.1.1");
+        assert_eq!(ip(f, 4).unwrap(), "127.0.0.1");
+        assert_eq!(ip("X-Forwarded-For: garbage\r\n", 1), Err(Reason::InvalidForwardedFor));
+        assert_eq!(ip("X-Forwarded-For: garbage, 1.2.3.4\r\n", 1).unwrap(), "1.2.3.4");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::guard::Mode;
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
 use crate::http::request::{self, Framing, RequestHead};
 use crate::http::write;
-use crate::http::{Reason, Version};
+use crate::http::{Conn, Reason, Version};
 use crate::limit::tiers::Memo;
 use crate::limit::{retry_after_secs, Decision};
 use crate::metrics::{add, WorkerMetrics};
@@ -88,6 +88,8 @@ pub struct Env<'a> {
     /// The policy in force for requests whose head completes now.
     pub rules: &'a Rules,
     pub memo: &'a mut Memo,
+    /// The canonical user key of the request being decided (grows to the longest key, then stays).
+    pub key_scratch: &'a mut Vec<u8>,
     pub log: &'a mut Option<AccessLog>,
     /// Wall-clock time of this loop iteration, Unix milliseconds (only kept up to date with an access log).
     pub wall_ms: u64,
@@ -156,12 +158,18 @@ impl Client {
     /// Queues the ingress's own answer for `reason` and moves to `Flush`.
     pub fn respond(&mut self, env: &mut Env<'_>, reason: Reason) -> Step {
         let close = reason.closes() || !self.ex.keep_alive || env.draining;
+        let conn = Conn::new(close, self.ex.version);
         let out = self.out.get_or_insert_with(|| env.bufs.get());
         let rules = env.rules;
-        match rules.tiers.as_ref().and_then(|t| t.tiers.get(self.ex.tier as usize)) {
-            Some(tier) if reason == Reason::RateLimited => {
+        let tier = match reason {
+            Reason::RateLimited => rules.tiers.as_ref().and_then(|t| t.tiers.get(self.ex.tier as usize)),
+            Reason::IpRateLimited => rules.ip_tier.as_ref(),
+            _ => None,
+        };
+        match tier {
+            Some(tier) => {
                 let secs = self.ex.retry_secs;
-                rules.catalogue.write_with(out, reason, close, !self.ex.is_head, |o| {
+                rules.catalogue.write_with(out, reason, conn, !self.ex.is_head, |o| {
                     o.put(b"Retry-After: ");
                     put_u64(o, secs);
                     o.put(b"\r\n");
@@ -173,8 +181,8 @@ impl Client {
                     o.put(b"\r\n");
                 });
             }
-            _ if self.ex.is_head => out.put(rules.catalogue.head(reason, close)),
-            _ => out.put(rules.catalogue.response(reason, close)),
+            _ if self.ex.is_head => out.put(rules.catalogue.head(reason, conn)),
+            _ => out.put(rules.catalogue.response(reason, conn)),
         }
         self.ex.close_after = close;
         self.phase = Phase::Flush;
@@ -314,25 +322,50 @@ impl Client {
             self.ex.target_cut = t.len() > TARGET_MAX;
         }
         let rules = env.rules;
-        if let (Some(lim), Some(tiers)) = (env.shared.limiter.as_ref(), rules.tiers.as_ref()) {
-            if rules.rate_mode != Mode::Off {
-                let Some((user, value)) = lim.key_hash(head, self.peer) else {
-                    self.ex.keep_alive = false;
-                    return (self.respond(env, Reason::AmbiguousUserKey), head_len, 0);
-                };
-                self.ex.user = Some(user);
-                self.ex.tier = tiers.lookup(user, value, env.memo);
-                let tier = &tiers.tiers[self.ex.tier as usize];
-                match lim.decide_with(&tier.gcra, user, env.now) {
+        let limiter = env.shared.limiter.as_ref().filter(|_| rules.rate_mode != Mode::Off);
+        // A field the checks read must reach the upstream as they read it: a Connection header naming it
+        // (so that it is removed as hop-by-hop after the check) is refused.
+        if head.connection_names_fields
+            && crate::guard::connection_names_checked(&rules.policy, head, limiter.map(|l| l.checked_fields()))
+        {
+            return (self.respond(env, Reason::InvalidConnectionHeader), head_len, 0);
+        }
+        if let (Some(lim), Some(tiers)) = (limiter, rules.tiers.as_ref()) {
+            let key = match lim.user_key(head, self.peer, env.key_scratch) {
+                Ok(k) => k,
+                Err(reason) => return (self.respond(env, reason), head_len, 0),
+            };
+            self.ex.user = Some(key.id);
+            self.ex.tier = tiers.lookup(key.id, key.value, env.memo);
+            let tier = &tiers.tiers[self.ex.tier as usize];
+            // The per-address backstop, for every request of an address that is not a listed user's; a
+            // refusal there spends none of the user's budget.
+            let ip_decision = if self.ex.tier == 0 {
+                lim.decide_ip(key.ip, env.now)
+            } else {
+                None
+            };
+            match ip_decision {
+                Some(Decision::Deny { .. }) if rules.rate_mode == Mode::Observe => {
+                    self.ex.observed = Some(Reason::IpRateLimited)
+                }
+                Some(Decision::Deny { retry_after_us }) => {
+                    self.ex.retry_secs = retry_after_secs(retry_after_us);
+                    refusal = Some(Reason::IpRateLimited);
+                }
+                _ => {}
+            }
+            if refusal.is_none() {
+                match lim.decide_with(&tier.gcra, key.id, env.now) {
                     Decision::Allow {
                         remaining, reset_us, ..
                     } => {
-                        lim.record(env.worker, user, &tier.gcra);
+                        lim.record(env.worker, key.id, &tier.gcra);
                         self.ex.quota = Some((remaining, retry_after_secs(reset_us)));
                     }
                     // Observed: forwarded; a refused decision changed nothing, so no budget is spent.
                     Decision::Deny { .. } if rules.rate_mode == Mode::Observe => {
-                        self.ex.observed = Some(Reason::RateLimited)
+                        self.ex.observed = self.ex.observed.or(Some(Reason::RateLimited))
                     }
                     Decision::Deny { retry_after_us } => {
                         self.ex.retry_secs = retry_after_secs(retry_after_us);
@@ -401,9 +434,18 @@ impl Client {
         let step = self.body_step_with(&mut inb, env);
         self.inbuf = Some(inb);
         // Forwarded: an emptied input buffer (grown for the body) goes back now, not after the response has
-        // been read by a possibly slow client.
+        // been read by a possibly slow client. Pipelined bytes after the body move into a standard buffer, and
+        // a grown one is freed: a trailing byte must not keep a body-sized buffer through the whole exchange.
         if !matches!(self.phase, Phase::Body { .. }) {
             env.bufs.put_if_empty(&mut self.inbuf);
+            if let Some(grown) = self
+                .inbuf
+                .take_if(|b| b.capacity() > env.bufs.size() && b.len() <= env.bufs.size())
+            {
+                let mut small = env.bufs.get();
+                small.put(grown.data());
+                self.inbuf = Some(small);
+            }
         }
         step
     }

@@ -76,6 +76,7 @@ pub struct Worker {
     rules_gen: u64,
     /// The tier lookup's memo of `sha256:` answers (cleared with each new policy).
     memo: Memo,
+    key_scratch: Vec<u8>,
     log: Option<AccessLog>,
     /// Unix milliseconds at the top of this iteration (kept only with an access log).
     wall_ms: u64,
@@ -100,7 +101,7 @@ impl Worker {
         let max_free = (shared.config.max_connections / shared.config.workers.max(1)).clamp(64, 4096);
         let (rules, rules_gen) = shared.rules.get();
         let json = JsonValidator::new(rules.policy.max_json_depth);
-        let log = shared.access_log.clone().map(|sink| AccessLog::new(sink, now));
+        let log = shared.access_log.as_ref().and_then(|hub| hub.worker(id, now));
         Ok(Worker {
             id,
             poll,
@@ -115,6 +116,7 @@ impl Worker {
             rules,
             rules_gen,
             memo: Memo::default(),
+            key_scratch: Vec::with_capacity(256),
             log,
             wall_ms: 0,
             wheel: Wheel::new(now),
@@ -353,6 +355,7 @@ impl Worker {
             id,
             rules,
             memo,
+            key_scratch,
             log,
             wall_ms,
             shared,
@@ -369,6 +372,7 @@ impl Worker {
             worker: *id,
             rules,
             memo,
+            key_scratch,
             log,
             wall_ms: *wall_ms,
             now: *now,

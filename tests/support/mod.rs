@@ -434,6 +434,8 @@ impl Proxy {
 pub struct RedisServer {
     pub child: Child,
     pub port: u16,
+    /// The fleet's shared secret (`--secret-file`) for the nodes of this Redis.
+    pub secret: SecretFile,
 }
 
 impl RedisServer {
@@ -474,11 +476,20 @@ impl RedisServer {
             }
         });
         rx.recv_timeout(IO_TIMEOUT).expect("redis-server did not start");
-        RedisServer { child, port }
+        RedisServer {
+            child,
+            port,
+            secret: SecretFile::new("fleet"),
+        }
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The `--secret-file` path for this fleet's nodes.
+    pub fn secret_path(&self) -> String {
+        self.secret.path.to_string_lossy().into_owned()
     }
 
     /// Stops it (SIGSTOP: connections still open, accepted by the kernel, never answered: a Redis that hangs).
@@ -541,5 +552,31 @@ fn die_with_test(cmd: &mut Command) {
             }
             Ok(())
         });
+    }
+}
+
+/// A `--secret-file` with 40 bytes of secret, unique to this test; removed on drop.
+pub struct SecretFile {
+    pub path: std::path::PathBuf,
+}
+
+impl SecretFile {
+    pub fn new(name: &str) -> SecretFile {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("portcullis-test-{}-{name}-{n}.secret", std::process::id()));
+        let secret = format!("{:040}", std::process::id() as usize * 1000 + n);
+        std::fs::write(&path, secret).unwrap();
+        SecretFile { path }
+    }
+
+    pub fn path_str(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for SecretFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
