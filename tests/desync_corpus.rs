@@ -48,10 +48,7 @@ use std::time::{Duration, Instant};
 
 use support::Proxy;
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/corpora/desync-guardian/tests"
-);
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpora/desync-guardian/tests");
 
 /// The files, in the order desync-guardian's own `file_tests` runs them.
 const FILES: [&str; 10] = [

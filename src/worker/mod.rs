@@ -161,6 +161,18 @@ impl Worker {
                     .map_or(0, |d| d.as_millis() as u64);
             }
             spin = if events.is_empty() { 0 } else { SPIN };
+            // Pooled upstream connections first: one that spoke or closed unasked is closed before a client
+            // event of the same batch can take it from the pool (its bytes would be read as that client's
+            // response).
+            for ev in events.iter() {
+                let t = ev.token();
+                if t != WAKER && t != LISTENER && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
+                    let (key, gen, is_up) = split(t);
+                    if is_up {
+                        self.pooled_event(key, gen);
+                    }
+                }
+            }
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
