@@ -239,3 +239,26 @@ fn a_chunked_response_cut_at_shutdown_is_reset() {
         "c\r\npartial-body\r\n",
     );
 }
+
+/// G: CGI, WSGI, Rack and PHP map `_` and `-` to the same name: underscore spellings of protected fields
+/// (the version header, X-Forwarded-For, the observe header, the user-key field) must not reach the upstream.
+#[test]
+fn underscore_fields_never_reach_the_upstream() {
+    let up = Upstream::ok("ok");
+    let proxy = Proxy::core(up.addr, &["--admin", "127.0.0.1:0"]);
+    let mut c = proxy.connect();
+    let r = c.roundtrip(
+        b"GET /u HTTP/1.1\r\nHost: t\r\nAccept: */*\r\nX_Api_Version: v9\r\nX_Forwarded_For: 6.6.6.6\r\nX-Normal: 1\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let req = &up.requests()[0];
+    assert!(
+        !req.head.contains('_'),
+        "an underscore field was forwarded: {}",
+        req.head
+    );
+    assert!(!req.head.contains("6.6.6.6"), "{}", req.head);
+    assert_eq!(req.header("x-normal").as_deref(), Some("1"));
+    assert_eq!(req.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    proxy.wait_metric("portcullis_underscore_fields_dropped_total", 2.0);
+}
