@@ -262,3 +262,54 @@ fn underscore_fields_never_reach_the_upstream() {
     assert_eq!(req.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
     proxy.wait_metric("portcullis_underscore_fields_dropped_total", 2.0);
 }
+
+/// I: a 204 is relayed without Content-Length (RFC 9110 8.6), and the next request on the connection works.
+#[test]
+fn a_204_is_relayed_without_content_length() {
+    let up = Upstream::start(|r| {
+        if r.request_line().contains("/204") {
+            Action::Respond(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-A: 1\r\n\r\n".to_vec())
+        } else {
+            Action::Respond(support::response(200, "next"))
+        }
+    });
+    let proxy = Proxy::core(up.addr, &[]);
+    let mut c = proxy.connect();
+    let r = c.roundtrip(&get("/204"));
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("content-length"), None, "{}", r.head);
+    assert_eq!(r.header("x-a").as_deref(), Some("1"));
+    assert_eq!(c.roundtrip(&get("/next")).body, b"next");
+}
+
+/// I: trailer lines carrying framing fields, or without a colon, are removed; valid trailers are kept.
+#[test]
+fn relayed_trailers_carry_no_framing_fields_and_no_bare_lines() {
+    let up = Upstream::start(|_| {
+        Action::Respond(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 42\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\nnot a field\r\n\r\n"
+                .to_vec(),
+        )
+    });
+    let proxy = Proxy::core(up.addr, &[]);
+    let mut c = proxy.connect();
+    // Twice on one connection: the first exchange left it (and the upstream one) in step.
+    for path in ["/t", "/again"] {
+        c.send(&get(path));
+        assert_eq!(chunked_body(&mut c.s), "3\r\nabc\r\n0\r\nX-Sum: 42\r\n\r\n");
+    }
+}
+
+/// Reads one response whose chunked body ends with a trailer section; returns the body as relayed.
+fn chunked_body(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut tmp = [0u8; 1];
+    // One byte at a time: nothing of a next response is taken.
+    while find(&got, b"\r\n0\r\n").is_none_or(|i| find(&got[i..], b"\r\n\r\n").is_none()) {
+        let n = s.read(&mut tmp).unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&tmp[..n]);
+    }
+    let text = String::from_utf8(got).unwrap();
+    text[text.find("\r\n\r\n").unwrap() + 4..].to_string()
+}

@@ -160,7 +160,8 @@ pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: Cl
     let names_fields = connection_names_fields(resp.headers);
     // The framing fields describe the body as relayed, whatever a Connection field names: Content-Length
     // only for length-delimited bodies, Transfer-Encoding only for chunked ones passed through as chunks.
-    let keep_length = matches!(resp.body, BodyKind::Length(_) | BodyKind::None);
+    // Never on a 204 (RFC 9110 8.6: a server MUST NOT send Content-Length in a 204).
+    let keep_length = matches!(resp.body, BodyKind::Length(_) | BodyKind::None) && resp.status != 204;
     let keep_te = resp.body == BodyKind::Chunked && !client.dechunk;
     for h in resp.headers {
         let name = h.name.as_bytes();
@@ -301,6 +302,30 @@ mod tests {
         assert_eq!(
             relay(gzip, v, true, false),
             "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn no_content_length_on_a_204() {
+        let v = Version::Http11;
+        assert_eq!(
+            relay(
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n",
+                v,
+                false,
+                false
+            ),
+            "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n"
+        );
+        // A 304 may carry the length of the representation (RFC 9110 8.6): kept.
+        assert_eq!(
+            relay(
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+                v,
+                false,
+                false
+            ),
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"
         );
     }
 
