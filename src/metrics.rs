@@ -38,6 +38,8 @@ pub struct WorkerMetrics {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub json_bytes: AtomicU64,
+    /// Request fields not forwarded because their name holds `_` (`write::forward_head`).
+    pub underscore_fields_dropped: AtomicU64,
 }
 
 /// Adds `n` to a counter this thread alone writes.
@@ -191,6 +193,11 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
             "portcullis_json_validated_bytes_total",
             "Request body bytes validated as JSON.",
             |b| &b.json_bytes,
+        ),
+        (
+            "portcullis_underscore_fields_dropped_total",
+            "Request fields not forwarded because their name holds an underscore.",
+            |b| &b.underscore_fields_dropped,
         ),
     ] {
         family(&mut o, name, "counter", help);

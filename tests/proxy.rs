@@ -108,12 +108,14 @@ fn response_framings_are_relayed() {
     assert_eq!((r.status, r.header("content-length").unwrap().as_str()), (200, "42"));
     let r = c.roundtrip(&get("/interim"));
     assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
-    // Everything so far left both connections usable: the next request still works on this connection.
+    // Everything so far left the client's connection usable: the next request still works on it.
     let r = c.roundtrip(&get("/close"));
     assert_eq!(r.body, b"until close");
     assert_eq!(r.header("connection").unwrap(), "close");
     assert!(c.closed());
-    assert_eq!(up.accepts(), 1);
+    // A bodiless response (204, 304, HEAD) closes its upstream connection instead of pooling it (a faulty
+    // upstream may still send a body: docs/security.md, B): one for /chunked and /204, then one each.
+    assert_eq!(up.accepts(), 4);
 }
 
 #[test]

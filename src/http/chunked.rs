@@ -5,7 +5,8 @@
 //! split of the input gives the same result. Refused, unlike `httparse::parse_chunk_size`: an empty size,
 //! `0x` prefixes, more than 16 hex digits, whitespace around the size, a bare LF or CR anywhere, chunk data
 //! not followed by CRLF, control bytes in chunk extensions, and trailer sections larger than
-//! [`MAX_TRAILER_BYTES`]. Trailer fields are consumed and dropped, never merged into a head.
+//! [`MAX_TRAILER_BYTES`]. Trailer fields are consumed and dropped, never merged into a head; a response
+//! relayed as chunks keeps its valid trailer lines only (`relay_in_place`).
 
 use std::ops::Range;
 
@@ -54,9 +55,29 @@ pub struct Step {
     pub done: bool,
 }
 
+/// Where the relay filter is within a trailer line (`relay_in_place`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// In the field name: its length so far, and whether it is still a valid token, and still a prefix of
+    /// `content-length` / `transfer-encoding`. `shown`: part of it was relayed with an earlier input.
+    Name {
+        len: u16,
+        token: bool,
+        cl: bool,
+        te: bool,
+        shown: bool,
+    },
+    Keep,
+    Drop,
+}
+
+const CL: &[u8] = b"content-length";
+const TE: &[u8] = b"transfer-encoding";
+
 #[derive(Debug, Clone)]
 pub struct ChunkedDecoder {
     state: State,
+    line: Line,
     size: u64,
     digits: u8,
     line_bytes: usize,
@@ -70,6 +91,7 @@ impl ChunkedDecoder {
     pub fn new(limit: u64) -> Self {
         ChunkedDecoder {
             state: State::Size,
+            line: Line::Keep,
             size: 0,
             digits: 0,
             line_bytes: 0,
@@ -142,11 +164,16 @@ impl ChunkedDecoder {
                     }
                     self.budget -= self.size;
                     self.digits = 0;
-                    self.state = if self.size == 0 {
-                        State::TrailerStart
-                    } else {
-                        State::Data
-                    };
+                    if self.size == 0 {
+                        // Stop at the trailer section: `relay_in_place` filters it byte by byte.
+                        self.state = State::TrailerStart;
+                        return Ok(Step {
+                            consumed: i + 1,
+                            data: 0..0,
+                            done: false,
+                        });
+                    }
+                    self.state = State::Data;
                 }
                 State::DataCr => {
                     if b != b'\r' {
@@ -219,6 +246,86 @@ impl ChunkedDecoder {
                 return Ok((pos, s.done));
             }
         }
+    }
+
+    /// Like `skip`, for a body relayed as chunks, but filters the trailer section in place: a trailer line
+    /// without a colon, with an empty or invalid name, or carrying a framing field (`Content-Length`,
+    /// `Transfer-Encoding`) is removed; the other trailer lines, the chunks and their framing are kept.
+    /// Returns (bytes kept, now at the front of `buf`; bytes consumed; done). A line is decided at its colon
+    /// or, without one, at its end; a bad line whose name began in an earlier input (already relayed) is a
+    /// `BadTrailer` error: the response is then cut, never relayed as complete.
+    pub fn relay_in_place(&mut self, buf: &mut [u8]) -> Result<(usize, usize, bool), ChunkError> {
+        let (mut read, mut write) = (0, 0);
+        while read < buf.len() && self.state != State::Done {
+            let before = self.state;
+            if !matches!(
+                before,
+                State::TrailerStart | State::TrailerLine | State::TrailerLineLf | State::TrailerEndLf
+            ) {
+                let s = self.step(&buf[read..])?;
+                buf.copy_within(read..read + s.consumed, write);
+                read += s.consumed;
+                write += s.consumed;
+                continue;
+            }
+            let b = buf[read];
+            self.step(&buf[read..read + 1])?;
+            read += 1;
+            if before == State::TrailerStart && b != b'\r' {
+                self.line = Line::Name {
+                    len: 0,
+                    token: true,
+                    cl: true,
+                    te: true,
+                    shown: false,
+                };
+            } else if before == State::TrailerStart {
+                self.line = Line::Keep; // the empty line ending the section
+            }
+            let keep = match self.line {
+                Line::Keep => true,
+                Line::Drop => false,
+                Line::Name {
+                    len,
+                    token,
+                    cl,
+                    te,
+                    shown,
+                } => {
+                    if b == b':' || b == b'\r' {
+                        let n = len as usize;
+                        let bad = b == b'\r' || n == 0 || !token || (cl && n == CL.len()) || (te && n == TE.len());
+                        if bad && shown {
+                            return Err(ChunkError::BadTrailer);
+                        }
+                        if bad {
+                            write -= n; // take back the name written so far
+                        }
+                        self.line = if bad { Line::Drop } else { Line::Keep };
+                        !bad
+                    } else {
+                        let i = len as usize;
+                        let l = b.to_ascii_lowercase();
+                        self.line = Line::Name {
+                            len: len.saturating_add(1),
+                            token: token && super::is_tchar(b),
+                            cl: cl && CL.get(i) == Some(&l),
+                            te: te && TE.get(i) == Some(&l),
+                            shown,
+                        };
+                        true
+                    }
+                }
+            };
+            if keep {
+                buf[write] = b;
+                write += 1;
+            }
+        }
+        if let Line::Name { ref mut shown, .. } = self.line {
+            *shown = true; // what was written of the name goes out with this input
+        }
+        Ok((write, read, self.state == State::Done))
     }
 
     /// Decodes `buf[..len]` in place: payload is moved to the front. Returns (payload length, bytes consumed,
@@ -304,6 +411,39 @@ mod tests {
         for b in bad {
             assert!(decode(b, b.len()).is_err(), "accepted {:?}", String::from_utf8_lossy(b));
         }
+    }
+
+    /// `relay_in_place` over `input` cut in pieces of `split` bytes: (what is relayed, done).
+    fn relay(input: &[u8], split: usize) -> Result<(Vec<u8>, bool), ChunkError> {
+        let mut d = ChunkedDecoder::new(u64::MAX);
+        let mut out = Vec::new();
+        for piece in input.chunks(split) {
+            let mut piece = piece.to_vec();
+            let (keep, used, done) = d.relay_in_place(&mut piece)?;
+            out.extend_from_slice(&piece[..keep]);
+            if done {
+                assert_eq!(used, piece.len(), "nothing follows the body in these inputs");
+                return Ok((out, true));
+            }
+        }
+        Ok((out, false))
+    }
+
+    #[test]
+    fn relayed_trailers_lose_framing_fields_and_lines_without_colon() {
+        let body = b"3\r\nabc\r\n0\r\nX-Ok: 1\r\nContent-Length: 5\r\ntransfer-encoding: chunked\r\nno colon here\r\n: empty\r\nBad Name: x\r\nContent-Lengthy: 2\r\nX-Ok2: a:b\r\n\r\n";
+        let want = b"3\r\nabc\r\n0\r\nX-Ok: 1\r\nContent-Lengthy: 2\r\nX-Ok2: a:b\r\n\r\n";
+        assert_eq!(relay(body, body.len()).unwrap(), (want.to_vec(), true));
+        // Without trailers, and valid trailers split anywhere: relayed unchanged.
+        let plain = b"3\r\nabc\r\n0\r\nX-Ok: 1\r\nX-Two: 2\r\n\r\n";
+        for split in 1..plain.len() {
+            assert_eq!(relay(plain, split).unwrap(), (plain.to_vec(), true), "split {split}");
+        }
+        // A bad line decided in the input where it began is removed, wherever the input is cut after it.
+        let (out, done) = relay(b"0\r\nContent-Length: 5\r\n\r\n", 20).unwrap();
+        assert_eq!((out.as_slice(), done), (&b"0\r\n\r\n"[..], true));
+        // A bad name cut by a read was partly relayed already: an error, never a complete response.
+        assert_eq!(relay(b"0\r\nContent-Length: 5\r\n\r\n", 6), Err(ChunkError::BadTrailer));
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub struct ResponseHead<'h, 'b> {
     pub headers: &'h [Header<'b>],
     pub head_len: usize,
     pub body: BodyKind,
-    /// The upstream connection may carry another request once this body is read.
+    /// The upstream connection may carry another request once this body is read. Never after a bodiless
+    /// response (HEAD, 204, 304): an upstream that sends a body anyway (`do_HEAD = do_GET`) would have it
+    /// read as the next request's response (docs/security.md, "Upstream response-queue poisoning").
     pub reusable: bool,
 }
 
@@ -119,6 +121,7 @@ pub fn parse_head<'h, 'b>(
     let reusable = !close
         && (version == Version::Http11 || keep_alive_token)
         && body != BodyKind::Close
+        && body != BodyKind::None
         && !transfer_and_length
         && !te_in_http10;
     Ok(Some(ResponseHead {
@@ -212,15 +215,20 @@ mod tests {
         );
         assert_eq!(
             ok(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true),
-            (200, BodyKind::None, true)
+            (200, BodyKind::None, false)
         );
         assert_eq!(
             ok(b"HTTP/1.1 204 No Content\r\n\r\n", false),
-            (204, BodyKind::None, true)
+            (204, BodyKind::None, false)
         );
         assert_eq!(
             ok(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false),
-            (304, BodyKind::None, true)
+            (304, BodyKind::None, false)
+        );
+        // An empty body that is framed (Content-Length: 0) keeps the connection.
+        assert_eq!(
+            ok(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+            (200, BodyKind::Length(0), true)
         );
         assert_eq!(
             ok(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false),

@@ -24,7 +24,12 @@ pub struct Forward<'a> {
 /// Writes the head forwarded upstream: the request line (as HTTP/1.1), the client's fields minus hop-by-hop
 /// ones, the framing fields, `X-Forwarded-For` and the version header; then `Content-Length: body_len` if
 /// the request has a body, the version header, and the combined `X-Forwarded-For` with the client appended.
-pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u64, fwd: &Forward<'_>) {
+///
+/// Fields whose name holds `_` are dropped (as nginx's default `underscores_in_headers off`): CGI, WSGI,
+/// Rack and PHP map `X_Api_Version` and `X-Api-Version` to the same variable, so an underscore spelling
+/// would smuggle a protected field (version header, X-Forwarded-For, observe header, user key) past the
+/// checks. Returns how many were dropped.
+pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u64, fwd: &Forward<'_>) -> u32 {
     out.put(head.method.as_bytes());
     out.put(b" ");
     out.put(head.target.as_bytes());
@@ -32,8 +37,13 @@ pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u6
     let names_fields = connection_names_fields(head.headers);
     let mut has_host = false;
     let mut has_xff = false;
+    let mut underscores = 0;
     for h in head.headers {
         let name = h.name.as_bytes();
+        if name.contains(&b'_') {
+            underscores += 1;
+            continue;
+        }
         match request_field(name) {
             Field::Host => has_host = true,
             Field::ForwardedFor => {
@@ -88,6 +98,7 @@ pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u6
     }
     out.put(fwd.client_ip);
     out.put(b"\r\n\r\n");
+    underscores
 }
 
 enum Field {
@@ -149,7 +160,8 @@ pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: Cl
     let names_fields = connection_names_fields(resp.headers);
     // The framing fields describe the body as relayed, whatever a Connection field names: Content-Length
     // only for length-delimited bodies, Transfer-Encoding only for chunked ones passed through as chunks.
-    let keep_length = matches!(resp.body, BodyKind::Length(_) | BodyKind::None);
+    // Never on a 204 (RFC 9110 8.6: a server MUST NOT send Content-Length in a 204).
+    let keep_length = matches!(resp.body, BodyKind::Length(_) | BodyKind::None) && resp.status != 204;
     let keep_te = resp.body == BodyKind::Chunked && !client.dechunk;
     for h in resp.headers {
         let name = h.name.as_bytes();
@@ -214,6 +226,26 @@ mod tests {
     }
 
     #[test]
+    fn underscore_fields_are_dropped_and_counted() {
+        let raw = b"GET / HTTP/1.1\r\nHost: api\r\nX_Api_Version: v9\r\nX-API_Version: v8\r\nX_Forwarded_For: 6.6.6.6\r\nX_Observed: forged\r\nX_User_Key: alice\r\nX-Normal: 1\r\n\r\n";
+        let mut st = header_storage();
+        let head = parse_head(raw, &Limits::default(), &mut st).unwrap().unwrap();
+        let mut out = Vec::new();
+        let fwd = Forward {
+            client_ip: b"10.0.0.2",
+            default_host: b"up",
+            version_header: b"X-Api-Version",
+            version: None,
+            observe: Some((b"x-observed", None)),
+        };
+        assert_eq!(forward_head(&mut out, &head, 0, &fwd), 5);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET / HTTP/1.1\r\nHost: api\r\nX-Normal: 1\r\nX-Forwarded-For: 10.0.0.2\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn http10_without_host_gets_one() {
         let raw = b"GET / HTTP/1.0\r\n\r\n";
         let mut st = header_storage();
@@ -270,6 +302,30 @@ mod tests {
         assert_eq!(
             relay(gzip, v, true, false),
             "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn no_content_length_on_a_204() {
+        let v = Version::Http11;
+        assert_eq!(
+            relay(
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n",
+                v,
+                false,
+                false
+            ),
+            "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n"
+        );
+        // A 304 may carry the length of the representation (RFC 9110 8.6): kept.
+        assert_eq!(
+            relay(
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+                v,
+                false,
+                false
+            ),
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"
         );
     }
 

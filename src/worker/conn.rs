@@ -589,7 +589,10 @@ impl Client {
                 .map(|h| (h, self.ex.observed.map(|r| r.code().as_bytes()))),
         };
         let mut fwd = env.bufs.get();
-        write::forward_head(&mut fwd, head, body.len() as u64, &info);
+        let underscores = write::forward_head(&mut fwd, head, body.len() as u64, &info);
+        if underscores > 0 {
+            add(&env.metrics.underscore_fields_dropped, underscores as u64);
+        }
         fwd.put(body);
         self.ex.fwd = Some(fwd);
         self.ex.sent = 0;

@@ -163,6 +163,18 @@ impl Worker {
                     .map_or(0, |d| d.as_millis() as u64);
             }
             spin = if events.is_empty() { 0 } else { SPIN };
+            // Pooled upstream connections first: one that spoke or closed unasked is closed before a client
+            // event of the same batch can take it from the pool (its bytes would be read as that client's
+            // response).
+            for ev in events.iter() {
+                let t = ev.token();
+                if t != WAKER && t != LISTENER && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
+                    let (key, gen, is_up) = split(t);
+                    if is_up {
+                        self.pooled_event(key, gen);
+                    }
+                }
+            }
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
@@ -210,6 +222,7 @@ impl Worker {
                 }
             }
             if self.draining && (self.clients.is_empty() || self.now >= self.drain_deadline) {
+                self.close_remaining();
                 if let Some(log) = self.log.as_mut() {
                     let _ = log.flush(self.now);
                 }
@@ -466,6 +479,25 @@ impl Worker {
             self.bufs.put(b);
         }
         self.shared.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The shutdown timeout passed: closes the clients left. One in the middle of a response is reset (as
+    /// `close_client` does for a response cut otherwise): a clean FIN would make a cut close-delimited body
+    /// look complete.
+    fn close_remaining(&mut self) {
+        let keys: Vec<usize> = self.clients.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            let c = &self.clients[k];
+            let unfinished = match c.phase {
+                Phase::Relay => true,
+                Phase::Flush => c.out.as_ref().is_some_and(|o| !o.is_empty()),
+                _ => false,
+            };
+            if unfinished {
+                let _ = socket2::SockRef::from(&c.sock).set_linger(Some(Duration::ZERO));
+            }
+            self.close_client(k);
+        }
     }
 
     fn expire_timers(&mut self) {

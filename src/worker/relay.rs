@@ -188,7 +188,8 @@ impl Client {
     }
 
     /// Frames the bytes of `out` from `from` on: drops what lies past the body's end (the upstream connection
-    /// is then not reused), de-chunks for HTTP/1.0 clients, and ends the framer when the body is complete.
+    /// is then not reused), de-chunks for HTTP/1.0 clients or filters the trailer section of a chunked body
+    /// relayed as is, and ends the framer when the body is complete.
     pub(super) fn frame_new(&mut self, from: usize) -> Result<(), ChunkError> {
         let out = self.out.as_mut().expect("out buffer");
         let total = out.len() - from;
@@ -200,10 +201,9 @@ impl Client {
             return Ok(());
         };
         let (keep, used, done) = match framer {
-            BodyFramer::Chunked(dec) if self.ex.dechunk => {
-                let (len, used, done) = dec.decode_in_place(&mut out.data_mut()[from..])?;
-                (len, used, done)
-            }
+            BodyFramer::Chunked(dec) if self.ex.dechunk => dec.decode_in_place(&mut out.data_mut()[from..])?,
+            // Relayed as chunks: trailer lines that carry framing fields or are not fields are removed.
+            BodyFramer::Chunked(dec) => dec.relay_in_place(&mut out.data_mut()[from..])?,
             f => {
                 let (used, done) = f.feed(&out.data()[from..])?;
                 (used, used, done)

@@ -1,5 +1,10 @@
 //! The worker's upstream connections: attaching one to a request (a pooled one, LIFO, or a new
 //! non-blocking connect), events on pooled ones, and giving one back (pooled only when clean) or closing it.
+//!
+//! A pooled connection must never hold bytes: whatever an upstream sends unasked would be read as the next
+//! request's response (response-queue poisoning, docs/security.md). So a connection is pooled only after a
+//! framed body ended exactly at the end of a short read (never after a bodiless response: HEAD, 204, 304),
+//! and a pooled one the poller reports readable or closed is closed, before any client event of the batch.
 
 use mio::net::TcpStream;
 use mio::Interest;
@@ -23,12 +28,18 @@ impl Worker {
         match u.owner {
             Some((ck, cgen)) if self.clients.get(ck).is_some_and(|c| c.gen == cgen) => self.drive(ck),
             Some(_) => {}
-            None if readable || hup => {
-                // A pooled connection that speaks or closes unasked is finished.
-                self.idle_ups.retain(|&k| k != key);
-                self.ups.remove(key);
-            }
+            None if readable || hup => self.pooled_event(key, gen),
             None => {}
+        }
+    }
+
+    /// A readable (or closed) event on upstream connection `key`: if it is pooled, it spoke or closed
+    /// unasked and is closed. The run loop calls this for every such event of a batch before any other
+    /// event, so no client can take a pooled connection whose bytes are already known to be waiting.
+    pub(super) fn pooled_event(&mut self, key: usize, gen: u32) {
+        if self.ups.get(key).is_some_and(|u| u.gen == gen && u.owner.is_none()) {
+            self.idle_ups.retain(|&k| k != key);
+            self.ups.remove(key);
         }
     }
 
@@ -39,7 +50,10 @@ impl Worker {
         let mut uk = None;
         if !fresh {
             while let Some(k) = self.idle_ups.pop() {
-                if self.now.saturating_duration_since(self.ups[k].idle_since) < UPSTREAM_IDLE_MAX {
+                let u = &self.ups[k];
+                // A pending readable event (bytes or EOF the poller reported) disqualifies it.
+                let clean = !u.io.readable && !u.io.hup;
+                if clean && self.now.saturating_duration_since(u.idle_since) < UPSTREAM_IDLE_MAX {
                     uk = Some(k);
                     reused = true;
                     break;

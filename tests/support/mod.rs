@@ -580,3 +580,60 @@ impl Drop for SecretFile {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+/// Bytes waiting in the receive queue of the TCP socket `local` → `remote` (IPv4, from /proc/net/tcp), or
+/// `None` if there is no such socket.
+pub fn rx_queued(local: SocketAddr, remote: SocketAddr) -> Option<usize> {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port()),
+        SocketAddr::V6(_) => panic!("rx_queued: IPv4 only"),
+    };
+    let (l, r) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 4 && f[1] == l && f[2] == r).then(|| {
+            let rx = f[4].split(':').nth(1).unwrap();
+            usize::from_str_radix(rx, 16).unwrap()
+        })
+    })
+}
+
+/// Waits until the kernel holds unread bytes for the socket `local` → `remote` (fails after `IO_TIMEOUT`).
+pub fn wait_rx_queued(local: SocketAddr, remote: SocketAddr) {
+    let until = std::time::Instant::now() + IO_TIMEOUT;
+    while rx_queued(local, remote).unwrap_or(0) == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "no bytes ever queued for {local} <- {remote}"
+        );
+        thread::sleep(Duration::from_millis(1)); // polling the readiness signal itself
+    }
+}
+
+impl Proxy {
+    /// SIGSTOP, then waits until every thread of the process is stopped: events that arrive now are all
+    /// seen by the next `epoll_wait`, in one batch, after `resume`.
+    pub fn pause(&self) {
+        self.signal("STOP");
+        let dir = format!("/proc/{}/task", self.child.id());
+        let until = std::time::Instant::now() + IO_TIMEOUT;
+        loop {
+            let all_stopped = std::fs::read_dir(&dir).unwrap().all(|t| {
+                let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+                // The state follows the parenthesised command name.
+                matches!(stat.rsplit(") ").next().and_then(|s| s.chars().next()), Some('T' | 't'))
+            });
+            if all_stopped {
+                return;
+            }
+            assert!(std::time::Instant::now() < until, "portcullis never stopped");
+            thread::sleep(Duration::from_millis(1)); // polling the readiness signal itself
+        }
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+}
