@@ -378,12 +378,34 @@ pub fn dead_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// A fresh, empty directory under the system temp dir for one test.
-pub fn temp_dir(name: &str) -> std::path::PathBuf {
+/// A fresh, empty directory under the system temp dir for one test; removed (with its files) on drop.
+pub fn temp_dir(name: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("portcullis-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
+}
+
+/// See [`temp_dir`].
+pub struct TempDir(pub std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Proxy {
