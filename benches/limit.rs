@@ -126,5 +126,52 @@ fn tiers(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, tiers);
+/// The user's key from a parsed head (the canonical credential and its id), and the per-address backstop's
+/// decision: one address (warm) and 10 000 rotating addresses.
+fn key_and_backstop(c: &mut Criterion) {
+    use portcullis::config::Limits;
+    use portcullis::http::request::{header_storage, parse_head};
+    use portcullis::limit::{IpBackstop, KeyMode, Limiter};
+    let limiter = Limiter::new(Gcra::new(10, 10), 1 << 20, KeyMode::Authorization, 0, Instant::now()).with_ip_backstop(
+        Some(IpBackstop {
+            rate: 1_000_000,
+            burst: 1_000_000,
+            gcra: Gcra::new(1_000_000, 1_000_000),
+            exempt: Vec::new(),
+        }),
+    );
+    let peer: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+    let mut g = c.benchmark_group("key");
+    for (name, auth) in [
+        ("bearer", "Bearer 6f1c2e9a0b7d4c3e"),
+        ("basic", "basic YWxpY2U6c2VjcmV0"),
+    ] {
+        let raw = format!("GET /v1/x HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nAuthorization: {auth}\r\n\r\n");
+        let mut st = header_storage();
+        let head = parse_head(raw.as_bytes(), &Limits::default(), &mut st)
+            .unwrap()
+            .unwrap();
+        let mut scratch = Vec::new();
+        g.bench_function(format!("user_key/{name}"), |b| {
+            b.iter(|| black_box(limiter.user_key(black_box(&head), peer, &mut scratch).unwrap().id))
+        });
+    }
+    let start = Instant::now();
+    g.bench_function("decide_ip/one_address", |b| {
+        b.iter(|| black_box(limiter.decide_ip(black_box(peer), start)))
+    });
+    let addrs: Vec<std::net::IpAddr> = (0..10_000u32)
+        .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).into())
+        .collect();
+    let mut i = 0;
+    g.bench_function("decide_ip/10k_addresses", |b| {
+        b.iter(|| {
+            i = (i + 1) % addrs.len();
+            black_box(limiter.decide_ip(addrs[i], start))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, tiers, key_and_backstop);
 criterion_main!(benches);

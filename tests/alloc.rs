@@ -80,7 +80,10 @@ fn no_allocation_per_request_once_warm() {
     let running = portcullis::server::start(cfg).unwrap();
     let mut c = TcpStream::connect(running.local_addr()).unwrap();
     c.set_nodelay(true).unwrap();
-    let req = b"GET /x HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\nUser-Agent: t\r\n\r\n";
+    // Basic credentials: the user's key is decoded and re-encoded (its canonical form) on every request, and
+    // the per-address limit decides too (default 10 x --rate).
+    let req =
+        b"GET /x HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\nUser-Agent: t\r\nAuthorization: basic YWxpY2U6c2VjcmV0\r\n\r\n";
     let mut buf = [0u8; 4096];
     let mut one = |c: &mut TcpStream| {
         c.write_all(req).unwrap();

@@ -4,7 +4,8 @@
 #   A_ARGS='...' B_ARGS='...' SCRIPT=benches/load/x.lua bash benches/load/ab.sh
 #   (ROUNDS=5 DURATION=6 CONNS=64 by default; prints the median requests/s of each and the ratio A/B, and each
 #   portcullis's CPU per request (user + system, all threads, from /proc); EXTRA_PID=pid adds that process's
-#   CPU per request in the A rounds, e.g. a redis-server A talks to)
+#   CPU per request in the A rounds, e.g. a redis-server A talks to; A_BIN / B_BIN: other binaries to run,
+#   e.g. the previous version's release build, for an old-vs-new comparison)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . benches/load/lib.sh
@@ -25,10 +26,10 @@ UP=$(free_port); PA=$(free_port); PB=$(free_port)
 ok_upstream_conf "$work" "$UP" 4096 "client_body_buffer_size 64k;"
 nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
 # shellcheck disable=SC2086
-./target/release/portcullis --listen 127.0.0.1:$PA --upstream 127.0.0.1:$UP --workers 1 $A_ARGS 2>/dev/null & pids+=($!)
+${A_BIN:-./target/release/portcullis} --listen 127.0.0.1:$PA --upstream 127.0.0.1:$UP --workers 1 $A_ARGS 2>/dev/null & pids+=($!)
 pid_a=$!
 # shellcheck disable=SC2086
-./target/release/portcullis --listen 127.0.0.1:$PB --upstream 127.0.0.1:$UP --workers 1 $B_ARGS 2>/dev/null & pids+=($!)
+${B_BIN:-./target/release/portcullis} --listen 127.0.0.1:$PB --upstream 127.0.0.1:$UP --workers 1 $B_ARGS 2>/dev/null & pids+=($!)
 pid_b=$!
 # utime + stime of a process (all threads), in clock ticks.
 ticks() {

@@ -110,7 +110,7 @@ $ON_PROXY haproxy -f "$work/haproxy.cfg" -db & pids+=($!)
 $ON_PROXY haproxy -f "$work/tcp.cfg" -db & pids+=($!)
 
 $ON_PROXY ./target/release/portcullis --listen 127.0.0.1:$P_PORT --upstream 127.0.0.1:$UP --workers 1 \
-  --rate 10 --max-connections 20000 2>"$work/portcullis.log" & pids+=($!)
+  --rate 10 $ONE_ADDRESS_MANY_USERS --max-connections 20000 2>"$work/portcullis.log" & pids+=($!)
 PORTCULLIS_PID=$!
 
 for p in $UP $P_PORT $N_PORT $H_PORT $T_PORT; do wait_port "$p"; done

@@ -25,7 +25,7 @@ with open(sys.argv[1], "w") as f:
     f.write("]\n")
 PY
 echo 'accept-rule = "observe"' > "$work/portcullis.toml"
-./target/release/portcullis --listen 127.0.0.1:$PP --upstream 127.0.0.1:$UP --workers 1 --rate 10 \
+./target/release/portcullis --listen 127.0.0.1:$PP --upstream 127.0.0.1:$UP --workers 1 --rate 10 $ONE_ADDRESS_MANY_USERS \
   --config "$work/portcullis.toml" --limits "$work/limits.toml" --admin 127.0.0.1:$AP 2>"$work/log" & pp=$!; pids+=($pp)
 for p in $UP $PP $AP; do wait_port "$p"; done
 sample() {  # forwarded+refused every 100 ms for $1 s

@@ -42,8 +42,10 @@ start_redis() {
   wait_port "$RP"
 }
 start_redis
+head -c 32 /dev/urandom | base64 > "$work/secret"
+# shellcheck disable=SC2086
 ./target/release/portcullis --listen "127.0.0.1:$PX" --upstream "127.0.0.1:$UP" --workers 1 --rate 10 \
-  --redis-url "redis://127.0.0.1:$RP/0" --redis-sync 50ms --admin "127.0.0.1:$AD" 2> "$work/proxy.log" & pids+=($!)
+  $ONE_ADDRESS_MANY_USERS --secret-file "$work/secret" --redis-url "redis://127.0.0.1:$RP/0" --redis-sync 50ms --admin "127.0.0.1:$AD" 2> "$work/proxy.log" & pids+=($!)
 ppid=$!
 wait_port "$UP"; wait_port "$PX"
 metric() { python3 - "$AD" "$1" <<'PY'

@@ -99,7 +99,9 @@ assert wait_port(args.uport), "upstream did not start"
 proxy_log = open(os.path.join(OUT, "proxy.log"), "w")
 proxy = subprocess.Popen(
     ["nice", "-n", "19", args.bin, "--listen", "%s:%d" % ADDR, "--upstream", "127.0.0.1:%d" % args.uport,
-     "--rate", "10", "--workers", "2", "--log-level", "warn"],
+     "--rate", "10", "--workers", "2", "--log-level", "warn",
+     # Every soak user comes from 127.0.0.1: the per-address limit would count them as one.
+     "--ip-rate", "0"],
     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=proxy_log,
 )
 assert wait_port(args.port), "proxy did not start"
