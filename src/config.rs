@@ -67,6 +67,16 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_UPSTREAM_POOL", default_value_t = 1024)]
     pub upstream_pool: usize,
 
+    /// After a refusal that closes the connection, how long the client may go without sending before the
+    /// ingress stops reading (and dropping) what it still sends and closes.
+    #[arg(long, env = "PORTCULLIS_LINGER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub linger_timeout: Duration,
+
+    /// After a refusal that closes the connection, the longest the ingress keeps reading (and dropping) what the
+    /// client still sends, so that the client reads the answer instead of a reset.
+    #[arg(long, env = "PORTCULLIS_LINGER_TIME", default_value = "30s", value_parser = parse_duration)]
+    pub linger_time: Duration,
+
     /// After SIGTERM/SIGINT, how long in-flight requests may take before the process exits anyway.
     #[arg(long, env = "PORTCULLIS_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -87,6 +97,11 @@ pub struct Args {
     /// Methods whose body must be JSON with a JSON Content-Type (comma-separated; '' turns the rules off).
     #[arg(long, env = "PORTCULLIS_JSON_METHODS", default_value = "POST,PATCH")]
     pub json_methods: String,
+
+    /// Let a JSON method's request without a body (no body, `Content-Length: 0`, or an empty chunked body)
+    /// pass the Content-Type and JSON rules (true/false, 1/0).
+    #[arg(long, env = "PORTCULLIS_JSON_ALLOW_EMPTY", default_value = "true", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub json_allow_empty: bool,
 
     /// Deepest nesting of JSON objects and arrays accepted in a body.
     #[arg(long, env = "PORTCULLIS_MAX_JSON_DEPTH", default_value_t = 1024)]
@@ -292,6 +307,8 @@ pub struct Timeouts {
     pub upstream_connect: Duration,
     pub upstream: Duration,
     pub shutdown: Duration,
+    pub linger_timeout: Duration,
+    pub linger_time: Duration,
 }
 
 impl Config {
@@ -337,6 +354,8 @@ impl Config {
             ("--idle-timeout", a.idle_timeout),
             ("--upstream-connect-timeout", a.upstream_connect_timeout),
             ("--upstream-timeout", a.upstream_timeout),
+            ("--linger-timeout", a.linger_timeout),
+            ("--linger-time", a.linger_time),
         ] {
             if d < Duration::from_millis(10) || d > Duration::from_secs(24 * 3600) {
                 return Err(format!("{flag} {d:?}: must be between 10ms and 24h"));
@@ -509,6 +528,7 @@ impl Config {
                 version_header: a.version_header,
                 json_methods: crate::guard::Policy::method_mask(&json_methods),
                 max_json_depth: a.max_json_depth,
+                json_allow_empty: a.json_allow_empty,
             },
             listen,
             upstream,
@@ -525,6 +545,8 @@ impl Config {
                 upstream_connect: a.upstream_connect_timeout,
                 upstream: a.upstream_timeout,
                 shutdown: a.shutdown_timeout,
+                linger_timeout: a.linger_timeout,
+                linger_time: a.linger_time,
             },
             max_connections: a.max_connections,
             upstream_pool: a.upstream_pool,
@@ -551,6 +573,8 @@ impl Config {
             ("upstream-connect-timeout", d(t.upstream_connect)),
             ("upstream-timeout", d(t.upstream)),
             ("shutdown-timeout", d(t.shutdown)),
+            ("linger-timeout", d(t.linger_timeout)),
+            ("linger-time", d(t.linger_time)),
             ("upstream-pool", self.upstream_pool.to_string()),
             ("docs-url", s(self.docs_url.as_deref().unwrap_or(""))),
             (
@@ -581,6 +605,7 @@ impl Config {
                     .join(",")),
             ),
             ("max-json-depth", self.policy.max_json_depth.to_string()),
+            ("json-allow-empty", self.policy.json_allow_empty.to_string()),
             ("admin", s(&self.admin.map_or(String::new(), |a| a.to_string()))),
             ("access-log", s(self.access_log.as_deref().unwrap_or(""))),
             ("log-level", s(self.log_level.name())),

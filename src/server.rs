@@ -98,6 +98,7 @@ const RELOADABLE: &[&str] = &[
     "version-header",
     "json-methods",
     "max-json-depth",
+    "json-allow-empty",
     "docs-url",
     "accept-rule",
     "content-type-rule",

@@ -49,10 +49,25 @@ fn token(s: &[u8]) -> bool {
 
 /// Parses one media type or range with its parameters. `None` if malformed.
 pub fn parse_media(elem: &[u8]) -> Option<MediaRange<'_>> {
+    parse_media_with(elem, false)
+}
+
+/// [`parse_media`] for an element of an Accept list, with one deliberate leniency: the default Accept of
+/// Java's `HttpURLConnection` on older JDKs (`text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2`,
+/// JDK-8163921) is read as meant, a bare `*` as `*/*` and a weight `.2` as `0.2`. Everything else is as strict.
+pub fn parse_accept_element(elem: &[u8]) -> Option<MediaRange<'_>> {
+    parse_media_with(elem, true)
+}
+
+fn parse_media_with(elem: &[u8], jdk: bool) -> Option<MediaRange<'_>> {
     let mut parts = split_unquoted(elem, b';');
     let first = trim_ows(parts.next()?);
-    let slash = first.iter().position(|&b| b == b'/')?;
-    let (ty, sub) = (&first[..slash], &first[slash + 1..]);
+    let (ty, sub): (&[u8], &[u8]) = if jdk && first == b"*" {
+        (b"*", b"*")
+    } else {
+        let slash = first.iter().position(|&b| b == b'/')?;
+        (&first[..slash], &first[slash + 1..])
+    };
     if !token(ty) || !token(sub) {
         return None;
     }
@@ -65,7 +80,10 @@ pub fn parse_media(elem: &[u8]) -> Option<MediaRange<'_>> {
             return None;
         }
         if name.eq_ignore_ascii_case(b"q") {
-            q = parse_q(val)?;
+            q = match val {
+                [b'.', frac @ ..] if jdk && !frac.is_empty() => thousandths(frac)?,
+                _ => parse_q(val)?,
+            };
         } else if !(token(val) || quoted_string(val)) {
             return None;
         }
@@ -91,12 +109,8 @@ fn quoted_string(v: &[u8]) -> bool {
     !escaped
 }
 
-/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`, in thousandths.
-pub fn parse_q(v: &[u8]) -> Option<u16> {
-    let (int, frac) = match v.iter().position(|&b| b == b'.') {
-        Some(i) => (&v[..i], &v[i + 1..]),
-        None => (v, &b""[..]),
-    };
+/// `0*3DIGIT` after a decimal point, in thousandths.
+fn thousandths(frac: &[u8]) -> Option<u16> {
     if frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -104,6 +118,16 @@ pub fn parse_q(v: &[u8]) -> Option<u16> {
     for i in 0..3 {
         f = f * 10 + frac.get(i).map_or(0, |d| (d - b'0') as u16);
     }
+    Some(f)
+}
+
+/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`, in thousandths.
+pub fn parse_q(v: &[u8]) -> Option<u16> {
+    let (int, frac) = match v.iter().position(|&b| b == b'.') {
+        Some(i) => (&v[..i], &v[i + 1..]),
+        None => (v, &b""[..]),
+    };
+    let f = thousandths(frac)?;
     match int {
         b"0" => Some(f),
         b"1" if f == 0 => Some(1000),
@@ -189,6 +213,23 @@ mod tests {
         assert_eq!(parse_q(b"1.1"), None);
         assert_eq!(parse_q(b""), None);
         assert_eq!(parse_q(b"2"), None);
+    }
+
+    #[test]
+    fn the_jdk_default_accept() {
+        let jdk = "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2";
+        let parsed: Vec<Option<MediaRange<'_>>> = split_list(jdk.as_bytes()).map(parse_accept_element).collect();
+        let any = MediaRange {
+            ty: b"*",
+            sub: b"*",
+            q: 200,
+        };
+        assert_eq!(parsed[3], Some(any));
+        assert_eq!(parsed[4], Some(any));
+        // Only in Accept, only these two spellings.
+        assert!(parse_media(b"*").is_none() && parse_media(b"*/*; q=.2").is_none());
+        assert!(parse_accept_element(b"*; q=.").is_none() && parse_accept_element(b"**").is_none());
+        assert!(parse_accept_element(b"text; q=1").is_none());
     }
 
     #[test]

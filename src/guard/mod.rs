@@ -8,9 +8,9 @@
 pub mod json;
 pub mod media;
 
-use crate::http::request::RequestHead;
+use crate::http::request::{Framing, RequestHead};
 use crate::http::{eq_ci, list_items, named_by_connection, Reason};
-use media::{charset_is_utf8, is_json, parse_media, split_list};
+use media::{charset_is_utf8, is_json, parse_accept_element, parse_media, split_list};
 
 /// Most `--accept` types (one bit each in the exclusion mask).
 pub const MAX_API_TYPES: usize = 64;
@@ -62,6 +62,9 @@ pub struct Policy {
     /// Methods whose body must be JSON, as a bit mask over `http::request::ALLOWED_METHODS`.
     pub json_methods: u8,
     pub max_json_depth: usize,
+    /// A JSON method's request without a body (no framing, `Content-Length: 0`, or a chunked body that turns
+    /// out empty) passes the Content-Type and JSON rules: it has no content to check (`--json-allow-empty`).
+    pub json_allow_empty: bool,
 }
 
 impl Policy {
@@ -85,6 +88,7 @@ impl Default for Policy {
             version_header: "X-Api-Version".into(),
             json_methods: Policy::method_mask(&["POST", "PATCH"]),
             max_json_depth: 1024,
+            json_allow_empty: true,
         }
     }
 }
@@ -126,6 +130,9 @@ pub struct Admission {
     pub json_body: bool,
     /// The first refusal an `observe` rule would have given.
     pub observed: Option<Reason>,
+    /// The Content-Type rule's refusal of a chunked body, held until the body is complete: an empty body
+    /// passes (`json_allow_empty`); any other gets it (in the rule's mode).
+    pub deferred: Option<Reason>,
 }
 
 /// Rules 2 and 3: Accept, then Content-Type for JSON methods, each in its mode.
@@ -140,6 +147,10 @@ pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admissi
         }
     }
     let json_method = policy.json_methods & (1 << head.method_idx) != 0;
+    // No body, no content to check (`POST /logout`, `curl -X POST`).
+    let bodiless = policy.json_allow_empty && matches!(head.framing, Framing::None | Framing::Length(0));
+    let json_method = json_method && !bodiless;
+    let mut deferred = None;
     if json_method && policy.content_type_mode != Mode::Off {
         // JSON is UTF-8 (RFC 8259 section 8.1): a charset parameter naming anything else would make an
         // upstream that honours it decode another document than the one validated here.
@@ -158,17 +169,22 @@ pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admissi
         } else {
             None
         };
-        if let Some(r) = refusal {
-            if policy.content_type_mode == Mode::Enforce {
-                return Err(r);
+        match refusal {
+            // A chunked body may turn out empty: decided once it is complete (unless the client waits for
+            // `100 Continue`: then the answer comes now, before the body).
+            Some(r) if policy.json_allow_empty && head.framing == Framing::Chunked && !head.expect_continue => {
+                deferred = Some(r)
             }
-            observed = observed.or(Some(r));
+            Some(r) if policy.content_type_mode == Mode::Enforce => return Err(r),
+            Some(r) => observed = observed.or(Some(r)),
+            None => {}
         }
     }
     Ok(Admission {
         version,
         json_body: json_method && policy.json_mode != Mode::Off,
         observed,
+        deferred,
     })
 }
 
@@ -235,7 +251,7 @@ fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<us
     {
         for elem in split_list(h.value).filter(|e| !e.is_empty()) {
             present = true;
-            let m = parse_media(elem).ok_or(Reason::AcceptHeaderMalformed)?;
+            let m = parse_accept_element(elem).ok_or(Reason::AcceptHeaderMalformed)?;
             if let Some(i) = match_type(policy, &m) {
                 if m.q == 0 {
                     excluded |= 1 << i;
@@ -307,8 +323,16 @@ mod tests {
         }
     }
 
+    /// Checks a request with `fields`; one with a body (`Content-Length: 2`) unless it is a GET or HEAD or
+    /// `fields` frame it themselves.
     fn check(p: &Policy, fields: &str, method: &str) -> Result<Admission, Reason> {
-        let raw = format!("{method} / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
+        let framed = fields.contains("Content-Length") || fields.contains("Transfer-Encoding");
+        let body = if framed || method == "GET" || method == "HEAD" {
+            ""
+        } else {
+            "Content-Length: 2\r\n"
+        };
+        let raw = format!("{method} / HTTP/1.1\r\nHost: a\r\n{fields}{body}\r\n");
         let mut st = header_storage();
         let head = parse_head(raw.as_bytes(), &Limits::default(), &mut st)
             .unwrap()
@@ -381,6 +405,46 @@ mod tests {
         );
         assert_eq!(ct("PUT", ""), Ok(false));
         assert_eq!(ct("GET", "Content-Type: text/plain\r\n"), Ok(false));
+    }
+
+    #[test]
+    fn bodiless_json_requests_have_nothing_to_check() {
+        let mut p = Policy::default();
+        let a = "Accept: */*\r\n";
+        for framing in [
+            "Content-Length: 0\r\n",
+            "Content-Length: 0\r\nContent-Type: text/plain\r\n",
+            "X-None: 1\r\n",
+        ] {
+            let raw = format!("POST / HTTP/1.1\r\nHost: a\r\n{a}{framing}\r\n");
+            let mut st = header_storage();
+            let head = parse_head(raw.as_bytes(), &Limits::default(), &mut st)
+                .unwrap()
+                .unwrap();
+            let adm = check_head(&p, &head).unwrap();
+            assert!(!adm.json_body && adm.deferred.is_none(), "{framing:?}");
+            p.json_allow_empty = false;
+            assert_eq!(
+                check_head(&p, &head),
+                Err(Reason::ContentTypeNotJson),
+                "strict: {framing:?}"
+            );
+            p.json_allow_empty = true;
+        }
+        // A chunked body may turn out empty: the refusal waits for it (unless the client waits for 100).
+        let chunked = check(&p, "Accept: */*\r\nTransfer-Encoding: chunked\r\n", "POST").unwrap();
+        assert_eq!(
+            (chunked.deferred, chunked.json_body),
+            (Some(Reason::ContentTypeNotJson), true)
+        );
+        assert_eq!(
+            check(
+                &p,
+                "Accept: */*\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n",
+                "POST"
+            ),
+            Err(Reason::ContentTypeNotJson)
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! decision out. "Need more bytes" (`Ok(None)`) is never an error.
 
 pub mod chunked;
+pub mod date;
 pub mod problem;
 pub mod request;
 pub mod response;

@@ -285,6 +285,12 @@ impl Catalogue {
                 Reason::UnsupportedApiVersion if !accepted.is_empty() => {
                     format!("{} Send Accept with one of: {}.", r.detail(), accepted.join(", "))
                 }
+                Reason::AcceptHeaderMissing if accepted.is_empty() => {
+                    "This API needs an Accept header: any valid one will do, e.g. Accept: application/json or Accept: */*.".to_string()
+                }
+                Reason::AcceptHeaderMissing => {
+                    format!("This API is versioned through the Accept header: send Accept with one of: {}.", accepted.join(", "))
+                }
                 _ => r.detail().to_string(),
             };
             let ty = match docs_url {

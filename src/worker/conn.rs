@@ -6,7 +6,7 @@
 //! is cleared only on `WouldBlock` or a short read).
 
 use std::io::{self, Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::net::TcpStream;
 
@@ -26,11 +26,6 @@ use crate::metrics::{add, WorkerMetrics};
 use crate::rules::Rules;
 use crate::server::Shared;
 
-/// How long a closing connection is drained after its last response, so the kernel does not reset it and
-/// discard that response while unread request bytes are still arriving.
-pub const LINGER: Duration = Duration::from_secs(2);
-/// Most bytes drained while lingering.
-pub(super) const LINGER_BYTES: usize = 64 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Largest body of a refused request that is read and dropped to keep the connection (else it is closed).
 const DISCARD_MAX: u64 = 64 * 1024;
@@ -90,6 +85,8 @@ pub struct Env<'a> {
     pub memo: &'a mut Memo,
     /// The canonical user key of the request being decided (grows to the longest key, then stays).
     pub key_scratch: &'a mut Vec<u8>,
+    /// The `Date` of the ingress's own answers.
+    pub date: &'a mut super::date::DateCache,
     pub log: &'a mut Option<AccessLog>,
     /// Wall-clock time of this loop iteration, Unix milliseconds (only kept up to date with an access log).
     pub wall_ms: u64,
@@ -166,24 +163,25 @@ impl Client {
             Reason::IpRateLimited => rules.ip_tier.as_ref(),
             _ => None,
         };
-        match tier {
-            Some(tier) => {
-                let secs = self.ex.retry_secs;
-                rules.catalogue.write_with(out, reason, conn, !self.ex.is_head, |o| {
-                    o.put(b"Retry-After: ");
-                    put_u64(o, secs);
-                    o.put(b"\r\n");
-                    o.put(&tier.policy_field);
-                    o.put(b"RateLimit: ");
-                    o.put(&tier.quoted);
-                    o.put(b";r=0;t=");
-                    put_u64(o, secs);
-                    o.put(b"\r\n");
-                });
+        let date = env.date.now();
+        let secs = self.ex.retry_secs;
+        rules.catalogue.write_with(out, reason, conn, !self.ex.is_head, |o| {
+            // RFC 9110 section 6.6.1: an origin with a clock sends Date.
+            o.put(b"Date: ");
+            o.put(date);
+            o.put(b"\r\n");
+            if let Some(tier) = tier {
+                o.put(b"Retry-After: ");
+                put_u64(o, secs);
+                o.put(b"\r\n");
+                o.put(&tier.policy_field);
+                o.put(b"RateLimit: ");
+                o.put(&tier.quoted);
+                o.put(b";r=0;t=");
+                put_u64(o, secs);
+                o.put(b"\r\n");
             }
-            _ if self.ex.is_head => out.put(rules.catalogue.head(reason, conn)),
-            _ => out.put(rules.catalogue.response(reason, conn)),
-        }
+        });
         self.ex.close_after = close;
         self.phase = Phase::Flush;
         self.deadline = env.now + env.shared.config.timeouts.body;
@@ -244,7 +242,7 @@ impl Client {
                 None => Step::Close,
             },
             Phase::Flush => self.flush_step(env),
-            Phase::Linger { .. } => self.linger_step(),
+            Phase::Linger { .. } => self.linger_step(env),
             Phase::Discard => self.discard_step(env),
         }
     }
@@ -379,6 +377,7 @@ impl Client {
                 Ok(adm) => {
                     self.ex.api_version = adm.version;
                     self.ex.json = adm.json_body;
+                    self.ex.deferred = adm.deferred;
                     self.ex.observed = self.ex.observed.or(adm.observed);
                 }
                 Err(reason) => refusal = Some(reason),
@@ -556,6 +555,15 @@ impl Client {
         add(&env.metrics.bytes_in, (head.head_len + body.len()) as u64);
         self.ex.bytes_in = (head.head_len + body.len()) as u64;
         let rules = env.rules;
+        // A chunked body that turned out empty has no content to check.
+        if body.is_empty() && rules.policy.json_allow_empty {
+            self.ex.json = false;
+        } else if let Some(r) = self.ex.deferred {
+            if rules.policy.content_type_mode == Mode::Enforce {
+                return self.respond(env, r);
+            }
+            self.ex.observed = self.ex.observed.or(Some(r));
+        }
         if self.ex.json {
             add(&env.metrics.json_bytes, body.len() as u64);
             let verdict = match env.json.validate(body) {

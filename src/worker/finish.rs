@@ -2,9 +2,10 @@
 //! lingering close; and what a passed deadline means in each phase.
 
 use std::io::{self, Read};
+
 use std::net::Shutdown;
 
-use super::conn::{read_once, write_out, Client, Env, Phase, ReadResult, Step, LINGER, LINGER_BYTES};
+use super::conn::{read_once, write_out, Client, Env, Phase, ReadResult, Step};
 use crate::http::Reason;
 
 impl Client {
@@ -24,8 +25,11 @@ impl Client {
         }
         if self.ex.close_after || env.draining {
             let _ = self.sock.shutdown(Shutdown::Write);
-            self.phase = Phase::Linger { drained: 0 };
-            self.deadline = env.now + LINGER;
+            let t = env.shared.config.timeouts;
+            self.phase = Phase::Linger {
+                until: env.now + t.linger_time,
+            };
+            self.deadline = env.now + t.linger_timeout.min(t.linger_time);
             return Step::Continue;
         }
         if self.ex.discard > 0 {
@@ -62,28 +66,36 @@ impl Client {
         }
     }
 
-    pub(super) fn linger_step(&mut self) -> Step {
-        let Phase::Linger { ref mut drained } = self.phase else {
+    /// Reads and drops what the client sends, into a pooled buffer held only during this step.
+    pub(super) fn linger_step(&mut self, env: &mut Env<'_>) -> Step {
+        let Phase::Linger { until } = self.phase else {
             return Step::Close;
         };
-        let mut scratch = [0u8; 4096];
-        loop {
+        if env.now >= until {
+            return Step::Close;
+        }
+        if !self.io.readable {
+            return if self.io.hup { Step::Close } else { Step::Wait };
+        }
+        let mut scratch = env.bufs.get();
+        let step = loop {
             if !self.io.readable {
-                return if self.io.hup { Step::Close } else { Step::Wait };
+                break if self.io.hup { Step::Close } else { Step::Wait };
             }
-            match self.sock.read(&mut scratch) {
-                Ok(0) => return Step::Close,
-                Ok(n) => {
-                    *drained += n;
-                    if *drained > LINGER_BYTES {
-                        return Step::Close;
-                    }
+            scratch.clear();
+            match self.sock.read(scratch.spare()) {
+                Ok(0) => break Step::Close,
+                Ok(_) => {
+                    // Still sending: wait for it a while longer, never past `until`.
+                    self.deadline = (env.now + env.shared.config.timeouts.linger_timeout).min(until);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.io.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Step::Close,
+                Err(_) => break Step::Close,
             }
-        }
+        };
+        env.bufs.put(scratch);
+        step
     }
 
     /// The connection's deadline passed: what to do depends on where it is.

@@ -7,6 +7,7 @@
 //! that reused its slab slot.
 
 pub mod conn;
+pub mod date;
 mod finish;
 pub mod pool;
 mod relay;
@@ -77,6 +78,7 @@ pub struct Worker {
     /// The tier lookup's memo of `sha256:` answers (cleared with each new policy).
     memo: Memo,
     key_scratch: Vec<u8>,
+    date: date::DateCache,
     log: Option<AccessLog>,
     /// Unix milliseconds at the top of this iteration (kept only with an access log).
     wall_ms: u64,
@@ -117,6 +119,7 @@ impl Worker {
             rules_gen,
             memo: Memo::default(),
             key_scratch: Vec::with_capacity(256),
+            date: Default::default(),
             log,
             wall_ms: 0,
             wheel: Wheel::new(now),
@@ -369,6 +372,7 @@ impl Worker {
             rules,
             memo,
             key_scratch,
+            date,
             log,
             wall_ms,
             shared,
@@ -386,6 +390,7 @@ impl Worker {
             rules,
             memo,
             key_scratch,
+            date,
             log,
             wall_ms: *wall_ms,
             now: *now,

@@ -69,9 +69,12 @@ pub enum Phase {
     Relay,
     /// Writing the rest of `out`, then the next request or a close.
     Flush,
-    /// Write side shut; draining the client before closing.
+    /// Write side shut; reading and dropping what the client still sends, so that the kernel does not reset
+    /// the connection (and discard the answer) while the client is still writing. Ends when the client closes,
+    /// stops sending for `--linger-timeout` (the deadline, moved on with each read), or at `until`
+    /// (`--linger-time` after it began).
     Linger {
-        drained: usize,
+        until: Instant,
     },
     /// Reading and dropping the body of a request refused from its head (`ex.discard` bytes).
     Discard,
@@ -96,6 +99,8 @@ pub struct Exchange {
     pub api_version: Option<usize>,
     /// The body must be valid JSON.
     pub json: bool,
+    /// The Content-Type rule's refusal of a chunked body, applied only if the body is not empty.
+    pub deferred: Option<Reason>,
     /// Body bytes of a refused request still to be read and dropped before the next request.
     pub discard: u64,
     /// Rate limit: the user's remaining quota and seconds to full, after this request.
@@ -148,6 +153,7 @@ impl Exchange {
             framer: None,
             api_version: None,
             json: false,
+            deferred: None,
             discard: 0,
             quota: None,
             retry_secs: 0,
