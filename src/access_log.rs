@@ -242,6 +242,29 @@ impl AccessLog {
             && (self.buf.len() >= FLUSH_BYTES || now.saturating_duration_since(self.last_flush) >= FLUSH_EVERY)
     }
 
+    /// The worker is exiting: hands the last buffer over, waiting for room at most `grace` (the only time a
+    /// worker waits for the writer).
+    pub fn flush_final(&mut self, grace: Duration) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let until = Instant::now() + grace;
+        let mut full = std::mem::take(&mut self.buf);
+        loop {
+            match self.tx.try_send((self.id, full)) {
+                Ok(()) => return,
+                Err(TrySendError::Full((_, back))) if Instant::now() < until => {
+                    full = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    self.dropped.fetch_add(self.lines, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
     /// Hands the buffer to the writer (never waits: with the writer behind, the lines are dropped and counted)
     /// and takes an emptied one back.
     pub fn flush(&mut self, now: Instant) -> io::Result<()> {

@@ -11,57 +11,91 @@ use std::time::{Duration, Instant};
 use crate::metrics::{render, Gauges};
 use crate::server::Shared;
 
-/// Admin connections served at once (each on its own thread, for at most the 2 s read and write timeouts).
+/// Admin connections served at once, each on its own thread; the next ones wait in the listen backlog.
 pub const MAX_CONNS: usize = 16;
+/// The whole request must arrive within this (a client trickling bytes cannot hold a slot for longer).
+const REQUEST_TIME: Duration = Duration::from_secs(5);
+
+/// The count of connections being served, and a signal when one ends.
+type Slots = Arc<(Mutex<usize>, Condvar)>;
+
+/// One connection's slot: taken before it is accepted, given back when dropped (also on a panic).
+struct Slot(Slots);
+
+impl Slot {
+    fn take(slots: &Slots) -> Slot {
+        let (n, freed) = &**slots;
+        let mut n = n.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= MAX_CONNS {
+            n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        Slot(slots.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *self.0 .0.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.0 .1.notify_one();
+    }
+}
 
 /// Binds `addr` and serves in a background thread; returns the bound address.
 pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new().name("admin".into()).spawn(move || {
-        let active = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let slots: Slots = Arc::new((Mutex::new(0usize), Condvar::new()));
         loop {
-            // At most MAX_CONNS connections are served at once; the next ones wait in the listen backlog.
-            {
-                let (n, freed) = &*active;
-                let mut n = n.lock().unwrap_or_else(|e| e.into_inner());
-                while *n >= MAX_CONNS {
-                    n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
-                }
-                *n += 1;
-            }
-            let release = |active: &(Mutex<usize>, Condvar)| {
-                *active.0.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-                active.1.notify_one();
-            };
+            let slot = Slot::take(&slots);
             let s = match listener.accept() {
                 Ok((s, _)) => s,
                 Err(_) => {
-                    release(&active);
                     // EMFILE and the like: do not spin.
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 }
             };
             // A thread per admin connection: a slow scraper cannot hold the others (probes, /readyz) up.
-            let (shared, active2) = (shared.clone(), active.clone());
-            let spawned = std::thread::Builder::new().name("admin-conn".into()).spawn(move || {
+            let shared = shared.clone();
+            let _ = std::thread::Builder::new().name("admin-conn".into()).spawn(move || {
+                let _slot = slot;
                 let _ = serve(s, &shared);
-                release(&active2);
             });
-            if spawned.is_err() {
-                release(&active);
-            }
         }
     })?;
     Ok(bound)
 }
 
+/// Reads from the connection until `until`, then fails with `TimedOut`.
+struct Deadline {
+    s: TcpStream,
+    until: Instant,
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.s.set_read_timeout(Some(left))?;
+        self.s.read(buf)
+    }
+}
+
 fn serve(s: TcpStream, shared: &Shared) -> io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    // At most 16 KiB of request in all; the read timeout bounds each wait.
-    let mut reader = BufReader::new(s.try_clone()?.take(16 * 1024));
+    // At most 16 KiB of request in all, within REQUEST_TIME.
+    let until = Instant::now() + REQUEST_TIME;
+    let mut reader = BufReader::new(
+        Deadline {
+            s: s.try_clone()?,
+            until,
+        }
+        .take(16 * 1024),
+    );
     let mut line = String::new();
     reader.read_line(&mut line)?;
     // Read (and ignore) the header fields, up to the empty line.

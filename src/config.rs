@@ -417,6 +417,9 @@ impl Config {
             ));
         }
         mode("--rate-rule", &a.rate_rule)?;
+        if a.rate == 0 && (a.ip_rate.is_some_and(|r| r > 0) || a.ip_burst.is_some() || !a.ip_rate_exempt.is_empty()) {
+            return Err("--ip-rate: the per-address limit is part of the rate limit (--rate above 0)".into());
+        }
         if a.rate == 0 && a.limits.as_ref().is_some_and(|l| !l.is_empty()) {
             return Err("--limits: per-user limits need the rate limit on (--rate above 0)".into());
         }

@@ -199,10 +199,10 @@ fn identity_coding(head: &RequestHead<'_, '_>) -> bool {
         .all(|h| list_items(h.value).all(|c| eq_ci(c, b"identity")))
 }
 
-/// True if a Connection field of `head` names a field a check reads (so that forwarding would drop it after
-/// it was checked): Accept (with the Accept rule on), Content-Type and Content-Encoding (on a JSON method with
-/// the Content-Type rule on), and, with the rate limit on (`limited`: the key field, whether X-Forwarded-For
-/// is trusted), the user's key field and X-Forwarded-For.
+/// True if a Connection field of `head` names a field an enforcing check reads (so that forwarding would drop
+/// it after it was checked): Accept (Accept rule enforced), Content-Type and Content-Encoding (on a JSON
+/// method, Content-Type rule enforced), and, with the rate limit enforced (`limited`: the key field, whether
+/// X-Forwarded-For is trusted), the user's key field and X-Forwarded-For.
 pub fn connection_names_checked(
     policy: &Policy,
     head: &RequestHead<'_, '_>,
@@ -210,9 +210,9 @@ pub fn connection_names_checked(
 ) -> bool {
     let names = |f: &[u8]| named_by_connection(head.headers, f);
     let json_method = policy.json_methods & (1 << head.method_idx) != 0;
-    (policy.accept_mode != Mode::Off && names(b"accept"))
+    (policy.accept_mode == Mode::Enforce && names(b"accept"))
         || (json_method
-            && policy.content_type_mode != Mode::Off
+            && policy.content_type_mode == Mode::Enforce
             && (names(b"content-type") || names(b"content-encoding")))
         || limited.is_some_and(|(key, xff)| key.is_some_and(names) || (xff && names(b"x-forwarded-for")))
 }

@@ -327,8 +327,19 @@ fn check_target(method_idx: u8, t: &[u8], host: Option<&[u8]>) -> Result<(), Rea
             if authority.contains(&b'@') || !valid_host(authority) {
                 return Err(Reason::InvalidTarget);
             }
+            // The same authority, with the scheme's default port written or not.
+            let default_port: &[u8] = if scheme_len == 7 { b":80" } else { b":443" };
+            let bare = |a: &'_ [u8]| -> usize {
+                if a.len() > default_port.len() && a.ends_with(default_port) {
+                    a.len() - default_port.len()
+                } else {
+                    a.len()
+                }
+            };
             match host {
-                Some(h) if !h.eq_ignore_ascii_case(authority) => Err(Reason::InvalidHost),
+                Some(h) if !h[..bare(h)].eq_ignore_ascii_case(&authority[..bare(authority)]) => {
+                    Err(Reason::InvalidHost)
+                }
                 _ => Ok(()),
             }
         }
@@ -664,6 +675,8 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a%41b\r\n\r\n",
             "GET http://a.example/x?y HTTP/1.1\r\nHost: A.example\r\n\r\n",
             "GET https://a.example:8443 HTTP/1.1\r\nHost: a.example:8443\r\n\r\n",
+            "GET http://a.example:80/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            "GET https://a.example/ HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
             "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
             "GET /a?b=c/d HTTP/1.0\r\n\r\n",
         ] {
@@ -682,6 +695,10 @@ mod tests {
             ("GET / HTTP/1.1\r\nHost: a%4\r\n\r\n", Reason::InvalidHost),
             (
                 "GET http://other.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+                Reason::InvalidHost,
+            ),
+            (
+                "GET http://a.example:8080/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
                 Reason::InvalidHost,
             ),
             (

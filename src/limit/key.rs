@@ -31,10 +31,11 @@ const REGISTERED: [&str; 14] = [
 
 /// Writes the canonical form of the `Authorization` value `value` into `out` (cleared first): the scheme in
 /// its registered spelling (unregistered schemes lower-cased), one space, then the credentials (Basic:
-/// decoded and re-encoded as padded base64; others as sent). A value without a space that is not a token but
-/// is token68 (a bare API key such as `k3y+/x==`) is kept as sent. Anything else is
-/// [`Reason::MalformedAuthorization`].
-pub fn canonical_authorization(value: &[u8], out: &mut Vec<u8>) -> Result<(), Reason> {
+/// decoded and re-encoded as padded base64; others as sent). A value without a space that is not a
+/// registered scheme is a bare key (`sk_live_AbC9`, `k3y+/x==`) and is kept as sent. Returns whether there
+/// is a credential at all: a registered scheme alone (`Bearer`, as clients send before login) names no
+/// user. Anything else is [`Reason::MalformedAuthorization`].
+pub fn canonical_authorization(value: &[u8], out: &mut Vec<u8>) -> Result<bool, Reason> {
     out.clear();
     let value = trim_ows(value);
     let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
@@ -44,15 +45,18 @@ pub fn canonical_authorization(value: &[u8], out: &mut Vec<u8>) -> Result<(), Re
     if scheme.is_empty() {
         return Err(Reason::MalformedAuthorization);
     }
-    if !scheme.iter().all(|&b| is_tchar(b)) {
-        // Not `scheme [1*SP credentials]`: only a bare token68 (an opaque key) is accepted, as sent.
-        if rest.is_none() && is_token68(scheme) {
+    let registered = REGISTERED.iter().find(|r| r.as_bytes().eq_ignore_ascii_case(scheme));
+    if rest.is_none() && registered.is_none() {
+        // A bare key: as sent (keys are case-sensitive), if it is a token or token68.
+        if scheme.iter().all(|&b| is_tchar(b)) || is_token68(scheme) {
             out.extend_from_slice(scheme);
-            return Ok(());
+            return Ok(true);
         }
         return Err(Reason::MalformedAuthorization);
     }
-    let registered = REGISTERED.iter().find(|r| r.as_bytes().eq_ignore_ascii_case(scheme));
+    if !scheme.iter().all(|&b| is_tchar(b)) {
+        return Err(Reason::MalformedAuthorization);
+    }
     match registered {
         Some(r) => out.extend_from_slice(r.as_bytes()),
         None => out.extend(scheme.iter().map(u8::to_ascii_lowercase)),
@@ -60,19 +64,15 @@ pub fn canonical_authorization(value: &[u8], out: &mut Vec<u8>) -> Result<(), Re
     let credentials = rest.map(trim_ows).unwrap_or_default();
     let basic = registered.is_some_and(|r| *r == "Basic");
     if credentials.is_empty() {
-        // `Basic` alone carries no user; other schemes may stand alone (RFC 9110 `credentials` grammar).
-        return if basic {
-            Err(Reason::MalformedAuthorization)
-        } else {
-            Ok(())
-        };
+        // A scheme alone names no user (every client sending `Bearer` before login would share one budget).
+        return Ok(false);
     }
     out.push(b' ');
     if basic {
-        canonical_base64(credentials, out)
+        canonical_base64(credentials, out).map(|()| true)
     } else {
         out.extend_from_slice(credentials);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -166,7 +166,10 @@ mod tests {
 
     fn canon(v: &str) -> Result<String, Reason> {
         let mut out = Vec::new();
-        canonical_authorization(v.as_bytes(), &mut out).map(|()| String::from_utf8(out).unwrap())
+        canonical_authorization(v.as_bytes(), &mut out).map(|has| {
+            assert!(has, "{v:?} names a user");
+            String::from_utf8(out).unwrap()
+        })
     }
 
     #[test]
@@ -185,9 +188,15 @@ mod tests {
         assert_eq!(canon("Bearer TOK").unwrap(), "Bearer TOK");
         assert_eq!(canon("dpop x").unwrap(), "DPoP x");
         assert_eq!(canon("Custom-Scheme K").unwrap(), "custom-scheme K");
-        assert_eq!(canon("NEGOTIATE").unwrap(), "Negotiate");
+        // Bare keys are kept as sent: case matters in them.
         assert_eq!(canon("k3y+/x==").unwrap(), "k3y+/x==");
-        assert_eq!(canon("plainkey").unwrap(), "plainkey");
+        assert_eq!(canon("sk_live_AbC9").unwrap(), "sk_live_AbC9");
+        assert_ne!(canon("sk_live_AbC9").unwrap(), canon("sk_live_abc9").unwrap());
+        // A registered scheme alone names no user.
+        for v in ["Bearer", "bearer ", "NEGOTIATE", "Basic"] {
+            let mut out = Vec::new();
+            assert_eq!(canonical_authorization(v.as_bytes(), &mut out), Ok(false), "{v:?}");
+        }
     }
 
     #[test]
@@ -200,7 +209,6 @@ mod tests {
         assert_eq!(canon("Basic YWI6YzE=").unwrap(), "Basic YWI6YzE=");
         assert_eq!(canon("Basic YWI6YzF").unwrap(), "Basic YWI6YzE=");
         for bad in [
-            "Basic",
             "Basic Y",
             "Basic YW=I",
             "Basic YWI6Yw=",

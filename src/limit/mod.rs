@@ -39,6 +39,11 @@ impl KeyMode {
             "authorization" => Ok(KeyMode::Authorization),
             "ip" => Ok(KeyMode::Ip),
             _ => match s.strip_prefix("header:") {
+                // Fields named with `_` are never forwarded (docs/security.md): the upstream would not get it.
+                Some(n) if n.contains('_') => Err(format!(
+                    "{s:?}: field names with '_' are dropped before the upstream; use {:?}",
+                    s.replace('_', "-")
+                )),
                 Some(n) if !n.is_empty() && n.bytes().all(crate::http::is_tchar) => {
                     Ok(KeyMode::Header(n.to_ascii_lowercase()))
                 }
@@ -84,6 +89,15 @@ impl Cidr {
                 .ok_or_else(|| format!("{s:?}: the prefix must be 0 to {max}"))?,
             None => max,
         };
+        // Clients' IPv4-mapped addresses are compared as IPv4: so are such blocks.
+        if let IpAddr::V6(a) = net {
+            if let (Some(v4), true) = (a.to_ipv4_mapped(), prefix >= 96) {
+                return Ok(Cidr {
+                    net: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                });
+            }
+        }
         Ok(Cidr { net, prefix })
     }
 
@@ -233,12 +247,7 @@ impl Limiter {
                     .map_err(|_| format!("{value:?} is not an IP address (--user-key ip)"))?;
                 Ok(self.ip_id(ip))
             }
-            KeyMode::Authorization => {
-                let mut canonical = Vec::new();
-                key::canonical_authorization(value.as_bytes(), &mut canonical)
-                    .map_err(|_| format!("{value:?} is not a valid Authorization value"))?;
-                Ok(self.id(1, &canonical))
-            }
+            KeyMode::Authorization => Ok(self.id(1, &self.canonical_value(value)?)),
             KeyMode::Header(_) => Ok(self.id(1, value.as_bytes())),
         }
     }
@@ -247,8 +256,10 @@ impl Limiter {
     pub fn canonical_value(&self, value: &str) -> Result<Vec<u8>, String> {
         let mut canonical = Vec::new();
         match self.mode {
-            KeyMode::Authorization => key::canonical_authorization(value.as_bytes(), &mut canonical)
-                .map_err(|_| format!("{value:?} is not a valid Authorization value"))?,
+            KeyMode::Authorization => match key::canonical_authorization(value.as_bytes(), &mut canonical) {
+                Ok(true) => {}
+                _ => return Err(format!("{value:?} is not a valid Authorization credential")),
+            },
             _ => canonical.extend_from_slice(value.as_bytes()),
         }
         Ok(canonical)
@@ -333,26 +344,35 @@ impl Limiter {
                 return Err(Reason::AmbiguousUserKey);
             }
             if let Some(v) = first.filter(|v| !v.is_empty()) {
-                match self.mode {
+                let named = match self.mode {
                     KeyMode::Authorization => key::canonical_authorization(v, scratch)?,
                     _ => {
                         scratch.clear();
                         scratch.extend_from_slice(v);
+                        true
                     }
+                };
+                if named {
+                    let id = self.id(1, scratch);
+                    return Ok(UserKey {
+                        id,
+                        value: Some(&scratch[..]),
+                        ip,
+                    });
                 }
-                let id = self.id(1, scratch);
-                return Ok(UserKey {
-                    id,
-                    value: Some(&scratch[..]),
-                    ip,
-                });
             }
         }
-        Ok(UserKey {
+        Ok(self.address_key(ip))
+    }
+
+    /// The user keyed on the client address `ip` (a request that names no user, or, in `observe`, one whose key
+    /// [`Limiter::user_key`] refused).
+    pub fn address_key(&self, ip: IpAddr) -> UserKey<'static> {
+        UserKey {
             id: self.ip_id(ip),
             value: None,
             ip,
-        })
+        }
     }
 
     fn ip_id(&self, ip: IpAddr) -> u64 {
@@ -439,6 +459,8 @@ mod tests {
             Err(Reason::AmbiguousUserKey)
         );
         assert_eq!(auth.value_hash("bearer  x").unwrap(), a);
+        // A scheme alone names no user: keyed on the address, like no Authorization at all.
+        assert_eq!(key(&auth, "Authorization: Bearer\r\n", peer).unwrap(), none);
         let hdr = l(KeyMode::Header("x-api-key".into()));
         assert_eq!(
             key(&hdr, "X-Api-Key: k1\r\n", peer).unwrap(),
@@ -509,6 +531,11 @@ mod tests {
         );
         assert!(Cidr::parse("10.0.0.0/33").is_err() && Cidr::parse("x").is_err());
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip));
+        assert!(Cidr::parse("::ffff:192.0.2.0/120").unwrap().contains(ip));
+        assert!(Cidr::parse("::ffff:192.0.2.0/120")
+            .unwrap()
+            .contains("::ffff:192.0.2.7".parse().unwrap()));
+        assert!(KeyMode::parse("header:x_api_key").is_err());
     }
 
     #[test]

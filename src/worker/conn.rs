@@ -322,15 +322,26 @@ impl Client {
         let rules = env.rules;
         let limiter = env.shared.limiter.as_ref().filter(|_| rules.rate_mode != Mode::Off);
         // A field the checks read must reach the upstream as they read it: a Connection header naming it
-        // (so that it is removed as hop-by-hop after the check) is refused.
+        // (so that it is removed as hop-by-hop after the check) is refused by the rules that enforce.
         if head.connection_names_fields
-            && crate::guard::connection_names_checked(&rules.policy, head, limiter.map(|l| l.checked_fields()))
+            && crate::guard::connection_names_checked(
+                &rules.policy,
+                head,
+                limiter
+                    .filter(|_| rules.rate_mode == Mode::Enforce)
+                    .map(|l| l.checked_fields()),
+            )
         {
             return (self.respond(env, Reason::InvalidConnectionHeader), head_len, 0);
         }
         if let (Some(lim), Some(tiers)) = (limiter, rules.tiers.as_ref()) {
             let key = match lim.user_key(head, self.peer, env.key_scratch) {
                 Ok(k) => k,
+                // Observed: counted and logged, and the request is keyed on the socket's address.
+                Err(reason) if rules.rate_mode == Mode::Observe => {
+                    self.ex.observed = Some(reason);
+                    lim.address_key(self.peer)
+                }
                 Err(reason) => return (self.respond(env, reason), head_len, 0),
             };
             self.ex.user = Some(key.id);

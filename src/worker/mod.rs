@@ -227,7 +227,7 @@ impl Worker {
             if self.draining && (self.clients.is_empty() || self.now >= self.drain_deadline) {
                 self.close_remaining();
                 if let Some(log) = self.log.as_mut() {
-                    let _ = log.flush(self.now);
+                    log.flush_final(Duration::from_secs(2));
                 }
                 return Ok(());
             }
