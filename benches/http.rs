@@ -137,6 +137,22 @@ fn json(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("json/{name}"));
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function("portcullis", |b| b.iter(|| v.validate(black_box(&body)).unwrap()));
+        // The same body sent with Content-Encoding: gzip: decoded (into the decoder's kept buffer), then validated.
+        let gz = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&body).unwrap();
+            e.finish().unwrap()
+        };
+        let mut dec = portcullis::guard::decode::Decoder::new();
+        g.bench_function("gzip_decode_and_validate", |b| {
+            b.iter(|| {
+                let doc = dec
+                    .decode(portcullis::guard::Coding::Gzip, black_box(&gz), 1 << 20)
+                    .unwrap();
+                v.validate(doc).unwrap()
+            })
+        });
         let mut st = Vec::new();
         g.bench_function("grammar_check", |b| {
             b.iter(|| portcullis::guard::json::grammar_check(black_box(&body), 1024, &mut st).unwrap())

@@ -103,6 +103,15 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_JSON_ALLOW_EMPTY", default_value = "true", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub json_allow_empty: bool,
 
+    /// Content codings a JSON body may be sent in (comma-separated: gzip, deflate; '' = none): such bodies are
+    /// decoded to be validated and forwarded as sent. Others are refused with 415.
+    #[arg(long, env = "PORTCULLIS_JSON_DECODE", default_value = "gzip,deflate")]
+    pub json_decode: String,
+
+    /// Most bytes a coded body may decode to per byte sent (past it: 413, a decompression bomb).
+    #[arg(long, env = "PORTCULLIS_MAX_DECODE_RATIO", default_value_t = 100)]
+    pub max_decode_ratio: u32,
+
     /// Deepest nesting of JSON objects and arrays accepted in a body.
     #[arg(long, env = "PORTCULLIS_MAX_JSON_DEPTH", default_value_t = 1024)]
     pub max_json_depth: usize,
@@ -410,6 +419,18 @@ impl Config {
                 crate::http::request::ALLOWED_METHODS
             ));
         }
+        let mut json_decode = 0;
+        for c in a.json_decode.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            json_decode |= crate::guard::Coding::parse(c.as_bytes())
+                .ok_or_else(|| format!("--json-decode {c:?}: use gzip and/or deflate ('' for none)"))?
+                .bit();
+        }
+        if !(1..=10_000).contains(&a.max_decode_ratio) {
+            return Err(format!(
+                "--max-decode-ratio {}: must be between 1 and 10000",
+                a.max_decode_ratio
+            ));
+        }
         if !(1..=100_000).contains(&a.max_json_depth) {
             return Err(format!(
                 "--max-json-depth {}: must be between 1 and 100000",
@@ -532,6 +553,8 @@ impl Config {
                 json_methods: crate::guard::Policy::method_mask(&json_methods),
                 max_json_depth: a.max_json_depth,
                 json_allow_empty: a.json_allow_empty,
+                json_decode,
+                max_decode_ratio: a.max_decode_ratio,
             },
             listen,
             upstream,
@@ -609,6 +632,22 @@ impl Config {
             ),
             ("max-json-depth", self.policy.max_json_depth.to_string()),
             ("json-allow-empty", self.policy.json_allow_empty.to_string()),
+            (
+                "json-decode",
+                s(&[crate::guard::Coding::Gzip, crate::guard::Coding::Deflate]
+                    .iter()
+                    .filter(|c| self.policy.json_decode & c.bit() != 0)
+                    .map(|c| {
+                        if *c == crate::guard::Coding::Gzip {
+                            "gzip"
+                        } else {
+                            "deflate"
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")),
+            ),
+            ("max-decode-ratio", self.policy.max_decode_ratio.to_string()),
             ("admin", s(&self.admin.map_or(String::new(), |a| a.to_string()))),
             ("access-log", s(self.access_log.as_deref().unwrap_or(""))),
             ("log-level", s(self.log_level.name())),

@@ -50,6 +50,15 @@ impl Rules {
             catalogue: Catalogue::new(
                 config.docs_url.as_deref(),
                 &config.policy.accept.iter().map(|t| t.media.clone()).collect::<Vec<_>>(),
+                &[
+                    (crate::guard::Coding::Gzip, "gzip, "),
+                    (crate::guard::Coding::Deflate, "deflate, "),
+                ]
+                .iter()
+                .filter(|(c, _)| config.policy.json_decode & c.bit() != 0)
+                .map(|(_, n)| *n)
+                .chain(["identity"])
+                .collect::<String>(),
             ),
             policy: config.policy.clone(),
             rate_mode: config.rate.as_ref().map_or(Mode::Off, |r| r.mode),

@@ -99,6 +99,8 @@ const RELOADABLE: &[&str] = &[
     "json-methods",
     "max-json-depth",
     "json-allow-empty",
+    "json-decode",
+    "max-decode-ratio",
     "docs-url",
     "accept-rule",
     "content-type-rule",

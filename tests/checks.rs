@@ -358,3 +358,81 @@ fn clients_without_an_accept_preference_are_told_what_to_send() {
         .unwrap()
         .contains("application/vnd.acme.v2+json"));
 }
+
+fn encoded(coding: &str, doc: &[u8]) -> Vec<u8> {
+    use flate2::write::{GzEncoder, ZlibEncoder};
+    use std::io::Write;
+    match coding {
+        "gzip" => {
+            let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(doc).unwrap();
+            e.finish().unwrap()
+        }
+        _ => {
+            let mut e = ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(doc).unwrap();
+            e.finish().unwrap()
+        }
+    }
+}
+
+fn post_coded(coding: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "POST /c HTTP/1.1\r\nHost: api\r\nAccept: */*\r\nContent-Type: application/json\r\nContent-Encoding: {coding}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+#[test]
+fn compressed_json_bodies_are_validated_and_forwarded_as_sent() {
+    let up = Upstream::ok("ok");
+    let p = proxy(&up, &[]);
+    let mut c = p.connect();
+    let doc = format!("[{}]", vec![r#"{"id":1,"name":"a","tags":["x","y"]}"#; 50].join(",")).into_bytes();
+    for coding in ["gzip", "deflate"] {
+        let body = encoded(coding, &doc);
+        assert_eq!(c.roundtrip(&post_coded(coding, &body)).status, 200, "{coding}");
+        let got = up.requests().pop().unwrap();
+        assert_eq!(got.body, body, "forwarded as sent");
+        assert_eq!(got.header("content-encoding").as_deref(), Some(coding));
+        // Invalid JSON inside, a truncated stream.
+        assert_problem(
+            &c.roundtrip(&post_coded(coding, &encoded(coding, b"{\"a\":}"))),
+            400,
+            "malformed_json",
+        );
+        assert_problem(
+            &c.roundtrip(&post_coded(coding, &body[..body.len() - 4])),
+            400,
+            "malformed_content_encoding",
+        );
+    }
+    assert_eq!(up.requests().len(), 2);
+    // A bomb: 64 MiB of zeros in about 64 KB, refused once decoding passes --max-body (1 MiB).
+    let bomb = encoded("gzip", &vec![0u8; 64 << 20]);
+    assert!(bomb.len() < 1 << 20);
+    assert_problem(&c.roundtrip(&post_coded("gzip", &bomb)), 413, "body_too_large");
+    // The ratio bound: 1 MiB of spaces around `{}` in ~1 KB is more than 100 to 1.
+    let spaced = [vec![b' '; 1 << 19], b"{}".to_vec(), vec![b' '; (1 << 19) - 10]].concat();
+    let mut c = p.connect();
+    assert_problem(
+        &c.roundtrip(&post_coded("gzip", &encoded("gzip", &spaced))),
+        413,
+        "body_too_large",
+    );
+    let p = proxy(&up, &["--max-decode-ratio", "5000"]);
+    assert_eq!(
+        p.connect()
+            .roundtrip(&post_coded("gzip", &encoded("gzip", &spaced)))
+            .status,
+        200
+    );
+    // With --json-decode '' a coded body is refused.
+    let p = proxy(&up, &["--json-decode", ""]);
+    let r = p.connect().roundtrip(&post_coded("gzip", &encoded("gzip", b"{}")));
+    assert_problem(&r, 415, "content_encoding_not_supported");
+    assert_eq!(r.header("accept-encoding").as_deref(), Some("identity"));
+}

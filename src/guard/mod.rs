@@ -5,11 +5,13 @@
 //! the head alone. `JsonValidator::validate` runs on the complete, de-chunked body of the methods in
 //! `--json-methods`, on a copy. Neither touches sockets or clocks.
 
+pub mod decode;
 pub mod json;
 pub mod media;
 
 use crate::http::request::{Framing, RequestHead};
 use crate::http::{eq_ci, list_items, named_by_connection, Reason};
+pub use decode::Coding;
 use media::{charset_is_utf8, is_json, parse_accept_element, parse_media, split_list};
 
 /// Most `--accept` types (one bit each in the exclusion mask).
@@ -65,6 +67,11 @@ pub struct Policy {
     /// A JSON method's request without a body (no framing, `Content-Length: 0`, or a chunked body that turns
     /// out empty) passes the Content-Type and JSON rules: it has no content to check (`--json-allow-empty`).
     pub json_allow_empty: bool,
+    /// The content codings a JSON body may come in, decoded to be validated (bits of [`Coding::bit`]; 0: only
+    /// identity).
+    pub json_decode: u8,
+    /// Most decoded bytes per encoded byte (a decompression bomb is refused once past it).
+    pub max_decode_ratio: u32,
 }
 
 impl Policy {
@@ -89,6 +96,8 @@ impl Default for Policy {
             json_methods: Policy::method_mask(&["POST", "PATCH"]),
             max_json_depth: 1024,
             json_allow_empty: true,
+            json_decode: Coding::Gzip.bit() | Coding::Deflate.bit(),
+            max_decode_ratio: 100,
         }
     }
 }
@@ -133,6 +142,8 @@ pub struct Admission {
     /// The Content-Type rule's refusal of a chunked body, held until the body is complete: an empty body
     /// passes (`json_allow_empty`); any other gets it (in the rule's mode).
     pub deferred: Option<Reason>,
+    /// The body's content coding, to be decoded before it is validated.
+    pub coding: Option<Coding>,
 }
 
 /// Rules 2 and 3: Accept, then Content-Type for JSON methods, each in its mode.
@@ -151,6 +162,7 @@ pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admissi
     let bodiless = policy.json_allow_empty && matches!(head.framing, Framing::None | Framing::Length(0));
     let json_method = json_method && !bodiless;
     let mut deferred = None;
+    let mut coding = None;
     if json_method && policy.content_type_mode != Mode::Off {
         // JSON is UTF-8 (RFC 8259 section 8.1): a charset parameter naming anything else would make an
         // upstream that honours it decode another document than the one validated here.
@@ -161,13 +173,17 @@ pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admissi
             }
             _ => false,
         };
-        // A coded body (gzip...) cannot be validated as sent.
+        // A coded body is validated decoded, in the codings configured; any other cannot be validated.
         let refusal = if !ok {
             Some(Reason::ContentTypeNotJson)
-        } else if !identity_coding(head) {
-            Some(Reason::ContentEncodingNotSupported)
         } else {
-            None
+            match body_coding(policy, head) {
+                Ok(c) => {
+                    coding = c;
+                    None
+                }
+                Err(r) => Some(r),
+            }
         };
         match refusal {
             // A chunked body may turn out empty: decided once it is complete (unless the client waits for
@@ -185,18 +201,29 @@ pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admissi
         json_body: json_method && policy.json_mode != Mode::Off,
         observed,
         deferred,
+        coding,
     })
 }
 
-/// True unless a Content-Encoding field names a coding other than `identity`.
-fn identity_coding(head: &RequestHead<'_, '_>) -> bool {
+/// The body's content coding (`None`: identity): at most one coding besides `identity`, one of those the
+/// policy decodes.
+fn body_coding(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<Coding>, Reason> {
     let Some(first) = head.content_encoding else {
-        return true;
+        return Ok(None);
     };
-    head.headers[first..]
+    let mut coding = None;
+    for c in head.headers[first..]
         .iter()
         .filter(|h| eq_ci(h.name.as_bytes(), b"content-encoding"))
-        .all(|h| list_items(h.value).all(|c| eq_ci(c, b"identity")))
+        .flat_map(|h| list_items(h.value))
+        .filter(|c| !eq_ci(c, b"identity"))
+    {
+        match Coding::parse(c) {
+            Some(k) if coding.is_none() && policy.json_decode & k.bit() != 0 => coding = Some(k),
+            _ => return Err(Reason::ContentEncodingNotSupported),
+        }
+    }
+    Ok(coding)
 }
 
 /// True if a Connection field of `head` names a field an enforcing check reads (so that forwarding would drop

@@ -35,10 +35,11 @@ pub enum Reason {
     ContentEncodingNotSupported,
     InvalidForwardedFor,
     InvalidTarget,
+    MalformedContentEncoding,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 29] = [
+    pub const ALL: [Reason; 30] = [
         Reason::MalformedRequest,
         Reason::AmbiguousFraming,
         Reason::MalformedChunkedBody,
@@ -68,6 +69,7 @@ impl Reason {
         Reason::ContentEncodingNotSupported,
         Reason::InvalidForwardedFor,
         Reason::InvalidTarget,
+        Reason::MalformedContentEncoding,
     ];
 
     pub fn status(self) -> u16 {
@@ -85,7 +87,7 @@ impl Reason {
             UpstreamTimeout => 504,
             AcceptHeaderMissing | AcceptHeaderMalformed | UnsupportedApiVersion => 406,
             ContentTypeNotJson | ContentEncodingNotSupported => 415,
-            MalformedJson | JsonTooDeep => 400,
+            MalformedJson | JsonTooDeep | MalformedContentEncoding => 400,
             RateLimited | IpRateLimited => 429,
             AmbiguousUserKey | MalformedAuthorization | InvalidForwardedFor | InvalidTarget => 400,
         }
@@ -123,6 +125,7 @@ impl Reason {
             ContentEncodingNotSupported => "content_encoding_not_supported",
             InvalidForwardedFor => "invalid_forwarded_for",
             InvalidTarget => "invalid_target",
+            MalformedContentEncoding => "malformed_content_encoding",
         }
     }
 
@@ -158,6 +161,7 @@ impl Reason {
             ContentEncodingNotSupported => "Content-Encoding not supported",
             InvalidForwardedFor => "Invalid X-Forwarded-For",
             InvalidTarget => "Invalid request target",
+            MalformedContentEncoding => "Body does not decode",
         }
     }
 
@@ -190,8 +194,9 @@ impl Reason {
             RateLimited => "You sent more requests than your rate limit allows: wait for Retry-After seconds. If you need a higher rate, get in touch.",
             MalformedAuthorization => "The Authorization header is not a valid credential: send an authentication scheme, one space and the credentials (Basic credentials in base64).",
             IpRateLimited => "Your network address sent more requests than this API accepts from one address: wait for Retry-After seconds. If many users share your address, get in touch.",
-            ContentEncodingNotSupported => "The request body must not be compressed or otherwise encoded: send it without Content-Encoding (or with Content-Encoding: identity).",
+            ContentEncodingNotSupported => "The request body's Content-Encoding is not one this API can read: send it uncompressed, or with one coding this API decodes (gzip or deflate, unless configured otherwise).",
             InvalidForwardedFor => "An X-Forwarded-For hop that identifies the client is not an IP address (optionally with a port).",
+            MalformedContentEncoding => "The request body is not valid data of its Content-Encoding (gzip or deflate): it is corrupt, truncated, or followed by other bytes.",
             InvalidTarget => "The request target must be an absolute path (or an absolute URI), without a fragment; '*' is for OPTIONS only.",
         }
     }
@@ -217,6 +222,7 @@ impl Reason {
                 | RateLimited
                 | IpRateLimited
                 | ContentEncodingNotSupported
+                | MalformedContentEncoding
         )
     }
 }
@@ -278,8 +284,10 @@ fn head_end(resp: &[u8]) -> usize {
 }
 
 impl Catalogue {
-    /// `accepted`: the API media types configured, named in the detail of `unsupported_api_version`.
-    pub fn new(docs_url: Option<&str>, accepted: &[String]) -> Catalogue {
+    /// `accepted`: the API media types configured, named in the detail of `unsupported_api_version`;
+    /// `encodings`: the request content codings accepted (for the `Accept-Encoding` of a 415 about one), e.g.
+    /// `gzip, deflate, identity`.
+    pub fn new(docs_url: Option<&str>, accepted: &[String], encodings: &str) -> Catalogue {
         let render = |r: Reason, conn: Conn| {
             let detail = match r {
                 Reason::UnsupportedApiVersion if !accepted.is_empty() => {
@@ -306,8 +314,8 @@ impl Catalogue {
             );
             // RFC 9110 section 15.5.16: a 415 for a content coding says which codings are accepted.
             let extra = match r {
-                Reason::ContentEncodingNotSupported => "Accept-Encoding: identity\r\n",
-                _ => "",
+                Reason::ContentEncodingNotSupported => format!("Accept-Encoding: {encodings}\r\n"),
+                _ => String::new(),
             };
             format!(
                 "HTTP/1.1 {} {}\r\nContent-Type: application/problem+json\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{extra}{}\r\n{}",
@@ -373,6 +381,7 @@ mod tests {
         let c = Catalogue::new(
             Some("https://docs.example.com/troubleshooting"),
             &["application/vnd.a.v1+json".into()],
+            "identity",
         );
         for (i, r) in Reason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
@@ -395,7 +404,7 @@ mod tests {
                 .unwrap()
                 .contains("\r\nConnection: keep-alive\r\n"));
         }
-        let c = Catalogue::new(None, &[]);
+        let c = Catalogue::new(None, &[], "identity");
         assert!(std::str::from_utf8(c.response(Reason::BodyTooLarge, Conn::Keep))
             .unwrap()
             .contains("about:blank"));

@@ -14,6 +14,7 @@ use super::pool::BufPool;
 pub use super::state::{BodyState, Exchange, IpText, Phase, Ready};
 use crate::access_log::{AccessLog, Entry, TARGET_MAX};
 use crate::buf::{put_u64, Buf, Out};
+use crate::guard::decode::{DecodeError, Decoder};
 use crate::guard::json::{JsonError, JsonValidator};
 use crate::guard::Mode;
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
@@ -92,6 +93,8 @@ pub struct Env<'a> {
     pub wall_ms: u64,
     pub bufs: &'a mut BufPool,
     pub json: &'a mut JsonValidator,
+    /// Decodes coded JSON bodies (its buffers grow to the largest body and stay).
+    pub decoder: &'a mut Decoder,
     pub now: Instant,
     pub draining: bool,
 }
@@ -389,6 +392,7 @@ impl Client {
                     self.ex.api_version = adm.version;
                     self.ex.json = adm.json_body;
                     self.ex.deferred = adm.deferred;
+                    self.ex.coding = adm.coding;
                     self.ex.observed = self.ex.observed.or(adm.observed);
                 }
                 Err(reason) => refusal = Some(reason),
@@ -576,11 +580,28 @@ impl Client {
             self.ex.observed = self.ex.observed.or(Some(r));
         }
         if self.ex.json {
-            add(&env.metrics.json_bytes, body.len() as u64);
-            let verdict = match env.json.validate(body) {
-                Ok(()) => None,
-                Err(JsonError::Malformed) => Some(Reason::MalformedJson),
-                Err(JsonError::TooDeep) => Some(Reason::JsonTooDeep),
+            // A coded body is validated decoded (and forwarded as sent), within the body limit and the ratio.
+            let doc = match self.ex.coding {
+                None => Ok(body),
+                Some(c) => {
+                    let p = &rules.policy;
+                    let limit = (env.shared.config.limits.max_body as usize)
+                        .min(body.len().saturating_mul(p.max_decode_ratio as usize));
+                    env.decoder.decode(c, body, limit)
+                }
+            };
+            let verdict = match doc {
+                Ok(doc) => {
+                    add(&env.metrics.json_bytes, doc.len() as u64);
+                    match env.json.validate(doc) {
+                        Ok(()) => None,
+                        Err(JsonError::Malformed) => Some(Reason::MalformedJson),
+                        Err(JsonError::TooDeep) => Some(Reason::JsonTooDeep),
+                    }
+                }
+                // A size limit, like --max-body: always enforced.
+                Err(DecodeError::TooLarge) => return self.respond(env, Reason::BodyTooLarge),
+                Err(DecodeError::Malformed) => Some(Reason::MalformedContentEncoding),
             };
             if let Some(reason) = verdict {
                 if rules.policy.json_mode == Mode::Enforce {

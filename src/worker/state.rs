@@ -101,6 +101,8 @@ pub struct Exchange {
     pub json: bool,
     /// The Content-Type rule's refusal of a chunked body, applied only if the body is not empty.
     pub deferred: Option<Reason>,
+    /// The body's content coding (decoded to be validated).
+    pub coding: Option<crate::guard::Coding>,
     /// Body bytes of a refused request still to be read and dropped before the next request.
     pub discard: u64,
     /// Rate limit: the user's remaining quota and seconds to full, after this request.
@@ -154,6 +156,7 @@ impl Exchange {
             api_version: None,
             json: false,
             deferred: None,
+            coding: None,
             discard: 0,
             quota: None,
             retry_secs: 0,
