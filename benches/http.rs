@@ -153,6 +153,25 @@ fn json(c: &mut Criterion) {
                 v.validate(doc).unwrap()
             })
         });
+        if name == "body-64k" {
+            // A gzip bomb expanding to 10 GiB (the same 16 MiB block of zeros, full-flushed, 640 times: ~10 MB):
+            // refused once 1 MiB (the default --max-body) is decoded.
+            let mut c = flate2::Compress::new(flate2::Compression::best(), false);
+            let mut block = Vec::with_capacity(1 << 20);
+            c.compress_vec(&vec![0u8; 16 << 20], &mut block, flate2::FlushCompress::Full)
+                .unwrap();
+            let mut bomb = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+            for _ in 0..640 {
+                bomb.extend_from_slice(&block);
+            }
+            bomb.extend_from_slice(&[3, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            g.bench_function("gzip_bomb_10GiB_refused_at_1MiB", |b| {
+                b.iter(|| {
+                    let r = dec.decode(portcullis::guard::Coding::Gzip, black_box(&bomb), 1 << 20);
+                    assert_eq!(r.err(), Some(portcullis::guard::decode::DecodeError::TooLarge));
+                })
+            });
+        }
         let mut st = Vec::new();
         g.bench_function("grammar_check", |b| {
             b.iter(|| portcullis::guard::json::grammar_check(black_box(&body), 1024, &mut st).unwrap())

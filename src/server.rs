@@ -167,12 +167,38 @@ fn refuse_shared_port(addr: SocketAddr) -> io::Result<()> {
         if e.kind() == io::ErrorKind::AddrInUse {
             io::Error::new(
                 e.kind(),
-                format!("--listen {addr}: already in use (another portcullis?)"),
+                format!("--listen {addr}: already in use: {}", port_holder(addr.port())),
             )
         } else {
             e
         }
     })
+}
+
+/// What holds local TCP port `port`, as far as /proc/net/tcp{,6} tells (Linux).
+fn port_holder(port: u16) -> &'static str {
+    let hex = format!(":{port:04X}");
+    let mut connection = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 3 && f[1].ends_with(&hex) {
+                if f[3] == "0A" {
+                    return "a server listens on it (another portcullis, or another program: `ss -ltnp` names it)";
+                }
+                connection = true;
+            }
+        }
+    }
+    if connection {
+        "a connection uses it as its local port (an ephemeral port: choose a listen port outside \
+         net.ipv4.ip_local_port_range)"
+    } else {
+        "by a socket this process cannot see (`ss -tanp` may name it)"
+    }
 }
 
 fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {

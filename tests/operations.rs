@@ -258,7 +258,19 @@ fn a_second_instance_on_the_same_port_is_refused() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("already in use"), "{err}");
+    assert!(err.contains("already in use: a server listens on it"), "{err}");
+    // A port held by a connection (an ephemeral port) is told apart.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let conn = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let taken = conn.local_addr().unwrap().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["--listen", &taken, "--upstream", &up.addr.to_string(), "--workers", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("a connection uses it as its local port"), "{err}");
+    drop((conn, l));
     // The first one still serves.
     let r = first
         .connect()
