@@ -47,8 +47,10 @@ fn refused_large_uploads_reach_httpx_as_answers() {
         ("async", 20_000_000, 20, 413),
         ("sync", 2_270_000, 20, 413),
         ("sync", 20_000_000, 5, 413),
-        // A chunked body refused from its head (415), sent at about 1 MB/s.
+        // Throttled clients: a chunked body refused from its head (415) at about 1 MB/s, and a body over
+        // --max-body (413) at about 4 MB/s.
         ("throttled", 400_000, 5, 415),
+        ("throttled-length", 2_270_000, 5, 413),
     ] {
         let got = run(Command::new(&py).args([
             &script("httpx_refusals.py"),

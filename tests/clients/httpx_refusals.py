@@ -3,6 +3,7 @@
 usage: httpx_refusals.py URL SIZE TRIES MODE
   MODE: sync | async       a JSON body of SIZE bytes (Content-Length; over --max-body: 413 expected)
         throttled          a chunked body of SIZE bytes sent at about 1 MB/s, Content-Type text/plain (415)
+        throttled-length   a JSON body of SIZE bytes with Content-Length, sent at about 4 MB/s (413)
 Prints one line: `statuses <status>:<count> ... errors <count> <first error>`.
 """
 import asyncio
@@ -21,19 +22,22 @@ def record(r):
     seen[r.status_code] += 1
 
 
-async def slow_body():
-    chunk = b"y" * 16384
-    for _ in range(size // len(chunk)):
-        yield chunk
-        await asyncio.sleep(len(chunk) / 1_000_000)
+async def slow_body(rate):
+    chunk = 16384
+    for at in range(0, len(body), chunk):
+        yield body[at:at + chunk]
+        await asyncio.sleep(chunk / rate)
 
 
 async def run_async(throttled):
     async with httpx.AsyncClient(timeout=60) as c:
         for _ in range(tries):
             try:
-                if throttled:
-                    r = await c.post(url, content=slow_body(), headers={"Accept": "*/*", "Content-Type": "text/plain"})
+                if throttled == "throttled":
+                    r = await c.post(url, content=slow_body(1_000_000), headers={"Accept": "*/*", "Content-Type": "text/plain"})
+                elif throttled == "throttled-length":
+                    h = dict(headers, **{"Content-Length": str(len(body))})
+                    r = await c.post(url, content=slow_body(4_000_000), headers=h)
                 else:
                     r = await c.post(url, content=body, headers=headers)
                 record(r)
@@ -49,6 +53,6 @@ if mode == "sync":
             except Exception as e:  # noqa: BLE001
                 errors.append(repr(e))
 else:
-    asyncio.run(run_async(mode == "throttled"))
+    asyncio.run(run_async(mode))
 
 print("statuses", " ".join(f"{k}:{v}" for k, v in sorted(seen.items())), "errors", len(errors), errors[0] if errors else "")
