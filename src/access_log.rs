@@ -16,7 +16,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,10 +30,9 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Full buffers a worker may have queued for the writer before it drops lines rather than wait.
 pub const QUEUE_PER_WORKER: usize = 4;
 
-#[derive(Clone)]
 pub enum Sink {
     Stdout,
-    File(Arc<File>),
+    File { path: String, file: File },
 }
 
 impl Sink {
@@ -41,9 +40,18 @@ impl Sink {
         if path == "-" {
             return Ok(Sink::Stdout);
         }
-        Ok(Sink::File(Arc::new(
-            OpenOptions::new().create(true).append(true).open(path)?,
-        )))
+        Ok(Sink::File {
+            path: path.to_string(),
+            file: OpenOptions::new().create(true).append(true).open(path)?,
+        })
+    }
+
+    /// Opens the file again by its path (after a rotation moved it away: SIGUSR1).
+    fn reopen(&mut self) -> io::Result<()> {
+        if let Sink::File { path, file } = self {
+            *file = OpenOptions::new().create(true).append(true).open(&*path)?;
+        }
+        Ok(())
     }
 }
 
@@ -65,10 +73,10 @@ pub struct Entry<'a> {
 }
 
 impl Sink {
-    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             Sink::Stdout => io::stdout().lock().write_all(bytes),
-            Sink::File(f) => (&**f).write_all(bytes),
+            Sink::File { file, .. } => file.write_all(bytes),
         }
     }
 }
@@ -85,12 +93,16 @@ pub struct Hub {
     returns: Mutex<Vec<Option<Receiver<Vec<u8>>>>>,
     /// Lines dropped because the writer was behind.
     pub dropped: Arc<AtomicU64>,
+    /// Set by SIGUSR1: the writer reopens the file before its next write.
+    reopen: Arc<AtomicBool>,
     done: Mutex<Option<Receiver<()>>>,
 }
 
 impl Hub {
     /// Starts the writer thread for `workers` workers.
-    pub fn start(sink: Sink, workers: usize) -> io::Result<Hub> {
+    pub fn start(mut sink: Sink, workers: usize) -> io::Result<Hub> {
+        let reopen = Arc::new(AtomicBool::new(false));
+        let reopen2 = reopen.clone();
         let workers = workers.max(1);
         let (tx, rx) = sync_channel::<(usize, Vec<u8>)>(workers * QUEUE_PER_WORKER);
         let (back, returns): (Vec<_>, Vec<_>) = (0..workers)
@@ -103,6 +115,11 @@ impl Hub {
         std::thread::Builder::new().name("access-log".into()).spawn(move || {
             let mut failing = false;
             for (worker, mut buf) in rx {
+                if reopen2.swap(false, Ordering::AcqRel) {
+                    if let Err(e) = sink.reopen() {
+                        crate::warn!("access log: reopening failed: {e} (still writing to the old file)");
+                    }
+                }
                 match sink.write_all(&buf) {
                     Ok(()) if failing => {
                         failing = false;
@@ -125,8 +142,14 @@ impl Hub {
             to_writer: Mutex::new(Some(tx)),
             returns: Mutex::new(returns),
             dropped: Arc::new(AtomicU64::new(0)),
+            reopen,
             done: Mutex::new(Some(done_rx)),
         })
+    }
+
+    /// The file is reopened by its path before the next write (SIGUSR1, after a rotation).
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Release);
     }
 
     /// Worker `id`'s end of the log.

@@ -1,6 +1,7 @@
 //! The admin listener (`--admin ADDR`): its own small thread, never a request worker.
 //! `GET /metrics` (Prometheus text), `GET /healthz` (200 while the process runs), `GET /readyz` (200 while
-//! accepting, 503 once shutdown has begun). One request per connection; anything else is 404 / 405.
+//! accepting, 503 once shutdown has begun); `HEAD` for each. One request per connection; anything else is 404,
+//! or 405 with `Allow`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -106,11 +107,14 @@ fn serve(s: TcpStream, shared: &Shared) -> io::Result<()> {
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => (200, "text/plain; version=0.0.4", metrics_text(shared)),
-        ("GET", "/healthz") => (200, "text/plain", "ok\n".to_string()),
-        ("GET", "/readyz") if !shared.shutdown.load(Ordering::Acquire) => (200, "text/plain", "ready\n".to_string()),
-        ("GET", "/readyz") => (503, "text/plain", "shutting down\n".to_string()),
+    // HEAD is GET without the body (load balancers check with it).
+    let head = method == "HEAD";
+    let get = head || method == "GET";
+    let (status, ctype, body) = match (get, path) {
+        (true, "/metrics") => (200, "text/plain; version=0.0.4", metrics_text(shared)),
+        (true, "/healthz") => (200, "text/plain", "ok\n".to_string()),
+        (true, "/readyz") if !shared.unready.load(Ordering::Acquire) => (200, "text/plain", "ready\n".to_string()),
+        (true, "/readyz") => (503, "text/plain", "shutting down\n".to_string()),
         (_, "/metrics" | "/healthz" | "/readyz") => (405, "text/plain", "method not allowed\n".to_string()),
         _ => (404, "text/plain", "not found\n".to_string()),
     };
@@ -121,10 +125,12 @@ fn serve(s: TcpStream, shared: &Shared) -> io::Result<()> {
         _ => "Service Unavailable",
     };
     let mut out = s;
+    let allow = if status == 405 { "Allow: GET, HEAD\r\n" } else { "" };
     write!(
         out,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n{}",
+        body.len(),
+        if head { "" } else { &body }
     )?;
     out.flush()
 }

@@ -77,6 +77,11 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_LINGER_TIME", default_value = "30s", value_parser = parse_duration)]
     pub linger_time: Duration,
 
+    /// After SIGTERM/SIGINT/SIGQUIT, how long `/readyz` answers 503 while the ingress still accepts, before it
+    /// stops accepting (give the load balancer time to take the node out, e.g. 5s).
+    #[arg(long, env = "PORTCULLIS_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+
     /// After SIGTERM/SIGINT, how long in-flight requests may take before the process exits anyway.
     #[arg(long, env = "PORTCULLIS_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -209,8 +214,9 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_LIMITS")]
     pub limits: Option<String>,
 
-    /// Also add the `RateLimit` field (remaining quota) to every forwarded response.
-    #[arg(long, env = "PORTCULLIS_RATELIMIT_HEADERS")]
+    /// Also add the `RateLimit` field (remaining quota) to every forwarded response (in the environment:
+    /// true/false, 1/0, yes/no, on/off).
+    #[arg(long, env = "PORTCULLIS_RATELIMIT_HEADERS", value_parser = clap::builder::BoolishValueParser::new())]
     pub ratelimit_headers: bool,
 }
 
@@ -318,6 +324,7 @@ pub struct Timeouts {
     pub shutdown: Duration,
     pub linger_timeout: Duration,
     pub linger_time: Duration,
+    pub drain_delay: Duration,
 }
 
 impl Config {
@@ -325,6 +332,12 @@ impl Config {
     pub fn from_args(a: Args) -> Result<Config, String> {
         let listen = resolve(&a.listen).map_err(|e| format!("--listen {:?}: {e}", a.listen))?;
         let upstream = match a.upstream.as_ref().filter(|u| !u.is_empty()) {
+            Some(u) if u.contains("://") => {
+                let bare = u.split_once("://").map_or("", |(_, r)| r).trim_end_matches('/');
+                return Err(format!(
+                    "--upstream {u:?}: give HOST:PORT without a scheme (e.g. --upstream {bare}); the upstream speaks plain HTTP/1.1"
+                ));
+            }
             Some(u) => Some(resolve(u).map_err(|e| format!("--upstream {u:?}: {e}"))?),
             None => None,
         };
@@ -375,6 +388,9 @@ impl Config {
                 "--upstream-pool {}: must be between 0 and 1000000",
                 a.upstream_pool
             ));
+        }
+        if a.drain_delay > Duration::from_secs(600) {
+            return Err(format!("--drain-delay {:?}: must be at most 10m", a.drain_delay));
         }
         if a.shutdown_timeout > Duration::from_secs(3600) {
             return Err(format!(
@@ -573,6 +589,7 @@ impl Config {
                 shutdown: a.shutdown_timeout,
                 linger_timeout: a.linger_timeout,
                 linger_time: a.linger_time,
+                drain_delay: a.drain_delay,
             },
             max_connections: a.max_connections,
             upstream_pool: a.upstream_pool,
@@ -601,6 +618,7 @@ impl Config {
             ("shutdown-timeout", d(t.shutdown)),
             ("linger-timeout", d(t.linger_timeout)),
             ("linger-time", d(t.linger_time)),
+            ("drain-delay", d(t.drain_delay)),
             ("upstream-pool", self.upstream_pool.to_string()),
             ("docs-url", s(self.docs_url.as_deref().unwrap_or(""))),
             (

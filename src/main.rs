@@ -3,7 +3,7 @@
 use std::process::exit;
 
 use clap::{CommandFactory, Parser};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use portcullis::config::{Args, Config};
@@ -77,29 +77,52 @@ fn main() {
         {
             e.exit()
         }
-        Err(e) => fail(e.to_string().trim_end().trim_start_matches("error: ").to_string()),
+        Err(e) => fail(with_env_source(&e, &argv)),
     };
     let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => fail(e),
     };
     if check {
+        // Everything a start would refuse, except binding the listen ports (a running node holds them).
+        let limiter = portcullis::server::build_limiter(&config);
+        if let Err(e) = portcullis::rules::Rules::build(&config, limiter.as_ref()) {
+            fail(e);
+        }
+        if let Some(p) = &config.access_log {
+            if p != "-" {
+                if let Err(e) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
+                    fail(format!("--access-log {p}: {e}"));
+                }
+            }
+        }
+        if let Some(u) = config.upstream {
+            // A warning only: the upstream may start after the ingress.
+            if let Err(e) = std::net::TcpStream::connect_timeout(&u, std::time::Duration::from_secs(1)) {
+                eprintln!("portcullis: warning: --upstream {u}: not reachable now ({e})");
+            }
+        }
         print!("{}", config.describe());
         exit(0);
     }
     portcullis::log::set_level(config.log_level);
-    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1]) {
         Ok(s) => s,
         Err(e) => fail(format!("cannot install signal handlers: {e}")),
     };
-    portcullis::info!("effective configuration:\n{}", config.describe().trim_end());
+    portcullis::debug!("effective configuration:\n{}", config.describe().trim_end());
+    let summary = summary(&config);
+    warn_about_open_files(config.max_connections);
+    let drain_delay = config.timeouts.drain_delay;
     let running = match portcullis::server::start(config) {
         Ok(r) => r,
         Err(e) => {
+            // Start-up failures are configuration errors (a port in use, a file that cannot be read): exit 2.
             portcullis::error!("cannot start: {e}");
-            exit(1);
+            exit(2);
         }
     };
+    portcullis::info!("{summary}");
     let handle = running.shutdown_handle();
     std::thread::spawn(move || {
         for sig in signals.forever() {
@@ -119,16 +142,100 @@ fn main() {
                 }
                 continue;
             }
+            if sig == SIGUSR1 {
+                // Reopen the access log (after a rotation moved it away), as nginx does on USR1.
+                handle.reopen_access_log();
+                portcullis::info!("SIGUSR1: the access log is reopened with its next write");
+                continue;
+            }
+            // SIGTERM, SIGINT, SIGQUIT (nginx's graceful stop): drain.
+            if !drain_delay.is_zero() {
+                handle.unready();
+                portcullis::info!(
+                    "signal {sig}: /readyz answers 503; still accepting for {drain_delay:?} (--drain-delay)"
+                );
+                std::thread::sleep(drain_delay);
+            }
             portcullis::info!("signal {sig}: no longer accepting; finishing in-flight requests");
             handle.shutdown();
             break;
         }
     });
     match running.join() {
-        Ok(()) => portcullis::info!("stopped"),
+        Ok(0) => portcullis::info!("stopped"),
+        Ok(cut) => {
+            portcullis::warn!("stopped at --shutdown-timeout with {cut} requests still in flight (cut)");
+            exit(3);
+        }
         Err(e) => {
             portcullis::error!("{e}");
             exit(1);
         }
+    }
+}
+
+/// A clap error, naming the environment variable when the bad value came from one.
+fn with_env_source(e: &clap::Error, argv: &[String]) -> String {
+    let msg = e.to_string().trim_end().trim_start_matches("error: ").to_string();
+    let Some(clap::error::ContextValue::String(arg)) = e.get(clap::error::ContextKind::InvalidArg) else {
+        return msg;
+    };
+    let long = arg.split_whitespace().next().unwrap_or("").trim_start_matches("--");
+    let in_argv = argv[1..]
+        .iter()
+        .any(|a| a == &format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    let cmd = Args::command();
+    let env = cmd
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned());
+    match env {
+        Some(var) if !in_argv && std::env::var_os(&var).is_some() => format!("{msg} (from the environment: {var})"),
+        _ => msg,
+    }
+}
+
+/// The one-line start-up summary (the whole configuration is logged at `debug`).
+fn summary(c: &Config) -> String {
+    let rate = match &c.rate {
+        Some(r) => format!(
+            "{}/s per user (burst {}), {}{}",
+            r.rate,
+            r.burst,
+            r.ip.as_ref().map_or("no per-address limit".to_string(), |b| format!(
+                "{}/s per address",
+                b.rate
+            )),
+            if r.redis_url.is_some() { ", fleet-wide" } else { "" }
+        ),
+        None => "no rate limit".to_string(),
+    };
+    format!(
+        "portcullis {}: {} workers, upstream {}, {rate}, max body {} B, accept rule {}, JSON rule {}",
+        env!("CARGO_PKG_VERSION"),
+        c.workers,
+        c.upstream.map_or("built-in echo".to_string(), |u| u.to_string()),
+        c.limits.max_body,
+        c.policy.accept_mode.name(),
+        c.policy.json_mode.name(),
+    )
+}
+
+/// Warns when `--max-connections` is more than the open-file limit allows (each connection is a descriptor,
+/// and one more while it has an upstream connection).
+fn warn_about_open_files(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(n) = soft.filter(|&n| n < max_connections + 64) {
+        portcullis::warn!(
+            "--max-connections {max_connections} needs more descriptors than the open-file limit ({n}) allows: one per client connection, one more while it has an upstream connection (raise it: LimitNOFILE= in the unit, or ulimit -n)"
+        );
     }
 }

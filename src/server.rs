@@ -28,7 +28,12 @@ pub struct Shared {
     pub reloads: [AtomicU64; 2],
     /// Client connections open in the process (for `--max-connections`).
     pub open: AtomicUsize,
+    /// Shutdown has begun: `/readyz` answers 503 (set `--drain-delay` before `shutdown`).
+    pub unready: AtomicBool,
+    /// The workers stop accepting and drain.
     pub shutdown: AtomicBool,
+    /// Requests still in flight when `--shutdown-timeout` cut them.
+    pub cut_at_shutdown: AtomicUsize,
     /// The per-user limit (process-wide table), when on.
     pub limiter: Option<crate::limit::Limiter>,
     /// The fleet sync's state, when the limit is fleet-wide.
@@ -66,8 +71,9 @@ impl Running {
         }
     }
 
-    /// Waits for every worker to finish.
-    pub fn join(self) -> io::Result<()> {
+    /// Waits for every worker to finish. Returns how many requests `--shutdown-timeout` cut (0 after a clean
+    /// drain).
+    pub fn join(self) -> io::Result<usize> {
         let mut result = Ok(());
         for t in self.threads {
             match t.join() {
@@ -82,7 +88,7 @@ impl Running {
         if let Some(l) = &self.shared.limiter {
             crate::info!("rate-limit table: {} evictions", l.table().evictions());
         }
-        result
+        result.map(|()| self.shared.cut_at_shutdown.load(Ordering::Relaxed))
     }
 }
 
@@ -149,8 +155,21 @@ impl ShutdownHandle {
         Ok(ignored)
     }
 
+    /// The access log (if any) is reopened by its path before its next write.
+    pub fn reopen_access_log(&self) {
+        if let Some(log) = &self.shared.access_log {
+            log.reopen();
+        }
+    }
+
+    /// `/readyz` answers 503 from now on (a load balancer takes the node out), nothing else changes yet.
+    pub fn unready(&self) {
+        self.shared.unready.store(true, Ordering::Release);
+    }
+
     /// Stop accepting, finish in-flight requests, close idle connections, then let the workers exit.
     pub fn shutdown(&self) {
+        self.shared.unready.store(true, Ordering::Release);
         self.shared.shutdown.store(true, Ordering::Release);
         for w in &self.wakers {
             let _ = w.wake();
@@ -170,7 +189,7 @@ fn refuse_shared_port(addr: SocketAddr) -> io::Result<()> {
                 format!("--listen {addr}: already in use: {}", port_holder(addr.port())),
             )
         } else {
-            e
+            io::Error::new(e.kind(), format!("--listen {addr}: {e}"))
         }
     })
 }
@@ -211,6 +230,28 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// The process's limiter for `config` (its table allocated), if the rate limit is on.
+pub fn build_limiter(config: &Config) -> Option<crate::limit::Limiter> {
+    config.rate.as_ref().map(|r| {
+        let l = crate::limit::Limiter::new(
+            crate::limit::Gcra::new(r.rate, r.burst),
+            r.table_slots,
+            r.key.clone(),
+            r.trust_forwarded_for,
+            std::time::Instant::now(),
+        )
+        .with_ip_backstop(r.ip.clone());
+        let l = match &r.secret {
+            Some((_, secret)) => l.with_secret(&secret.0),
+            None => l,
+        };
+        match r.redis_url {
+            Some(_) => l.fleet(config.workers, crate::redis_sync::JOURNAL_CAPACITY),
+            None => l,
+        }
+    })
+}
+
 /// Binds the listeners, starts the built-in echo upstream if none is configured, and starts the workers.
 pub fn start(config: Config) -> io::Result<Running> {
     let upstream = match config.upstream {
@@ -245,29 +286,13 @@ pub fn start(config: Config) -> io::Result<Running> {
             );
         }
     }
-    let limiter = config.rate.as_ref().map(|r| {
-        let l = crate::limit::Limiter::new(
-            crate::limit::Gcra::new(r.rate, r.burst),
-            r.table_slots,
-            r.key.clone(),
-            r.trust_forwarded_for,
-            std::time::Instant::now(),
-        )
-        .with_ip_backstop(r.ip.clone());
-        let l = match &r.secret {
-            Some((_, secret)) => l.with_secret(&secret.0),
-            None => l,
-        };
-        match r.redis_url {
-            Some(_) => l.fleet(config.workers, crate::redis_sync::JOURNAL_CAPACITY),
-            None => l,
-        }
-    });
+    let limiter = build_limiter(&config);
     let rules = crate::rules::Rules::build(&config, limiter.as_ref()).map_err(io::Error::other)?;
     if config.listen.port() != 0 {
         refuse_shared_port(config.listen)?;
     }
-    let first = bind(config.listen)?;
+    let first =
+        bind(config.listen).map_err(|e| io::Error::new(e.kind(), format!("--listen {}: {e}", config.listen)))?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];
     for _ in 1..config.workers {
@@ -279,7 +304,9 @@ pub fn start(config: Config) -> io::Result<Running> {
         rules: crate::rules::Current::new(rules),
         reloads: Default::default(),
         open: AtomicUsize::new(0),
+        unready: AtomicBool::new(false),
         shutdown: AtomicBool::new(false),
+        cut_at_shutdown: AtomicUsize::new(0),
         metrics: (0..config.workers).map(|_| Default::default()).collect(),
         access_log: match &config.access_log {
             Some(p) => {
@@ -297,7 +324,8 @@ pub fn start(config: Config) -> io::Result<Running> {
         crate::redis_sync::start(shared.clone(), syncer, r.redis_sync)?;
     }
     if let Some(a) = shared.config.admin {
-        let bound = crate::admin::start(a, shared.clone())?;
+        let bound = crate::admin::start(a, shared.clone())
+            .map_err(|e| io::Error::new(e.kind(), format!("--admin {a}: {e}")))?;
         crate::info!("admin listening on {bound}");
     }
     let mut wakers = Vec::new();

@@ -74,6 +74,10 @@ fn parse_media_with(elem: &[u8], jdk: bool) -> Option<MediaRange<'_>> {
     let mut q = 1000;
     for p in parts {
         let p = trim_ows(p);
+        // `parameters = *( OWS ";" OWS [ parameter ] )` (RFC 9110 5.6.6): an empty one is allowed.
+        if p.is_empty() {
+            continue;
+        }
         let eq = p.iter().position(|&b| b == b'=')?;
         let (name, val) = (&p[..eq], &p[eq + 1..]);
         if !token(name) {
@@ -201,6 +205,11 @@ mod tests {
         assert_eq!(ranges("a/b;charset"), vec![None]);
         assert_eq!(ranges("/b"), vec![None]);
         assert_eq!(ranges("a/b;\tcharset=utf-8"), vec![Some(("a/b".into(), 1000))]);
+        assert_eq!(
+            ranges("application/json;"),
+            vec![Some(("application/json".into(), 1000))]
+        );
+        assert_eq!(ranges("a/b; ;q=0.5"), vec![Some(("a/b".into(), 500))]);
     }
 
     #[test]

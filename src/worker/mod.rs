@@ -505,6 +505,14 @@ impl Worker {
             if unfinished {
                 let _ = socket2::SockRef::from(&c.sock).set_linger(Some(Duration::ZERO));
             }
+            let in_flight = unfinished
+                || matches!(
+                    c.phase,
+                    Phase::Head { started: true } | Phase::Body { .. } | Phase::Upstream | Phase::Discard
+                );
+            if in_flight {
+                self.shared.cut_at_shutdown.fetch_add(1, Ordering::Relaxed);
+            }
             self.close_client(k);
         }
     }
