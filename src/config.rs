@@ -90,6 +90,10 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_DOCS_URL")]
     pub docs_url: Option<String>,
 
+    /// Where users ask for a higher rate (a URL or an address), named in the 429 answers.
+    #[arg(long, env = "PORTCULLIS_CONTACT")]
+    pub contact: Option<String>,
+
     /// An API media type the Accept header may name (repeatable), e.g. application/vnd.acme.v2+json.
     /// Without any, every request needs a well-formed, non-empty Accept.
     #[arg(long = "accept", env = "PORTCULLIS_ACCEPT", value_delimiter = ',')]
@@ -232,6 +236,8 @@ pub struct Config {
     pub max_connections: usize,
     pub upstream_pool: usize,
     pub docs_url: Option<String>,
+    /// `--contact`: where to ask for a higher rate.
+    pub contact: Option<String>,
     pub policy: crate::guard::Policy,
     /// `--observe-header`: the request header naming what an observe rule would have refused.
     pub observe_header: Option<String>,
@@ -397,6 +403,13 @@ impl Config {
                 "--shutdown-timeout {:?}: must be at most 1h",
                 a.shutdown_timeout
             ));
+        }
+        if let Some(c) = &a.contact {
+            if c.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f) {
+                return Err(format!(
+                    "--contact {c:?}: must be printable ASCII without quotes or backslashes"
+                ));
+            }
         }
         if let Some(u) = &a.docs_url {
             if u.bytes().any(|b| b < 0x21 || b == b'"' || b == b'\\' || b >= 0x7f) {
@@ -594,6 +607,7 @@ impl Config {
             max_connections: a.max_connections,
             upstream_pool: a.upstream_pool,
             docs_url: a.docs_url.filter(|u| !u.is_empty()),
+            contact: a.contact.filter(|c| !c.is_empty()),
         })
     }
 
@@ -621,6 +635,7 @@ impl Config {
             ("drain-delay", d(t.drain_delay)),
             ("upstream-pool", self.upstream_pool.to_string()),
             ("docs-url", s(self.docs_url.as_deref().unwrap_or(""))),
+            ("contact", s(self.contact.as_deref().unwrap_or(""))),
             (
                 "accept",
                 format!(

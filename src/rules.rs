@@ -47,10 +47,10 @@ impl Rules {
             _ => None,
         };
         Ok(Rules {
-            catalogue: Catalogue::new(
-                config.docs_url.as_deref(),
-                &config.policy.accept.iter().map(|t| t.media.clone()).collect::<Vec<_>>(),
-                &[
+            catalogue: Catalogue::new(&crate::http::problem::Settings {
+                docs_url: config.docs_url.as_deref(),
+                accepted: &config.policy.accept.iter().map(|t| t.media.clone()).collect::<Vec<_>>(),
+                encodings: &[
                     (crate::guard::Coding::Gzip, "gzip, "),
                     (crate::guard::Coding::Deflate, "deflate, "),
                 ]
@@ -59,7 +59,10 @@ impl Rules {
                 .map(|(_, n)| *n)
                 .chain(["identity"])
                 .collect::<String>(),
-            ),
+                max_body: config.limits.max_body,
+                max_json_depth: config.policy.max_json_depth,
+                contact: config.contact.as_deref(),
+            }),
             policy: config.policy.clone(),
             rate_mode: config.rate.as_ref().map_or(Mode::Off, |r| r.mode),
             tiers,

@@ -108,6 +108,7 @@ const RELOADABLE: &[&str] = &[
     "json-decode",
     "max-decode-ratio",
     "docs-url",
+    "contact",
     "accept-rule",
     "content-type-rule",
     "json-rule",

@@ -188,3 +188,51 @@ fn requests_cut_at_the_shutdown_timeout_exit_3() {
     let mut rest = Vec::new();
     let _ = c.s.read_to_end(&mut rest);
 }
+
+#[test]
+fn refusals_name_the_limit_they_enforce() {
+    let up = Upstream::ok("ok");
+    let p = Proxy::with_upstream(
+        up.addr,
+        &[
+            "--max-body",
+            "1000",
+            "--max-json-depth",
+            "3",
+            "--rate",
+            "1",
+            "--burst",
+            "1",
+            "--ip-rate",
+            "0",
+            "--contact",
+            "mailto:api@example.com",
+        ],
+    );
+    let mut c = p.connect();
+    let r = c.roundtrip(
+        b"POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n",
+    );
+    assert_eq!(r.status, 413);
+    assert!(
+        r.json()["detail"].as_str().unwrap().contains("at most 1000 bytes"),
+        "{:?}",
+        r.json()
+    );
+    let mut c = p.connect();
+    let deep = b"POST / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nContent-Type: application/json\r\nAuthorization: Bearer d\r\nContent-Length: 8\r\n\r\n[[[[]]]]";
+    let r = c.roundtrip(deep);
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["detail"].as_str().unwrap().contains("at most 3 levels"),
+        "{:?}",
+        r.json()
+    );
+    let r = c.roundtrip(b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nAuthorization: Bearer d\r\n\r\n");
+    assert_eq!(r.status, 429);
+    assert!(
+        r.json()["detail"].as_str().unwrap().contains("mailto:api@example.com"),
+        "{:?}",
+        r.json()
+    );
+}

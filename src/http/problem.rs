@@ -283,13 +283,40 @@ fn head_end(resp: &[u8]) -> usize {
         .map_or(resp.len(), |i| i + 2)
 }
 
+/// What the catalogue's answers name besides the reason.
+#[derive(Debug, Clone, Default)]
+pub struct Settings<'a> {
+    /// `--docs-url`: each answer's `type` is this URL plus `#reason`.
+    pub docs_url: Option<&'a str>,
+    /// The API media types configured, named in the 406 answers.
+    pub accepted: &'a [String],
+    /// The request content codings accepted (the `Accept-Encoding` of a 415 about one), e.g. `gzip, identity`.
+    pub encodings: &'a str,
+    /// `--max-body` and `--max-json-depth`, named in the 413 and `json_too_deep` answers (0: not named).
+    pub max_body: u64,
+    pub max_json_depth: usize,
+    /// `--contact`: where to ask for a higher rate, named in the 429 answers.
+    pub contact: Option<&'a str>,
+}
+
 impl Catalogue {
-    /// `accepted`: the API media types configured, named in the detail of `unsupported_api_version`;
-    /// `encodings`: the request content codings accepted (for the `Accept-Encoding` of a 415 about one), e.g.
-    /// `gzip, deflate, identity`.
-    pub fn new(docs_url: Option<&str>, accepted: &[String], encodings: &str) -> Catalogue {
+    pub fn new(s: &Settings<'_>) -> Catalogue {
+        let (docs_url, accepted, encodings) = (s.docs_url, s.accepted, s.encodings);
         let render = |r: Reason, conn: Conn| {
             let detail = match r {
+                Reason::BodyTooLarge if s.max_body > 0 => format!(
+                    "The request body is larger than this API accepts: at most {} bytes (decoded, for a compressed body).",
+                    s.max_body
+                ),
+                Reason::JsonTooDeep if s.max_json_depth > 0 => format!(
+                    "The JSON body nests objects and arrays deeper than this API accepts: at most {} levels.",
+                    s.max_json_depth
+                ),
+                Reason::RateLimited | Reason::IpRateLimited => match (s.contact, docs_url) {
+                    (Some(c), _) => format!("{} To ask for a higher rate: {c}.", r.detail()),
+                    (None, Some(u)) => format!("{} How to ask for a higher rate: {u}#{}.", r.detail(), r.code()),
+                    (None, None) => r.detail().to_string(),
+                },
                 Reason::UnsupportedApiVersion if !accepted.is_empty() => {
                     format!("{} Send Accept with one of: {}.", r.detail(), accepted.join(", "))
                 }
@@ -378,11 +405,15 @@ mod tests {
 
     #[test]
     fn catalogue_is_indexed_by_reason_and_valid() {
-        let c = Catalogue::new(
-            Some("https://docs.example.com/troubleshooting"),
-            &["application/vnd.a.v1+json".into()],
-            "identity",
-        );
+        let accepted = ["application/vnd.a.v1+json".to_string()];
+        let c = Catalogue::new(&Settings {
+            docs_url: Some("https://docs.example.com/troubleshooting"),
+            accepted: &accepted,
+            encodings: "identity",
+            max_body: 1 << 20,
+            max_json_depth: 64,
+            contact: Some("mailto:api@example.com"),
+        });
         for (i, r) in Reason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
             let resp = std::str::from_utf8(c.response(*r, Conn::Close)).unwrap();
@@ -404,7 +435,7 @@ mod tests {
                 .unwrap()
                 .contains("\r\nConnection: keep-alive\r\n"));
         }
-        let c = Catalogue::new(None, &[], "identity");
+        let c = Catalogue::new(&Settings::default());
         assert!(std::str::from_utf8(c.response(Reason::BodyTooLarge, Conn::Keep))
             .unwrap()
             .contains("about:blank"));

@@ -230,6 +230,8 @@ fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
 pub fn parse(text: &str) -> Result<Vec<TierSpec>, String> {
     let mut specs: Vec<TierSpec> = Vec::new();
     let mut burst_set = Vec::new();
+    // The keys of the current tier, with their lines.
+    let mut seen: Vec<(String, usize)> = Vec::new();
     let mut lines = text.lines().enumerate().peekable();
     while let Some((n, raw)) = lines.next() {
         let line = strip_comment(raw).trim();
@@ -261,6 +263,7 @@ pub fn parse(text: &str) -> Result<Vec<TierSpec>, String> {
                 users: Vec::new(),
             });
             burst_set.push(false);
+            seen.clear();
             continue;
         }
         let (k, v) = line.split_once('=').ok_or_else(|| at("expected key = value"))?;
@@ -268,6 +271,14 @@ pub fn parse(text: &str) -> Result<Vec<TierSpec>, String> {
             .last_mut()
             .ok_or_else(|| at("settings must follow a [tiers.NAME] header"))?;
         let v = v.trim();
+        // A key given twice would silently win or merge (`rate = 50` then `rate = 1`): refused.
+        if let Some(first) = seen.iter().find(|(key, _)| key == k.trim()).map(|(_, l)| *l) {
+            return Err(at(&format!(
+                "{} given twice in this tier (first on line {first})",
+                k.trim()
+            )));
+        }
+        seen.push((k.trim().to_string(), n + 1));
         match k.trim() {
             "rate" | "burst" => {
                 let n: u32 = v.parse().map_err(|_| at("expected a whole number"))?;
@@ -426,6 +437,11 @@ users = [
         assert_eq!(name(t.lookup(h("other"), Some(b"other"), &mut memo)), "default");
         assert_eq!(name(t.lookup(h("x"), None, &mut memo)), "default");
         assert_eq!(t.tiers[1].policy_field, b"RateLimit-Policy: \"gold\";q=100;w=1\r\n");
+        // A key given twice in a tier is refused with both lines (the same key in two tiers is fine).
+        let twice = parse("[tiers.a]\nrate = 50\nusers = [\"u\"]\nrate = 1\n").unwrap_err();
+        assert!(twice.contains("line 4") && twice.contains("first on line 2"), "{twice}");
+        assert!(parse("[tiers.a]\nusers = [\"u\"]\nusers = [\"v\"]\nrate = 1\n").is_err());
+        assert!(parse("[tiers.a]\nrate = 1\n[tiers.b]\nrate = 2\n").is_ok());
         let dup = parse("[tiers.a]\nrate = 1\nusers = [\"u\"]\n[tiers.b]\nrate = 2\nusers = [\"u\"]").unwrap();
         assert!(Tiers::build(Tier::new("default", 10, 10), &dup, |v| Ok(h(v))).is_err());
         let bad = parse("[tiers.a]\nrate = 1\nusers = [\"sha256:12\"]").unwrap();
