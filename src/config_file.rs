@@ -3,15 +3,17 @@
 //!
 //! The binary applies the file by putting each setting in front of the command line as `--key=value`, except
 //! the settings the environment or the command line already give: the flag parser then sees flags first, then
-//! the environment, then the file, then defaults. It does so at start and again on SIGHUP. Supported values: strings ("..." with \" \\ \n \t escapes, or '...'), integers,
-//! booleans, and one-line arrays of those (joined with commas, as the repeatable flags read them).
+//! the environment, then the file, then defaults. It does so at start and again on SIGHUP. Supported values:
+//! strings ("..." with \" \\ \n \t escapes, or '...'), integers, booleans, and arrays of those, on one line or
+//! several (joined with commas, as the repeatable flags read them).
 
 use std::collections::BTreeMap;
 
 /// Parses the file's text into (flag long name, value as the flag would read it).
 pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
-    for (n, raw) in text.lines().enumerate() {
+    let mut lines = text.lines().enumerate();
+    while let Some((n, raw)) = lines.next() {
         let line = strip_comment(raw).trim();
         if line.is_empty() {
             continue;
@@ -25,11 +27,20 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(at("bad key"));
         }
-        let v = v.trim();
+        let mut v = v.trim().to_string();
+        // An array may span lines: gather them up to its closing bracket (outside strings).
+        if v.starts_with('[') {
+            while !closes_array(&v) {
+                let (_, more) = lines.next().ok_or_else(|| at("unclosed array"))?;
+                v.push(' ');
+                v.push_str(strip_comment(more).trim());
+            }
+        }
+        let v = v.as_str();
         let value = if let Some(inner) = v.strip_prefix('[') {
             let inner = inner
                 .strip_suffix(']')
-                .ok_or_else(|| at("arrays must close on the same line"))?;
+                .ok_or_else(|| at("nothing may follow an array's closing bracket"))?;
             let items: Result<Vec<String>, String> = split_items(inner)
                 .into_iter()
                 .filter(|s| !s.trim().is_empty())
@@ -44,6 +55,23 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
         }
     }
     Ok(out)
+}
+
+/// True if `s` (starting with `[`) holds the closing `]` outside strings.
+fn closes_array(s: &str) -> bool {
+    let (mut quote, mut escaped) = (None, false);
+    for c in s.chars() {
+        match (quote, c) {
+            (Some('"'), _) if escaped => escaped = false,
+            (Some('"'), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, ']') => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 pub(crate) fn strip_comment(line: &str) -> &str {
@@ -140,6 +168,10 @@ json-methods = ""
         assert!(parse("[server]\nx = 1").is_err());
         assert!(parse("x = bare").is_err());
         assert!(parse("x = 1\nx = 2").is_err());
+        // Arrays over several lines, with comments and a bracket inside a string.
+        let m = parse("accept = [\n  \"a/b\",  # one\n  \"c/]d\",\n]\nworkers = 2\n").unwrap();
+        assert_eq!((m["accept"].as_str(), m["workers"].as_str()), ("a/b,c/]d", "2"));
+        assert!(parse("accept = [\n \"a/b\"\n").is_err());
         assert_eq!(env_name("max-body"), "PORTCULLIS_MAX_BODY");
     }
 }

@@ -1,0 +1,52 @@
+complete -c portcullis -l listen -d 'Address to accept clients on' -r
+complete -c portcullis -l upstream -d 'Upstream service as HOST:PORT. Without it a built-in echo upstream runs inside the process' -r
+complete -c portcullis -l workers -d 'Worker threads, each with its own event loop and listener (0 = one per core)' -r
+complete -c portcullis -l max-head -d 'Largest request head (request line and fields); larger is refused with 431 (414 for the line alone)' -r
+complete -c portcullis -l max-headers -d 'Most header fields in a request; more is refused with 431 (at most 512)' -r
+complete -c portcullis -l max-body -d 'Largest request body; larger is refused with 413' -r
+complete -c portcullis -l max-connections -d 'Most client connections open at once in the process; past it the ingress stops accepting' -r
+complete -c portcullis -l header-timeout -d 'Time a client has to send a complete request head (408 after it)' -r
+complete -c portcullis -l body-timeout -d 'Time a client has to send a complete request body, and to read a response (408 / close)' -r
+complete -c portcullis -l idle-timeout -d 'How long an idle keep-alive client connection is kept' -r
+complete -c portcullis -l upstream-connect-timeout -d 'Time allowed to connect to the upstream (504 after it)' -r
+complete -c portcullis -l upstream-timeout -d 'Time allowed for the upstream\'s first response byte, and between its reads (504 / close)' -r
+complete -c portcullis -l upstream-pool -d 'Idle upstream connections kept open per worker for reuse' -r
+complete -c portcullis -l linger-timeout -d 'After a refusal that closes the connection, how long the client may go without sending before the ingress stops reading (and dropping) what it still sends and closes' -r
+complete -c portcullis -l linger-time -d 'After a refusal that closes the connection, the longest the ingress keeps reading (and dropping) what the client still sends, so that the client reads the answer instead of a reset' -r
+complete -c portcullis -l drain-delay -d 'After SIGTERM/SIGINT/SIGQUIT, how long `/readyz` answers 503 while the ingress still accepts, before it stops accepting (give the load balancer time to take the node out, e.g. 5s)' -r
+complete -c portcullis -l shutdown-timeout -d 'After SIGTERM/SIGINT, how long in-flight requests may take before the process exits anyway' -r
+complete -c portcullis -l docs-url -d 'Base URL of the troubleshooting docs; each error\'s `type` is this URL plus `#reason`' -r
+complete -c portcullis -l contact -d 'Where users ask for a higher rate (a URL or an address), named in the 429 answers' -r
+complete -c portcullis -l accept -d 'An API media type the Accept header may name (repeatable), e.g. application/vnd.acme.v2+json. Without any, every request needs a well-formed, non-empty Accept' -r
+complete -c portcullis -l version-header -d 'Header that carries the matched API version (e.g. `v2`) upstream; the client\'s own copy is removed' -r
+complete -c portcullis -l json-methods -d 'Methods whose body must be JSON with a JSON Content-Type (comma-separated; \'\' turns the rules off)' -r
+complete -c portcullis -l json-allow-empty -d 'Let a JSON method\'s request without a body (no body, `Content-Length: 0`, or an empty chunked body) pass the Content-Type and JSON rules (true/false, 1/0)' -r -f -a "true\t''
+false\t''"
+complete -c portcullis -l json-decode -d 'Content codings a JSON body may be sent in (comma-separated: gzip, deflate; \'\' = none): such bodies are decoded to be validated and forwarded as sent. Others are refused with 415' -r
+complete -c portcullis -l max-decode-ratio -d 'Most bytes a coded body may decode to per byte sent (past it: 413, a decompression bomb)' -r
+complete -c portcullis -l max-json-depth -d 'Deepest nesting of JSON objects and arrays accepted in a body' -r
+complete -c portcullis -l rate -d 'Requests per second per user (0 turns the limit off)' -r
+complete -c portcullis -l burst -d 'Requests a user may send back to back after idling (default: the rate)' -r
+complete -c portcullis -l user-key -d 'Who the user is: `authorization` (the Authorization value, else the client IP), `header:NAME` (that field\'s value, else the client IP), or `ip`' -r
+complete -c portcullis -l trust-forwarded-for -d 'Take the client IP from the N-th last X-Forwarded-For hop (behind N trusted proxies; 0: the peer)' -r
+complete -c portcullis -l redis-url -d 'Make the per-user limit fleet-wide through this Redis: redis://[user:password@]host:port[/db] (off: each node limits on its own)' -r
+complete -c portcullis -l redis-sync -d 'How often the fleet-wide limit syncs with Redis' -r
+complete -c portcullis -l secret-file -d 'A file holding at least 32 bytes of secret (the same on every node): user ids (the fleet\'s Redis keys, the access log\'s `user`) are keyed with it. Required with --redis-url' -r
+complete -c portcullis -l ip-rate -d 'Requests per second per client address, whatever credential they carry (0 = off; default: 10 x --rate). Not applied with --user-key ip or to users of a --limits tier' -r
+complete -c portcullis -l ip-burst -d 'Requests one client address may send back to back (default: 10 x --burst)' -r
+complete -c portcullis -l ip-rate-exempt -d 'An address or CIDR block the per-address limit does not apply to (repeatable), e.g. a known NAT gateway' -r
+complete -c portcullis -l rate-table-slots -d 'Slots of the process-wide rate-limit table (8 bytes each; fixed at start)' -r
+complete -c portcullis -l config -d 'Settings file (TOML, one key per flag\'s long name). Precedence: file < environment < flags' -r
+complete -c portcullis -l log-level -d 'Process log level on stderr: error, warn, info, or debug' -r
+complete -c portcullis -l access-log -d 'Access log: a file path, or `-` for stdout (JSON lines; off by default)' -r
+complete -c portcullis -l admin -d 'Address of the admin listener (/metrics, /healthz, /readyz), e.g. 127.0.0.1:9901; off by default' -r
+complete -c portcullis -l accept-rule -d 'The Accept rule: enforce (refuse), observe (forward; count and log what it would refuse), or off' -r
+complete -c portcullis -l content-type-rule -d 'The Content-Type rule (JSON methods): enforce, observe, or off' -r
+complete -c portcullis -l json-rule -d 'The JSON body rule: enforce, observe, or off' -r
+complete -c portcullis -l rate-rule -d 'The per-user rate limit rule: enforce, observe, or off' -r
+complete -c portcullis -l observe-header -d 'Tell the upstream what an `observe` rule would have refused, in this request header (the client\'s own copy is removed); off by default' -r
+complete -c portcullis -l limits -d 'Per-user limits: a TOML file of named tiers (rate, burst, users); see docs/rate-limit.md' -r
+complete -c portcullis -l check-config -d 'Validate the configuration, print the effective settings, and exit (0 valid, 1 invalid)'
+complete -c portcullis -l ratelimit-headers -d 'Also add the `RateLimit` field (remaining quota) to every forwarded response (in the environment: true/false, 1/0, yes/no, on/off)'
+complete -c portcullis -s h -l help -d 'Print help'
+complete -c portcullis -s V -l version -d 'Print version'
