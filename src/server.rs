@@ -34,6 +34,9 @@ pub struct Shared {
     pub shutdown: AtomicBool,
     /// Requests still in flight when `--shutdown-timeout` cut them.
     pub cut_at_shutdown: AtomicUsize,
+    /// Upstream failures not yet logged, and the second of the last line about them.
+    upstream_failures: AtomicU64,
+    upstream_warned_at: AtomicU64,
     /// The per-user limit (process-wide table), when on.
     pub limiter: Option<crate::limit::Limiter>,
     /// The fleet sync's state, when the limit is fleet-wide.
@@ -42,6 +45,30 @@ pub struct Shared {
     pub access_log: Option<crate::access_log::Hub>,
     /// One counter block per worker (each written only by its worker).
     pub metrics: Box<[crate::metrics::WorkerMetrics]>,
+}
+
+impl Shared {
+    /// Counts an upstream failure (`what`: refused, timed out, a bad response...) and logs at `warn` at most
+    /// one line a second for the process, with how many there were since the last line.
+    pub fn upstream_failed(&self, what: &str) {
+        self.upstream_failures.fetch_add(1, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.upstream_warned_at.load(Ordering::Relaxed);
+        if now > last
+            && self
+                .upstream_warned_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let n = self.upstream_failures.swap(0, Ordering::Relaxed).max(1);
+            crate::warn!(
+                "upstream {}: {what} ({n} upstream failures since the last line)",
+                self.upstream
+            );
+        }
+    }
 }
 
 /// A started ingress.
@@ -308,6 +335,8 @@ pub fn start(config: Config) -> io::Result<Running> {
         unready: AtomicBool::new(false),
         shutdown: AtomicBool::new(false),
         cut_at_shutdown: AtomicUsize::new(0),
+        upstream_failures: AtomicU64::new(0),
+        upstream_warned_at: AtomicU64::new(0),
         metrics: (0..config.workers).map(|_| Default::default()).collect(),
         access_log: match &config.access_log {
             Some(p) => {

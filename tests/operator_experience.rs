@@ -236,3 +236,39 @@ fn refusals_name_the_limit_they_enforce() {
         r.json()
     );
 }
+
+#[test]
+fn upstream_failures_are_logged_at_most_once_a_second_and_debug_says_why() {
+    let dead = dead_port().to_string();
+    let p = Proxy::start(&[
+        "--upstream",
+        &dead,
+        "--workers",
+        "1",
+        "--rate",
+        "0",
+        "--log-level",
+        "debug",
+    ]);
+    let mut c = p.connect();
+    for _ in 0..20 {
+        assert_eq!(c.roundtrip(&get("/")).status, 502);
+    }
+    assert_eq!(c.roundtrip(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").status, 406);
+    let until = Instant::now() + IO_TIMEOUT;
+    while !p.log.lock().unwrap().contains("406 accept_header_missing") {
+        assert!(Instant::now() < until, "no debug line");
+        std::thread::sleep(Duration::from_millis(10)); // polling the log, the signal here
+    }
+    let log = p.log.lock().unwrap().clone();
+    let warns: Vec<&str> = log.lines().filter(|l| l.contains("warn: upstream")).collect();
+    // 20 failures within a second or two: one line each second at most, with the count.
+    assert!((1..=2).contains(&warns.len()), "{log}");
+    assert!(warns[0].contains("connection refused or failed"), "{log}");
+    assert!(log.contains("502 upstream_unavailable"), "{log}");
+    // The whole configuration is at debug; the summary line at info.
+    assert!(
+        log.contains("effective configuration") && log.contains("info: portcullis "),
+        "{log}"
+    );
+}

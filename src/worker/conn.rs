@@ -194,6 +194,14 @@ impl Client {
         add(&m.bytes_out, queued);
         self.ex.bytes_out += queued;
         self.log_request(env, reason.status(), Some(reason));
+        crate::debug!(
+            "{} {} {}: {} {}",
+            std::str::from_utf8(self.ip.as_bytes()).unwrap_or("?"),
+            crate::http::request::ALLOWED_METHODS[self.ex.method_idx as usize],
+            String::from_utf8_lossy(&self.ex.target[..self.ex.target_len as usize]),
+            reason.status(),
+            reason.code()
+        );
         match reason {
             Reason::UpstreamUnavailable => add(&m.upstream_connect_failures, 1),
             Reason::UpstreamTimeout => add(&m.upstream_timeouts, 1),

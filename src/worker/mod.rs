@@ -449,6 +449,8 @@ impl Worker {
                     self.answer(key, reason);
                     true
                 } else {
+                    self.shared
+                        .upstream_failed("closed or failed in the middle of a response");
                     self.close_client(key);
                     false
                 }
@@ -458,6 +460,12 @@ impl Worker {
 
     /// Answers the client's current request with the ingress's own response, dropping upstream leftovers.
     fn answer(&mut self, key: usize, reason: Reason) {
+        match reason {
+            Reason::UpstreamUnavailable => self.shared.upstream_failed("connection refused or failed"),
+            Reason::UpstreamTimeout => self.shared.upstream_failed("timed out"),
+            Reason::BadUpstreamResponse => self.shared.upstream_failed("invalid response"),
+            _ => {}
+        }
         self.with_client(key, |c, _, env| {
             if let Some(b) = c.ex.fwd.take() {
                 env.bufs.put(b);
