@@ -44,7 +44,12 @@ impl Drop for Slot {
 
 /// Binds `addr` and serves in a background thread; returns the bound address.
 pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+    serve_on(TcpListener::bind(addr)?, shared)
+}
+
+/// Serves on `listener` (bound here, or handed over) in a background thread; returns its address.
+pub fn serve_on(listener: TcpListener, shared: Arc<Shared>) -> io::Result<SocketAddr> {
+    listener.set_nonblocking(false)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new().name("admin".into()).spawn(move || {
         let slots: Slots = Arc::new((Mutex::new(0usize), Condvar::new()));
@@ -113,7 +118,10 @@ fn serve(s: TcpStream, shared: &Shared) -> io::Result<()> {
     let (status, ctype, body) = match (get, path) {
         (true, "/metrics") => (200, "text/plain; version=0.0.4", metrics_text(shared)),
         (true, "/healthz") => (200, "text/plain", "ok\n".to_string()),
-        (true, "/readyz") if !shared.unready.load(Ordering::Acquire) => (200, "text/plain", "ready\n".to_string()),
+        // After a hand-over to a new process the node is ready (the new process serves) while this one drains.
+        (true, "/readyz") if !shared.unready.load(Ordering::Acquire) || shared.handed_over.load(Ordering::Acquire) => {
+            (200, "text/plain", "ready\n".to_string())
+        }
         (true, "/readyz") => (503, "text/plain", "shutting down\n".to_string()),
         (_, "/metrics" | "/healthz" | "/readyz") => (405, "text/plain", "method not allowed\n".to_string()),
         _ => (404, "text/plain", "not found\n".to_string()),

@@ -12,6 +12,7 @@ pub mod config_file;
 pub mod echo;
 pub mod guard;
 pub mod http;
+pub mod inherit;
 pub mod limit;
 pub mod log;
 pub mod metrics;

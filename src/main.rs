@@ -3,7 +3,7 @@
 use std::process::exit;
 
 use clap::{CommandFactory, Parser};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
 use portcullis::config::{Args, Config};
@@ -106,7 +106,11 @@ fn main() {
         exit(0);
     }
     portcullis::log::set_level(config.log_level);
-    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1]) {
+    let inherited = match portcullis::inherit::from_env() {
+        Ok(i) => i,
+        Err(e) => fail(e.to_string()),
+    };
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2]) {
         Ok(s) => s,
         Err(e) => fail(format!("cannot install signal handlers: {e}")),
     };
@@ -114,7 +118,7 @@ fn main() {
     let summary = summary(&config);
     warn_about_open_files(config.max_connections);
     let drain_delay = config.timeouts.drain_delay;
-    let running = match portcullis::server::start(config) {
+    let running = match portcullis::server::start_with(config, inherited) {
         Ok(r) => r,
         Err(e) => {
             // Start-up failures are configuration errors (a port in use, a file that cannot be read): exit 2.
@@ -123,6 +127,8 @@ fn main() {
         }
     };
     portcullis::info!("{summary}");
+    // An upgrading parent waits for this before it drains.
+    portcullis::inherit::signal_ready();
     let handle = running.shutdown_handle();
     std::thread::spawn(move || {
         for sig in signals.forever() {
@@ -142,14 +148,37 @@ fn main() {
                 }
                 continue;
             }
-            if sig == SIGUSR1 {
+            if sig == SIGUSR2 {
+                // In-place upgrade: the binary at our path now (a new version) starts with our listening sockets;
+                // once it serves, this process drains as on SIGTERM.
+                // The path it was started by (argv[0], as nginx does): after an upgrade of the file there,
+                // /proc/self/exe names the old, deleted file.
+                let program = match std::env::args_os().next().filter(|a| a.to_string_lossy().contains('/')) {
+                    Some(p) => std::path::PathBuf::from(p),
+                    None => match std::env::current_exe() {
+                        Ok(p) => p,
+                        Err(e) => {
+                            portcullis::error!("SIGUSR2: cannot find this program's path: {e}");
+                            continue;
+                        }
+                    },
+                };
+                let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+                match handle.upgrade(&program, &args, std::time::Duration::from_secs(30)) {
+                    Ok(pid) => portcullis::info!("SIGUSR2: the new process (pid {pid}) serves; this one drains"),
+                    Err(e) => {
+                        portcullis::error!("SIGUSR2: upgrade failed, this process goes on serving: {e}");
+                        continue;
+                    }
+                }
+            } else if sig == SIGUSR1 {
                 // Reopen the access log (after a rotation moved it away), as nginx does on USR1.
                 handle.reopen_access_log();
                 portcullis::info!("SIGUSR1: the access log is reopened with its next write");
                 continue;
             }
-            // SIGTERM, SIGINT, SIGQUIT (nginx's graceful stop): drain.
-            if !drain_delay.is_zero() {
+            // SIGTERM, SIGINT, SIGQUIT (nginx's graceful stop), or after a hand-over: drain.
+            if !drain_delay.is_zero() && sig != SIGUSR2 {
                 handle.unready();
                 portcullis::info!(
                     "signal {sig}: /readyz answers 503; still accepting for {drain_delay:?} (--drain-delay)"

@@ -30,6 +30,8 @@ pub struct Shared {
     pub open: AtomicUsize,
     /// Shutdown has begun: `/readyz` answers 503 (set `--drain-delay` before `shutdown`).
     pub unready: AtomicBool,
+    /// The listening sockets were handed to a new process (SIGUSR2): the node stays ready while this one drains.
+    pub handed_over: AtomicBool,
     /// The workers stop accepting and drain.
     pub shutdown: AtomicBool,
     /// Requests still in flight when `--shutdown-timeout` cut them.
@@ -77,6 +79,13 @@ pub struct Running {
     shared: Arc<Shared>,
     wakers: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    handover: Arc<Handover>,
+}
+
+/// The listening sockets an in-place upgrade hands to the new process.
+struct Handover {
+    listen: Vec<std::net::TcpListener>,
+    admin: Option<std::net::TcpListener>,
 }
 
 impl Running {
@@ -95,6 +104,7 @@ impl Running {
         ShutdownHandle {
             shared: self.shared.clone(),
             wakers: self.wakers.clone(),
+            handover: self.handover.clone(),
         }
     }
 
@@ -123,6 +133,7 @@ impl Running {
 pub struct ShutdownHandle {
     shared: Arc<Shared>,
     wakers: Vec<Arc<Waker>>,
+    handover: Arc<Handover>,
 }
 
 /// Settings a reload can change; any other difference is reported as needing a restart.
@@ -181,6 +192,56 @@ impl ShutdownHandle {
             let _ = w.wake();
         }
         Ok(ignored)
+    }
+
+    /// In-place upgrade (SIGUSR2): starts `program` with `args`, handing it the listening sockets, and waits
+    /// (at most `wait`) until it says it serves. Returns its pid; the caller then drains this process. On any
+    /// failure the new process is stopped and this one goes on serving.
+    pub fn upgrade(&self, program: &std::path::Path, args: &[std::ffi::OsString], wait: Duration) -> io::Result<u32> {
+        use std::os::fd::AsRawFd;
+        let h = &self.handover;
+        let mut names = Vec::new();
+        for l in &h.listen {
+            names.push(format!("{}:listen", l.as_raw_fd()));
+        }
+        if let Some(a) = &h.admin {
+            names.push(format!("{}:admin", a.as_raw_fd()));
+        }
+        let all = || h.listen.iter().chain(h.admin.iter());
+        let (mut reader, writer) = std::io::pipe()?;
+        socket2::SockRef::from(&writer).set_cloexec(false)?;
+        for l in all() {
+            crate::inherit::set_inheritable(l, true)?;
+        }
+        let spawned = std::process::Command::new(program)
+            .args(args)
+            .env(crate::inherit::INHERITED_FDS, names.join(","))
+            .env(crate::inherit::READY_FD, writer.as_raw_fd().to_string())
+            .spawn();
+        for l in all() {
+            let _ = crate::inherit::set_inheritable(l, false);
+        }
+        drop(writer);
+        let mut child = spawned?;
+        // The new process writes one byte once it serves; EOF (it exited) or silence means it failed.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut b = [0u8; 1];
+            let _ = tx.send(io::Read::read(&mut reader, &mut b).map(|n| n == 1).unwrap_or(false));
+        });
+        match rx.recv_timeout(wait) {
+            Ok(true) => {
+                self.shared.handed_over.store(true, Ordering::Release);
+                Ok(child.id())
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(io::Error::other(format!(
+                    "the new process did not start serving within {wait:?}"
+                )))
+            }
+        }
     }
 
     /// The access log (if any) is reopened by its path before its next write.
@@ -282,6 +343,11 @@ pub fn build_limiter(config: &Config) -> Option<crate::limit::Limiter> {
 
 /// Binds the listeners, starts the built-in echo upstream if none is configured, and starts the workers.
 pub fn start(config: Config) -> io::Result<Running> {
+    start_with(config, None)
+}
+
+/// [`start`], with listeners handed over (systemd socket activation, or an in-place upgrade) instead of bound.
+pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) -> io::Result<Running> {
     let upstream = match config.upstream {
         Some(u) => u,
         None => {
@@ -316,16 +382,43 @@ pub fn start(config: Config) -> io::Result<Running> {
     }
     let limiter = build_limiter(&config);
     let rules = crate::rules::Rules::build(&config, limiter.as_ref()).map_err(io::Error::other)?;
-    if config.listen.port() != 0 {
-        refuse_shared_port(config.listen)?;
-    }
-    let first =
-        bind(config.listen).map_err(|e| io::Error::new(e.kind(), format!("--listen {}: {e}", config.listen)))?;
-    let addr = first.local_addr()?;
-    let mut listeners = vec![first];
-    for _ in 1..config.workers {
-        listeners.push(bind(addr)?);
-    }
+    // `handover`: each distinct listening socket once, kept for an in-place upgrade (the new process inherits
+    // them); the workers' listeners are dups of these or the same sockets.
+    let (listeners, handover, inherited_admin) = match inherited {
+        Some(inh) if !inh.listen.is_empty() => {
+            // Handed over: no bind (and no "already in use" probe: the previous process may still hold them).
+            // Every socket must be served by a worker: worker i takes socket i mod n.
+            let n = inh.listen.len();
+            if n > config.workers {
+                return Err(io::Error::other(format!(
+                    "{n} listening sockets were handed over, more than --workers {}: each needs a worker",
+                    config.workers
+                )));
+            }
+            let listeners = (0..config.workers)
+                .map(|i| inh.listen[i % n].try_clone())
+                .collect::<io::Result<Vec<_>>>()?;
+            (listeners, inh.listen, inh.admin)
+        }
+        other => {
+            if config.listen.port() != 0 {
+                refuse_shared_port(config.listen)?;
+            }
+            let first = bind(config.listen)
+                .map_err(|e| io::Error::new(e.kind(), format!("--listen {}: {e}", config.listen)))?;
+            let addr = first.local_addr()?;
+            let mut listeners = vec![first];
+            for _ in 1..config.workers {
+                listeners.push(bind(addr)?);
+            }
+            let handover = listeners
+                .iter()
+                .map(|l| l.try_clone())
+                .collect::<io::Result<Vec<_>>>()?;
+            (listeners, handover, other.and_then(|i| i.admin))
+        }
+    };
+    let addr = listeners[0].local_addr()?;
     let shared = Arc::new(Shared {
         upstream,
         upstream_host: upstream.to_string().into_bytes(),
@@ -333,6 +426,7 @@ pub fn start(config: Config) -> io::Result<Running> {
         reloads: Default::default(),
         open: AtomicUsize::new(0),
         unready: AtomicBool::new(false),
+        handed_over: AtomicBool::new(false),
         shutdown: AtomicBool::new(false),
         cut_at_shutdown: AtomicUsize::new(0),
         upstream_failures: AtomicU64::new(0),
@@ -353,9 +447,16 @@ pub fn start(config: Config) -> io::Result<Running> {
     if let (Some(syncer), Some(r)) = (syncer, shared.config.rate.as_ref()) {
         crate::redis_sync::start(shared.clone(), syncer, r.redis_sync)?;
     }
+    let mut admin_handover = None;
     if let Some(a) = shared.config.admin {
-        let bound = crate::admin::start(a, shared.clone())
-            .map_err(|e| io::Error::new(e.kind(), format!("--admin {a}: {e}")))?;
+        let listener = match inherited_admin {
+            Some(l) => l,
+            None => {
+                std::net::TcpListener::bind(a).map_err(|e| io::Error::new(e.kind(), format!("--admin {a}: {e}")))?
+            }
+        };
+        admin_handover = Some(listener.try_clone()?);
+        let bound = crate::admin::serve_on(listener, shared.clone())?;
         crate::info!("admin listening on {bound}");
     }
     let mut wakers = Vec::new();
@@ -382,5 +483,9 @@ pub fn start(config: Config) -> io::Result<Running> {
         shared,
         wakers,
         threads,
+        handover: Arc::new(Handover {
+            listen: handover,
+            admin: admin_handover,
+        }),
     })
 }

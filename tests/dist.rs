@@ -80,20 +80,27 @@ fn the_systemd_unit_verifies() {
     // The unit names the installed binary: point it at this build for the check.
     let dir = std::env::temp_dir().join(format!("portcullis-test-{}-unit", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let unit = std::fs::read_to_string(dist("portcullis.service"))
-        .unwrap()
-        .replace("/usr/local/bin/portcullis", env!("CARGO_BIN_EXE_portcullis"));
+    for name in ["portcullis.service", "portcullis.socket"] {
+        let unit = std::fs::read_to_string(dist(name))
+            .unwrap()
+            .replace("/usr/local/bin/portcullis", env!("CARGO_BIN_EXE_portcullis"));
+        std::fs::write(dir.join(name), unit).unwrap();
+    }
     let path = dir.join("portcullis.service");
-    std::fs::write(&path, unit).unwrap();
     let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no", path.to_str().unwrap()])
+        .args([
+            "verify",
+            "--man=no",
+            path.to_str().unwrap(),
+            dir.join("portcullis.socket").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let err = String::from_utf8_lossy(&out.stderr);
     // Complaints about the machine the test runs on (no running systemd, missing system units) are not about
     // this unit; anything naming it is.
-    let about_unit: Vec<&str> = err.lines().filter(|l| l.contains("portcullis.service")).collect();
+    let about_unit: Vec<&str> = err.lines().filter(|l| l.contains("portcullis.s")).collect();
     assert!(about_unit.is_empty(), "{err}");
 }
 
