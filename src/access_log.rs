@@ -58,7 +58,16 @@ impl Sink {
 /// One request, as logged.
 pub struct Entry<'a> {
     pub time_ms: u64,
+    /// The client's address: through a trusted X-Forwarded-For when configured, else the socket's peer.
     pub client: &'a [u8],
+    /// The socket's peer.
+    pub peer: &'a [u8],
+    pub host: &'a [u8],
+    pub user_agent: &'a [u8],
+    /// Microseconds from the complete head to the upstream connection being established (new connections
+    /// only), and to the upstream's response head.
+    pub upstream_connect_us: Option<u32>,
+    pub upstream_response_us: Option<u32>,
     pub method: &'a str,
     pub target: &'a [u8],
     pub target_cut: bool,
@@ -215,6 +224,12 @@ impl AccessLog {
         ]);
         b.extend_from_slice(b",\"client\":\"");
         b.extend_from_slice(e.client);
+        b.extend_from_slice(b"\",\"peer\":\"");
+        b.extend_from_slice(e.peer);
+        b.extend_from_slice(b"\",\"host\":\"");
+        json_escape(b, e.host);
+        b.extend_from_slice(b"\",\"user_agent\":\"");
+        json_escape(b, e.user_agent);
         b.extend_from_slice(b"\",\"method\":\"");
         b.extend_from_slice(e.method.as_bytes());
         b.extend_from_slice(b"\",\"target\":\"");
@@ -244,6 +259,16 @@ impl AccessLog {
         put_u64(b, e.bytes_out);
         b.extend_from_slice(b",\"duration_us\":");
         put_u64(b, e.duration_us);
+        for (name, v) in [
+            (&b",\"upstream_connect_us\":"[..], e.upstream_connect_us),
+            (b",\"upstream_response_us\":", e.upstream_response_us),
+        ] {
+            b.extend_from_slice(name);
+            match v {
+                Some(v) => put_u64(b, v as u64),
+                None => b.extend_from_slice(b"null"),
+            }
+        }
         b.extend_from_slice(b",\"user\":");
         match e.user {
             Some(h) => {
@@ -339,6 +364,11 @@ mod tests {
         log.entry(&Entry {
             time_ms: 1_764_427_200_007,
             client: b"::1",
+            peer: b"::1",
+            host: b"api.example",
+            user_agent: b"curl/8 \"x\"",
+            upstream_connect_us: None,
+            upstream_response_us: Some(250),
             method: "POST",
             target: b"/a?q=\"x\"\\\x01\xff",
             target_cut: true,
@@ -357,5 +387,7 @@ mod tests {
         assert_eq!(v["target"], "/a?q=\"x\"\\\u{1}\u{ff}...");
         assert_eq!(v["user"], "0000000000000abc");
         assert_eq!(v["reason"], "rate_limited");
+        assert_eq!(v["user_agent"], "curl/8 \"x\"");
+        assert!(v["upstream_connect_us"].is_null() && v["upstream_response_us"] == 250);
     }
 }

@@ -272,3 +272,52 @@ fn upstream_failures_are_logged_at_most_once_a_second_and_debug_says_why() {
         "{log}"
     );
 }
+
+#[test]
+fn the_access_log_says_who_and_how_long_the_upstream_took() {
+    let dir = temp_dir("log-fields");
+    let path = dir.join("access.log");
+    let up = Upstream::ok("ok");
+    let mut p = Proxy::with_upstream(
+        up.addr,
+        &[
+            "--access-log",
+            path.to_str().unwrap(),
+            "--rate",
+            "10",
+            "--trust-forwarded-for",
+            "1",
+        ],
+    );
+    let mut c = p.connect();
+    let r = c.roundtrip(
+        b"GET /a HTTP/1.1\r\nHost: api.example\r\nUser-Agent: curl/8.0 \"q\"\r\nAccept: */*\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(c.roundtrip(b"GET /b HTTP/1.1\r\nHost: api.example\r\n\r\n").status, 406);
+    p.signal("TERM");
+    assert!(p.child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let a = &lines[0];
+    assert_eq!(
+        (a["client"].as_str(), a["peer"].as_str()),
+        (Some("203.0.113.9"), Some("127.0.0.1")),
+        "{a}"
+    );
+    assert_eq!(
+        (a["host"].as_str(), a["user_agent"].as_str()),
+        (Some("api.example"), Some("curl/8.0 \"q\""))
+    );
+    assert!(
+        a["upstream_connect_us"].is_u64() && a["upstream_response_us"].is_u64(),
+        "{a}"
+    );
+    let b = &lines[1];
+    assert_eq!(b["client"], "127.0.0.1");
+    assert!(
+        b["upstream_connect_us"].is_null() && b["upstream_response_us"].is_null(),
+        "{b}"
+    );
+}

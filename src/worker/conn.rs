@@ -219,9 +219,15 @@ impl Client {
 
     /// Appends this request's access-log line to `log`; `reason`: the refusal code, or `aborted`.
     pub fn log_entry(&self, log: &mut AccessLog, wall_ms: u64, now: Instant, status: u16, reason: Option<&str>) {
+        let us = |v: u32| (v != u32::MAX).then_some(v);
         log.entry(&Entry {
             time_ms: wall_ms,
-            client: self.ip.as_bytes(),
+            client: self.ex.client.as_ref().unwrap_or(&self.ip).as_bytes(),
+            peer: self.ip.as_bytes(),
+            host: &self.ex.host[..self.ex.host_len as usize],
+            user_agent: &self.ex.user_agent[..self.ex.user_agent_len as usize],
+            upstream_connect_us: us(self.ex.up_connect_us),
+            upstream_response_us: us(self.ex.up_response_us),
             method: crate::http::request::ALLOWED_METHODS[self.ex.method_idx as usize],
             target: &self.ex.target[..self.ex.target_len as usize],
             target_cut: self.ex.target_cut,
@@ -329,6 +335,14 @@ impl Client {
             self.ex.target[..n].copy_from_slice(&t[..n]);
             self.ex.target_len = n as u8;
             self.ex.target_cut = t.len() > TARGET_MAX;
+            let host = head.header(b"host").unwrap_or_default();
+            let n = host.len().min(super::state::HOST_MAX);
+            self.ex.host[..n].copy_from_slice(&host[..n]);
+            self.ex.host_len = n as u8;
+            let ua = head.header(b"user-agent").unwrap_or_default();
+            let n = ua.len().min(super::state::UA_MAX);
+            self.ex.user_agent[..n].copy_from_slice(&ua[..n]);
+            self.ex.user_agent_len = n as u8;
         }
         let rules = env.rules;
         let limiter = env.shared.limiter.as_ref().filter(|_| rules.rate_mode != Mode::Off);
@@ -356,6 +370,9 @@ impl Client {
                 Err(reason) => return (self.respond(env, reason), head_len, 0),
             };
             self.ex.user = Some(key.id);
+            if env.log.is_some() && key.ip != self.peer {
+                self.ex.client = Some(IpText::new(key.ip));
+            }
             self.ex.tier = tiers.lookup(key.id, key.value, env.memo);
             let tier = &tiers.tiers[self.ex.tier as usize];
             // The per-address backstop, for every request of an address that is not a listed user's; a

@@ -41,7 +41,10 @@ impl Client {
                 }
             }
             match u.sock.peer_addr() {
-                Ok(_) => u.connected = true,
+                Ok(_) => {
+                    u.connected = true;
+                    self.ex.up_connect_us = self.elapsed_us(env).min(u32::MAX as u64 - 1) as u32;
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected && !u.io.hup => {
                     u.io.writable = false;
                     return Step::Wait;
@@ -117,6 +120,8 @@ impl Client {
                         let from = next.len();
                         next.put(&out.data()[h.head_len..]);
                         self.ex.status = h.status;
+                        let since = env.now.saturating_duration_since(self.ex.started).as_micros();
+                        self.ex.up_response_us = since.min(u32::MAX as u128 - 1) as u32;
                         self.ex.framer = BodyFramer::new(h.body);
                         self.ex.dechunk = dechunk;
                         self.ex.up_reusable = h.reusable;

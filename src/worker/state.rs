@@ -11,6 +11,10 @@ use crate::http::request::RequestHead;
 use crate::http::response::BodyFramer;
 use crate::http::{Reason, Version};
 
+/// Bytes of Host and of User-Agent kept for the access log.
+pub const HOST_MAX: usize = 64;
+pub const UA_MAX: usize = 96;
+
 /// Readiness as last reported by the poller, kept in user space.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Ready {
@@ -21,7 +25,7 @@ pub struct Ready {
 }
 
 /// Textual client address, kept without allocating.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct IpText {
     bytes: [u8; 46],
     len: u8,
@@ -122,6 +126,16 @@ pub struct Exchange {
     pub target: [u8; TARGET_MAX],
     pub target_len: u8,
     pub target_cut: bool,
+    /// For the access log: Host and User-Agent (cut at their array's size), the client address resolved
+    /// through a trusted X-Forwarded-For (when it differs from the peer), and the upstream's connect and
+    /// response times in microseconds from the complete head (`u32::MAX`: none).
+    pub host: [u8; HOST_MAX],
+    pub host_len: u8,
+    pub user_agent: [u8; UA_MAX],
+    pub user_agent_len: u8,
+    pub client: Option<IpText>,
+    pub up_connect_us: u32,
+    pub up_response_us: u32,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub user: Option<u64>,
@@ -168,6 +182,13 @@ impl Exchange {
             target: [0; TARGET_MAX],
             target_len: 0,
             target_cut: false,
+            host: [0; HOST_MAX],
+            host_len: 0,
+            user_agent: [0; UA_MAX],
+            user_agent_len: 0,
+            client: None,
+            up_connect_us: u32::MAX,
+            up_response_us: u32::MAX,
             bytes_in: 0,
             bytes_out: 0,
             user: None,
