@@ -45,6 +45,8 @@ pub struct Client {
     pub timer_tick: u64,
     pub upstream: Option<usize>,
     pub ex: Exchange,
+    /// The access log's fields of the current request (only with an access log).
+    pub logf: Option<Box<super::state::LogFields>>,
 }
 
 /// An upstream connection, owned by the worker's upstream slab.
@@ -220,14 +222,15 @@ impl Client {
     /// Appends this request's access-log line to `log`; `reason`: the refusal code, or `aborted`.
     pub fn log_entry(&self, log: &mut AccessLog, wall_ms: u64, now: Instant, status: u16, reason: Option<&str>) {
         let us = |v: u32| (v != u32::MAX).then_some(v);
+        let f = self.logf.as_deref();
         log.entry(&Entry {
             time_ms: wall_ms,
-            client: self.ex.client.as_ref().unwrap_or(&self.ip).as_bytes(),
+            client: f.and_then(|f| f.client.as_ref()).unwrap_or(&self.ip).as_bytes(),
             peer: self.ip.as_bytes(),
-            host: &self.ex.host[..self.ex.host_len as usize],
-            user_agent: &self.ex.user_agent[..self.ex.user_agent_len as usize],
-            upstream_connect_us: us(self.ex.up_connect_us),
-            upstream_response_us: us(self.ex.up_response_us),
+            host: f.map_or(&[][..], |f| &f.host[..f.host_len as usize]),
+            user_agent: f.map_or(&[][..], |f| &f.user_agent[..f.user_agent_len as usize]),
+            upstream_connect_us: f.and_then(|f| us(f.up_connect_us)),
+            upstream_response_us: f.and_then(|f| us(f.up_response_us)),
             method: crate::http::request::ALLOWED_METHODS[self.ex.method_idx as usize],
             target: &self.ex.target[..self.ex.target_len as usize],
             target_cut: self.ex.target_cut,
@@ -283,6 +286,9 @@ impl Client {
                     Err(reason) => {
                         // Nothing of the previous exchange belongs to this refusal.
                         self.ex = Exchange::idle(env.now);
+                        if let Some(f) = self.logf.as_mut() {
+                            f.reset();
+                        }
                         self.ex.bytes_in = inb.len() as u64;
                         return self.respond(env, reason);
                     }
@@ -335,14 +341,16 @@ impl Client {
             self.ex.target[..n].copy_from_slice(&t[..n]);
             self.ex.target_len = n as u8;
             self.ex.target_cut = t.len() > TARGET_MAX;
+            let f = self.logf.get_or_insert_with(super::state::LogFields::new);
+            f.reset();
             let host = head.header(b"host").unwrap_or_default();
             let n = host.len().min(super::state::HOST_MAX);
-            self.ex.host[..n].copy_from_slice(&host[..n]);
-            self.ex.host_len = n as u8;
+            f.host[..n].copy_from_slice(&host[..n]);
+            f.host_len = n as u8;
             let ua = head.header(b"user-agent").unwrap_or_default();
             let n = ua.len().min(super::state::UA_MAX);
-            self.ex.user_agent[..n].copy_from_slice(&ua[..n]);
-            self.ex.user_agent_len = n as u8;
+            f.user_agent[..n].copy_from_slice(&ua[..n]);
+            f.user_agent_len = n as u8;
         }
         let rules = env.rules;
         let limiter = env.shared.limiter.as_ref().filter(|_| rules.rate_mode != Mode::Off);
@@ -370,8 +378,8 @@ impl Client {
                 Err(reason) => return (self.respond(env, reason), head_len, 0),
             };
             self.ex.user = Some(key.id);
-            if env.log.is_some() && key.ip != self.peer {
-                self.ex.client = Some(IpText::new(key.ip));
+            if let Some(f) = self.logf.as_mut().filter(|_| key.ip != self.peer) {
+                f.client = Some(IpText::new(key.ip));
             }
             self.ex.tier = tiers.lookup(key.id, key.value, env.memo);
             let tier = &tiers.tiers[self.ex.tier as usize];

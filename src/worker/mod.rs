@@ -346,6 +346,7 @@ impl Worker {
             timer_tick: 0,
             upstream: None,
             ex: Exchange::idle(self.now),
+            logf: None,
         });
         self.arm_timer(key);
     }

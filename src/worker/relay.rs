@@ -43,7 +43,10 @@ impl Client {
             match u.sock.peer_addr() {
                 Ok(_) => {
                     u.connected = true;
-                    self.ex.up_connect_us = self.elapsed_us(env).min(u32::MAX as u64 - 1) as u32;
+                    let since = self.elapsed_us(env).min(u32::MAX as u64 - 1) as u32;
+                    if let Some(f) = self.logf.as_mut() {
+                        f.up_connect_us = since;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected && !u.io.hup => {
                     u.io.writable = false;
@@ -121,7 +124,9 @@ impl Client {
                         next.put(&out.data()[h.head_len..]);
                         self.ex.status = h.status;
                         let since = env.now.saturating_duration_since(self.ex.started).as_micros();
-                        self.ex.up_response_us = since.min(u32::MAX as u128 - 1) as u32;
+                        if let Some(f) = self.logf.as_mut() {
+                            f.up_response_us = since.min(u32::MAX as u128 - 1) as u32;
+                        }
                         self.ex.framer = BodyFramer::new(h.body);
                         self.ex.dechunk = dechunk;
                         self.ex.up_reusable = h.reusable;

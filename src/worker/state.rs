@@ -126,16 +126,6 @@ pub struct Exchange {
     pub target: [u8; TARGET_MAX],
     pub target_len: u8,
     pub target_cut: bool,
-    /// For the access log: Host and User-Agent (cut at their array's size), the client address resolved
-    /// through a trusted X-Forwarded-For (when it differs from the peer), and the upstream's connect and
-    /// response times in microseconds from the complete head (`u32::MAX`: none).
-    pub host: [u8; HOST_MAX],
-    pub host_len: u8,
-    pub user_agent: [u8; UA_MAX],
-    pub user_agent_len: u8,
-    pub client: Option<IpText>,
-    pub up_connect_us: u32,
-    pub up_response_us: u32,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub user: Option<u64>,
@@ -182,13 +172,6 @@ impl Exchange {
             target: [0; TARGET_MAX],
             target_len: 0,
             target_cut: false,
-            host: [0; HOST_MAX],
-            host_len: 0,
-            user_agent: [0; UA_MAX],
-            user_agent_len: 0,
-            client: None,
-            up_connect_us: u32::MAX,
-            up_response_us: u32::MAX,
             bytes_in: 0,
             bytes_out: 0,
             user: None,
@@ -197,5 +180,43 @@ impl Exchange {
             up_reusable: false,
             close_after: false,
         }
+    }
+}
+
+/// What only the access log needs of a request: Host and User-Agent (cut at their array's size), the client
+/// address resolved through a trusted X-Forwarded-For (when it differs from the peer), and the upstream's
+/// connect and response times in microseconds from the complete head (`u32::MAX`: none). Kept out of line,
+/// allocated once per connection and only with an access log, so that idle connections stay small.
+#[derive(Debug)]
+pub struct LogFields {
+    pub host: [u8; HOST_MAX],
+    pub host_len: u8,
+    pub user_agent: [u8; UA_MAX],
+    pub user_agent_len: u8,
+    pub client: Option<IpText>,
+    pub up_connect_us: u32,
+    pub up_response_us: u32,
+}
+
+impl LogFields {
+    pub fn new() -> Box<LogFields> {
+        Box::new(LogFields {
+            host: [0; HOST_MAX],
+            host_len: 0,
+            user_agent: [0; UA_MAX],
+            user_agent_len: 0,
+            client: None,
+            up_connect_us: u32::MAX,
+            up_response_us: u32::MAX,
+        })
+    }
+
+    /// For the next request on the connection.
+    pub fn reset(&mut self) {
+        self.host_len = 0;
+        self.user_agent_len = 0;
+        self.client = None;
+        self.up_connect_us = u32::MAX;
+        self.up_response_us = u32::MAX;
     }
 }
