@@ -309,9 +309,8 @@ impl Client {
                     }
                 }
             }
-            if env.draining && inb.is_empty() {
-                return Step::Close;
-            }
+            // Draining: an idle connection is closed at its deadline (a short grace); a request that arrives
+            // first is read and answered with `Connection: close`.
             if !self.io.readable {
                 if self.io.hup {
                     return Step::Close;

@@ -43,6 +43,9 @@ const GEN_MASK: u32 = 0x7fff_ffff;
 const STEP_CAP: u32 = 256;
 /// Connections accepted per loop iteration before events are served again.
 const ACCEPT_BATCH: usize = 128;
+/// At shutdown, how long an idle keep-alive connection is kept for one more request (answered with
+/// `Connection: close`) before it is closed.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 /// A pooled upstream connection idle longer than this is closed rather than reused.
 const UPSTREAM_IDLE_MAX: Duration = Duration::from_secs(30);
 /// Pause after the process runs out of file descriptors, instead of spinning on accept.
@@ -558,6 +561,10 @@ impl Worker {
         for k in std::mem::take(&mut self.idle_ups) {
             self.ups.remove(k);
         }
+        // Idle keep-alive connections are closed after a short grace, not at once: a client about to send its
+        // next request gets it answered (with `Connection: close`) instead of finding the connection closed under
+        // it, a race no client can avoid (it would see a reset or an empty answer).
+        let close_at = (self.now + DRAIN_IDLE_GRACE).min(self.drain_deadline);
         let idle: Vec<usize> = self
             .clients
             .iter()
@@ -567,7 +574,8 @@ impl Worker {
             .map(|(k, _)| k)
             .collect();
         for k in idle {
-            self.close_client(k);
+            self.clients[k].deadline = close_at;
+            self.arm_timer(k);
         }
     }
 }
