@@ -9,131 +9,29 @@
 
 use std::collections::BTreeMap;
 
+use crate::toml_subset::{self, Value};
+
 /// Parses the file's text into (flag long name, value as the flag would read it).
 pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut out = BTreeMap::new();
-    let mut lines = text.lines().enumerate();
-    while let Some((n, raw)) = lines.next() {
-        let line = strip_comment(raw).trim();
-        if line.is_empty() {
-            continue;
-        }
-        let at = |msg: &str| format!("line {}: {msg}: {raw:?}", n + 1);
-        if line.starts_with('[') {
-            return Err(at("tables are not supported (use top-level keys)"));
-        }
-        let (k, v) = line.split_once('=').ok_or_else(|| at("expected key = value"))?;
-        let key = k.trim().trim_matches('"').replace('_', "-");
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(at("bad key"));
-        }
-        let mut v = v.trim().to_string();
-        // An array may span lines: gather them up to its closing bracket (outside strings).
-        if v.starts_with('[') {
-            while !closes_array(&v) {
-                let (_, more) = lines.next().ok_or_else(|| at("unclosed array"))?;
-                v.push(' ');
-                v.push_str(strip_comment(more).trim());
-            }
-        }
-        let v = v.as_str();
-        let value = if let Some(inner) = v.strip_prefix('[') {
-            let inner = inner
-                .strip_suffix(']')
-                .ok_or_else(|| at("nothing may follow an array's closing bracket"))?;
-            let items: Result<Vec<String>, String> = split_items(inner)
-                .into_iter()
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| scalar(s.trim()).ok_or_else(|| at("bad array item")))
-                .collect();
-            items?.join(",")
-        } else {
-            scalar(v).ok_or_else(|| at("bad value (strings need quotes)"))?
-        };
-        if out.insert(key.clone(), value).is_some() {
-            return Err(at("key given twice"));
-        }
+    let tables = toml_subset::parse(text)?;
+    if let Some(t) = tables.get(1) {
+        return Err(format!(
+            "line {}: tables are not supported (use top-level keys): [{}]",
+            t.line,
+            t.name.as_deref().unwrap_or("")
+        ));
     }
-    Ok(out)
-}
-
-/// True if `s` (starting with `[`) holds the closing `]` outside strings.
-fn closes_array(s: &str) -> bool {
-    let (mut quote, mut escaped) = (None, false);
-    for c in s.chars() {
-        match (quote, c) {
-            (Some('"'), _) if escaped => escaped = false,
-            (Some('"'), '\\') => escaped = true,
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, ']') => return true,
-            _ => {}
-        }
-    }
-    false
-}
-
-pub(crate) fn strip_comment(line: &str) -> &str {
-    split_unquoted(line, '#')[0]
-}
-
-pub(crate) fn split_items(s: &str) -> Vec<&str> {
-    split_unquoted(s, ',')
-}
-
-/// Splits at `sep` outside quoted strings ("..." with backslash escapes, or '...').
-fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
-    let mut items = Vec::new();
-    let (mut start, mut quote, mut escaped) = (0, None, false);
-    for (i, c) in s.char_indices() {
-        match (quote, c) {
-            (Some('"'), '\\') if !escaped => {
-                escaped = true;
-                continue;
-            }
-            (Some(q), c) if c == q && !escaped => quote = None,
-            (None, '"' | '\'') => quote = Some(c),
-            (None, c) if c == sep => {
-                items.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-        escaped = false;
-    }
-    items.push(&s[start..]);
-    items
-}
-
-/// A TOML scalar as the flag reads it: a string ("..." with \\n \\t \\" \\\\ escapes, or '...'), an integer or a
-/// boolean.
-pub(crate) fn scalar(v: &str) -> Option<String> {
-    if let Some(s) = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-        let mut out = String::new();
-        let mut chars = s.chars();
-        while let Some(c) = chars.next() {
-            if c == '\\' {
-                out.push(match chars.next()? {
-                    'n' => '\n',
-                    't' => '\t',
-                    '"' => '"',
-                    '\\' => '\\',
-                    _ => return None,
-                });
-            } else {
-                out.push(c);
-            }
-        }
-        return Some(out);
-    }
-    if let Some(s) = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
-        return Some(s.to_string());
-    }
-    if v == "true" || v == "false" || (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'_')) {
-        return Some(v.replace('_', ""));
-    }
-    None
+    Ok(tables[0]
+        .entries
+        .iter()
+        .map(|e| {
+            let value = match &e.value {
+                Value::Scalar(s) => s.text.clone(),
+                Value::Array(items) => items.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(","),
+            };
+            (e.key.replace('_', "-"), value)
+        })
+        .collect())
 }
 
 /// The environment variable a flag reads.

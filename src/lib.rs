@@ -20,4 +20,5 @@ pub mod redis_sync;
 pub mod rules;
 pub mod server;
 pub mod timer;
+pub mod toml_subset;
 pub mod worker;

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::config_file::{scalar, split_items, strip_comment};
+use crate::toml_subset::{self, Value};
 
 use super::Gcra;
 
@@ -226,144 +226,84 @@ fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
 }
 
 /// Parses a limits file: `[tiers.NAME]` tables with `rate`, `burst` (default: the rate) and `users` (an
-/// array of strings, which may span lines). Comments start with `#`.
+/// array of strings, which may span lines). Comments start with `#`. A key given twice in a tier, or a tier
+/// given twice, is refused with both lines.
 pub fn parse(text: &str) -> Result<Vec<TierSpec>, String> {
-    let mut specs: Vec<TierSpec> = Vec::new();
-    let mut burst_set = Vec::new();
-    // The keys of the current tier, with their lines.
-    let mut seen: Vec<(String, usize)> = Vec::new();
-    let mut lines = text.lines().enumerate().peekable();
-    while let Some((n, raw)) = lines.next() {
-        let line = strip_comment(raw).trim();
-        if line.is_empty() {
-            continue;
-        }
-        let at = |msg: &str| format!("line {}: {msg}: {raw:?}", n + 1);
-        if let Some(h) = line.strip_prefix('[') {
-            let name = h
-                .strip_suffix(']')
-                .and_then(|h| h.trim().strip_prefix("tiers."))
-                .ok_or_else(|| at("expected [tiers.NAME]"))?
-                .trim_matches('"');
-            if name.is_empty()
-                || name == "default"
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(at("a tier name is letters, digits, - and _ (and not \"default\")"));
-            }
-            if specs.iter().any(|s| s.name == name) {
-                return Err(at("tier named twice"));
-            }
-            specs.push(TierSpec {
-                name: name.to_string(),
-                rate: 0,
-                burst: 0,
-                users: Vec::new(),
-            });
-            burst_set.push(false);
-            seen.clear();
-            continue;
-        }
-        let (k, v) = line.split_once('=').ok_or_else(|| at("expected key = value"))?;
-        let spec = specs
-            .last_mut()
-            .ok_or_else(|| at("settings must follow a [tiers.NAME] header"))?;
-        let v = v.trim();
-        // A key given twice would silently win or merge (`rate = 50` then `rate = 1`): refused.
-        if let Some(first) = seen.iter().find(|(key, _)| key == k.trim()).map(|(_, l)| *l) {
-            return Err(at(&format!(
-                "{} given twice in this tier (first on line {first})",
-                k.trim()
-            )));
-        }
-        seen.push((k.trim().to_string(), n + 1));
-        match k.trim() {
-            "rate" | "burst" => {
-                let n: u32 = v.parse().map_err(|_| at("expected a whole number"))?;
-                if !(1..=1_000_000).contains(&n) {
-                    return Err(at("must be between 1 and 1000000"));
-                }
-                if k.trim() == "rate" {
-                    spec.rate = n;
-                } else {
-                    spec.burst = n;
-                    *burst_set.last_mut().unwrap() = true;
-                }
-            }
-            "users" => {
-                let mut text = v.to_string();
-                // An array may span lines: gather until its closing bracket (outside strings), scanning each
-                // line once (a file may list 100 000 users).
-                let mut scan = Scan::default();
-                scan.closes(v);
-                while !scan.closed {
-                    let (_, more) = lines.next().ok_or_else(|| at("unclosed array"))?;
-                    let more = strip_comment(more);
-                    text.push('\n');
-                    text.push_str(more);
-                    scan.closes(more);
-                }
-                spec.users.extend(parse_strings(&text).map_err(|e| at(&e))?);
-            }
-            _ => return Err(at("unknown setting (rate, burst, users)")),
-        }
+    let tables = toml_subset::parse(text)?;
+    if let Some(e) = tables[0].entries.first() {
+        return Err(format!(
+            "line {}: settings must follow a [tiers.NAME] header: {}",
+            e.line, e.key
+        ));
     }
-    for (spec, burst_set) in specs.iter_mut().zip(burst_set) {
+    let mut specs = Vec::new();
+    for t in &tables[1..] {
+        let at = |line: usize, msg: &str| format!("line {line}: {msg}");
+        let name = t
+            .name
+            .as_deref()
+            .and_then(|n| n.strip_prefix("tiers."))
+            .ok_or_else(|| at(t.line, "expected [tiers.NAME]"))?;
+        if name.is_empty()
+            || name == "default"
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(at(
+                t.line,
+                "a tier name is letters, digits, - and _ (and not \"default\")",
+            ));
+        }
+        let mut spec = TierSpec {
+            name: name.to_string(),
+            rate: 0,
+            burst: 0,
+            users: Vec::new(),
+        };
+        let mut burst_set = false;
+        for e in &t.entries {
+            match (e.key.as_str(), &e.value) {
+                ("rate" | "burst", Value::Scalar(v)) => {
+                    let n: u32 = (!v.quoted)
+                        .then(|| v.text.parse().ok())
+                        .flatten()
+                        .ok_or_else(|| at(e.line, &format!("{}: expected a whole number", e.key)))?;
+                    if !(1..=1_000_000).contains(&n) {
+                        return Err(at(e.line, &format!("{}: must be between 1 and 1000000", e.key)));
+                    }
+                    if e.key == "rate" {
+                        spec.rate = n;
+                    } else {
+                        spec.burst = n;
+                        burst_set = true;
+                    }
+                }
+                ("users", Value::Array(items)) => {
+                    for item in items {
+                        if !item.quoted {
+                            return Err(at(
+                                e.line,
+                                &format!("users: expected quoted strings, found {:?}", item.text),
+                            ));
+                        }
+                        spec.users.push(item.text.clone());
+                    }
+                }
+                ("users", _) => return Err(at(e.line, "users: expected [\"...\", ...]")),
+                ("rate" | "burst", _) => return Err(at(e.line, &format!("{}: expected a whole number", e.key))),
+                (k, _) => return Err(at(e.line, &format!("unknown setting {k:?} (rate, burst, users)"))),
+            }
+        }
         if spec.rate == 0 {
             return Err(format!("tier {}: no rate", spec.name));
         }
         if !burst_set {
             spec.burst = spec.rate;
         }
+        specs.push(spec);
     }
     Ok(specs)
-}
-
-/// Finds an array's closing bracket outside strings, one piece of text at a time (`closed` once found).
-#[derive(Default)]
-struct Scan {
-    in_str: bool,
-    escaped: bool,
-    closed: bool,
-}
-
-impl Scan {
-    fn closes(&mut self, text: &str) {
-        for c in text.chars() {
-            match c {
-                _ if self.escaped => self.escaped = false,
-                '\\' if self.in_str => self.escaped = true,
-                '"' => self.in_str = !self.in_str,
-                ']' if !self.in_str => {
-                    self.closed = true;
-                    return;
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-/// `["a", "b\"c", ]` -> the strings (the config file's quoting rules).
-fn parse_strings(text: &str) -> Result<Vec<String>, String> {
-    let inner = text
-        .trim()
-        .strip_prefix('[')
-        .and_then(|t| t.trim_end().strip_suffix(']'))
-        .ok_or("expected [\"...\", ...]")?;
-    split_items(inner)
-        .into_iter()
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(|item| {
-            item.starts_with(['"', '\''])
-                .then(|| scalar(item))
-                .flatten()
-                .ok_or_else(|| format!("expected a quoted string, found {item:?}"))
-        })
-        .collect()
 }
 
 #[cfg(test)]
