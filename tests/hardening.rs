@@ -319,15 +319,6 @@ fn user_ids_are_keyed_by_the_secret_and_stable_across_restarts() {
 
 // --- E: a trailing pipelined byte keeps no grown buffer -----------------------------------------------------
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// RSS growth (KiB) of a proxy holding 30 connections that each sent a 960 KiB chunked body (then `trailer`)
 /// and do not read the 4 MiB answer (the relay waits for them).
 fn held_by_chunked_bodies(trailer: &[u8]) -> u64 {

@@ -613,15 +613,6 @@ fn out_of_file_descriptors_backs_off_and_recovers() {
     assert_eq!(fresh.roundtrip(&get("/again")).status, 200);
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_slow_body_pins_what_was_sent_not_what_was_announced() {
     // 200 clients announce 1 MiB bodies and send 10 bytes: the ingress holds about a standard buffer for
