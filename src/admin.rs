@@ -54,6 +54,12 @@ pub fn serve_on(listener: TcpListener, shared: Arc<Shared>) -> io::Result<Socket
     std::thread::Builder::new().name("admin".into()).spawn(move || {
         let slots: Slots = Arc::new((Mutex::new(0usize), Condvar::new()));
         loop {
+            // After a hand-over (SIGUSR2) the new process serves the shared admin socket: this one stops taking
+            // its connections (at most the one it was waiting for when the hand-over happened), so scrapes do
+            // not alternate between two processes' counters.
+            if shared.handed_over.load(Ordering::Acquire) {
+                return;
+            }
             let slot = Slot::take(&slots);
             let s = match listener.accept() {
                 Ok((s, _)) => s,

@@ -82,7 +82,8 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
     pub drain_delay: Duration,
 
-    /// After SIGTERM/SIGINT, how long in-flight requests may take before the process exits anyway.
+    /// After SIGTERM/SIGINT/SIGQUIT (and the drain delay), how long in-flight requests may take before the
+    /// process exits anyway (exit 3).
     #[arg(long, env = "PORTCULLIS_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 

@@ -26,10 +26,29 @@ pub struct Inherited {
     pub listen: Vec<TcpListener>,
     /// The admin listener (`admin`).
     pub admin: Option<TcpListener>,
+    /// The pipe an upgrading parent waits on (see [`signal_ready`]).
+    pub ready: Option<std::fs::File>,
 }
 
-/// The sockets this process was given, if any (and removes the variables that named them).
+/// The sockets this process was given, if any (and removes the variables that named them). Call it first
+/// thing, before any other thread or descriptor exists: it adopts descriptors by number.
 pub fn from_env() -> io::Result<Option<Inherited>> {
+    let ready = match std::env::var(READY_FD).ok() {
+        Some(v) => {
+            std::env::remove_var(READY_FD);
+            let fd: RawFd = v
+                .parse()
+                .map_err(|_| io::Error::other(format!("{READY_FD}: {v:?} is not a descriptor")))?;
+            if fd < 3 || std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_err() {
+                return Err(io::Error::other(format!("{READY_FD}: descriptor {fd} is not open")));
+            }
+            // SAFETY: `fd` is open (checked above) and is the write end of the pipe the upgrading parent created
+            // for this process alone; nothing else has run yet that could own it, and the variable naming it is
+            // removed, so it is adopted once.
+            Some(unsafe { std::fs::File::from_raw_fd(fd) })
+        }
+        None => None,
+    };
     let mut named: Vec<(RawFd, String)> = Vec::new();
     if let Ok(list) = std::env::var(INHERITED_FDS) {
         for item in list.split(',').filter(|s| !s.is_empty()) {
@@ -58,9 +77,20 @@ pub fn from_env() -> io::Result<Option<Inherited>> {
             std::env::remove_var(v);
         }
     } else {
-        return Ok(None);
+        return Ok(ready.map(|r| Inherited {
+            ready: Some(r),
+            ..Default::default()
+        }));
     }
-    let mut got = Inherited::default();
+    let mut got = Inherited {
+        ready,
+        ..Default::default()
+    };
+    for (i, (fd, _)) in named.iter().enumerate() {
+        if named[..i].iter().any(|(other, _)| other == fd) {
+            return Err(io::Error::other(format!("inherited descriptor {fd} named twice")));
+        }
+    }
     for (fd, name) in named {
         let l = adopt(fd).map_err(|e| io::Error::new(e.kind(), format!("inherited descriptor {fd} ({name}): {e}")))?;
         match name.as_str() {
@@ -83,14 +113,16 @@ fn adopt(fd: RawFd) -> io::Result<TcpListener> {
         return Err(io::Error::other("not an open descriptor"));
     }
     // SAFETY: `fd` is open (checked above), and nothing else in this process owns it: it was handed over by
-    // the parent (systemd, or the previous portcullis) for this process to use, and is adopted exactly once
-    // (the variable naming it is removed before anything else could read it).
-    let socket = unsafe { Socket::from_raw_fd(fd) };
-    if socket.r#type()? != Type::STREAM || !socket.is_listener()? {
-        // Not ours to close: leave it open as it was.
-        std::mem::forget(socket);
+    // the parent (systemd, or the previous portcullis) for this process to use, is adopted exactly once (each
+    // number once, checked by the caller; the variable naming it is removed before anything else could read
+    // it), and until it passes every check it is held without being closed on any path.
+    let socket = std::mem::ManuallyDrop::new(unsafe { Socket::from_raw_fd(fd) });
+    let listening = socket.r#type().is_ok_and(|t| t == Type::STREAM) && socket.is_listener().unwrap_or(false);
+    if !listening {
+        // Not ours to close: left open as it was.
         return Err(io::Error::other("not a listening TCP socket"));
     }
+    let socket = std::mem::ManuallyDrop::into_inner(socket);
     socket.set_cloexec(true)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
@@ -101,17 +133,9 @@ pub fn set_inheritable(l: &TcpListener, yes: bool) -> io::Result<()> {
     SockRef::from(l).set_cloexec(!yes)
 }
 
-/// Writes the readiness byte to the pipe an upgrading parent gave (if any).
-pub fn signal_ready() {
-    let Some(fd) = std::env::var(READY_FD).ok().and_then(|v| v.parse::<RawFd>().ok()) else {
-        return;
-    };
-    std::env::remove_var(READY_FD);
-    if fd < 3 || std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_err() {
-        return;
+/// Writes the readiness byte to the pipe an upgrading parent gave (taken by [`from_env`]), and closes it.
+pub fn signal_ready(pipe: Option<std::fs::File>) {
+    if let Some(mut pipe) = pipe {
+        let _ = io::Write::write_all(&mut pipe, b"1");
     }
-    // SAFETY: `fd` is open (checked above) and is the write end of the pipe the parent created for this
-    // process alone, passed by number in READY_FD (removed above, so it is adopted once).
-    let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
-    let _ = io::Write::write_all(&mut pipe, b"1");
 }

@@ -89,11 +89,26 @@ fn main() {
         if let Err(e) = portcullis::rules::Rules::build(&config, limiter.as_ref()) {
             fail(e);
         }
-        if let Some(p) = &config.access_log {
-            if p != "-" {
-                if let Err(e) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
-                    fail(format!("--access-log {p}: {e}"));
-                }
+        if let Some(p) = config.access_log.as_deref().filter(|p| *p != "-") {
+            // Without creating it (a check run as root must not leave a file the service cannot open).
+            let path = std::path::Path::new(p);
+            let r = if path.exists() {
+                std::fs::OpenOptions::new().append(true).open(path).map(drop)
+            } else {
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                std::fs::metadata(dir).and_then(|m| {
+                    if m.is_dir() {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::other("its directory is not a directory"))
+                    }
+                })
+            };
+            if let Err(e) = r {
+                fail(format!("--access-log {p}: {e}"));
             }
         }
         if let Some(u) = config.upstream {
@@ -106,10 +121,11 @@ fn main() {
         exit(0);
     }
     portcullis::log::set_level(config.log_level);
-    let inherited = match portcullis::inherit::from_env() {
+    let mut inherited = match portcullis::inherit::from_env() {
         Ok(i) => i,
         Err(e) => fail(e.to_string()),
     };
+    let ready_pipe = inherited.as_mut().and_then(|i| i.ready.take());
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2]) {
         Ok(s) => s,
         Err(e) => fail(format!("cannot install signal handlers: {e}")),
@@ -128,7 +144,7 @@ fn main() {
     };
     portcullis::info!("{summary}");
     // An upgrading parent waits for this before it drains.
-    portcullis::inherit::signal_ready();
+    portcullis::inherit::signal_ready(ready_pipe);
     let handle = running.shutdown_handle();
     std::thread::spawn(move || {
         for sig in signals.forever() {
@@ -210,8 +226,9 @@ fn with_env_source(e: &clap::Error, argv: &[String]) -> String {
         return msg;
     };
     let long = arg.split_whitespace().next().unwrap_or("").trim_start_matches("--");
-    let in_argv = argv[1..]
+    let in_argv = argv
         .iter()
+        .skip(1)
         .any(|a| a == &format!("--{long}") || a.starts_with(&format!("--{long}=")));
     let cmd = Args::command();
     let env = cmd

@@ -430,6 +430,15 @@ fn compressed_json_bodies_are_validated_and_forwarded_as_sent() {
             .status,
         200
     );
+    // The Content-Type rule off: coded bodies are still decoded for the JSON rule.
+    let p = proxy(&up, &["--content-type-rule", "off"]);
+    let mut c = p.connect();
+    assert_eq!(c.roundtrip(&post_coded("gzip", &encoded("gzip", b"{}"))).status, 200);
+    assert_problem(
+        &c.roundtrip(&post_coded("gzip", &encoded("gzip", b"{"))),
+        400,
+        "malformed_json",
+    );
     // With --json-decode '' a coded body is refused.
     let p = proxy(&up, &["--json-decode", ""]);
     let r = p.connect().roundtrip(&post_coded("gzip", &encoded("gzip", b"{}")));

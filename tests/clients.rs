@@ -47,8 +47,9 @@ fn refused_large_uploads_reach_httpx_as_answers() {
         ("async", 20_000_000, 20, 413),
         ("sync", 2_270_000, 20, 413),
         ("sync", 20_000_000, 5, 413),
-        // Throttled clients: a chunked body refused from its head (415) at about 1 MB/s, and a body over
-        // --max-body (413) at about 4 MB/s.
+        // Throttled clients: a chunked body with a wrong Content-Type at about 1 MB/s (refused once complete,
+        // 415: it might have been empty), and a body over --max-body at about 4 MB/s (413 from the head, then the
+        // lingering close reads the rest).
         ("throttled", 400_000, 5, 415),
         ("throttled-length", 2_270_000, 5, 413),
     ] {

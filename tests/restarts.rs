@@ -287,4 +287,11 @@ fn a_bad_handed_over_descriptor_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("inherited descriptor 77"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["--listen", "127.0.0.1:0", "--upstream", &dead_port().to_string()])
+        .env("PORTCULLIS_INHERITED_FDS", "77:listen,77:admin")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("named twice"), "{err}");
 }

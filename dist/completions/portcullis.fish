@@ -14,7 +14,7 @@ complete -c portcullis -l upstream-pool -d 'Idle upstream connections kept open 
 complete -c portcullis -l linger-timeout -d 'After a refusal that closes the connection, how long the client may go without sending before the ingress stops reading (and dropping) what it still sends and closes' -r
 complete -c portcullis -l linger-time -d 'After a refusal that closes the connection, the longest the ingress keeps reading (and dropping) what the client still sends, so that the client reads the answer instead of a reset' -r
 complete -c portcullis -l drain-delay -d 'After SIGTERM/SIGINT/SIGQUIT, how long `/readyz` answers 503 while the ingress still accepts, before it stops accepting (give the load balancer time to take the node out, e.g. 5s)' -r
-complete -c portcullis -l shutdown-timeout -d 'After SIGTERM/SIGINT, how long in-flight requests may take before the process exits anyway' -r
+complete -c portcullis -l shutdown-timeout -d 'After SIGTERM/SIGINT/SIGQUIT (and the drain delay), how long in-flight requests may take before the process exits anyway (exit 3)' -r
 complete -c portcullis -l docs-url -d 'Base URL of the troubleshooting docs; each error\'s `type` is this URL plus `#reason`' -r
 complete -c portcullis -l contact -d 'Where users ask for a higher rate (a URL or an address), named in the 429 answers' -r
 complete -c portcullis -l accept -d 'An API media type the Accept header may name (repeatable), e.g. application/vnd.acme.v2+json. Without any, every request needs a well-formed, non-empty Accept' -r

@@ -43,7 +43,8 @@ impl Coding {
 pub enum DecodeError {
     /// It decodes to more than the limit (the body size limit, or the ratio bound).
     TooLarge,
-    /// Not a valid stream of its coding: bad header, corrupt data, checksum mismatch, truncated, trailing bytes.
+    /// Not a valid stream of its coding: bad header, corrupt data, checksum mismatch, truncated, trailing bytes
+    /// (a gzip body of several members, which RFC 1952 allows but no HTTP client sends, is refused too).
     Malformed,
 }
 
@@ -63,6 +64,8 @@ impl Default for Decoder {
 
 /// Room kept free in the output for one inflate call.
 const STEP: usize = 32 * 1024;
+/// An output buffer larger than this is dropped before a decode whose limit is less than half of it.
+const SHRINK_PAST: usize = 8 << 20;
 
 impl Decoder {
     pub fn new() -> Decoder {
@@ -77,6 +80,10 @@ impl Decoder {
     /// Decodes the whole `body` of coding `coding`; at most `limit` decoded bytes.
     pub fn decode(&mut self, coding: Coding, body: &[u8], limit: usize) -> Result<&[u8], DecodeError> {
         self.out.clear();
+        // A buffer grown for a very large body (or a bomb up to a large --max-body) is not kept for ever.
+        if self.out.capacity() > SHRINK_PAST && limit < self.out.capacity() / 2 {
+            self.out = Vec::new();
+        }
         match coding {
             Coding::Gzip => {
                 let start = gzip_header(body).ok_or(DecodeError::Malformed)?;
@@ -121,7 +128,9 @@ impl Decoder {
             // Never past the limit (plus one byte, to tell "exactly the limit" from "more").
             let room = (limit + 1 - self.out.len()).min(STEP);
             if self.out.capacity() - self.out.len() < room {
-                self.out.reserve(room.max(self.out.capacity()));
+                // Doubling, but never past what the limit can use.
+                let want = room.max(self.out.capacity()).min(limit + 1 + STEP - self.out.len());
+                self.out.reserve(want.max(room));
             }
             let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
             let status = inflate_into(&mut self.inflate, &input[in_before as usize..], &mut self.out, room)

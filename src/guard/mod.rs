@@ -162,7 +162,13 @@ pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admissi
     let bodiless = policy.json_allow_empty && matches!(head.framing, Framing::None | Framing::Length(0));
     let json_method = json_method && !bodiless;
     let mut deferred = None;
-    let mut coding = None;
+    // A coded body is validated decoded, in the codings configured (whatever the Content-Type rule's mode).
+    let coding_result = if json_method {
+        body_coding(policy, head)
+    } else {
+        Ok(None)
+    };
+    let coding = coding_result.unwrap_or(None);
     if json_method && policy.content_type_mode != Mode::Off {
         // JSON is UTF-8 (RFC 8259 section 8.1): a charset parameter naming anything else would make an
         // upstream that honours it decode another document than the one validated here.
@@ -173,17 +179,11 @@ pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admissi
             }
             _ => false,
         };
-        // A coded body is validated decoded, in the codings configured; any other cannot be validated.
+        // Any other coding cannot be validated.
         let refusal = if !ok {
             Some(Reason::ContentTypeNotJson)
         } else {
-            match body_coding(policy, head) {
-                Ok(c) => {
-                    coding = c;
-                    None
-                }
-                Err(r) => Some(r),
-            }
+            coding_result.err()
         };
         match refusal {
             // A chunked body may turn out empty: decided once it is complete (unless the client waits for

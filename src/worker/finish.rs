@@ -8,6 +8,9 @@ use std::net::Shutdown;
 use super::conn::{read_once, write_out, Client, Env, Phase, ReadResult, Step};
 use crate::http::Reason;
 
+/// Reads per step while lingering (each up to a pool buffer, 16 KiB or more).
+const LINGER_READS_PER_STEP: usize = 16;
+
 impl Client {
     pub(super) fn flush_step(&mut self, env: &mut Env<'_>) -> Step {
         if let Some(out) = self.out.as_mut() {
@@ -26,9 +29,13 @@ impl Client {
         if self.ex.close_after || env.draining {
             let _ = self.sock.shutdown(Shutdown::Write);
             let t = env.shared.config.timeouts;
-            self.phase = Phase::Linger {
-                until: env.now + t.linger_time,
+            // While the process drains, a lingering connection must not hold it up for long.
+            let time = if env.draining {
+                t.linger_time.min(super::DRAIN_IDLE_GRACE)
+            } else {
+                t.linger_time
             };
+            self.phase = Phase::Linger { until: env.now + time };
             self.deadline = env.now + t.linger_timeout.min(t.linger_time);
             return Step::Continue;
         }
@@ -50,6 +57,10 @@ impl Client {
             inb.consume(n as usize);
             self.ex.discard -= n;
             if self.ex.discard == 0 {
+                if env.draining {
+                    // The answer is out and the body dropped: nothing keeps a draining connection.
+                    return Step::Close;
+                }
                 self.phase = Phase::Head { started: false };
                 self.deadline = env.now + env.shared.config.timeouts.idle;
                 env.bufs.put_if_empty(&mut self.inbuf);
@@ -78,7 +89,13 @@ impl Client {
             return if self.io.hup { Step::Close } else { Step::Wait };
         }
         let mut scratch = env.bufs.get();
+        // A budget of reads per step: a fast sender must not keep the worker here (the worker steps again).
+        let mut reads = 0;
         let step = loop {
+            if reads == LINGER_READS_PER_STEP {
+                break Step::Continue;
+            }
+            reads += 1;
             if !self.io.readable {
                 break if self.io.hup { Step::Close } else { Step::Wait };
             }

@@ -45,7 +45,7 @@ const STEP_CAP: u32 = 256;
 const ACCEPT_BATCH: usize = 128;
 /// At shutdown, how long an idle keep-alive connection is kept for one more request (answered with
 /// `Connection: close`) before it is closed.
-const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
+pub(super) const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 /// A pooled upstream connection idle longer than this is closed rather than reused.
 const UPSTREAM_IDLE_MAX: Duration = Duration::from_secs(30);
 /// Pause after the process runs out of file descriptors, instead of spinning on accept.
