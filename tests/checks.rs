@@ -50,6 +50,9 @@ fn the_seeds_situations() {
     // Invalid / malformed JSON.
     let r = c.roundtrip(&post("/v1/things", Some("application/json"), b"{\"a\":}"));
     assert_problem(&r, 400, "malformed_json");
+    // The answer says where the body goes wrong.
+    let detail = r.json()["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("at byte 5, expected a value"), "{detail}");
     assert!(up.requests().is_empty(), "nothing refused reached the upstream");
     // Policy refusals keep the connection: the same connection now gets through.
     let r = c.roundtrip(&post(

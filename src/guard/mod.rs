@@ -7,6 +7,7 @@
 
 pub mod decode;
 pub mod json;
+pub mod json_where;
 pub mod media;
 
 use crate::http::request::{Framing, RequestHead};

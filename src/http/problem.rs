@@ -274,7 +274,15 @@ pub struct Catalogue {
     keep: Vec<Vec<u8>>,
     close: Vec<Vec<u8>>,
     keep_alive: Vec<Vec<u8>>,
+    /// The `malformed_json` body up to its detail's text, for answers that say where the error is.
+    json_body_start: Vec<u8>,
 }
+
+/// The text of a `malformed_json` detail that says where: before the offset, between it and what was
+/// expected, and the end of the body after it.
+const JSON_AT: &[u8] = b"The request body is not one well-formed JSON document (RFC 8259): at byte ";
+const JSON_EXPECTED: &[u8] = b", expected ";
+const JSON_END: &[u8] = b".\",\"reason\":\"malformed_json\"}\n";
 
 /// Length of a response's head without its final CRLF (where extra fields go).
 fn head_end(resp: &[u8]) -> usize {
@@ -358,10 +366,53 @@ impl Catalogue {
             )
             .into_bytes()
         };
+        let ty = match docs_url {
+            Some(u) => format!("{u}#malformed_json"),
+            None => "about:blank".to_string(),
+        };
         Catalogue {
             keep: Reason::ALL.iter().map(|&r| render(r, Conn::Keep)).collect(),
             close: Reason::ALL.iter().map(|&r| render(r, Conn::Close)).collect(),
             keep_alive: Reason::ALL.iter().map(|&r| render(r, Conn::KeepAlive)).collect(),
+            json_body_start: format!(
+                "{{\"type\":\"{ty}\",\"title\":\"{}\",\"status\":400,\"detail\":\"",
+                Reason::MalformedJson.title()
+            )
+            .into_bytes(),
+        }
+    }
+
+    /// Writes the `malformed_json` answer saying where the body goes wrong: at byte `offset`, `expected`
+    /// (plain text without quotes or backslashes), with extra fields written by `fields`. No allocation.
+    pub fn write_malformed_json<O: crate::buf::Out>(
+        &self,
+        out: &mut O,
+        conn: Conn,
+        body: bool,
+        offset: u64,
+        expected: &str,
+        fields: impl FnOnce(&mut O),
+    ) {
+        let digits = offset.checked_ilog10().unwrap_or(0) as usize + 1;
+        let len =
+            self.json_body_start.len() + JSON_AT.len() + digits + JSON_EXPECTED.len() + expected.len() + JSON_END.len();
+        out.put(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json\r\nContent-Length: ");
+        crate::buf::put_u64(out, len as u64);
+        out.put(b"\r\nCache-Control: no-store\r\n");
+        out.put(match conn {
+            Conn::Keep => b"",
+            Conn::Close => b"Connection: close\r\n",
+            Conn::KeepAlive => b"Connection: keep-alive\r\n",
+        });
+        fields(out);
+        out.put(b"\r\n");
+        if body {
+            out.put(&self.json_body_start);
+            out.put(JSON_AT);
+            crate::buf::put_u64(out, offset);
+            out.put(JSON_EXPECTED);
+            out.put(expected.as_bytes());
+            out.put(JSON_END);
         }
     }
 
@@ -439,5 +490,46 @@ mod tests {
         assert!(std::str::from_utf8(c.response(Reason::BodyTooLarge, Conn::Keep))
             .unwrap()
             .contains("about:blank"));
+    }
+
+    #[test]
+    fn malformed_json_answers_say_where() {
+        let c = Catalogue::new(&Settings {
+            docs_url: Some("https://d.example/t"),
+            ..Settings::default()
+        });
+        for (conn, body) in [(Conn::Keep, true), (Conn::Close, true), (Conn::KeepAlive, false)] {
+            let mut out = Vec::new();
+            c.write_malformed_json(&mut out, conn, body, 1234, "':' after a member name", |o| {
+                o.extend_from_slice(b"Date: x\r\n")
+            });
+            let text = String::from_utf8(out).unwrap();
+            let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+            assert!(
+                head.starts_with("HTTP/1.1 400 ") && head.contains("\r\nDate: x"),
+                "{head}"
+            );
+            let len: usize = head
+                .split("Content-Length: ")
+                .nth(1)
+                .unwrap()
+                .split("\r\n")
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            if !body {
+                assert_eq!(rest, "");
+                continue;
+            }
+            assert_eq!(len, rest.len());
+            let v: serde_json::Value = serde_json::from_str(rest).unwrap();
+            assert_eq!(v["reason"], "malformed_json");
+            assert_eq!(v["type"], "https://d.example/t#malformed_json");
+            assert!(v["detail"]
+                .as_str()
+                .unwrap()
+                .contains("at byte 1234, expected ':' after a member name."));
+        }
     }
 }

@@ -170,8 +170,8 @@ impl Client {
         };
         let date = env.date.now();
         let secs = self.ex.retry_secs;
-        rules.catalogue.write_with(out, reason, conn, !self.ex.is_head, |o| {
-            // RFC 9110 section 6.6.1: an origin with a clock sends Date.
+        // RFC 9110 section 6.6.1: an origin with a clock sends Date.
+        let fields = |o: &mut Buf| {
             o.put(b"Date: ");
             o.put(date);
             o.put(b"\r\n");
@@ -186,7 +186,14 @@ impl Client {
                 put_u64(o, secs);
                 o.put(b"\r\n");
             }
-        });
+        };
+        let body = !self.ex.is_head;
+        match (reason, self.ex.json_error) {
+            (Reason::MalformedJson, Some((at, expected))) => rules
+                .catalogue
+                .write_malformed_json(out, conn, body, at as u64, expected, fields),
+            _ => rules.catalogue.write_with(out, reason, conn, body, fields),
+        }
         self.ex.close_after = close;
         self.phase = Phase::Flush;
         self.deadline = env.now + env.shared.config.timeouts.body;
@@ -627,7 +634,14 @@ impl Client {
                     add(&env.metrics.json_bytes, doc.len() as u64);
                     match env.json.validate(doc) {
                         Ok(()) => None,
-                        Err(JsonError::Malformed) => Some(Reason::MalformedJson),
+                        Err(JsonError::Malformed) => {
+                            // Say where (only for a refusal: one more pass over the body).
+                            if rules.policy.json_mode == Mode::Enforce {
+                                self.ex.json_error = crate::guard::json_where::locate(doc)
+                                    .map(|(at, what)| (at.min(u32::MAX as usize) as u32, what));
+                            }
+                            Some(Reason::MalformedJson)
+                        }
                         Err(JsonError::TooDeep) => Some(Reason::JsonTooDeep),
                     }
                 }

@@ -105,6 +105,8 @@ pub struct Exchange {
     pub json: bool,
     /// The Content-Type rule's refusal of a chunked body, applied only if the body is not empty.
     pub deferred: Option<Reason>,
+    /// Where a refused JSON body goes wrong (byte offset, what was expected), for the answer.
+    pub json_error: Option<(u32, &'static str)>,
     /// The body's content coding (decoded to be validated).
     pub coding: Option<crate::guard::Coding>,
     /// Body bytes of a refused request still to be read and dropped before the next request.
@@ -160,6 +162,7 @@ impl Exchange {
             api_version: None,
             json: false,
             deferred: None,
+            json_error: None,
             coding: None,
             discard: 0,
             quota: None,
