@@ -3,7 +3,7 @@
 //! the fast scan alone (accepts exactly what the grammar accepts) with the best kernel of this CPU and with the
 //! scalar twin, and the previous path (simd-json's tape). Where simd-json accepts, the document is valid.
 
-use portcullis::guard::json::{fast_accepts, grammar_check, scalar_accepts, JsonValidator};
+use portcullis::guard::json::{grammar_check, JsonValidator};
 use proptest::prelude::*;
 
 fn json_string() -> impl Strategy<Value = String> {
@@ -75,13 +75,8 @@ fn agree(doc: &[u8]) -> Result<(), TestCaseError> {
     let show = String::from_utf8_lossy(doc);
     let want = grammar_check(doc, DEPTH, &mut st);
     prop_assert_eq!(v.validate(doc), want, "validate {:?}", show);
-    prop_assert_eq!(fast_accepts(doc, DEPTH, &mut st), want.is_ok(), "fast scan {:?}", show);
-    prop_assert_eq!(
-        scalar_accepts(doc, DEPTH, &mut st),
-        want.is_ok(),
-        "scalar twin {:?}",
-        show
-    );
+    prop_assert_eq!(v.fast_accepts(doc), want.is_ok(), "fast scan {:?}", show);
+    prop_assert_eq!(v.scalar_accepts(doc), want.is_ok(), "scalar twin {:?}", show);
     prop_assert_eq!(v.validate_with_tape(doc), want, "previous path {:?}", show);
     // simd-json alone (deep enough never to refuse on depth): what it accepts is valid.
     let mut copy = doc.to_vec();

@@ -28,9 +28,11 @@ pub enum JsonError {
     TooDeep,
 }
 
-/// The per-worker validator: a depth stack reused across requests (no allocation once warm).
+/// The per-worker validator: a depth stack and a token buffer reused across requests (no allocation once
+/// warm).
 pub struct JsonValidator {
     stack: Vec<u8>,
+    idx: Vec<u32>,
     max_depth: usize,
     tape: Option<TapeScratch>,
 }
@@ -46,6 +48,7 @@ impl JsonValidator {
     pub fn new(max_depth: usize) -> JsonValidator {
         JsonValidator {
             stack: Vec::new(),
+            idx: vec![0; CHUNK_TOKENS],
             max_depth,
             tape: None,
         }
@@ -53,11 +56,28 @@ impl JsonValidator {
 
     /// Validates `body` (borrowed, not copied, not modified).
     pub fn validate(&mut self, body: &[u8]) -> Result<(), JsonError> {
-        if fast_accepts(body, self.max_depth, &mut self.stack) {
+        if self.fast_accepts(body) {
             Ok(())
         } else {
             grammar_check(body, self.max_depth, &mut self.stack)
         }
+    }
+
+    /// The depth limit.
+    pub fn max_depth(&self) -> usize {
+        self.max_depth
+    }
+
+    /// The fast scan with the best kernel this CPU runs: `true` only for a valid JSON text (UTF-8, grammar,
+    /// depth within the limit). `false` says nothing about why; `grammar_check` does.
+    pub fn fast_accepts(&mut self, body: &[u8]) -> bool {
+        simdutf8::basic::from_utf8(body).is_ok()
+            && kernel::scan_best(body, &mut self.idx, self.max_depth, &mut self.stack)
+    }
+
+    /// The fast scan with the scalar classification kernel (the twin every CPU runs), for differential tests.
+    pub fn scalar_accepts(&mut self, body: &[u8]) -> bool {
+        simdutf8::basic::from_utf8(body).is_ok() && scan(&Scalar, body, &mut self.idx, self.max_depth, &mut self.stack)
     }
 
     /// The previous path, kept for comparison: simd-json's tape parser on a copy of the body (it rewrites its
@@ -88,17 +108,6 @@ impl JsonValidator {
     }
 }
 
-/// The fast scan with the best kernel this CPU runs: `true` only for a valid JSON text (UTF-8, grammar, depth
-/// at most `max_depth`). `false` says nothing about why; `grammar_check` does. `stack` is scratch space.
-pub fn fast_accepts(body: &[u8], max_depth: usize, stack: &mut Vec<u8>) -> bool {
-    simdutf8::basic::from_utf8(body).is_ok() && kernel::scan_best(body, max_depth, stack)
-}
-
-/// The fast scan with the scalar classification kernel (the twin every CPU runs), for differential tests.
-pub fn scalar_accepts(body: &[u8], max_depth: usize, stack: &mut Vec<u8>) -> bool {
-    simdutf8::basic::from_utf8(body).is_ok() && scan(&Scalar, body, max_depth, stack)
-}
-
 /// What one 64-byte block holds, one bit per byte (bit `i` for byte `i`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Masks {
@@ -120,6 +129,8 @@ pub trait Kernel {
     fn classify(&self, block: &[u8; 64]) -> Masks;
     /// Bit `i` of the result is the XOR of bits `0..=i` of `x`.
     fn prefix_xor(&self, x: u64) -> u64;
+    /// `refill` with this kernel, compiled once (not inlined at each use of the tokens).
+    fn refill(&self, t: &mut Tokens, idx: &mut [u32]) -> usize;
 }
 
 /// The scalar twin: byte by byte, on every CPU.
@@ -145,6 +156,11 @@ impl Kernel for Scalar {
         m
     }
 
+    #[inline(never)]
+    fn refill(&self, t: &mut Tokens, idx: &mut [u32]) -> usize {
+        refill(self, t, idx)
+    }
+
     #[inline(always)]
     fn prefix_xor(&self, mut x: u64) -> u64 {
         x ^= x << 1;
@@ -156,91 +172,6 @@ impl Kernel for Scalar {
         x
     }
 }
-
-// Token classes (of the byte at a token).
-const C_OBJ: u8 = 0;
-const C_ARR: u8 = 1;
-const C_OBJ_END: u8 = 2;
-const C_ARR_END: u8 = 3;
-const C_COLON: u8 = 4;
-const C_COMMA: u8 = 5;
-const C_STRING: u8 = 6;
-const C_SCALAR: u8 = 7;
-const C_BAD: u8 = 8;
-const NCLASS: usize = 9;
-
-const CLASS: [u8; 256] = {
-    let mut t = [C_BAD; 256];
-    t[b'{' as usize] = C_OBJ;
-    t[b'[' as usize] = C_ARR;
-    t[b'}' as usize] = C_OBJ_END;
-    t[b']' as usize] = C_ARR_END;
-    t[b':' as usize] = C_COLON;
-    t[b',' as usize] = C_COMMA;
-    t[b'"' as usize] = C_STRING;
-    t[b't' as usize] = C_SCALAR;
-    t[b'f' as usize] = C_SCALAR;
-    t[b'n' as usize] = C_SCALAR;
-    t[b'-' as usize] = C_SCALAR;
-    let mut d = b'0';
-    while d <= b'9' {
-        t[d as usize] = C_SCALAR;
-        d += 1;
-    }
-    t
-};
-
-// Automaton states.
-const S_ROOT: u8 = 0; // a value expected at the top
-const S_OBJ_FIRST: u8 = 1; // after `{`: a key or `}`
-const S_ARR_FIRST: u8 = 2; // after `[`: a value or `]`
-const S_OBJ_KEY: u8 = 3; // after `,` in an object: a key
-const S_COLON: u8 = 4; // after a key: `:`
-const S_OBJ_VALUE: u8 = 5; // after `:`: a value
-const S_ARR_VALUE: u8 = 6; // after `,` in an array: a value
-const S_OBJ_AFTER: u8 = 7; // after a member: `,` or `}`
-const S_ARR_AFTER: u8 = 8; // after an element: `,` or `]`
-const S_DONE: u8 = 9; // the top value is complete: nothing more
-const S_ERR: u8 = 10;
-const NSTATE: usize = 11;
-// Transitions that touch the stack.
-const T_PUSH_OBJ: u8 = 16;
-const T_PUSH_ARR: u8 = 17;
-const T_POP: u8 = 18;
-
-/// The state after a value completes in state `s` (for the states that take a value).
-const AFTER: [u8; NSTATE] = {
-    let mut t = [S_ERR; NSTATE];
-    t[S_ROOT as usize] = S_DONE;
-    t[S_ARR_FIRST as usize] = S_ARR_AFTER;
-    t[S_ARR_VALUE as usize] = S_ARR_AFTER;
-    t[S_OBJ_VALUE as usize] = S_OBJ_AFTER;
-    t
-};
-
-const NEXT: [[u8; NCLASS]; NSTATE] = {
-    let mut t = [[S_ERR; NCLASS]; NSTATE];
-    let values = [S_ROOT, S_ARR_FIRST, S_ARR_VALUE, S_OBJ_VALUE];
-    let mut i = 0;
-    while i < values.len() {
-        let s = values[i] as usize;
-        t[s][C_OBJ as usize] = T_PUSH_OBJ;
-        t[s][C_ARR as usize] = T_PUSH_ARR;
-        t[s][C_STRING as usize] = AFTER[s];
-        t[s][C_SCALAR as usize] = AFTER[s];
-        i += 1;
-    }
-    t[S_OBJ_FIRST as usize][C_STRING as usize] = S_COLON;
-    t[S_OBJ_FIRST as usize][C_OBJ_END as usize] = T_POP;
-    t[S_ARR_FIRST as usize][C_ARR_END as usize] = T_POP;
-    t[S_OBJ_KEY as usize][C_STRING as usize] = S_COLON;
-    t[S_COLON as usize][C_COLON as usize] = S_OBJ_VALUE;
-    t[S_OBJ_AFTER as usize][C_COMMA as usize] = S_OBJ_KEY;
-    t[S_OBJ_AFTER as usize][C_OBJ_END as usize] = T_POP;
-    t[S_ARR_AFTER as usize][C_COMMA as usize] = S_ARR_VALUE;
-    t[S_ARR_AFTER as usize][C_ARR_END as usize] = T_POP;
-    t
-};
 
 /// Bytes that may follow a number or a literal: whitespace, structural characters, a quote (the automaton
 /// refuses what is out of place), or the end.
@@ -257,92 +188,239 @@ const ENDS_SCALAR: [bool; 256] = {
 
 const ODD_BITS: u64 = 0xAAAA_AAAA_AAAA_AAAA;
 
-/// The scan, generic over the classification kernel (inlined into each kernel's entry point so that the
-/// kernel's instructions are used throughout). `true` only for a valid JSON text, UTF-8 aside (checked by the
-/// caller).
+/// Blocks classified per refill of the token buffer (4 KiB of body), and the buffer's size: at most 64 tokens
+/// per block, and room for the last block's unconditional writes.
+const CHUNK_BLOCKS: usize = 64;
+const CHUNK_TOKENS: usize = CHUNK_BLOCKS * 64 + 64;
+
+/// The first stage of the scan: the body's tokens in order (structural characters, opening quotes, first bytes
+/// of numbers and literals and of anything else outside strings), as indices into a buffer, found
+/// `CHUNK_BLOCKS` blocks of 64 bytes at a time. Classifying a block also checks the inside of its strings; a
+/// block that fails ends the tokens with `bad` set.
+pub struct Tokens<'a> {
+    s: &'a [u8],
+    next_base: usize,
+    /// Carried from block to block: the next byte is escaped; inside a string (all ones); the last byte was
+    /// none of whitespace, structural, quote.
+    next_escaped: u64,
+    in_string: u64,
+    prev_other: u64,
+    /// The `u` of a low surrogate escape already checked with its high half.
+    checked_low: usize,
+    bad: bool,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(s: &'a [u8]) -> Tokens<'a> {
+        Tokens {
+            // Indices are u32: a longer body (never allowed by --max-body) is left to the grammar check.
+            bad: s.len() > u32::MAX as usize - 64,
+            s,
+            next_base: 0,
+            next_escaped: 0,
+            in_string: 0,
+            prev_other: 0,
+            checked_low: usize::MAX,
+        }
+    }
+}
+
+/// Appends the positions of the bits of `bits` (block at `base`) to `idx[n..]`, eight at a time without
+/// looking (the slack at the end of the buffer takes the extra writes); returns the new count.
 #[inline(always)]
-pub(crate) fn scan<K: Kernel>(k: &K, s: &[u8], max_depth: usize, stack: &mut Vec<u8>) -> bool {
-    let n = s.len();
-    let mut state = S_ROOT;
-    let mut depth = 0usize;
-    // Carried from block to block: the next byte is escaped; inside a string (all ones); the last byte was
-    // part of a number or literal (or of junk).
-    let mut next_escaped = 0u64;
-    let mut in_string = 0u64;
-    let mut prev_other = 0u64;
-    // The `u` of a low surrogate escape already checked with its high half.
-    let mut checked_low = usize::MAX;
-    let mut tail = [b' '; 64];
-    let mut base = 0;
-    while base < n {
+fn flatten(idx: &mut [u32], n: usize, base: u32, mut bits: u64) -> usize {
+    let count = bits.count_ones() as usize;
+    let out = &mut idx[n..n + 64];
+    let mut i = 0;
+    while i < count {
+        for o in &mut out[i..i + 8] {
+            *o = base + bits.trailing_zeros();
+            bits &= bits.wrapping_sub(1);
+        }
+        i += 8;
+    }
+    n + count
+}
+
+/// Classifies up to `CHUNK_BLOCKS` blocks into the token buffer `idx` (`CHUNK_TOKENS` long): the number of
+/// tokens found, 0 when the body ends or a block fails (`bad` set for a failure or a string left open).
+#[inline(always)]
+pub(crate) fn refill<K: Kernel>(k: &K, t: &mut Tokens, idx: &mut [u32]) -> usize {
+    let s = t.s;
+    let len = s.len();
+    if t.bad {
+        return 0;
+    }
+    let mut n = 0;
+    let mut blocks = 0;
+    while blocks < CHUNK_BLOCKS && t.next_base < len {
+        let base = t.next_base;
+        let mut tail = [b' '; 64];
         let block: &[u8; 64] = match s.get(base..base + 64) {
-            Some(b) => b.try_into().unwrap(),
+            Some(blk) => blk.try_into().unwrap(),
             None => {
-                tail[..n - base].copy_from_slice(&s[base..]);
+                tail[..len - base].copy_from_slice(&s[base..]);
                 &tail
             }
         };
         let m = k.classify(block);
 
         // Escaped bytes: the byte after an odd run of backslashes (simdjson's escape scanner).
-        let escaped = if m.backslash | next_escaped == 0 {
+        let escaped = if m.backslash | t.next_escaped == 0 {
             0
         } else {
-            let potential = m.backslash & !next_escaped;
+            let potential = m.backslash & !t.next_escaped;
             let maybe_escaped = potential << 1;
             let codes = ((maybe_escaped | ODD_BITS).wrapping_sub(potential)) ^ ODD_BITS;
-            let escaped = codes ^ (m.backslash | next_escaped);
-            next_escaped = (codes & m.backslash) >> 63;
+            let escaped = codes ^ (m.backslash | t.next_escaped);
+            t.next_escaped = (codes & m.backslash) >> 63;
             escaped
         };
         let quote = m.quote & !escaped;
         // From an opening quote (included) to its closing quote (excluded).
-        let strings = k.prefix_xor(quote) ^ in_string;
-        in_string = ((strings as i64) >> 63) as u64;
-        if m.ctrl & strings != 0 {
-            return false;
-        }
+        let strings = k.prefix_xor(quote) ^ t.in_string;
+        t.in_string = ((strings as i64) >> 63) as u64;
         let escapes = escaped & strings;
-        if escapes != 0 && !check_escapes(s, base, escapes, &mut checked_low) {
-            return false;
+        if m.ctrl & strings != 0 || (escapes != 0 && !check_escapes(s, base, escapes, &mut t.checked_low)) {
+            t.bad = true;
+            return 0;
         }
         // Numbers and literals (and junk): runs of bytes that are none of whitespace, structural, quote.
         let other = !(m.ws | m.op | m.quote);
-        let starts = other & !((other << 1) | prev_other);
-        prev_other = other >> 63;
-        let mut tokens = ((m.op | starts) & !strings) | (quote & strings);
+        let starts = other & !((other << 1) | t.prev_other);
+        t.prev_other = other >> 63;
+        let tokens = ((m.op | starts) & !strings) | (quote & strings);
+        n = flatten(idx, n, base as u32, tokens);
+        t.next_base = base + 64;
+        blocks += 1;
+    }
+    if t.next_base >= len && t.in_string != 0 {
+        t.bad = true;
+        return 0;
+    }
+    n
+}
 
-        while tokens != 0 {
-            let p = base + tokens.trailing_zeros() as usize;
-            tokens &= tokens - 1;
-            let class = CLASS[s[p] as usize];
-            let t = NEXT[state as usize][class as usize];
-            if t < T_PUSH_OBJ {
-                state = t;
-            } else if t == T_POP {
-                depth -= 1;
-                state = stack[depth];
-            } else {
-                if depth >= max_depth {
+/// The scan, generic over the classification kernel (inlined into each kernel's entry point so that the
+/// kernel's instructions are used throughout). `true` only for a valid JSON text, UTF-8 aside (checked by the
+/// caller).
+///
+/// The second stage is a recursive-descent reading of the tokens written as loops (where it is in the grammar
+/// is where it is in the code, so that branch prediction, not a chain of table loads, carries the state); the
+/// stack holds, per open container, whether its parent is an object.
+#[inline(always)]
+pub(crate) fn scan<K: Kernel>(k: &K, s: &[u8], idx: &mut Vec<u32>, max_depth: usize, stack: &mut Vec<u8>) -> bool {
+    idx.resize(CHUNK_TOKENS, 0);
+    let idx = &mut idx[..];
+    let mut t = Tokens::new(s);
+    // The next token is `idx[i]`; the buffer holds `n` (kept in locals, not in `t`: they are read per token).
+    let mut i = 0;
+    let mut n = 0;
+    let mut depth = 0usize;
+    let mut in_obj = false;
+    macro_rules! next {
+        () => {{
+            if i == n {
+                n = k.refill(&mut t, idx);
+                if n == 0 {
                     return false;
                 }
-                if depth == stack.len() {
-                    stack.push(0);
-                }
-                stack[depth] = AFTER[state as usize];
-                depth += 1;
-                state = if t == T_PUSH_OBJ { S_OBJ_FIRST } else { S_ARR_FIRST };
+                i = 0;
             }
-            if class == C_SCALAR && !scalar(s, p) {
+            let p = idx[i] as usize;
+            i += 1;
+            p
+        }};
+    }
+    macro_rules! push {
+        ($obj:expr) => {
+            if depth >= max_depth {
                 return false;
             }
-        }
-        if state == S_ERR {
-            return false;
-        }
-        base += 64;
+            if depth == stack.len() {
+                stack.push(0);
+            }
+            stack[depth] = in_obj as u8;
+            depth += 1;
+            in_obj = $obj;
+        };
     }
-    in_string == 0 && state == S_DONE
+    macro_rules! pop {
+        () => {
+            depth -= 1;
+            in_obj = stack[depth] != 0;
+        };
+    }
+    let mut p = next!();
+    'value: loop {
+        // A value is expected at `p`.
+        match s[p] {
+            b'"' => {}
+            b'{' => {
+                push!(true);
+                p = next!();
+                match s[p] {
+                    b'"' => {
+                        p = next!();
+                        if s[p] != b':' {
+                            return false;
+                        }
+                        p = next!();
+                        continue 'value;
+                    }
+                    b'}' => {
+                        pop!();
+                    }
+                    _ => return false,
+                }
+            }
+            b'[' => {
+                push!(false);
+                p = next!();
+                if s[p] == b']' {
+                    pop!();
+                } else {
+                    continue 'value;
+                }
+            }
+            b't' | b'f' | b'n' | b'-' | b'0'..=b'9' => {
+                if !scalar(s, p) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+        // After a value: close containers, or find the next element.
+        loop {
+            if depth == 0 {
+                return i == n && k.refill(&mut t, idx) == 0 && !t.bad;
+            }
+            p = next!();
+            match s[p] {
+                b',' => {
+                    p = next!();
+                    if in_obj {
+                        if s[p] != b'"' {
+                            return false;
+                        }
+                        p = next!();
+                        if s[p] != b':' {
+                            return false;
+                        }
+                        p = next!();
+                    }
+                    continue 'value;
+                }
+                b'}' if in_obj => {
+                    pop!();
+                }
+                b']' if !in_obj => {
+                    pop!();
+                }
+                _ => return false,
+            }
+        }
+    }
 }
 
 /// Every escaped byte inside strings of the block at `base` (bits of `bits`) is a valid escape.
@@ -633,12 +711,8 @@ mod tests {
         let show = String::from_utf8_lossy(doc);
         assert_eq!(v.validate(doc), want, "validate {show:?}");
         assert_eq!(v.validate_with_tape(doc), want, "tape {show:?}");
-        assert_eq!(fast_accepts(doc, depth, &mut st), want.is_ok(), "fast scan {show:?}");
-        assert_eq!(
-            scalar_accepts(doc, depth, &mut st),
-            want.is_ok(),
-            "scalar twin {show:?}"
-        );
+        assert_eq!(v.fast_accepts(doc), want.is_ok(), "fast scan {show:?}");
+        assert_eq!(v.scalar_accepts(doc), want.is_ok(), "scalar twin {show:?}");
         want
     }
 
@@ -777,6 +851,35 @@ mod tests {
         v.validate(&body).unwrap();
         v.validate_with_tape(&body).unwrap();
         assert_eq!(body, copy);
+    }
+
+    /// Bodies of many token buffers (the benchmark corpora whole; a 64 KB body spliced with a fault around
+    /// each 4 KiB boundary): all paths agree with the grammar.
+    #[test]
+    fn long_bodies_across_token_buffer_refills() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/");
+        let mut v = JsonValidator::new(1024);
+        for name in [
+            "load/body-64k.json",
+            "corpora/json-bench/twitter.json",
+            "corpora/json-bench/canada.json",
+            "corpora/json-bench/citm_catalog.json",
+        ] {
+            let doc = std::fs::read(format!("{dir}{name}")).unwrap();
+            assert!(v.fast_accepts(&doc) && v.scalar_accepts(&doc), "{name}");
+            assert_eq!(v.validate(&doc), Ok(()), "{name}");
+        }
+        let doc = std::fs::read(format!("{dir}load/body-64k.json")).unwrap();
+        for edge in (4096..doc.len()).step_by(4096) {
+            for at in edge - 2..edge + 2 {
+                for fault in [&b"\""[..], b"\x01", b"]", b"\"\\q", b"1x", b" "] {
+                    let mut d = doc[..at].to_vec();
+                    d.extend_from_slice(fault);
+                    d.extend_from_slice(&doc[at..]);
+                    let _ = verdicts(&d, 1024);
+                }
+            }
+        }
     }
 
     /// Every JSONTestSuite parsing file, at two depths: all paths agree with the grammar.

@@ -4,20 +4,20 @@
 //! both. The tests at the end compare the kernel with the twin.
 
 /// The scan with the best kernel this CPU has.
-pub fn scan_best(s: &[u8], max_depth: usize, stack: &mut Vec<u8>) -> bool {
+pub fn scan_best(s: &[u8], idx: &mut Vec<u32>, max_depth: usize, stack: &mut Vec<u8>) -> bool {
     #[cfg(target_arch = "x86_64")]
     if x86::available() {
         // SAFETY: the CPU has AVX2 and PCLMULQDQ (`available` asked it).
-        return unsafe { x86::scan_avx2(s, max_depth, stack) };
+        return unsafe { x86::scan_avx2(s, idx, max_depth, stack) };
     }
-    super::scan(&super::Scalar, s, max_depth, stack)
+    super::scan(&super::Scalar, s, idx, max_depth, stack)
 }
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::{Kernel, Masks};
+    use super::super::{Kernel, Masks, Tokens};
 
     pub fn available() -> bool {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("pclmulqdq")
@@ -39,6 +39,20 @@ pub(super) mod x86 {
             // SAFETY: as above, the CPU has PCLMULQDQ.
             unsafe { prefix_xor(x) }
         }
+
+        #[inline(always)]
+        fn refill(&self, t: &mut Tokens, idx: &mut [u32]) -> usize {
+            // SAFETY: as above, the CPU has AVX2 and PCLMULQDQ.
+            unsafe { refill_avx2(t, idx) }
+        }
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2 and PCLMULQDQ.
+    #[target_feature(enable = "avx2,pclmulqdq,bmi1,popcnt")]
+    #[inline(never)]
+    unsafe fn refill_avx2(t: &mut Tokens, idx: &mut [u32]) -> usize {
+        super::super::refill(&Avx2(()), t, idx)
     }
 
     /// The scan with the AVX2 kernel.
@@ -46,8 +60,8 @@ pub(super) mod x86 {
     /// # Safety
     /// The CPU must have AVX2 and PCLMULQDQ.
     #[target_feature(enable = "avx2,pclmulqdq,bmi1,popcnt")]
-    pub unsafe fn scan_avx2(s: &[u8], max_depth: usize, stack: &mut Vec<u8>) -> bool {
-        super::super::scan(&Avx2(()), s, max_depth, stack)
+    pub unsafe fn scan_avx2(s: &[u8], idx: &mut Vec<u32>, max_depth: usize, stack: &mut Vec<u8>) -> bool {
+        super::super::scan(&Avx2(()), s, idx, max_depth, stack)
     }
 
     /// The AVX2 kernel's masks for one block (for the tests).
