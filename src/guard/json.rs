@@ -253,7 +253,8 @@ pub(crate) fn refill<K: Kernel>(k: &K, t: &mut Tokens, idx: &mut [u32]) -> usize
     }
     let mut n = 0;
     let mut blocks = 0;
-    while blocks < CHUNK_BLOCKS && t.next_base < len {
+    // A chunk without tokens (inside a long string, or whitespace) does not end them: go on until one has.
+    while (blocks < CHUNK_BLOCKS || n == 0) && t.next_base < len {
         let base = t.next_base;
         let mut tail = [b' '; 64];
         let block: &[u8; 64] = match s.get(base..base + 64) {
@@ -864,10 +865,35 @@ mod tests {
             "corpora/json-bench/twitter.json",
             "corpora/json-bench/canada.json",
             "corpora/json-bench/citm_catalog.json",
+            "corpora/json-bench/event_stacktrace_10kb.json",
+            "corpora/json-bench/log.json",
+            "corpora/json-bench/github_events.json",
+            "corpora/json-bench/apache_builds.json",
+            "corpora/json-bench/mesh.json",
         ] {
             let doc = std::fs::read(format!("{dir}{name}")).unwrap();
             assert!(v.fast_accepts(&doc) && v.scalar_accepts(&doc), "{name}");
             assert_eq!(v.validate(&doc), Ok(()), "{name}");
+        }
+        // Chunks without a token: a string, whitespace, a number longer than a chunk.
+        for filler in [&b"x"[..], b"\\n", "é".as_bytes()] {
+            for len in [4096, 8192 + 7, 3 * 4096 + 64] {
+                for shift in [0, 1, 63, 64, 65] {
+                    let pad = " ".repeat(shift);
+                    let long = String::from_utf8(filler.repeat(len / filler.len())).unwrap();
+                    let ws = " ".repeat(len);
+                    let digits = "7".repeat(len);
+                    for doc in [
+                        format!("{pad}[\"{long}\", 1]"),
+                        format!("{pad}[1,{ws}2]{ws}"),
+                        format!("{pad}[-{digits}.{digits}e{digits}]"),
+                        format!("{pad}[\"{long}\", 1"),
+                        format!("{pad}[\"{long}]"),
+                    ] {
+                        let _ = verdicts(doc.as_bytes(), 1024);
+                    }
+                }
+            }
         }
         let doc = std::fs::read(format!("{dir}load/body-64k.json")).unwrap();
         for edge in (4096..doc.len()).step_by(4096) {
