@@ -10,10 +10,19 @@
 //!    (structural characters, opening quotes, starts of numbers and literals) drive a small grammar
 //!    automaton with a depth stack, and each number or literal has its syntax checked in place.
 //!
+//! The tokens are found 4 KiB of body at a time into an index buffer the validator keeps; the grammar is read
+//! from it as recursive descent written as loops, so that branch prediction rather than a table carries the
+//! state.
+//!
 //! Any refusal is re-examined by the plain scalar grammar check in this file (`grammar_check`), which has the
 //! last word on the verdict and on its kind (`Malformed` or `TooDeep`): invalid bodies pay for both, bounded
-//! by `--max-body`. simd-json's tape parser is kept as `JsonValidator::validate_with_tape` (the previous path),
-//! for comparison in benchmarks and tests.
+//! by `--max-body`.
+//!
+//! Which path serves which body: on CPUs with AVX2 and PCLMULQDQ, the scan serves every body (it is faster
+//! than simd-json's tape on every body measured, 1 KB to 2 MB: `docs/performance.md`). Elsewhere the scan's
+//! scalar kernel is about ten times slower than simd-json (which has SSE4.2 and NEON kernels of its own), so
+//! those CPUs keep the previous path, `JsonValidator::validate_with_tape`: simd-json's tape parser on a copy
+//! of the body, the grammar check on its refusals. Both paths give the same verdicts (differential tests).
 
 use simd_json::{Buffers, Tape};
 
@@ -54,8 +63,11 @@ impl JsonValidator {
         }
     }
 
-    /// Validates `body` (borrowed, not copied, not modified).
+    /// Validates `body` (not modified; copied only on CPUs without the scan's kernel, see the module's notes).
     pub fn validate(&mut self, body: &[u8]) -> Result<(), JsonError> {
+        if !kernel::simd_available() {
+            return self.validate_with_tape(body);
+        }
         if self.fast_accepts(body) {
             Ok(())
         } else {

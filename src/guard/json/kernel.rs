@@ -3,6 +3,15 @@
 //! block, and calls to functions compiled for AVX2 and PCLMULQDQ, made only after the CPU was found to have
 //! both. The tests at the end compare the kernel with the twin.
 
+/// Whether this CPU runs a SIMD kernel of the scan (else the scalar twin, slower than simd-json's tape).
+pub fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        return true;
+    }
+    false
+}
+
 /// The scan with the best kernel this CPU has.
 pub fn scan_best(s: &[u8], idx: &mut Vec<u32>, max_depth: usize, stack: &mut Vec<u8>) -> bool {
     #[cfg(target_arch = "x86_64")]
