@@ -126,8 +126,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Validation throughput on the standard JSON benchmark files: the product's validator (copy included),
-/// simd-json's own tape (on a copy too: it rewrites its input) and serde_json's `Value`.
+/// Validation throughput on the standard JSON benchmark files: the product's validator (a validate-only scan
+/// of the borrowed body), the previous path (simd-json's tape on a copy of the body, `validate_with_tape`),
+/// simd-json's own `to_tape` (on a copy too: it rewrites its input) and serde_json's `Value`.
 fn json(c: &mut Criterion) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/corpora/json-bench/");
     let mut v = JsonValidator::new(1024);
@@ -137,6 +138,9 @@ fn json(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("json/{name}"));
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function("portcullis", |b| b.iter(|| v.validate(black_box(&body)).unwrap()));
+        g.bench_function("previous_tape_path", |b| {
+            b.iter(|| v.validate_with_tape(black_box(&body)).unwrap())
+        });
         // The same body sent with Content-Encoding: gzip: decoded (into the decoder's kept buffer), then validated.
         let gz = {
             use std::io::Write;
@@ -193,6 +197,9 @@ fn json(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("json/{name}"));
         g.throughput(Throughput::Bytes(doc.len() as u64));
         g.bench_function("portcullis", |b| b.iter(|| v.validate(black_box(&doc)).unwrap()));
+        g.bench_function("previous_tape_path", |b| {
+            b.iter(|| v.validate_with_tape(black_box(&doc)).unwrap())
+        });
         let mut scratch = doc.clone();
         g.bench_function("simd_json_to_tape", |b| {
             b.iter(|| {

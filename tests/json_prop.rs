@@ -1,5 +1,7 @@
-//! Property test: the product's validator (simd-json fast path + grammar fallback) agrees with the plain
-//! RFC 8259 grammar checker on generated documents: valid ones, mutated ones, and JSON-ish noise.
+//! Property test: the product's validator (the validate-only scan, grammar check on refusal) agrees with the
+//! plain RFC 8259 grammar checker on generated documents: valid ones, mutated ones, and JSON-ish noise. So do
+//! the fast scan alone (accepts exactly what the grammar accepts) with the best kernel of this CPU and with the
+//! scalar twin, and the previous path (simd-json's tape). Where simd-json accepts, the document is valid.
 
 use portcullis::guard::json::{grammar_check, JsonValidator};
 use proptest::prelude::*;
@@ -70,13 +72,32 @@ const DEPTH: usize = 5;
 fn agree(doc: &[u8]) -> Result<(), TestCaseError> {
     let mut v = JsonValidator::new(DEPTH);
     let mut st = Vec::new();
-    prop_assert_eq!(
-        v.validate(doc),
-        grammar_check(doc, DEPTH, &mut st),
-        "{:?}",
-        String::from_utf8_lossy(doc)
-    );
+    let show = String::from_utf8_lossy(doc);
+    let want = grammar_check(doc, DEPTH, &mut st);
+    prop_assert_eq!(v.validate(doc), want, "validate {:?}", show);
+    prop_assert_eq!(v.fast_accepts(doc), want.is_ok(), "fast scan {:?}", show);
+    prop_assert_eq!(v.scalar_accepts(doc), want.is_ok(), "scalar twin {:?}", show);
+    prop_assert_eq!(v.validate_with_tape(doc), want, "previous path {:?}", show);
+    // simd-json alone (deep enough never to refuse on depth): what it accepts is valid.
+    let mut copy = doc.to_vec();
+    if simd_json::to_tape(&mut copy).is_ok() {
+        prop_assert_eq!(
+            grammar_check(doc, usize::MAX, &mut st),
+            Ok(()),
+            "simd-json accepts {:?}",
+            show
+        );
+    }
     Ok(())
+}
+
+/// Documents a few blocks long: the generated ones, padded so that they straddle 64-byte boundaries.
+fn long_doc() -> impl Strategy<Value = Vec<u8>> {
+    (prop::collection::vec(json_value(), 1..8), 0usize..64).prop_map(|(vals, pad)| {
+        let mut d = vec![b' '; pad];
+        d.extend_from_slice(format!("[{}]", vals.join(",")).as_bytes());
+        d
+    })
 }
 
 proptest! {
@@ -90,6 +111,16 @@ proptest! {
     #[test]
     fn agrees_on_mutated_documents(doc in json_value(), ops in prop::collection::vec((any::<usize>(), any::<u8>(), prop::sample::select(b"{}[],:\"\\ 0-1eE.tfn\x00\x80\xff".to_vec())), 1..4)) {
         agree(&mutate(doc, ops))?;
+    }
+
+    #[test]
+    fn agrees_on_long_documents(doc in long_doc()) {
+        agree(&doc)?;
+    }
+
+    #[test]
+    fn agrees_on_mutated_long_documents(doc in long_doc(), ops in prop::collection::vec((any::<usize>(), any::<u8>(), prop::sample::select(b"{}[],:\"\\ 0-1eE.tfnu\x00\x1f\x80\xff".to_vec())), 1..4)) {
+        agree(&mutate(String::from_utf8(doc).unwrap(), ops))?;
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Contract: `check_head` runs after framing was accepted and before any body byte is read; it decides from
 //! the head alone. `JsonValidator::validate` runs on the complete, de-chunked body of the methods in
-//! `--json-methods`, on a copy. Neither touches sockets or clocks.
+//! `--json-methods`, in place (not modified; copied only on CPUs without AVX2). Neither touches sockets or clocks.
 
 pub mod decode;
 pub mod json;
