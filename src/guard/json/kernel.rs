@@ -1,7 +1,8 @@
 //! The `std::arch` classification kernel of the JSON scan, and the run-time choice between it and the scalar
-//! twin (`super::Scalar`). The only module of the crate allowed `unsafe`: a load of 32 bytes from a 64-byte
-//! block, and calls to functions compiled for AVX2 and PCLMULQDQ, made only after the CPU was found to have
-//! both. The tests at the end compare the kernel with the twin.
+//! twin (`super::Scalar`). One of the two modules of the crate allowed `unsafe` (the other is
+//! `crate::inherit`): a load of 32 bytes from a 64-byte block, and calls to functions compiled for AVX2 and
+//! PCLMULQDQ, made only after the CPU was found to have both. The tests at the end compare the kernel with the
+//! twin.
 
 /// Whether this CPU runs a SIMD kernel of the scan (else the scalar twin, slower than simd-json's tape).
 pub fn simd_available() -> bool {
