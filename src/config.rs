@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// The most header fields `--max-headers` may allow: the parser's field array lives on the worker's stack.
-pub const MAX_HEADERS_LIMIT: usize = 512;
+pub use crate::http::MAX_HEADERS_LIMIT;
 
 /// portcullis: an edge ingress that refuses bad HTTP/1.1 requests and relays the rest to one upstream.
 #[derive(Parser, Debug, Clone)]
@@ -303,23 +302,8 @@ pub fn read_secret(path: &str) -> Result<Secret, String> {
     Ok(Secret(bytes))
 }
 
-/// Size limits of the HTTP layer (pure values, used by `http::request`).
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_head: usize,
-    pub max_headers: usize,
-    pub max_body: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_head: 16 * 1024,
-            max_headers: 100,
-            max_body: 1024 * 1024,
-        }
-    }
-}
+/// The HTTP layer's size limits: owned by `http` (a pure layer imports nothing of the configuration), built here.
+pub use crate::http::Limits;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {

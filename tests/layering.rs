@@ -53,3 +53,51 @@ fn pure_modules_import_no_io_and_read_no_clock() {
         }
     }
 }
+
+/// The `crate::` modules a pure module may name: the other pure modules, never upward (configuration, the
+/// process, the event loop, the helper threads).
+const PURE: [&str; 6] = ["http", "guard", "limit", "buf", "timer", "toml_subset"];
+
+/// Every `crate::X` a file's code names (comments left out, test sections included) with X not pure.
+fn upward_paths(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap();
+        let mut rest = code;
+        while let Some(at) = rest.find("crate::") {
+            let tail = &rest[at + "crate::".len()..];
+            let name: String = tail
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !PURE.contains(&name.as_str()) {
+                found.push(format!("line {}: crate::{name}", i + 1));
+            }
+            rest = tail;
+        }
+    }
+    found
+}
+
+#[test]
+fn pure_modules_import_only_pure_modules() {
+    // The check itself catches a planted edge, in code and after `#[cfg(test)]` alike.
+    let planted =
+        "use crate::http::Header;\n#[cfg(test)]\nmod t { use crate::config::Limits; }\n// crate::server in a comment\n";
+    assert_eq!(upward_paths(planted), ["line 3: crate::config"]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    for d in ["http", "guard", "limit"] {
+        rust_files(&root.join(d), &mut files);
+    }
+    for f in ["timer.rs", "buf.rs", "toml_subset.rs"] {
+        files.push(root.join(f));
+    }
+    let mut edges = Vec::new();
+    for f in &files {
+        for e in upward_paths(&std::fs::read_to_string(f).unwrap()) {
+            edges.push(format!("{}: {e}", f.display()));
+        }
+    }
+    assert!(edges.is_empty(), "pure modules importing upward:\n{}", edges.join("\n"));
+}

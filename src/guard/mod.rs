@@ -338,8 +338,8 @@ fn match_type(policy: &Policy, m: &media::MediaRange<'_>) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
     use crate::http::request::{header_storage, parse_head};
+    use crate::http::Limits;
 
     fn policy() -> Policy {
         Policy {

@@ -14,6 +14,27 @@ pub mod write;
 pub use httparse::Header;
 pub use problem::{Catalogue, Conn, Reason};
 
+/// The most header fields `--max-headers` may allow: the parser's field array lives on the worker's stack.
+pub const MAX_HEADERS_LIMIT: usize = 512;
+
+/// Size limits of the HTTP layer (`--max-head`, `--max-headers`, `--max-body`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_head: usize,
+    pub max_headers: usize,
+    pub max_body: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head: 16 * 1024,
+            max_headers: 100,
+            max_body: 1024 * 1024,
+        }
+    }
+}
+
 /// The two versions the ingress speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {

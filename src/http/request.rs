@@ -8,7 +8,7 @@
 use std::mem::MaybeUninit;
 
 use super::{eq_ci, is_tchar, list_items, Header, Reason, Version};
-use crate::config::Limits;
+use crate::http::Limits;
 
 /// How the request body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,11 +66,11 @@ impl RequestHead<'_, '_> {
 }
 
 /// The storage `parse_head` fills: one per worker, on its stack.
-pub type HeaderStorage<'b> = [MaybeUninit<Header<'b>>; crate::config::MAX_HEADERS_LIMIT];
+pub type HeaderStorage<'b> = [MaybeUninit<Header<'b>>; crate::http::MAX_HEADERS_LIMIT];
 
 /// A fresh, uninitialised field array (costs nothing: no memset).
 pub fn header_storage<'b>() -> HeaderStorage<'b> {
-    [const { MaybeUninit::uninit() }; crate::config::MAX_HEADERS_LIMIT]
+    [const { MaybeUninit::uninit() }; crate::http::MAX_HEADERS_LIMIT]
 }
 
 /// Parses and validates the head at the start of `buf`.

@@ -202,8 +202,8 @@ pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: Cl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
     use crate::http::request::{header_storage, parse_head};
+    use crate::http::Limits;
 
     #[test]
     fn forwarded_head_drops_hop_by_hop() {

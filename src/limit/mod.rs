@@ -419,8 +419,8 @@ pub fn client_ip(head: &RequestHead<'_, '_>, peer: IpAddr, trust: usize) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
     use crate::http::request::{header_storage, parse_head};
+    use crate::http::Limits;
 
     fn with_head<R>(fields: &str, f: impl FnOnce(&RequestHead<'_, '_>) -> R) -> R {
         let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
