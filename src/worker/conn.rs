@@ -157,6 +157,15 @@ pub(super) fn write_out(sock: &mut TcpStream, io: &mut Ready, buf: &mut Buf) -> 
 }
 
 impl Client {
+    /// Starts a new exchange on this connection: nothing of the previous request's state (nor its access-log
+    /// fields) carries over.
+    pub(super) fn begin_exchange(&mut self, ex: Exchange) {
+        self.ex = ex;
+        if let Some(f) = self.logf.as_mut() {
+            f.reset();
+        }
+    }
+
     /// Queues the ingress's own answer for `reason` and moves to `Flush`.
     pub fn respond(&mut self, env: &mut Env<'_>, reason: Reason) -> Step {
         let close = reason.closes() || !self.ex.keep_alive || env.draining;
@@ -292,10 +301,7 @@ impl Client {
                 let accepted = match request::parse_head(inb.data(), &limits, &mut storage) {
                     Err(reason) => {
                         // Nothing of the previous exchange belongs to this refusal.
-                        self.ex = Exchange::idle(env.now);
-                        if let Some(f) = self.logf.as_mut() {
-                            f.reset();
-                        }
+                        self.begin_exchange(Exchange::idle(env.now));
                         self.ex.bytes_in = inb.len() as u64;
                         return self.respond(env, reason);
                     }
@@ -336,7 +342,7 @@ impl Client {
     /// A complete, valid head is at the start of `data`. This is where the request checks plug in.
     /// Returns the step, the input bytes to consume, and the room to reserve for the body.
     fn accept_head(&mut self, data: &[u8], head: &RequestHead<'_, '_>, env: &mut Env<'_>) -> (Step, usize, usize) {
-        self.ex = Exchange::new(head, env.now);
+        self.begin_exchange(Exchange::new(head, env.now));
         let head_len = head.head_len;
         // The request checks decide from the head, before any body byte: the rate limit first, then Accept
         // and Content-Type.
@@ -348,7 +354,6 @@ impl Client {
             self.ex.target_len = n as u8;
             self.ex.target_cut = t.len() > TARGET_MAX;
             let f = self.logf.get_or_insert_with(super::state::LogFields::new);
-            f.reset();
             let host = head.header(b"host").unwrap_or_default();
             let n = host.len().min(super::state::HOST_MAX);
             f.host[..n].copy_from_slice(&host[..n]);

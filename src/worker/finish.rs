@@ -123,10 +123,7 @@ impl Client {
             }
             Phase::Head { started: true } => {
                 // The head never completed: a fresh exchange (not the previous request's) is answered.
-                self.ex = super::conn::Exchange::idle(env.now);
-                if let Some(f) = self.logf.as_mut() {
-                    f.reset();
-                }
+                self.begin_exchange(super::conn::Exchange::idle(env.now));
                 self.ex.keep_alive = false;
                 self.respond(env, Reason::RequestTimeout)
             }
