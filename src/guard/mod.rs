@@ -158,7 +158,7 @@ pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admissi
             Err(r) => return Err(r),
         }
     }
-    let json_method = policy.json_methods & (1 << head.method_idx) != 0;
+    let json_method = policy.json_methods & head.method.bit() != 0;
     // No body, no content to check (`POST /logout`, `curl -X POST`).
     let bodiless = policy.json_allow_empty && matches!(head.framing, Framing::None | Framing::Length(0));
     let json_method = json_method && !bodiless;
@@ -237,7 +237,7 @@ pub fn connection_names_checked(
     limited: Option<(Option<&[u8]>, bool)>,
 ) -> bool {
     let names = |f: &[u8]| named_by_connection(head.headers, f);
-    let json_method = policy.json_methods & (1 << head.method_idx) != 0;
+    let json_method = policy.json_methods & head.method.bit() != 0;
     (policy.accept_mode == Mode::Enforce && names(b"accept"))
         || (json_method
             && policy.content_type_mode == Mode::Enforce

@@ -35,6 +35,69 @@ impl Default for Limits {
     }
 }
 
+/// The methods an API edge serves (RFC 9110 section 9 and PATCH). CONNECT (tunnels), TRACE (reflects
+/// credentials) and extension methods are refused with 501.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl Method {
+    pub const ALL: [Method; 7] = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Options,
+    ];
+
+    /// The method of a request line's token (case-sensitive, RFC 9110 section 9.1).
+    pub fn parse(token: &[u8]) -> Option<Method> {
+        Some(match token {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"PATCH" => Method::Patch,
+            b"DELETE" => Method::Delete,
+            b"OPTIONS" => Method::Options,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+        }
+    }
+
+    /// This method's bit in a method set (`guard::Policy::json_methods`).
+    pub fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
+    /// RFC 9110 section 9.2.2: a request that may be sent twice with the effect of once. Of the methods
+    /// served, POST and PATCH are not.
+    pub fn idempotent(self) -> bool {
+        !matches!(self, Method::Post | Method::Patch)
+    }
+}
+
 /// The two versions the ingress speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {

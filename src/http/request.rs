@@ -7,7 +7,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::{eq_ci, is_tchar, list_items, Header, Reason, Version};
+use super::{eq_ci, is_tchar, list_items, Header, Method, Reason, Version};
 use crate::http::Limits;
 
 /// How the request body is delimited.
@@ -21,14 +21,13 @@ pub enum Framing {
     Chunked,
 }
 
-/// The methods an API edge serves (RFC 9110 section 9 and PATCH). CONNECT (tunnels), TRACE (reflects
-/// credentials) and extension methods are refused with 501.
+/// The names of the methods served ([`Method`]), in its order.
 pub const ALLOWED_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// A parsed, validated request head: a view over the client's bytes.
 #[derive(Debug)]
 pub struct RequestHead<'h, 'b> {
-    pub method: &'b str,
+    pub method: Method,
     pub target: &'b str,
     pub version: Version,
     pub headers: &'h [Header<'b>],
@@ -39,10 +38,6 @@ pub struct RequestHead<'h, 'b> {
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent.
     pub expect_continue: bool,
-    /// The method is HEAD (its response has no body).
-    pub is_head: bool,
-    /// Index of the method in [`ALLOWED_METHODS`].
-    pub method_idx: u8,
     /// Index in `headers` of the first Accept field, and how many there are.
     pub accept: Option<usize>,
     pub accept_count: u8,
@@ -97,7 +92,7 @@ pub fn parse_head<'h, 'b>(
     if head_len > limits.max_head {
         return Err(too_large(buf, limits.max_head));
     }
-    let method = req.method.unwrap_or("");
+    let method = req.method.unwrap_or("").as_bytes();
     let target = req.path.unwrap_or("");
     let version = if req.version == Some(0) {
         Version::Http10
@@ -116,15 +111,8 @@ pub fn parse_head<'h, 'b>(
     let mut close = false;
     let mut keep_alive_token = false;
     let mut expect_continue = false;
-    let method_idx = match method {
-        "GET" => 0,
-        "HEAD" => 1,
-        "POST" => 2,
-        "PUT" => 3,
-        "PATCH" => 4,
-        "DELETE" => 5,
-        "OPTIONS" => 6,
-        _ => return Err(Reason::UnsupportedMethod),
+    let Some(method) = Method::parse(method) else {
+        return Err(Reason::UnsupportedMethod);
     };
     let (mut accept, mut accept_count, mut content_type, mut content_type_count) = (None, 0u8, None, 0u8);
     let mut content_encoding = None;
@@ -193,7 +181,7 @@ pub fn parse_head<'h, 'b>(
     if host.is_some_and(|h| !valid_host(h)) {
         return Err(Reason::InvalidHost);
     }
-    check_target(method_idx, target.as_bytes(), host)?;
+    check_target(method, target.as_bytes(), host)?;
     let framing = match (te, content_length) {
         (Some(_), Some(_)) => return Err(Reason::AmbiguousFraming),
         (Some(_), None) if version == Version::Http10 => return Err(Reason::AmbiguousFraming),
@@ -217,7 +205,7 @@ pub fn parse_head<'h, 'b>(
     };
     // A body on GET or HEAD: some servers ignore it and would read it as the next request on a reused
     // connection (the "CL.0" desync), so it never travels.
-    if method_idx <= 1 && !matches!(framing, Framing::None | Framing::Length(0)) {
+    if matches!(method, Method::Get | Method::Head) && !matches!(framing, Framing::None | Framing::Length(0)) {
         return Err(Reason::AmbiguousFraming);
     }
     let keep_alive = !close && (version == Version::Http11 || keep_alive_token);
@@ -230,8 +218,6 @@ pub fn parse_head<'h, 'b>(
         framing,
         keep_alive,
         expect_continue,
-        is_head: method_idx == 1,
-        method_idx,
         accept,
         accept_count,
         content_type,
@@ -296,14 +282,14 @@ fn reg_name(h: &[u8]) -> bool {
 /// RFC 9112 section 3.2: origin-form (`/path?query`), absolute-form (`http://authority/path`, whose authority
 /// must then be the Host), and `*` for OPTIONS only. Authority-form belongs to CONNECT, which is refused
 /// earlier. No fragment (`#`) is part of a request target.
-fn check_target(method_idx: u8, t: &[u8], host: Option<&[u8]>) -> Result<(), Reason> {
+fn check_target(method: Method, t: &[u8], host: Option<&[u8]>) -> Result<(), Reason> {
     if t.contains(&b'#') {
         return Err(Reason::InvalidTarget);
     }
     match t.first() {
         Some(b'/') => Ok(()),
         Some(b'*') if t.len() == 1 => {
-            if method_idx == OPTIONS {
+            if method == Method::Options {
                 Ok(())
             } else {
                 Err(Reason::InvalidTarget)
@@ -345,9 +331,6 @@ fn check_target(method_idx: u8, t: &[u8], host: Option<&[u8]>) -> Result<(), Rea
         }
     }
 }
-
-/// Index of OPTIONS in [`ALLOWED_METHODS`].
-const OPTIONS: u8 = 6;
 
 /// True if a line of the head ends in a bare LF. httparse refuses a CR anywhere but right before an LF, so a
 /// bare LF exists exactly when the head holds more LFs than CRs. The difference is counted in wrapping bytes

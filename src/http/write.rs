@@ -30,7 +30,7 @@ pub struct Forward<'a> {
 /// would smuggle a protected field (version header, X-Forwarded-For, observe header, user key) past the
 /// checks. Returns how many were dropped.
 pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u64, fwd: &Forward<'_>) -> u32 {
-    out.put(head.method.as_bytes());
+    out.put(head.method.as_str().as_bytes());
     out.put(b" ");
     out.put(head.target.as_bytes());
     out.put(b" HTTP/1.1\r\n");

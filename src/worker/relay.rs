@@ -181,8 +181,7 @@ impl Client {
     /// closing, and sending it again would apply it twice. nginx's `proxy_next_upstream` draws the same line.
     pub(super) fn failed_before_response(&mut self, env: &mut Env<'_>) -> Step {
         add(&env.metrics.upstream_resets, 1);
-        // GET HEAD PUT DELETE OPTIONS (ALLOWED_METHODS order): not POST (2) or PATCH (4).
-        let idempotent = !matches!(self.ex.method_idx, 2 | 4);
+        let idempotent = crate::http::Method::ALL[self.ex.method_idx as usize].idempotent();
         if self.ex.reused && !self.ex.retried && (idempotent || self.ex.sent == 0) {
             self.ex.retried = true;
             self.ex.sent = 0;

@@ -140,10 +140,10 @@ impl Exchange {
     pub fn new(head: &RequestHead<'_, '_>, now: Instant) -> Exchange {
         Exchange {
             keep_alive: head.keep_alive,
-            is_head: head.is_head,
+            is_head: head.method == crate::http::Method::Head,
             version: head.version,
             close_after: !head.keep_alive,
-            method_idx: head.method_idx,
+            method_idx: head.method as u8,
             bytes_in: head.head_len as u64,
             ..Exchange::idle(now)
         }
