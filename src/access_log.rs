@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::buf::put_u64;
 
-/// Bytes of the request target kept per request.
-pub const TARGET_MAX: usize = 128;
+pub use crate::proxy::TARGET_MAX;
 const FLUSH_BYTES: usize = 32 * 1024;
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Full buffers a worker may have queued for the writer before it drops lines rather than wait.
@@ -55,31 +54,7 @@ impl Sink {
     }
 }
 
-/// One request, as logged.
-pub struct Entry<'a> {
-    pub time_ms: u64,
-    /// The client's address: through a trusted X-Forwarded-For when configured, else the socket's peer.
-    pub client: &'a [u8],
-    /// The socket's peer.
-    pub peer: &'a [u8],
-    pub host: &'a [u8],
-    pub user_agent: &'a [u8],
-    /// Microseconds from the complete head to the upstream connection being established (new connections
-    /// only), and to the upstream's response head.
-    pub upstream_connect_us: Option<u32>,
-    pub upstream_response_us: Option<u32>,
-    pub method: &'a str,
-    pub target: &'a [u8],
-    pub target_cut: bool,
-    pub status: u16,
-    pub reason: Option<&'a str>,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub duration_us: u64,
-    pub user: Option<u64>,
-    /// The refusal an `observe` rule would have given this forwarded request.
-    pub would_refuse: Option<&'a str>,
-}
+pub use crate::proxy::Entry;
 
 impl Sink {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {

@@ -16,6 +16,7 @@ pub mod inherit;
 pub mod limit;
 pub mod log;
 pub mod metrics;
+pub mod proxy;
 pub mod redis_sync;
 pub mod rules;
 pub mod server;

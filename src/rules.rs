@@ -8,24 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
-use crate::guard::{Mode, Policy};
+use crate::guard::Mode;
 use crate::http::Catalogue;
 use crate::limit::tiers::{self, Tier, Tiers};
 use crate::limit::Limiter;
-
-pub struct Rules {
-    pub policy: Policy,
-    pub catalogue: Catalogue,
-    /// The rate rule's mode (`Off` when the limit is off).
-    pub rate_mode: Mode,
-    /// The tiers (the default tier from `--rate` / `--burst`), when the limit is on.
-    pub tiers: Option<Tiers>,
-    /// The per-address backstop's policy fields (`"ip"`), for its 429s.
-    pub ip_tier: Option<Tier>,
-    pub ratelimit_headers: bool,
-    /// `--observe-header`.
-    pub observe_header: Option<Vec<u8>>,
-}
+pub use crate::proxy::Rules;
 
 impl Rules {
     /// Builds the rules of `config`, reading its `--limits` file. `limiter`: the process's limiter (its key

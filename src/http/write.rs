@@ -22,14 +22,24 @@ pub struct Forward<'a> {
 }
 
 /// Writes the head forwarded upstream: the request line (as HTTP/1.1), the client's fields minus hop-by-hop
-/// ones, the framing fields, `X-Forwarded-For` and the version header; then `Content-Length: body_len` if
-/// the request has a body, the version header, and the combined `X-Forwarded-For` with the client appended.
+/// ones, `X-Forwarded-For` and the version header; then `Content-Length: body_len` if the request has a
+/// body, and the observe header. One call: [`forward_fields`] then [`forward_end`].
+pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u64, fwd: &Forward<'_>) -> u32 {
+    let underscores = forward_fields(out, head, fwd);
+    forward_end(out, head.framing, body_len, fwd.observe);
+    underscores
+}
+
+/// The part of the forwarded head known from the head alone (written as soon as the head is accepted, so
+/// that a head is parsed once even when its body arrives later): the request line (as HTTP/1.1), the
+/// client's fields minus hop-by-hop ones, the version header and the combined `X-Forwarded-For` with the
+/// client appended. [`forward_end`] completes it once the body is known.
 ///
 /// Fields whose name holds `_` are dropped (as nginx's default `underscores_in_headers off`): CGI, WSGI,
 /// Rack and PHP map `X_Api_Version` and `X-Api-Version` to the same variable, so an underscore spelling
 /// would smuggle a protected field (version header, X-Forwarded-For, observe header, user key) past the
 /// checks. Returns how many were dropped.
-pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u64, fwd: &Forward<'_>) -> u32 {
+pub fn forward_fields(out: &mut impl Out, head: &RequestHead<'_, '_>, fwd: &Forward<'_>) -> u32 {
     out.put(head.method.as_str().as_bytes());
     out.put(b" ");
     out.put(head.target.as_bytes());
@@ -66,21 +76,10 @@ pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u6
         out.put(fwd.default_host);
         out.put(b"\r\n");
     }
-    if head.framing != Framing::None {
-        out.put(b"Content-Length: ");
-        put_u64(out, body_len);
-        out.put(b"\r\n");
-    }
     if let Some(v) = fwd.version {
         out.put(fwd.version_header);
         out.put(b": ");
         out.put(v);
-        out.put(b"\r\n");
-    }
-    if let Some((name, Some(code))) = fwd.observe {
-        out.put(name);
-        out.put(b": ");
-        out.put(code);
         out.put(b"\r\n");
     }
     out.put(b"X-Forwarded-For: ");
@@ -97,8 +96,26 @@ pub fn forward_head(out: &mut impl Out, head: &RequestHead<'_, '_>, body_len: u6
         }
     }
     out.put(fwd.client_ip);
-    out.put(b"\r\n\r\n");
+    out.put(b"\r\n");
     underscores
+}
+
+/// Ends a head begun by [`forward_fields`]: `Content-Length: body_len` when the request has a body (a chunked
+/// body is forwarded de-chunked), the observe header with its code when an observe rule would have refused,
+/// and the blank line.
+pub fn forward_end(out: &mut impl Out, framing: Framing, body_len: u64, observe: Option<(&[u8], Option<&[u8]>)>) {
+    if framing != Framing::None {
+        out.put(b"Content-Length: ");
+        put_u64(out, body_len);
+        out.put(b"\r\n");
+    }
+    if let Some((name, Some(code))) = observe {
+        out.put(name);
+        out.put(b": ");
+        out.put(code);
+        out.put(b"\r\n");
+    }
+    out.put(b"\r\n");
 }
 
 enum Field {
@@ -221,7 +238,7 @@ mod tests {
         forward_head(&mut out, &head, 11, &fwd);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "POST /x HTTP/1.1\r\nHost: api\r\nAccept: */*\r\nContent-Length: 11\r\nX-Api-Version: v2\r\nx-observed: malformed_json\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n\r\n"
+            "POST /x HTTP/1.1\r\nHost: api\r\nAccept: */*\r\nX-Api-Version: v2\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nContent-Length: 11\r\nx-observed: malformed_json\r\n\r\n"
         );
     }
 

@@ -1,7 +1,5 @@
-//! The current `Date` value for the ingress's own answers, formatted at most once a second. Reads the wall
-//! clock (`SystemTime`, a vDSO call on Linux, no syscall).
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! The current `Date` value for the ingress's own answers, formatted at most once a second from the wall
+//! clock the worker reads at the top of each loop iteration.
 
 use crate::http::date::imf_fixdate;
 
@@ -20,13 +18,16 @@ impl Default for DateCache {
 }
 
 impl DateCache {
-    /// `Date` now (IMF-fixdate).
-    pub fn now(&mut self) -> &[u8; 29] {
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    /// The wall clock is now `secs` (Unix seconds).
+    pub fn set(&mut self, secs: u64) {
         if secs != self.secs {
             self.secs = secs;
             self.text = imf_fixdate(secs);
         }
+    }
+
+    /// `Date` (IMF-fixdate) as of the last [`DateCache::set`].
+    pub fn text(&self) -> &[u8; 29] {
         &self.text
     }
 }

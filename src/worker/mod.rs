@@ -6,15 +6,10 @@
 //! re-registered. Tokens carry a generation so an event for a closed connection never reaches a new one
 //! that reused its slab slot.
 
-pub mod conn;
 pub mod date;
-mod finish;
-pub mod pool;
-mod relay;
-mod state;
 mod upstream;
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,15 +19,14 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::access_log::AccessLog;
+use crate::buf::{Buf, BufPool};
 use crate::guard::json::JsonValidator;
-use crate::http::Reason;
 use crate::limit::tiers::Memo;
 use crate::metrics::add;
+use crate::proxy::{Action, Connection, Cx, Entry, Input, Observer, Settings, Timeouts, DRAIN_IDLE_GRACE};
 use crate::rules::Rules;
 use crate::server::Shared;
-use crate::timer::{Entry, Wheel, TICK};
-use conn::{Client, Env, Exchange, IpText, Phase, Ready, Step, Upstream};
-use pool::BufPool;
+use crate::timer::{Entry as TimerEntry, Wheel, TICK};
 
 pub const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -43,9 +37,6 @@ const GEN_MASK: u32 = 0x7fff_ffff;
 const STEP_CAP: u32 = 256;
 /// Connections accepted per loop iteration before events are served again.
 const ACCEPT_BATCH: usize = 128;
-/// At shutdown, how long an idle keep-alive connection is kept for one more request (answered with
-/// `Connection: close`) before it is closed.
-pub(super) const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 /// A pooled upstream connection idle longer than this is closed rather than reused.
 const UPSTREAM_IDLE_MAX: Duration = Duration::from_secs(30);
 /// Pause after the process runs out of file descriptors, instead of spinning on accept.
@@ -55,6 +46,126 @@ const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 /// events are usually already there, and a worker that does not go to sleep between them answers sooner
 /// (costs one extra `epoll_wait` per busy iteration, ~0.04 per request at 64 connections).
 const SPIN: u32 = 1;
+
+/// Readiness as last reported by the poller, kept in user space.
+#[derive(Debug, Default, Clone, Copy)]
+struct Ready {
+    readable: bool,
+    writable: bool,
+    /// The peer shut down its write side (sticky).
+    hup: bool,
+}
+
+/// A client connection: its socket, its readiness, and its machine.
+struct Client {
+    sock: TcpStream,
+    gen: u32,
+    io: Ready,
+    /// The tick of this connection's live wheel entry (0: none).
+    timer_tick: u64,
+    upstream: Option<usize>,
+    conn: Connection,
+}
+
+/// An upstream connection, owned by the worker's upstream slab.
+struct Upstream {
+    sock: TcpStream,
+    gen: u32,
+    io: Ready,
+    connected: bool,
+    /// The client (key, generation) this connection serves; `None` while pooled.
+    owner: Option<(usize, u32)>,
+    idle_since: Instant,
+}
+
+/// The access log (when on) and the debug log, as the machine reports to them.
+struct Logs<'a>(Option<&'a mut AccessLog>);
+
+impl Observer for Logs<'_> {
+    fn wants_entries(&self) -> bool {
+        self.0.is_some()
+    }
+    fn entry(&mut self, e: &Entry<'_>) {
+        if let Some(l) = self.0.as_mut() {
+            l.entry(e);
+        }
+    }
+    fn refused(&mut self, peer: &[u8], method: &str, target: &[u8], reason: crate::http::Reason) {
+        crate::debug!(
+            "{} {} {}: {} {}",
+            String::from_utf8_lossy(peer),
+            method,
+            String::from_utf8_lossy(target),
+            reason.status(),
+            reason.code()
+        );
+    }
+}
+
+enum ReadResult {
+    Data,
+    Eof,
+    WouldBlock,
+    Full,
+}
+
+/// Reads once into `buf`. A short read means the socket is drained (edge-triggered): the readable bit is
+/// cleared without paying for a read that would return `WouldBlock`.
+fn read_once(sock: &mut TcpStream, io: &mut Ready, buf: &mut Buf) -> io::Result<ReadResult> {
+    let spare = buf.spare();
+    let want = spare.len();
+    if want == 0 {
+        return Ok(ReadResult::Full);
+    }
+    loop {
+        match sock.read(spare) {
+            Ok(0) => {
+                io.hup = true;
+                return Ok(ReadResult::Eof);
+            }
+            Ok(n) => {
+                buf.filled(n);
+                if n < want && !io.hup {
+                    io.readable = false;
+                }
+                return Ok(ReadResult::Data);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                io.readable = false;
+                return Ok(ReadResult::WouldBlock);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The outcome of a read as the machine sees it; `None`: nothing to read now.
+fn input(r: io::Result<ReadResult>) -> Option<Input> {
+    match r {
+        Ok(ReadResult::Data) => Some(Input::Data),
+        Ok(ReadResult::WouldBlock) => None,
+        Ok(ReadResult::Full) => Some(Input::Full),
+        Ok(ReadResult::Eof) | Err(_) => Some(Input::Eof),
+    }
+}
+
+/// Writes as much of `buf` as the socket takes. `Ok(true)` once it is empty.
+fn write_out(sock: &mut TcpStream, io: &mut Ready, buf: &mut Buf) -> io::Result<bool> {
+    while !buf.is_empty() {
+        if !io.writable {
+            return Ok(false);
+        }
+        match sock.write(buf.data()) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf.consume(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
 
 fn token(key: usize, gen: u32, upstream: bool) -> Token {
     Token(((gen as usize) << 32) | key | if upstream { UP_BIT } else { 0 })
@@ -75,6 +186,7 @@ pub struct Worker {
     idle_ups: Vec<usize>,
     bufs: BufPool,
     json: JsonValidator,
+    settings: Settings,
     /// The policy this worker decides with, and its generation (see `crate::rules`).
     rules: Arc<Rules>,
     rules_gen: u64,
@@ -84,10 +196,10 @@ pub struct Worker {
     date: date::DateCache,
     decoder: crate::guard::decode::Decoder,
     log: Option<AccessLog>,
-    /// Unix milliseconds at the top of this iteration (kept only with an access log).
+    /// Unix milliseconds at the top of this iteration.
     wall_ms: u64,
     wheel: Wheel,
-    expired: Vec<Entry>,
+    expired: Vec<TimerEntry>,
     pending: Vec<(usize, u32)>,
     next_gen: u32,
     now: Instant,
@@ -108,6 +220,20 @@ impl Worker {
         let (rules, rules_gen) = shared.rules.get();
         let json = JsonValidator::new(rules.policy.max_json_depth);
         let log = shared.access_log.as_ref().and_then(|hub| hub.worker(id, now));
+        let t = shared.config.timeouts;
+        let settings = Settings {
+            timeouts: Timeouts {
+                header: t.header,
+                body: t.body,
+                idle: t.idle,
+                upstream_connect: t.upstream_connect,
+                upstream: t.upstream,
+                linger_timeout: t.linger_timeout,
+                linger_time: t.linger_time,
+            },
+            limits: shared.config.limits,
+            upstream_host: shared.upstream_host.clone(),
+        };
         Ok(Worker {
             id,
             poll,
@@ -119,6 +245,7 @@ impl Worker {
             idle_ups: Vec::with_capacity(1024),
             bufs: BufPool::new(buf_size, max_free),
             json,
+            settings,
             rules,
             rules_gen,
             memo: Memo::default(),
@@ -165,11 +292,11 @@ impl Worker {
                 self.rules_gen = generation;
                 self.memo.clear();
             }
-            if self.log.is_some() {
-                self.wall_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-            }
+            // The wall clock (a vDSO read, no syscall), for Date and the access log.
+            self.wall_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            self.date.set(self.wall_ms / 1000);
             spin = if events.is_empty() { 0 } else { SPIN };
             // Pooled upstream connections first: one that spoke or closed unasked is closed before a client
             // event of the same batch can take it from the pool (its bytes would be read as that client's
@@ -331,25 +458,17 @@ impl Worker {
         }
         self.shared.open.fetch_add(1, Ordering::Relaxed);
         add(&self.shared.metrics[self.id].conns_accepted, 1);
-        let deadline = self.now + self.shared.config.timeouts.header;
         entry.insert(Client {
             sock,
             gen,
-            ip: IpText::new(peer.ip()),
-            peer: peer.ip(),
             io: Ready {
                 readable: false,
                 writable: true,
                 hup: false,
             },
-            inbuf: None,
-            out: None,
-            phase: Phase::Head { started: false },
-            deadline,
             timer_tick: 0,
             upstream: None,
-            ex: Exchange::idle(self.now),
-            logf: None,
+            conn: Connection::new(peer.ip(), self.settings.timeouts.header, self.now),
         });
         self.arm_timer(key);
     }
@@ -357,23 +476,25 @@ impl Worker {
     /// Makes sure the wheel will look at `key` no later than its deadline.
     fn arm_timer(&mut self, key: usize) {
         let c = &mut self.clients[key];
-        let tick = self.wheel.tick_of(c.deadline);
+        let deadline = c.conn.deadline();
+        let tick = self.wheel.tick_of(deadline);
         if c.timer_tick == 0 || tick < c.timer_tick {
-            c.timer_tick = self.wheel.schedule(key, c.gen, c.deadline);
+            c.timer_tick = self.wheel.schedule(key, c.gen, deadline);
         }
     }
 
-    /// Runs `f` on client `key`, its upstream connection (if any) and the worker state a step may use.
+    /// Runs `f` on client `key`, its upstream connection (if any) and the machine's view of the worker.
     fn with_client<R>(
         &mut self,
         key: usize,
-        f: impl FnOnce(&mut Client, Option<&mut Upstream>, &mut Env<'_>) -> R,
+        f: impl FnOnce(&mut Client, Option<&mut Upstream>, &mut Cx<'_>) -> R,
     ) -> R {
         let Worker {
             clients,
             ups,
             bufs,
             json,
+            settings,
             id,
             rules,
             memo,
@@ -388,140 +509,160 @@ impl Worker {
             ..
         } = self;
         let c = &mut clients[key];
-        let mut env = Env {
-            shared,
-            bufs,
-            json,
+        let mut logs = Logs(log.as_mut());
+        let mut cx = Cx {
+            settings,
+            rules,
+            limiter: shared.limiter.as_ref(),
             metrics: &shared.metrics[*id],
             worker: *id,
-            rules,
+            bufs,
+            json,
+            decoder,
             memo,
             key_scratch,
-            date,
-            decoder,
-            log,
+            log: &mut logs,
+            date: date.text(),
             wall_ms: *wall_ms,
             now: *now,
             draining: *draining,
         };
         let up = c.upstream.map(|k| &mut ups[k]);
-        f(c, up, &mut env)
+        f(c, up, &mut cx)
     }
 
-    /// Steps client `key` until it waits, closes, or hits the step cap.
+    /// Drives client `key` until it waits, closes, or hits the step cap.
     fn drive(&mut self, key: usize) {
         for _ in 0..STEP_CAP {
-            let step = self.with_client(key, |c, up, env| c.step(up, env));
-            if !self.apply(key, step) {
-                return;
+            match self.act(key) {
+                Drive::Go => {}
+                Drive::Wait => {
+                    self.arm_timer(key);
+                    return;
+                }
+                Drive::Closed => return,
             }
         }
         let gen = self.clients[key].gen;
         self.pending.push((key, gen));
     }
 
-    /// Carries out a step. Returns whether to keep stepping.
-    fn apply(&mut self, key: usize, step: Step) -> bool {
-        match step {
-            Step::Continue => true,
-            Step::Wait => {
-                self.arm_timer(key);
-                false
+    /// Performs client `key`'s next action and reports its outcome to the machine.
+    fn act(&mut self, key: usize) -> Drive {
+        let action = self.with_client(key, |c, _, cx| c.conn.poll(cx));
+        match action {
+            Action::OpenUpstream { fresh } => {
+                let attached = self.attach_upstream(key, fresh);
+                self.with_client(key, |c, _, cx| match attached {
+                    Some((reused, connected)) => c.conn.upstream_attached(reused, connected, cx),
+                    None => c.conn.upstream_connect_failed(cx),
+                });
+                Drive::Go
             }
-            Step::Close => {
-                self.close_client(key);
-                false
-            }
-            Step::NeedUpstream { fresh } => {
-                if let Err(reason) = self.attach_upstream(key, fresh) {
-                    self.answer(key, reason);
-                }
-                true
-            }
-            Step::ReleaseUpstream { reusable } => {
+            Action::ReleaseUpstream { reusable, failure } => {
                 self.release_upstream(key, reusable);
-                true
-            }
-            Step::UpstreamFailed { retry, reason } => {
-                self.release_upstream(key, false);
-                if retry {
-                    if let Err(reason) = self.attach_upstream(key, true) {
-                        self.answer(key, reason);
-                    }
-                    true
-                } else if let Some(reason) = reason {
-                    self.answer(key, reason);
-                    true
-                } else {
-                    self.shared
-                        .upstream_failed("closed or failed in the middle of a response");
-                    self.close_client(key);
-                    false
+                if let Some(what) = failure {
+                    self.shared.upstream_failed(what);
                 }
+                Drive::Go
             }
+            Action::Close { reset } => {
+                if reset {
+                    let _ = socket2::SockRef::from(&self.clients[key].sock).set_linger(Some(Duration::ZERO));
+                }
+                self.close_client(key);
+                Drive::Closed
+            }
+            a => self.with_client(key, |c, up, cx| {
+                let done = match (a, up) {
+                    (Action::ReadClient, _) => {
+                        if !c.io.readable && !c.io.hup {
+                            false
+                        } else {
+                            let r = if c.io.readable {
+                                input(read_once(&mut c.sock, &mut c.io, c.conn.client_buf(cx)))
+                            } else {
+                                Some(Input::Eof)
+                            };
+                            r.map(|i| c.conn.client_read(i, cx)).is_some()
+                        }
+                    }
+                    (Action::WriteClient, _) => match write_out(&mut c.sock, &mut c.io, c.conn.client_out()) {
+                        Ok(true) => true,
+                        Ok(false) => false,
+                        Err(_) => {
+                            c.conn.client_gone(cx);
+                            true
+                        }
+                    },
+                    (Action::ShutdownWrite, _) => {
+                        let _ = c.sock.shutdown(std::net::Shutdown::Write);
+                        true
+                    }
+                    (Action::AwaitUpstream, Some(u)) => await_connect(u, &mut c.conn, cx),
+                    (Action::WriteUpstream, Some(u)) => loop {
+                        let data = c.conn.upstream_out();
+                        if data.is_empty() {
+                            break true;
+                        }
+                        if !u.io.writable {
+                            break false;
+                        }
+                        match u.sock.write(data) {
+                            Ok(n) => c.conn.upstream_wrote(n, cx),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.io.writable = false,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(_) => {
+                                c.conn.upstream_closed(cx);
+                                break true;
+                            }
+                        }
+                    },
+                    (Action::ReadUpstream, Some(u)) => {
+                        u.io.readable
+                            && input(read_once(&mut u.sock, &mut u.io, c.conn.upstream_buf(cx)))
+                                .map(|i| c.conn.upstream_read(i, cx))
+                                .is_some()
+                    }
+                    // An upstream action without an upstream connection (cannot happen): as if it closed.
+                    (Action::AwaitUpstream, None) => {
+                        c.conn.upstream_connect_failed(cx);
+                        true
+                    }
+                    (Action::WriteUpstream | Action::ReadUpstream, None) => {
+                        c.conn.upstream_closed(cx);
+                        true
+                    }
+                    (Action::Wait, _) | (Action::OpenUpstream { .. } | Action::ReleaseUpstream { .. }, _) => false,
+                    (Action::Close { .. }, _) => false,
+                };
+                if done {
+                    Drive::Go
+                } else {
+                    c.conn.park(cx);
+                    Drive::Wait
+                }
+            }),
         }
-    }
-
-    /// Answers the client's current request with the ingress's own response, dropping upstream leftovers.
-    fn answer(&mut self, key: usize, reason: Reason) {
-        match reason {
-            Reason::UpstreamUnavailable => self.shared.upstream_failed("connection refused or failed"),
-            Reason::UpstreamTimeout => self.shared.upstream_failed("timed out"),
-            Reason::BadUpstreamResponse => self.shared.upstream_failed("invalid response"),
-            _ => {}
-        }
-        self.with_client(key, |c, _, env| {
-            if let Some(b) = c.ex.fwd.take() {
-                env.bufs.put(b);
-            }
-            // Drop upstream leftovers, but never a pending `100 Continue` (it is all `out` holds then).
-            if let Some(out) = c.out.as_mut().filter(|_| !c.ex.interim) {
-                out.clear();
-            }
-            c.respond(env, reason);
-        });
     }
 
     fn close_client(&mut self, key: usize) {
         self.release_upstream(key, false);
-        let c = self.clients.remove(key);
-        let m = &self.shared.metrics[self.id];
-        add(&m.conns_closed, 1);
-        if matches!(c.phase, Phase::Relay) && c.ex.framer.is_some() {
-            add(&m.aborted, 1);
-            if let Some(log) = self.log.as_mut() {
-                c.log_entry(log, self.wall_ms, self.now, c.ex.status, Some("aborted"));
-            }
-            // The response is incomplete: reset rather than close, so that a client reading until close
-            // (HTTP/1.0, close-delimited bodies) cannot take a truncated body for a complete one.
-            let _ = socket2::SockRef::from(&c.sock).set_linger(Some(Duration::ZERO));
-        }
-        for b in [c.inbuf, c.out, c.ex.fwd].into_iter().flatten() {
-            self.bufs.put(b);
-        }
+        self.with_client(key, |c, _, cx| c.conn.release_buffers(cx));
+        self.clients.remove(key);
+        add(&self.shared.metrics[self.id].conns_closed, 1);
         self.shared.open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// The shutdown timeout passed: closes the clients left. One in the middle of a response is reset (as
-    /// `close_client` does for a response cut otherwise): a clean FIN would make a cut close-delimited body
-    /// look complete.
+    /// The shutdown timeout passed: closes the clients left, cutting what is in flight (a response in the
+    /// middle is reset: a clean FIN would make a cut close-delimited body look complete).
     fn close_remaining(&mut self) {
         let keys: Vec<usize> = self.clients.iter().map(|(k, _)| k).collect();
         for k in keys {
-            let c = &self.clients[k];
-            let unfinished = match c.phase {
-                Phase::Relay => true,
-                Phase::Flush => c.out.as_ref().is_some_and(|o| !o.is_empty()),
-                _ => false,
-            };
-            if unfinished {
-                let _ = socket2::SockRef::from(&c.sock).set_linger(Some(Duration::ZERO));
+            let (in_flight, reset) = self.with_client(k, |c, _, cx| (c.conn.in_flight(), c.conn.abort(cx)));
+            if reset {
+                let _ = socket2::SockRef::from(&self.clients[k].sock).set_linger(Some(Duration::ZERO));
             }
-            let in_flight = unfinished
-                || matches!(
-                    c.phase,
-                    Phase::Head { started: true } | Phase::Body { .. } | Phase::Upstream | Phase::Discard
-                );
             if in_flight {
                 self.shared.cut_at_shutdown.fetch_add(1, Ordering::Relaxed);
             }
@@ -540,14 +681,12 @@ impl Worker {
                 continue;
             }
             c.timer_tick = 0;
-            if c.deadline > self.now {
+            if c.conn.deadline() > self.now {
                 self.arm_timer(e.key);
                 continue;
             }
-            let step = self.with_client(e.key, |c, _, env| c.on_timeout(env));
-            if self.apply(e.key, step) {
-                self.drive(e.key);
-            }
+            self.with_client(e.key, |c, _, cx| c.conn.timer(cx));
+            self.drive(e.key);
         }
         self.expired = expired;
     }
@@ -568,14 +707,45 @@ impl Worker {
         let idle: Vec<usize> = self
             .clients
             .iter()
-            .filter(|(_, c)| {
-                matches!(c.phase, Phase::Head { started: false }) && c.inbuf.as_ref().is_none_or(|b| b.is_empty())
-            })
+            .filter(|(_, c)| c.conn.is_idle())
             .map(|(k, _)| k)
             .collect();
         for k in idle {
-            self.clients[k].deadline = close_at;
+            self.clients[k].conn.drain(close_at);
             self.arm_timer(k);
+        }
+    }
+}
+
+/// What the drive loop does after an action.
+enum Drive {
+    Go,
+    Wait,
+    Closed,
+}
+
+/// Whether a connect in progress finished (reported to the machine): `false` while it is still under way.
+fn await_connect(u: &mut Upstream, conn: &mut Connection, cx: &mut Cx<'_>) -> bool {
+    if !u.io.writable && !u.io.hup {
+        return false;
+    }
+    if !matches!(u.sock.take_error(), Ok(None)) {
+        conn.upstream_connect_failed(cx);
+        return true;
+    }
+    match u.sock.peer_addr() {
+        Ok(_) => {
+            u.connected = true;
+            conn.upstream_connected(cx);
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotConnected && !u.io.hup => {
+            u.io.writable = false;
+            false
+        }
+        Err(_) => {
+            conn.upstream_connect_failed(cx);
+            true
         }
     }
 }

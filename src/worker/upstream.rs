@@ -9,9 +9,7 @@
 use mio::net::TcpStream;
 use mio::Interest;
 
-use super::conn::{Ready, Upstream};
-use super::{token, Phase, Worker, UPSTREAM_IDLE_MAX};
-use crate::http::Reason;
+use super::{token, Ready, Upstream, Worker, UPSTREAM_IDLE_MAX};
 use crate::metrics::add;
 
 impl Worker {
@@ -43,8 +41,9 @@ impl Worker {
         }
     }
 
-    /// Gives client `key` an upstream connection: a pooled one unless `fresh`, else a new connect.
-    pub(super) fn attach_upstream(&mut self, key: usize, fresh: bool) -> Result<(), Reason> {
+    /// Gives client `key` an upstream connection: a pooled one unless `fresh`, else a new connect. Returns
+    /// whether it came from the pool and whether it is connected, or `None` if no connection could be made.
+    pub(super) fn attach_upstream(&mut self, key: usize, fresh: bool) -> Option<(bool, bool)> {
         let cgen = self.clients[key].gen;
         let mut reused = false;
         let mut uk = None;
@@ -64,7 +63,7 @@ impl Worker {
         let uk = match uk {
             Some(k) => k,
             None => {
-                let mut sock = TcpStream::connect(self.shared.upstream).map_err(|_| Reason::UpstreamUnavailable)?;
+                let mut sock = TcpStream::connect(self.shared.upstream).ok()?;
                 let _ = sock.set_nodelay(true);
                 let gen = self.next_gen();
                 let entry = self.ups.vacant_entry();
@@ -72,7 +71,7 @@ impl Worker {
                 self.poll
                     .registry()
                     .register(&mut sock, token(k, gen, true), Interest::READABLE | Interest::WRITABLE)
-                    .map_err(|_| Reason::UpstreamUnavailable)?;
+                    .ok()?;
                 entry.insert(Upstream {
                     sock,
                     gen,
@@ -88,14 +87,8 @@ impl Worker {
         add(if reused { &m.upstream_reused } else { &m.upstream_opened }, 1);
         let u = &mut self.ups[uk];
         u.owner = Some((key, cgen));
-        let t = self.shared.config.timeouts;
-        let c = &mut self.clients[key];
-        c.upstream = Some(uk);
-        c.ex.reused = reused;
-        c.ex.sent = 0;
-        c.phase = Phase::Upstream;
-        c.deadline = self.now + if u.connected { t.upstream } else { t.upstream_connect };
-        Ok(())
+        self.clients[key].upstream = Some(uk);
+        Some((reused, u.connected))
     }
 
     pub(super) fn release_upstream(&mut self, key: usize, reusable: bool) {
