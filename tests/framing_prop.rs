@@ -1,101 +1,17 @@
 //! Property tests over the pure framing code: random and mutated input never panics, the incremental chunked
 //! decoder agrees with a one-shot reference decoder whatever the split, and heads parse the same in pieces.
+//!
+//! The reference decoder is `tests/models/chunked.rs`, shared with the `chunked` fuzz target.
 
+#[path = "models/chunked.rs"]
+mod chunked_model;
+
+use chunked_model::reference;
 use portcullis::config::Limits;
 use portcullis::http::chunked::ChunkedDecoder;
 use portcullis::http::request::{header_storage, parse_head};
 use portcullis::http::response;
 use proptest::prelude::*;
-
-/// Checks a chunk-size line (without its CRLF): `1*16HEXDIG [ ";" ext ]`, the extension starting with a token
-/// character and holding no control byte but HTAB. `complete`: the line ended (so the size may not be empty).
-fn size_line_ok(l: &[u8], complete: bool) -> bool {
-    let (size, ext) = match l.iter().position(|&b| b == b';') {
-        Some(i) => (&l[..i], Some(&l[i + 1..])),
-        None => (l, None),
-    };
-    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    let size_ok = size.len() <= 16
-        && size.iter().all(u8::is_ascii_hexdigit)
-        && (!size.is_empty() || (!complete && ext.is_none()));
-    let ext_ok = match ext {
-        None => true,
-        Some([]) => !complete,
-        Some(e) => tchar(e[0]) && !e.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f),
-    };
-    size_ok && ext_ok
-}
-
-fn trailer_ok(l: &[u8]) -> bool {
-    !l.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-}
-
-/// Reference: decodes a chunked body in one pass over all the input with the same strict grammar.
-/// `Ok(Some((payload, used)))`, `Ok(None)` if it needs more bytes, `Err(())` if malformed.
-fn reference(input: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ()> {
-    let mut pos = 0;
-    let mut out = Vec::new();
-    let line = |pos: usize| input[pos..].windows(2).position(|w| w == b"\r\n").map(|i| pos + i);
-    // A line without its CRLF yet: malformed already if it has a bare LF, a CR not at the very end, or
-    // content the line's grammar forbids.
-    let partial = |pos: usize, ok: &dyn Fn(&[u8], bool) -> bool| {
-        let rest = &input[pos..];
-        let bad_ending = rest
-            .iter()
-            .enumerate()
-            .any(|(i, &b)| b == b'\n' || (b == b'\r' && i + 1 < rest.len()));
-        let (content, cr) = match rest.strip_suffix(b"\r") {
-            Some(c) => (c, true),
-            None => (rest, false),
-        };
-        if bad_ending || !ok(content, cr) {
-            Err(())
-        } else {
-            Ok(None)
-        }
-    };
-    loop {
-        let Some(end) = line(pos) else {
-            return partial(pos, &size_line_ok);
-        };
-        let l = &input[pos..end];
-        if l.contains(&b'\n') || l.contains(&b'\r') || !size_line_ok(l, true) {
-            return Err(());
-        }
-        let size_part = l.split(|&b| b == b';').next().unwrap();
-        let size = u64::from_str_radix(std::str::from_utf8(size_part).unwrap(), 16).unwrap() as usize;
-        pos = end + 2;
-        if size == 0 {
-            // Trailer lines until an empty one.
-            loop {
-                let Some(end) = line(pos) else {
-                    return partial(pos, &|l, _| trailer_ok(l));
-                };
-                let l = &input[pos..end];
-                if l.contains(&b'\n') || l.contains(&b'\r') || !trailer_ok(l) {
-                    return Err(());
-                }
-                pos = end + 2;
-                if l.is_empty() {
-                    return Ok(Some((out, pos)));
-                }
-            }
-        }
-        if input.len() < pos + size + 2 {
-            let tail = input.get(pos + size..).unwrap_or(&[]);
-            return if tail.first().is_some_and(|&b| b != b'\r') {
-                Err(())
-            } else {
-                Ok(None)
-            };
-        }
-        out.extend_from_slice(&input[pos..pos + size]);
-        if &input[pos + size..pos + size + 2] != b"\r\n" {
-            return Err(());
-        }
-        pos += size + 2;
-    }
-}
 
 /// The incremental decoder fed in pieces of the given sizes.
 fn incremental(input: &[u8], pieces: &[usize]) -> Result<Option<(Vec<u8>, usize)>, ()> {
