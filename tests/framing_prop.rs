@@ -1,16 +1,20 @@
 //! Property tests over the pure framing code: random and mutated input never panics, the incremental chunked
-//! decoder agrees with a one-shot reference decoder whatever the split, and heads parse the same in pieces.
+//! decoder agrees with a one-shot reference decoder whatever the split, heads parse the same in pieces, and
+//! request and response heads are framed as the framing model says.
 //!
-//! The reference decoder is `tests/models/chunked.rs`, shared with the `chunked` fuzz target.
+//! The reference decoder and the framing model are in `tests/models/`, shared with the fuzz targets.
 
 #[path = "models/chunked.rs"]
 mod chunked_model;
+#[path = "models/framing.rs"]
+mod framing_model;
 
 use chunked_model::reference;
 use portcullis::config::Limits;
 use portcullis::http::chunked::ChunkedDecoder;
 use portcullis::http::request::{header_storage, parse_head};
 use portcullis::http::response;
+use portcullis::http::Version;
 use proptest::prelude::*;
 
 /// The incremental decoder fed in pieces of the given sizes.
@@ -57,6 +61,57 @@ fn chunked(payload: &[u8], sizes: &[usize], ext: bool, trailer: bool) -> Vec<u8>
     v
 }
 
+/// Content-Length values: valid, malformed, over the default 1 MiB limit.
+const LENGTHS: &[&str] = &[
+    "0",
+    "5",
+    "05",
+    "+5",
+    "-1",
+    "5,5",
+    "5 5",
+    "",
+    "abc",
+    "99999999999999999999",
+    "1048576",
+    "1048577",
+];
+/// Transfer-Encoding values: codings and lists.
+const CODINGS: &[&str] = &[
+    "chunked",
+    "Chunked",
+    "gzip",
+    "gzip, chunked",
+    "chunked, gzip",
+    "chunked, chunked",
+    "identity",
+    "",
+    "5",
+];
+/// Connection values.
+const OPTIONS: &[&str] = &["close", "keep-alive", "Keep-Alive, x", ""];
+
+/// A head's extra fields: the framing fields (names in any case), Connection, and an unrelated one.
+fn framing_fields() -> impl Strategy<Value = Vec<(&'static str, &'static str)>> {
+    let field = prop_oneof![
+        (
+            prop::sample::select(&["Content-Length", "content-length"][..]),
+            prop::sample::select(LENGTHS)
+        ),
+        (
+            prop::sample::select(&["Transfer-Encoding", "TRANSFER-ENCODING"][..]),
+            prop::sample::select(CODINGS)
+        ),
+        (Just("Connection"), prop::sample::select(OPTIONS)),
+        (Just("X-Pad"), Just("5")),
+    ];
+    prop::collection::vec(field, 0..5)
+}
+
+fn pairs<'a>(fields: &'a [(&str, &str)]) -> Vec<(&'a [u8], &'a [u8])> {
+    fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -90,6 +145,51 @@ proptest! {
         let want = reference(&body);
         // Both refuse, both wait, or both finish at the same place with the same payload.
         prop_assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&body));
+    }
+
+    #[test]
+    fn request_framing_is_the_models(
+        method in prop::sample::select(&["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"][..]),
+        v10: bool,
+        fields in framing_fields(),
+    ) {
+        let version = if v10 { Version::Http10 } else { Version::Http11 };
+        let mut raw = format!("{method} / HTTP/1.{}\r\nHost: a\r\n", if v10 { 0 } else { 1 }).into_bytes();
+        for (n, v) in &fields {
+            raw.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        let limits = Limits::default();
+        let want = framing_model::request_framing(method, version, &pairs(&fields), limits.max_body);
+        let mut st = header_storage();
+        // Accepted exactly when the model frames it, and then framed as the model says.
+        match parse_head(&raw, &limits, &mut st) {
+            Ok(Some(h)) => prop_assert_eq!(Some(h.framing), want, "{}", String::from_utf8_lossy(&raw)),
+            Err(r) => prop_assert_eq!(want, None, "refused ({:?}): {}", r, String::from_utf8_lossy(&raw)),
+            Ok(None) => prop_assert!(false, "partial: {}", String::from_utf8_lossy(&raw)),
+        }
+    }
+
+    #[test]
+    fn response_framing_is_the_models(
+        status in prop::sample::select(&["000", "099", "100", "101", "103", "200", "204", "206", "304", "404", "599", "600"][..]),
+        v10: bool, was_head: bool,
+        fields in framing_fields(),
+    ) {
+        let version = if v10 { Version::Http10 } else { Version::Http11 };
+        let mut raw = format!("HTTP/1.{} {status} X\r\n", if v10 { 0 } else { 1 }).into_bytes();
+        for (n, v) in &fields {
+            raw.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        let want = framing_model::response_framing(version, status.parse().unwrap(), was_head, &pairs(&fields));
+        let mut st = header_storage();
+        // Accepted exactly when the model accepts it, with the model's body kind and reusability.
+        match response::parse_head(&raw, 16 * 1024, was_head, &mut st) {
+            Ok(Some(h)) => prop_assert_eq!(Some((h.body, h.reusable)), want, "{}", String::from_utf8_lossy(&raw)),
+            Err(e) => prop_assert_eq!(want, None, "refused ({:?}): {}", e, String::from_utf8_lossy(&raw)),
+            Ok(None) => prop_assert!(false, "partial: {}", String::from_utf8_lossy(&raw)),
+        }
     }
 
     #[test]
