@@ -224,3 +224,17 @@ proptest! {
         prop_assert_eq!(head.head_len, raw.len());
     }
 }
+
+/// The case `framing_prop.proptest-regressions` held for `chunked_agrees_with_the_reference_on_mutations` (as a
+/// seed, which proptest never read: this file's config has `failure_persistence: None`): 18 payload bytes in
+/// chunks of 6, the byte at 1385801368440301098 % 38 = 36 (the CR of the final CRLF) replaced by `0`, fed
+/// byte by byte. The trailer section then holds a bare LF (`0\n`): both decoders refuse it.
+#[test]
+fn a_bare_lf_in_the_trailer_section_is_refused() {
+    let mut body = chunked(b"aaaaaaaaaaaaaaaaaa", &[6], false, false);
+    assert_eq!(body.len(), 38);
+    body[1385801368440301098usize % 38] = b'0';
+    assert_eq!(&body[33..], b"0\r\n0\n");
+    assert_eq!(incremental(&body, &[1]), Err(()));
+    assert_eq!(reference(&body), Err(()));
+}
