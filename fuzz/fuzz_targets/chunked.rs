@@ -3,15 +3,18 @@
 //! Input: `[split seed, piece/limit byte, body...]`. Checked, beyond "never panics":
 //! - the body fed in pieces (sizes drawn from the seed, 1..=32 bytes) gives exactly what it gives in one piece:
 //!   the same error, or the same payload, the same bytes consumed, the same `done`;
-//! - the one-piece answer equals the one-pass reference decoder of `tests/framing_prop.rs` (copied here, made
-//!   overflow-safe, and refusing sizes that add up past `u64::MAX` as the decoder's budget does): both refuse,
-//!   both wait, or both finish at the same byte with the same payload;
+//! - the one-piece answer equals the one-pass reference decoder `tests/models/chunked.rs` (shared with
+//!   `tests/framing_prop.rs`; overflow-safe, and refusing sizes that add up past `u64::MAX` as the decoder's
+//!   budget does): both refuse, both wait, or both finish at the same byte with the same payload;
 //! - `decode_in_place` and `skip` (fed in the same pieces) agree with `step`;
 //! - a body limit only ever turns an answer into `TooLarge`, and does so when the payload exceeds it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use portcullis::http::chunked::{ChunkError, ChunkedDecoder};
+
+#[path = "../../tests/models/chunked.rs"]
+mod model;
 
 /// (payload so far, input bytes consumed, done).
 type Decoded = Result<(Vec<u8>, usize, bool), ChunkError>;
@@ -62,101 +65,6 @@ fn skipped(input: &[u8], pieces: &[usize]) -> Result<(usize, bool), ChunkError> 
     Ok((pos, false))
 }
 
-// ---- Reference model: tests/framing_prop.rs, with overflow-safe arithmetic. ----
-
-fn size_line_ok(l: &[u8], complete: bool) -> bool {
-    let (size, ext) = match l.iter().position(|&b| b == b';') {
-        Some(i) => (&l[..i], Some(&l[i + 1..])),
-        None => (l, None),
-    };
-    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    let size_ok = size.len() <= 16
-        && size.iter().all(u8::is_ascii_hexdigit)
-        && (!size.is_empty() || (!complete && ext.is_none()));
-    let ext_ok = match ext {
-        None => true,
-        Some([]) => !complete,
-        Some(e) => tchar(e[0]) && !e.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f),
-    };
-    size_ok && ext_ok
-}
-
-fn trailer_ok(l: &[u8]) -> bool {
-    !l.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-}
-
-/// `Ok(Some((payload, used)))`, `Ok(None)` if it needs more bytes, `Err(())` if malformed or if the chunk
-/// sizes add up to more than `u64::MAX` (the decoder's limit is a budget; `u64::MAX` is the largest).
-fn reference(input: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ()> {
-    let mut pos = 0;
-    let mut announced: u64 = 0;
-    let mut out = Vec::new();
-    let line = |pos: usize| input[pos..].windows(2).position(|w| w == b"\r\n").map(|i| pos + i);
-    let partial = |pos: usize, ok: &dyn Fn(&[u8], bool) -> bool| {
-        let rest = &input[pos..];
-        let bad_ending = rest
-            .iter()
-            .enumerate()
-            .any(|(i, &b)| b == b'\n' || (b == b'\r' && i + 1 < rest.len()));
-        let (content, cr) = match rest.strip_suffix(b"\r") {
-            Some(c) => (c, true),
-            None => (rest, false),
-        };
-        if bad_ending || !ok(content, cr) {
-            Err(())
-        } else {
-            Ok(None)
-        }
-    };
-    loop {
-        let Some(end) = line(pos) else {
-            return partial(pos, &size_line_ok);
-        };
-        let l = &input[pos..end];
-        if l.contains(&b'\n') || l.contains(&b'\r') || !size_line_ok(l, true) {
-            return Err(());
-        }
-        let size_part = l.split(|&b| b == b';').next().unwrap();
-        let size = u64::from_str_radix(std::str::from_utf8(size_part).unwrap(), 16).unwrap();
-        announced = announced.checked_add(size).ok_or(())?;
-        pos = end + 2;
-        if size == 0 {
-            loop {
-                let Some(end) = line(pos) else {
-                    return partial(pos, &|l, _| trailer_ok(l));
-                };
-                let l = &input[pos..end];
-                if l.contains(&b'\n') || l.contains(&b'\r') || !trailer_ok(l) {
-                    return Err(());
-                }
-                pos = end + 2;
-                if l.is_empty() {
-                    return Ok(Some((out, pos)));
-                }
-            }
-        }
-        let avail = (input.len() - pos) as u64;
-        if avail < size.saturating_add(2) {
-            let tail = if avail > size {
-                &input[pos + size as usize..]
-            } else {
-                &[][..]
-            };
-            return if tail.first().is_some_and(|&b| b != b'\r') {
-                Err(())
-            } else {
-                Ok(None)
-            };
-        }
-        let size = size as usize;
-        out.extend_from_slice(&input[pos..pos + size]);
-        if &input[pos + size..pos + size + 2] != b"\r\n" {
-            return Err(());
-        }
-        pos += size + 2;
-    }
-}
-
 fn pieces(seed: u8, max: usize) -> Vec<usize> {
     let mut x = seed as u32 | 0x100;
     (0..7)
@@ -193,7 +101,11 @@ fuzz_target!(|data: &[u8]| {
         Ok((p, used, true)) => Ok(Some((p.clone(), *used))),
         Ok((_, _, false)) => Ok(None),
     };
-    assert_eq!(reference(body), mapped, "reference model disagrees with the decoder");
+    assert_eq!(
+        model::reference(body),
+        mapped,
+        "reference model disagrees with the decoder"
+    );
 
     // decode_in_place and skip.
     let mut copy = body.to_vec();
