@@ -248,7 +248,7 @@ fn ref_check(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<(Option<usiz
         }
         Some(best.ok_or(Reason::UnsupportedApiVersion)?.1)
     };
-    let json_body = policy.json_methods & (1 << head.method_idx) != 0;
+    let json_body = policy.json_methods & head.method.bit() != 0;
     if json_body {
         let ct: Vec<&[u8]> = head
             .headers
