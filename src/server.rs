@@ -24,29 +24,25 @@ pub struct Shared {
     pub upstream_host: Vec<u8>,
     /// The policy in force (replaced whole by a reload).
     pub rules: crate::rules::Current,
-    /// Reloads by result: ok, failed.
-    pub reloads: [AtomicU64; 2],
     /// Client connections open in the process (for `--max-connections`).
     pub open: AtomicUsize,
-    /// Shutdown has begun: `/readyz` answers 503 (set `--drain-delay` before `shutdown`).
-    pub unready: AtomicBool,
-    /// The listening sockets were handed to a new process (SIGUSR2): the node stays ready while this one drains.
-    pub handed_over: AtomicBool,
-    /// The workers stop accepting and drain.
-    pub shutdown: AtomicBool,
+    /// Readiness and reload counts, as the admin listener reports them.
+    pub(crate) status: Arc<crate::admin::Status>,
+    /// The workers stop accepting and drain (the fleet sync thread stops too).
+    pub shutdown: Arc<AtomicBool>,
     /// Requests still in flight when `--shutdown-timeout` cut them.
     pub cut_at_shutdown: AtomicUsize,
     /// Upstream failures not yet logged, and the second of the last line about them.
     upstream_failures: AtomicU64,
     upstream_warned_at: AtomicU64,
     /// The per-user limit (process-wide table), when on.
-    pub limiter: Option<crate::limit::Limiter>,
+    pub limiter: Option<Arc<crate::limit::Limiter>>,
     /// The fleet sync's state, when the limit is fleet-wide.
     pub redis: Option<Arc<crate::redis_sync::Stats>>,
     /// Where the access log goes, when on.
     pub access_log: Option<crate::access_log::Hub>,
     /// One counter block per worker (each written only by its worker).
-    pub metrics: Box<[crate::metrics::WorkerMetrics]>,
+    pub metrics: Arc<[crate::metrics::WorkerMetrics]>,
 }
 
 impl Shared {
@@ -69,6 +65,17 @@ impl Shared {
                 "upstream {}: {what} ({n} upstream failures since the last line)",
                 self.upstream
             );
+        }
+    }
+
+    /// What the admin listener reads: the readiness flags, the counter blocks and the gauges' sources.
+    fn admin_handle(&self) -> crate::admin::Handle {
+        crate::admin::Handle {
+            status: self.status.clone(),
+            metrics: self.metrics.clone(),
+            limiter: self.limiter.clone(),
+            redis: self.redis.clone(),
+            access_log_dropped: self.access_log.as_ref().map(|h| h.dropped.clone()),
         }
     }
 }
@@ -164,7 +171,7 @@ impl ShutdownHandle {
     /// stays and the error says why. Returns the settings that differ but need a restart (ignored).
     pub fn reload(&self, config: Result<Config, String>) -> Result<Vec<String>, String> {
         let result = config.and_then(|c| self.try_reload(&c));
-        self.shared.reloads[result.is_err() as usize].fetch_add(1, Ordering::Relaxed);
+        self.shared.status.reloads[result.is_err() as usize].fetch_add(1, Ordering::Relaxed);
         result
     }
 
@@ -173,7 +180,7 @@ impl ShutdownHandle {
         if config.rate.is_some() != old.rate.is_some() {
             return Err("turning the rate limit on or off (--rate 0) needs a restart".into());
         }
-        let rules = crate::rules::Rules::build(config, self.shared.limiter.as_ref())?;
+        let rules = crate::rules::Rules::build(config, self.shared.limiter.as_deref())?;
         let lines = |c: &Config| -> Vec<(String, String)> {
             c.describe()
                 .lines()
@@ -231,7 +238,7 @@ impl ShutdownHandle {
         });
         match rx.recv_timeout(wait) {
             Ok(true) => {
-                self.shared.handed_over.store(true, Ordering::Release);
+                self.shared.status.handed_over.store(true, Ordering::Release);
                 Ok(child.id())
             }
             _ => {
@@ -253,12 +260,12 @@ impl ShutdownHandle {
 
     /// `/readyz` answers 503 from now on (a load balancer takes the node out), nothing else changes yet.
     pub fn unready(&self) {
-        self.shared.unready.store(true, Ordering::Release);
+        self.shared.status.unready.store(true, Ordering::Release);
     }
 
     /// Stop accepting, finish in-flight requests, close idle connections, then let the workers exit.
     pub fn shutdown(&self) {
-        self.shared.unready.store(true, Ordering::Release);
+        self.shared.status.unready.store(true, Ordering::Release);
         self.shared.shutdown.store(true, Ordering::Release);
         for w in &self.wakers {
             let _ = w.wake();
@@ -380,8 +387,8 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
             );
         }
     }
-    let limiter = build_limiter(&config);
-    let rules = crate::rules::Rules::build(&config, limiter.as_ref()).map_err(io::Error::other)?;
+    let limiter = build_limiter(&config).map(Arc::new);
+    let rules = crate::rules::Rules::build(&config, limiter.as_deref()).map_err(io::Error::other)?;
     // `handover`: each distinct listening socket once, kept for an in-place upgrade (the new process inherits
     // them); the workers' listeners are dups of these or the same sockets.
     let (listeners, handover, inherited_admin) = match inherited {
@@ -423,11 +430,9 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
         upstream,
         upstream_host: upstream.to_string().into_bytes(),
         rules: crate::rules::Current::new(rules),
-        reloads: Default::default(),
         open: AtomicUsize::new(0),
-        unready: AtomicBool::new(false),
-        handed_over: AtomicBool::new(false),
-        shutdown: AtomicBool::new(false),
+        status: Default::default(),
+        shutdown: Default::default(),
         cut_at_shutdown: AtomicUsize::new(0),
         upstream_failures: AtomicU64::new(0),
         upstream_warned_at: AtomicU64::new(0),
@@ -444,8 +449,8 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
         redis: syncer.as_ref().map(|s| s.stats.clone()),
         config,
     });
-    if let (Some(syncer), Some(r)) = (syncer, shared.config.rate.as_ref()) {
-        crate::redis_sync::start(shared.clone(), syncer, r.redis_sync)?;
+    if let (Some(syncer), Some(r), Some(l)) = (syncer, shared.config.rate.as_ref(), shared.limiter.as_ref()) {
+        crate::redis_sync::start(l.clone(), shared.shutdown.clone(), syncer, r.redis_sync)?;
     }
     let mut admin_handover = None;
     if let Some(a) = shared.config.admin {
@@ -456,7 +461,7 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
             }
         };
         admin_handover = Some(listener.try_clone()?);
-        let bound = crate::admin::serve_on(listener, shared.clone())?;
+        let bound = crate::admin::serve_on(listener, shared.admin_handle())?;
         crate::info!("admin listening on {bound}");
     }
     let mut wakers = Vec::new();
