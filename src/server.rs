@@ -326,6 +326,14 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// A fresh random seed for the limiter's hashes: SipHash under std's per-process random keys (drawn from the
+/// OS), over 0 to 7.
+pub fn random_seed() -> crate::limit::Seed {
+    use std::hash::BuildHasher;
+    let keys = std::collections::hash_map::RandomState::new();
+    crate::limit::Seed(std::array::from_fn(|i| keys.hash_one(i)))
+}
+
 /// The process's limiter for `config` (its table allocated), if the rate limit is on.
 pub fn build_limiter(config: &Config) -> Option<crate::limit::Limiter> {
     config.rate.as_ref().map(|r| {
@@ -335,6 +343,7 @@ pub fn build_limiter(config: &Config) -> Option<crate::limit::Limiter> {
             r.key.clone(),
             r.trust_forwarded_for,
             std::time::Instant::now(),
+            random_seed(),
         )
         .with_ip_backstop(r.ip.clone());
         let l = match &r.secret {
