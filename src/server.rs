@@ -10,7 +10,7 @@ use std::time::Duration;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::Config;
+use crate::config::{restart_only_changes, Config, RestartOnly};
 use crate::worker::{Worker, WAKER};
 
 /// Listen backlog: connections the kernel holds while every worker is busy or at the connection cap.
@@ -143,56 +143,22 @@ pub struct ShutdownHandle {
     handover: Arc<Handover>,
 }
 
-/// Settings a reload can change; any other difference is reported as needing a restart.
-const RELOADABLE: &[&str] = &[
-    "accept",
-    "version-header",
-    "json-methods",
-    "max-json-depth",
-    "json-allow-empty",
-    "json-decode",
-    "max-decode-ratio",
-    "docs-url",
-    "contact",
-    "accept-rule",
-    "content-type-rule",
-    "json-rule",
-    "rate-rule",
-    "observe-header",
-    "rate",
-    "burst",
-    "limits",
-    "ratelimit-headers",
-    "log-level",
-];
-
 impl ShutdownHandle {
     /// Replaces the policy with the one `config` describes (and its `--limits` file). On error the old policy
     /// stays and the error says why. Returns the settings that differ but need a restart (ignored).
-    pub fn reload(&self, config: Result<Config, String>) -> Result<Vec<String>, String> {
+    pub fn reload(&self, config: Result<Config, String>) -> Result<Vec<RestartOnly>, String> {
         let result = config.and_then(|c| self.try_reload(&c));
         self.shared.status.reloads[result.is_err() as usize].fetch_add(1, Ordering::Relaxed);
         result
     }
 
-    fn try_reload(&self, config: &Config) -> Result<Vec<String>, String> {
+    fn try_reload(&self, config: &Config) -> Result<Vec<RestartOnly>, String> {
         let old = &self.shared.config;
         if config.rate.is_some() != old.rate.is_some() {
             return Err("turning the rate limit on or off (--rate 0) needs a restart".into());
         }
         let rules = crate::rules::Rules::build(config, self.shared.limiter.as_deref())?;
-        let lines = |c: &Config| -> Vec<(String, String)> {
-            c.describe()
-                .lines()
-                .filter_map(|l| l.split_once(" = ").map(|(k, v)| (k.to_string(), v.to_string())))
-                .collect()
-        };
-        let (before, after) = (lines(old), lines(config));
-        let ignored = after
-            .iter()
-            .filter(|(k, v)| !RELOADABLE.contains(&k.as_str()) && before.iter().any(|(k2, v2)| k2 == k && v2 != v))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let ignored = restart_only_changes(old, config);
         crate::log::set_level(config.log_level);
         self.shared.rules.replace(rules);
         for w in &self.wakers {

@@ -7,12 +7,14 @@
 //! (`http::Limits`, `guard::Policy`, `limit::KeyMode`...): this module builds them and nothing below imports it.
 
 mod args;
+mod diff;
 mod render;
 mod schema;
 mod validate;
 
 pub use crate::http::MAX_HEADERS_LIMIT;
 pub use args::Args;
+pub use diff::{restart_only_changes, RestartOnly};
 /// The HTTP layer's size limits: owned by `http` (a pure layer imports nothing of the configuration), built here.
 pub use schema::Limits;
 pub use schema::{Config, RateConfig, Secret, Timeouts};
