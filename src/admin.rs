@@ -17,26 +17,26 @@ use crate::redis_sync::Stats;
 #[derive(Default)]
 pub struct Status {
     /// Shutdown has begun: `/readyz` answers 503 (set `--drain-delay` before the workers stop accepting).
-    pub unready: AtomicBool,
+    pub(crate) unready: AtomicBool,
     /// The listening sockets were handed to a new process (SIGUSR2): the node stays ready while this one drains.
-    pub handed_over: AtomicBool,
+    pub(crate) handed_over: AtomicBool,
     /// Reloads by result: ok, failed.
-    pub reloads: [AtomicU64; 2],
+    pub(crate) reloads: [AtomicU64; 2],
 }
 
 /// All the admin listener reads of the process: the readiness flags, the workers' counter blocks and the
 /// sources of the gauges. The server builds it; nothing here reaches the workers' shared state.
 #[derive(Clone)]
 pub struct Handle {
-    pub status: Arc<Status>,
+    pub(crate) status: Arc<Status>,
     /// One counter block per worker.
-    pub metrics: Arc<[WorkerMetrics]>,
+    pub(crate) metrics: Arc<[WorkerMetrics]>,
     /// The per-user limit's table, when on.
-    pub limiter: Option<Arc<Limiter>>,
+    pub(crate) limiter: Option<Arc<Limiter>>,
     /// The fleet sync's state, when the limit is fleet-wide.
-    pub redis: Option<Arc<Stats>>,
+    pub(crate) redis: Option<Arc<Stats>>,
     /// The access log's count of lines dropped, when the log is on.
-    pub access_log_dropped: Option<Arc<AtomicU64>>,
+    pub(crate) access_log_dropped: Option<Arc<AtomicU64>>,
 }
 
 /// Admin connections served at once, each on its own thread; the next ones wait in the listen backlog.

@@ -16,39 +16,40 @@ use crate::worker::{Worker, WAKER};
 /// Listen backlog: connections the kernel holds while every worker is busy or at the connection cap.
 pub const BACKLOG: i32 = 4096;
 
-/// What every worker shares: read-only configuration, and the few process-wide atomics.
+/// What every worker shares: read-only configuration, and the few process-wide atomics. Its fields are the
+/// crate's own: the helper threads get narrow handles built from them (`admin::Handle`, the fleet sync's limiter).
 pub struct Shared {
-    pub config: Config,
-    pub upstream: SocketAddr,
+    pub(crate) config: Config,
+    pub(crate) upstream: SocketAddr,
     /// `Host` value sent upstream when an HTTP/1.0 client sent none.
-    pub upstream_host: Vec<u8>,
+    pub(crate) upstream_host: Vec<u8>,
     /// The policy in force (replaced whole by a reload).
-    pub rules: crate::rules::Current,
+    pub(crate) rules: crate::rules::Current,
     /// Client connections open in the process (for `--max-connections`).
-    pub open: AtomicUsize,
+    pub(crate) open: AtomicUsize,
     /// Readiness and reload counts, as the admin listener reports them.
     pub(crate) status: Arc<crate::admin::Status>,
     /// The workers stop accepting and drain (the fleet sync thread stops too).
-    pub shutdown: Arc<AtomicBool>,
+    pub(crate) shutdown: Arc<AtomicBool>,
     /// Requests still in flight when `--shutdown-timeout` cut them.
-    pub cut_at_shutdown: AtomicUsize,
+    pub(crate) cut_at_shutdown: AtomicUsize,
     /// Upstream failures not yet logged, and the second of the last line about them.
     upstream_failures: AtomicU64,
     upstream_warned_at: AtomicU64,
     /// The per-user limit (process-wide table), when on.
-    pub limiter: Option<Arc<crate::limit::Limiter>>,
+    pub(crate) limiter: Option<Arc<crate::limit::Limiter>>,
     /// The fleet sync's state, when the limit is fleet-wide.
-    pub redis: Option<Arc<crate::redis_sync::Stats>>,
+    pub(crate) redis: Option<Arc<crate::redis_sync::Stats>>,
     /// Where the access log goes, when on.
-    pub access_log: Option<crate::access_log::Hub>,
+    pub(crate) access_log: Option<crate::access_log::Hub>,
     /// One counter block per worker (each written only by its worker).
-    pub metrics: Arc<[crate::metrics::WorkerMetrics]>,
+    pub(crate) metrics: Arc<[crate::metrics::WorkerMetrics]>,
 }
 
 impl Shared {
     /// Counts an upstream failure (`what`: refused, timed out, a bad response...) and logs at `warn` at most
     /// one line a second for the process, with how many there were since the last line.
-    pub fn upstream_failed(&self, what: &str) {
+    pub(crate) fn upstream_failed(&self, what: &str) {
         self.upstream_failures.fetch_add(1, Ordering::Relaxed);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -44,7 +44,7 @@ pub struct RateConfig {
     pub redis_url: Option<String>,
     pub redis_sync: Duration,
     /// `--secret-file`: its path, and the secret (never printed).
-    pub secret: Option<(String, Secret)>,
+    pub(crate) secret: Option<(String, Secret)>,
     /// The per-address backstop (`None`: off, or keyed on the address already).
     pub ip: Option<crate::limit::IpBackstop>,
     /// `--ip-rate` / `--ip-burst` as configured (0 when off), for describing the configuration.
@@ -54,7 +54,7 @@ pub struct RateConfig {
 
 /// Secret bytes: `Debug` shows only their length.
 #[derive(Clone)]
-pub struct Secret(pub Vec<u8>);
+pub struct Secret(pub(crate) Vec<u8>);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
