@@ -1,9 +1,12 @@
 //! The per-user rate limit: who the user is (a key from the head or the client address), and a GCRA
 //! decision in the process-wide atomic table.
 //!
-//! Contract: `Limiter::decide` is called once per request, right after the head is parsed and before every
-//! other rule; it never blocks, allocates or makes a syscall. Time is passed in (the worker's per-iteration
-//! clock). The interface is one call, so that a cluster mode can reconcile the table in the background.
+//! Contract: per request, right after the head is parsed and before every other rule, the worker calls
+//! `Limiter::user_key` (who), then `Limiter::decide_ip` (the per-address backstop, for a user of no tier) and
+//! `Limiter::decide_with` (under the user's tier), and `Limiter::record` for an admitted request (a no-op unless
+//! the limit is fleet-wide). None of them blocks or makes a syscall; none allocates, except that `user_key` may
+//! grow the caller's reused scratch. Time is passed in (the worker's per-iteration clock), and so is the hash
+//! seed ([`Seed`]). The fleet sync reconciles the table in the background (`Limiter::raise`).
 
 pub mod fleet;
 pub mod gcra;
