@@ -11,10 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use portcullis::limit::{Gcra, KeyMode, Limiter};
+use portcullis::limit::{Gcra, KeyMode, Limiter, Seed};
 use portcullis::redis_sync::{Stats, Syncer};
 
 const USERS: u64 = 10_000;
+
+/// A fixed seed for the limiter's hashes (the server draws a random one per process).
+const SEED: Seed = Seed([1, 2, 3, 4, 5, 6, 7, 8]);
 
 fn redis_net_bytes(con: &mut redis::Connection) -> (u64, u64) {
     let info: String = redis::cmd("INFO").arg("stats").query(con).unwrap();
@@ -52,7 +55,15 @@ fn sync(c: &mut Criterion) {
     std::thread::spawn(move || lines.for_each(drop));
     let url = format!("redis://127.0.0.1:{port}/0");
 
-    let limiter = Limiter::new(Gcra::new(10, 10), 1 << 20, KeyMode::Authorization, 0, Instant::now()).fleet(1, 1 << 17);
+    let limiter = Limiter::new(
+        Gcra::new(10, 10),
+        1 << 20,
+        KeyMode::Authorization,
+        0,
+        Instant::now(),
+        SEED,
+    )
+    .fleet(1, 1 << 17);
     let stats = Arc::new(Stats::default());
     let mut syncer = Syncer::new(&url, Duration::from_secs(5), stats.clone()).unwrap();
     let mut con = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis::limit::{Gcra, Table};
 
+/// A fixed seed for the limiter's hashes (the server draws a random one per process).
+const SEED: portcullis::limit::Seed = portcullis::limit::Seed([1, 2, 3, 4, 5, 6, 7, 8]);
+
 /// Runs `threads` threads, each making `iters` decisions on its own key (or all on one key), and returns the
 /// wall time of the slowest.
 fn run(table: &Arc<Table>, threads: usize, iters: u64, same_key: bool) -> Duration {
@@ -68,7 +71,14 @@ fn tiers(c: &mut Criterion) {
     use portcullis::limit::tiers::{Memo, Tier, TierSpec, Tiers};
     use portcullis::limit::{KeyMode, Limiter};
     const N: usize = 100_000;
-    let limiter = Limiter::new(Gcra::new(10, 10), 1 << 20, KeyMode::Authorization, 0, Instant::now());
+    let limiter = Limiter::new(
+        Gcra::new(10, 10),
+        1 << 20,
+        KeyMode::Authorization,
+        0,
+        Instant::now(),
+        SEED,
+    );
     let listed: Vec<String> = (0..N).map(|i| format!("Bearer user-{i}")).collect();
     let by_value = [TierSpec {
         name: "gold".into(),
@@ -132,14 +142,20 @@ fn key_and_backstop(c: &mut Criterion) {
     use portcullis::config::Limits;
     use portcullis::http::request::{header_storage, parse_head};
     use portcullis::limit::{IpBackstop, KeyMode, Limiter};
-    let limiter = Limiter::new(Gcra::new(10, 10), 1 << 20, KeyMode::Authorization, 0, Instant::now()).with_ip_backstop(
-        Some(IpBackstop {
-            rate: 1_000_000,
-            burst: 1_000_000,
-            gcra: Gcra::new(1_000_000, 1_000_000),
-            exempt: Vec::new(),
-        }),
-    );
+    let limiter = Limiter::new(
+        Gcra::new(10, 10),
+        1 << 20,
+        KeyMode::Authorization,
+        0,
+        Instant::now(),
+        SEED,
+    )
+    .with_ip_backstop(Some(IpBackstop {
+        rate: 1_000_000,
+        burst: 1_000_000,
+        gcra: Gcra::new(1_000_000, 1_000_000),
+        exempt: Vec::new(),
+    }));
     let peer: std::net::IpAddr = "203.0.113.7".parse().unwrap();
     let mut g = c.benchmark_group("key");
     for (name, auth) in [

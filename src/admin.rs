@@ -5,12 +5,39 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::metrics::{render, Gauges};
-use crate::server::Shared;
+use crate::limit::Limiter;
+use crate::metrics::{render, Gauges, WorkerMetrics};
+use crate::redis_sync::Stats;
+
+/// The process's state as the admin listener reports it (written by the signal handling, read here).
+#[derive(Default)]
+pub struct Status {
+    /// Shutdown has begun: `/readyz` answers 503 (set `--drain-delay` before the workers stop accepting).
+    pub(crate) unready: AtomicBool,
+    /// The listening sockets were handed to a new process (SIGUSR2): the node stays ready while this one drains.
+    pub(crate) handed_over: AtomicBool,
+    /// Reloads by result: ok, failed.
+    pub(crate) reloads: [AtomicU64; 2],
+}
+
+/// All the admin listener reads of the process: the readiness flags, the workers' counter blocks and the
+/// sources of the gauges. The server builds it; nothing here reaches the workers' shared state.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) status: Arc<Status>,
+    /// One counter block per worker.
+    pub(crate) metrics: Arc<[WorkerMetrics]>,
+    /// The per-user limit's table, when on.
+    pub(crate) limiter: Option<Arc<Limiter>>,
+    /// The fleet sync's state, when the limit is fleet-wide.
+    pub(crate) redis: Option<Arc<Stats>>,
+    /// The access log's count of lines dropped, when the log is on.
+    pub(crate) access_log_dropped: Option<Arc<AtomicU64>>,
+}
 
 /// Admin connections served at once, each on its own thread; the next ones wait in the listen backlog.
 pub const MAX_CONNS: usize = 16;
@@ -43,12 +70,12 @@ impl Drop for Slot {
 }
 
 /// Binds `addr` and serves in a background thread; returns the bound address.
-pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<SocketAddr> {
-    serve_on(TcpListener::bind(addr)?, shared)
+pub fn start(addr: SocketAddr, handle: Handle) -> io::Result<SocketAddr> {
+    serve_on(TcpListener::bind(addr)?, handle)
 }
 
 /// Serves on `listener` (bound here, or handed over) in a background thread; returns its address.
-pub fn serve_on(listener: TcpListener, shared: Arc<Shared>) -> io::Result<SocketAddr> {
+pub fn serve_on(listener: TcpListener, handle: Handle) -> io::Result<SocketAddr> {
     listener.set_nonblocking(false)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new().name("admin".into()).spawn(move || {
@@ -57,7 +84,7 @@ pub fn serve_on(listener: TcpListener, shared: Arc<Shared>) -> io::Result<Socket
             // After a hand-over (SIGUSR2) the new process serves the shared admin socket: this one stops taking
             // its connections (at most the one it was waiting for when the hand-over happened), so scrapes do
             // not alternate between two processes' counters.
-            if shared.handed_over.load(Ordering::Acquire) {
+            if handle.status.handed_over.load(Ordering::Acquire) {
                 return;
             }
             let slot = Slot::take(&slots);
@@ -70,10 +97,10 @@ pub fn serve_on(listener: TcpListener, shared: Arc<Shared>) -> io::Result<Socket
                 }
             };
             // A thread per admin connection: a slow scraper cannot hold the others (probes, /readyz) up.
-            let shared = shared.clone();
+            let handle = handle.clone();
             let _ = std::thread::Builder::new().name("admin-conn".into()).spawn(move || {
                 let _slot = slot;
-                let _ = serve(s, &shared);
+                let _ = serve(s, &handle);
             });
         }
     })?;
@@ -97,7 +124,7 @@ impl Read for Deadline {
     }
 }
 
-fn serve(s: TcpStream, shared: &Shared) -> io::Result<()> {
+fn serve(s: TcpStream, handle: &Handle) -> io::Result<()> {
     s.set_write_timeout(Some(Duration::from_secs(2)))?;
     // At most 16 KiB of request in all, within REQUEST_TIME.
     let until = Instant::now() + REQUEST_TIME;
@@ -122,10 +149,12 @@ fn serve(s: TcpStream, shared: &Shared) -> io::Result<()> {
     let head = method == "HEAD";
     let get = head || method == "GET";
     let (status, ctype, body) = match (get, path) {
-        (true, "/metrics") => (200, "text/plain; version=0.0.4", metrics_text(shared)),
+        (true, "/metrics") => (200, "text/plain; version=0.0.4", metrics_text(handle)),
         (true, "/healthz") => (200, "text/plain", "ok\n".to_string()),
         // After a hand-over to a new process the node is ready (the new process serves) while this one drains.
-        (true, "/readyz") if !shared.unready.load(Ordering::Acquire) || shared.handed_over.load(Ordering::Acquire) => {
+        (true, "/readyz")
+            if !handle.status.unready.load(Ordering::Acquire) || handle.status.handed_over.load(Ordering::Acquire) =>
+        {
             (200, "text/plain", "ready\n".to_string())
         }
         (true, "/readyz") => (503, "text/plain", "shutting down\n".to_string()),
@@ -149,15 +178,16 @@ fn serve(s: TcpStream, shared: &Shared) -> io::Result<()> {
     out.flush()
 }
 
-fn metrics_text(shared: &Shared) -> String {
+fn metrics_text(handle: &Handle) -> String {
     use std::sync::atomic::Ordering::Relaxed;
-    let l = shared.limiter.as_ref();
+    let l = handle.limiter.as_deref();
+    let reloads = &handle.status.reloads;
     let gauges = Gauges {
-        reloads: [shared.reloads[0].load(Relaxed), shared.reloads[1].load(Relaxed)],
+        reloads: [reloads[0].load(Relaxed), reloads[1].load(Relaxed)],
         rate_table_live: l.map(|l| l.table().live(l.micros(Instant::now())) as u64),
         rate_evictions: l.map(|l| l.table().evictions()),
-        access_log_dropped: shared.access_log.as_ref().map(|h| h.dropped.load(Relaxed)),
-        redis: shared.redis.as_ref().map(|r| crate::metrics::RedisGauges {
+        access_log_dropped: handle.access_log_dropped.as_ref().map(|d| d.load(Relaxed)),
+        redis: handle.redis.as_ref().map(|r| crate::metrics::RedisGauges {
             up: r.up.load(Relaxed),
             syncs_ok: r.syncs_ok.load(Relaxed),
             syncs_failed: r.syncs_failed.load(Relaxed),
@@ -169,5 +199,5 @@ fn metrics_text(shared: &Shared) -> String {
                 + l.map_or(0, |l| l.journals().iter().map(|j| j.dropped()).sum::<u64>()),
         }),
     };
-    render(&shared.metrics, &gauges)
+    render(&handle.metrics, &gauges)
 }

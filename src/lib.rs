@@ -1,7 +1,9 @@
 //! portcullis: an edge ingress that refuses bad HTTP/1.1 requests at line rate and relays the rest.
 //!
-//! Layers (see `docs/architecture.md`): `http` is pure protocol logic over bytes; `worker` is the only
-//! place with sockets; `server` starts workers and owns process lifetime.
+//! Layers (see `docs/architecture.md`): `http`, `guard` and `limit` are pure logic over bytes and plain values;
+//! `config` builds their settings; `worker` does the request path's I/O; `server` starts the workers and the
+//! helper threads (`admin`, `redis_sync`, the access-log writer), handing each a narrow handle, and owns the
+//! process lifetime.
 #![deny(unsafe_code)]
 
 pub mod access_log;

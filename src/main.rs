@@ -158,7 +158,7 @@ fn main() {
                     Ok(ignored) => portcullis::warn!(
                         "SIGHUP: reloaded the policy in {:?}; ignored until a restart: {}",
                         started.elapsed(),
-                        ignored.join(", ")
+                        ignored.iter().map(|f| f.flag()).collect::<Vec<_>>().join(", ")
                     ),
                     Err(e) => portcullis::error!("SIGHUP: reload refused, the old policy stays: {e}"),
                 }

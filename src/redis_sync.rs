@@ -7,7 +7,7 @@
 //! logs one line per state change and shows the state in `/metrics`. A sync longer than the interval delays
 //! the next one; the batch in between is bounded by `MAX_BATCH` users.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,6 @@ use redis::{ServerErrorKind, Value};
 
 use crate::limit::fleet::{calls, redis_key, shrink_past_twice, Batch, SCRIPT};
 use crate::limit::Limiter;
-use crate::server::Shared;
 
 /// Most distinct users one sync carries (ids past it wait for nothing: they are counted and dropped).
 pub const MAX_BATCH: usize = 1 << 20;
@@ -265,21 +264,23 @@ fn merge_answer(limiter: &Limiter, run: &[(u64, u64)], reply: &Value) -> Result<
     Ok(run.len())
 }
 
-/// Starts the sync thread of a fleet-wide limit.
-pub fn start(shared: Arc<Shared>, mut syncer: Syncer, interval: Duration) -> std::io::Result<()> {
+/// Starts the sync thread of a fleet-wide limit: it syncs `limiter` every `interval` until `shutdown` is set.
+pub fn start(
+    limiter: Arc<Limiter>,
+    shutdown: Arc<AtomicBool>,
+    mut syncer: Syncer,
+    interval: Duration,
+) -> std::io::Result<()> {
     std::thread::Builder::new().name("redis-sync".into()).spawn(move || {
-        let Some(limiter) = shared.limiter.as_ref() else {
-            return;
-        };
         let mut next = Instant::now() + interval;
-        while !shared.shutdown.load(Relaxed) {
+        while !shutdown.load(Relaxed) {
             let now = Instant::now();
             if next > now {
                 std::thread::sleep(next - now);
             }
             // After a slow sync, the next one starts right away, once: missed ticks are not made up.
             next = Instant::now().max(next) + interval;
-            let _ = syncer.sync_once(limiter);
+            let _ = syncer.sync_once(&limiter);
         }
     })?;
     Ok(())

@@ -10,49 +10,46 @@ use std::time::Duration;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::Config;
+use crate::config::{restart_only_changes, Config, RestartOnly};
 use crate::worker::{Worker, WAKER};
 
 /// Listen backlog: connections the kernel holds while every worker is busy or at the connection cap.
 pub const BACKLOG: i32 = 4096;
 
-/// What every worker shares: read-only configuration, and the few process-wide atomics.
+/// What every worker shares: read-only configuration, and the few process-wide atomics. Its fields are the
+/// crate's own: the helper threads get narrow handles built from them (`admin::Handle`, the fleet sync's limiter).
 pub struct Shared {
-    pub config: Config,
-    pub upstream: SocketAddr,
+    pub(crate) config: Config,
+    pub(crate) upstream: SocketAddr,
     /// `Host` value sent upstream when an HTTP/1.0 client sent none.
-    pub upstream_host: Vec<u8>,
+    pub(crate) upstream_host: Vec<u8>,
     /// The policy in force (replaced whole by a reload).
-    pub rules: crate::rules::Current,
-    /// Reloads by result: ok, failed.
-    pub reloads: [AtomicU64; 2],
+    pub(crate) rules: crate::rules::Current,
     /// Client connections open in the process (for `--max-connections`).
-    pub open: AtomicUsize,
-    /// Shutdown has begun: `/readyz` answers 503 (set `--drain-delay` before `shutdown`).
-    pub unready: AtomicBool,
-    /// The listening sockets were handed to a new process (SIGUSR2): the node stays ready while this one drains.
-    pub handed_over: AtomicBool,
-    /// The workers stop accepting and drain.
-    pub shutdown: AtomicBool,
+    pub(crate) open: AtomicUsize,
+    /// Readiness and reload counts, as the admin listener reports them.
+    pub(crate) status: Arc<crate::admin::Status>,
+    /// The workers stop accepting and drain (the fleet sync thread stops too).
+    pub(crate) shutdown: Arc<AtomicBool>,
     /// Requests still in flight when `--shutdown-timeout` cut them.
-    pub cut_at_shutdown: AtomicUsize,
+    pub(crate) cut_at_shutdown: AtomicUsize,
     /// Upstream failures not yet logged, and the second of the last line about them.
     upstream_failures: AtomicU64,
     upstream_warned_at: AtomicU64,
     /// The per-user limit (process-wide table), when on.
-    pub limiter: Option<crate::limit::Limiter>,
+    pub(crate) limiter: Option<Arc<crate::limit::Limiter>>,
     /// The fleet sync's state, when the limit is fleet-wide.
-    pub redis: Option<Arc<crate::redis_sync::Stats>>,
+    pub(crate) redis: Option<Arc<crate::redis_sync::Stats>>,
     /// Where the access log goes, when on.
-    pub access_log: Option<crate::access_log::Hub>,
+    pub(crate) access_log: Option<crate::access_log::Hub>,
     /// One counter block per worker (each written only by its worker).
-    pub metrics: Box<[crate::metrics::WorkerMetrics]>,
+    pub(crate) metrics: Arc<[crate::metrics::WorkerMetrics]>,
 }
 
 impl Shared {
     /// Counts an upstream failure (`what`: refused, timed out, a bad response...) and logs at `warn` at most
     /// one line a second for the process, with how many there were since the last line.
-    pub fn upstream_failed(&self, what: &str) {
+    pub(crate) fn upstream_failed(&self, what: &str) {
         self.upstream_failures.fetch_add(1, Ordering::Relaxed);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -69,6 +66,17 @@ impl Shared {
                 "upstream {}: {what} ({n} upstream failures since the last line)",
                 self.upstream
             );
+        }
+    }
+
+    /// What the admin listener reads: the readiness flags, the counter blocks and the gauges' sources.
+    fn admin_handle(&self) -> crate::admin::Handle {
+        crate::admin::Handle {
+            status: self.status.clone(),
+            metrics: self.metrics.clone(),
+            limiter: self.limiter.clone(),
+            redis: self.redis.clone(),
+            access_log_dropped: self.access_log.as_ref().map(|h| h.dropped.clone()),
         }
     }
 }
@@ -136,56 +144,22 @@ pub struct ShutdownHandle {
     handover: Arc<Handover>,
 }
 
-/// Settings a reload can change; any other difference is reported as needing a restart.
-const RELOADABLE: &[&str] = &[
-    "accept",
-    "version-header",
-    "json-methods",
-    "max-json-depth",
-    "json-allow-empty",
-    "json-decode",
-    "max-decode-ratio",
-    "docs-url",
-    "contact",
-    "accept-rule",
-    "content-type-rule",
-    "json-rule",
-    "rate-rule",
-    "observe-header",
-    "rate",
-    "burst",
-    "limits",
-    "ratelimit-headers",
-    "log-level",
-];
-
 impl ShutdownHandle {
     /// Replaces the policy with the one `config` describes (and its `--limits` file). On error the old policy
     /// stays and the error says why. Returns the settings that differ but need a restart (ignored).
-    pub fn reload(&self, config: Result<Config, String>) -> Result<Vec<String>, String> {
+    pub fn reload(&self, config: Result<Config, String>) -> Result<Vec<RestartOnly>, String> {
         let result = config.and_then(|c| self.try_reload(&c));
-        self.shared.reloads[result.is_err() as usize].fetch_add(1, Ordering::Relaxed);
+        self.shared.status.reloads[result.is_err() as usize].fetch_add(1, Ordering::Relaxed);
         result
     }
 
-    fn try_reload(&self, config: &Config) -> Result<Vec<String>, String> {
+    fn try_reload(&self, config: &Config) -> Result<Vec<RestartOnly>, String> {
         let old = &self.shared.config;
         if config.rate.is_some() != old.rate.is_some() {
             return Err("turning the rate limit on or off (--rate 0) needs a restart".into());
         }
-        let rules = crate::rules::Rules::build(config, self.shared.limiter.as_ref())?;
-        let lines = |c: &Config| -> Vec<(String, String)> {
-            c.describe()
-                .lines()
-                .filter_map(|l| l.split_once(" = ").map(|(k, v)| (k.to_string(), v.to_string())))
-                .collect()
-        };
-        let (before, after) = (lines(old), lines(config));
-        let ignored = after
-            .iter()
-            .filter(|(k, v)| !RELOADABLE.contains(&k.as_str()) && before.iter().any(|(k2, v2)| k2 == k && v2 != v))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let rules = crate::rules::Rules::build(config, self.shared.limiter.as_deref())?;
+        let ignored = restart_only_changes(old, config);
         crate::log::set_level(config.log_level);
         self.shared.rules.replace(rules);
         for w in &self.wakers {
@@ -231,7 +205,7 @@ impl ShutdownHandle {
         });
         match rx.recv_timeout(wait) {
             Ok(true) => {
-                self.shared.handed_over.store(true, Ordering::Release);
+                self.shared.status.handed_over.store(true, Ordering::Release);
                 Ok(child.id())
             }
             _ => {
@@ -253,12 +227,12 @@ impl ShutdownHandle {
 
     /// `/readyz` answers 503 from now on (a load balancer takes the node out), nothing else changes yet.
     pub fn unready(&self) {
-        self.shared.unready.store(true, Ordering::Release);
+        self.shared.status.unready.store(true, Ordering::Release);
     }
 
     /// Stop accepting, finish in-flight requests, close idle connections, then let the workers exit.
     pub fn shutdown(&self) {
-        self.shared.unready.store(true, Ordering::Release);
+        self.shared.status.unready.store(true, Ordering::Release);
         self.shared.shutdown.store(true, Ordering::Release);
         for w in &self.wakers {
             let _ = w.wake();
@@ -319,6 +293,14 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// A fresh random seed for the limiter's hashes: SipHash under std's per-process random keys (drawn from the
+/// OS), over 0 to 7.
+pub fn random_seed() -> crate::limit::Seed {
+    use std::hash::BuildHasher;
+    let keys = std::collections::hash_map::RandomState::new();
+    crate::limit::Seed(std::array::from_fn(|i| keys.hash_one(i)))
+}
+
 /// The process's limiter for `config` (its table allocated), if the rate limit is on.
 pub fn build_limiter(config: &Config) -> Option<crate::limit::Limiter> {
     config.rate.as_ref().map(|r| {
@@ -328,6 +310,7 @@ pub fn build_limiter(config: &Config) -> Option<crate::limit::Limiter> {
             r.key.clone(),
             r.trust_forwarded_for,
             std::time::Instant::now(),
+            random_seed(),
         )
         .with_ip_backstop(r.ip.clone());
         let l = match &r.secret {
@@ -380,8 +363,8 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
             );
         }
     }
-    let limiter = build_limiter(&config);
-    let rules = crate::rules::Rules::build(&config, limiter.as_ref()).map_err(io::Error::other)?;
+    let limiter = build_limiter(&config).map(Arc::new);
+    let rules = crate::rules::Rules::build(&config, limiter.as_deref()).map_err(io::Error::other)?;
     // `handover`: each distinct listening socket once, kept for an in-place upgrade (the new process inherits
     // them); the workers' listeners are dups of these or the same sockets.
     let (listeners, handover, inherited_admin) = match inherited {
@@ -423,11 +406,9 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
         upstream,
         upstream_host: upstream.to_string().into_bytes(),
         rules: crate::rules::Current::new(rules),
-        reloads: Default::default(),
         open: AtomicUsize::new(0),
-        unready: AtomicBool::new(false),
-        handed_over: AtomicBool::new(false),
-        shutdown: AtomicBool::new(false),
+        status: Default::default(),
+        shutdown: Default::default(),
         cut_at_shutdown: AtomicUsize::new(0),
         upstream_failures: AtomicU64::new(0),
         upstream_warned_at: AtomicU64::new(0),
@@ -444,8 +425,8 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
         redis: syncer.as_ref().map(|s| s.stats.clone()),
         config,
     });
-    if let (Some(syncer), Some(r)) = (syncer, shared.config.rate.as_ref()) {
-        crate::redis_sync::start(shared.clone(), syncer, r.redis_sync)?;
+    if let (Some(syncer), Some(r), Some(l)) = (syncer, shared.config.rate.as_ref(), shared.limiter.as_ref()) {
+        crate::redis_sync::start(l.clone(), shared.shutdown.clone(), syncer, r.redis_sync)?;
     }
     let mut admin_handover = None;
     if let Some(a) = shared.config.admin {
@@ -456,7 +437,7 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
             }
         };
         admin_handover = Some(listener.try_clone()?);
-        let bound = crate::admin::serve_on(listener, shared.clone())?;
+        let bound = crate::admin::serve_on(listener, shared.admin_handle())?;
         crate::info!("admin listening on {bound}");
     }
     let mut wakers = Vec::new();

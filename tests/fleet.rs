@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis::limit::fleet::{expires_at_ms, merge, redis_key, KEY_LEN, SCRIPT};
-use portcullis::limit::{Gcra, KeyMode, Limiter};
+use portcullis::limit::{Gcra, KeyMode, Limiter, Seed};
 use portcullis::redis_sync::Syncer;
 use support::*;
+
+/// A fixed seed for the limiter's hashes (the server draws a random one per process).
+const SEED: Seed = Seed([1, 2, 3, 4, 5, 6, 7, 8]);
 
 fn req(auth: &str) -> Vec<u8> {
     format!("GET /f HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\nAuthorization: {auth}\r\n\r\n").into_bytes()
@@ -257,7 +260,15 @@ fn merge_script_matches_the_gcra_model() {
 fn a_sync_of_100k_active_users() {
     let redis = RedisServer::start();
     // At 1 request/s, each user's two requests put its schedule 2 s ahead: the keys outlive the test's checks.
-    let limiter = Limiter::new(Gcra::new(1, 10), 1 << 20, KeyMode::Authorization, 0, Instant::now()).fleet(1, 1 << 18);
+    let limiter = Limiter::new(
+        Gcra::new(1, 10),
+        1 << 20,
+        KeyMode::Authorization,
+        0,
+        Instant::now(),
+        SEED,
+    )
+    .fleet(1, 1 << 18);
     let users = 100_000u64;
     for _ in 0..2 {
         for i in 0..users {
@@ -286,7 +297,15 @@ fn a_sync_of_100k_active_users() {
 #[test]
 fn a_flushed_script_cache_is_reloaded_and_the_batch_resent() {
     let redis = RedisServer::start();
-    let limiter = Limiter::new(Gcra::new(1, 10), 1 << 16, KeyMode::Authorization, 0, Instant::now()).fleet(1, 1 << 14);
+    let limiter = Limiter::new(
+        Gcra::new(1, 10),
+        1 << 16,
+        KeyMode::Authorization,
+        0,
+        Instant::now(),
+        SEED,
+    )
+    .fleet(1, 1 << 14);
     let users = 3_000u64;
     let ids: Vec<u64> = (0..users)
         .map(|i| (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
@@ -385,7 +404,15 @@ fn a_call_refused_noscript_in_a_batch_is_resent_alone() {
     let redis = RedisServer::start();
     // The second call of the batch (group 1's users) is refused as if Redis had lost the script just then.
     let (port, evalshas) = noscript_proxy(redis.port, 1);
-    let limiter = Limiter::new(Gcra::new(1, 10), 1 << 16, KeyMode::Authorization, 0, Instant::now()).fleet(1, 1 << 14);
+    let limiter = Limiter::new(
+        Gcra::new(1, 10),
+        1 << 16,
+        KeyMode::Authorization,
+        0,
+        Instant::now(),
+        SEED,
+    )
+    .fleet(1, 1 << 14);
     let ids: Vec<u64> = (0..3_000u64)
         .map(|i| (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
         .collect();

@@ -1,9 +1,12 @@
 //! The per-user rate limit: who the user is (a key from the head or the client address), and a GCRA
 //! decision in the process-wide atomic table.
 //!
-//! Contract: `Limiter::decide` is called once per request, right after the head is parsed and before every
-//! other rule; it never blocks, allocates or makes a syscall. Time is passed in (the worker's per-iteration
-//! clock). The interface is one call, so that a cluster mode can reconcile the table in the background.
+//! Contract: per request, right after the head is parsed and before every other rule, the worker calls
+//! `Limiter::user_key` (who), then `Limiter::decide_ip` (the per-address backstop, for a user of no tier) and
+//! `Limiter::decide_with` (under the user's tier), and `Limiter::record` for an admitted request (a no-op unless
+//! the limit is fleet-wide). None of them blocks or makes a syscall; none allocates, except that `user_key` may
+//! grow the caller's reused scratch. Time is passed in (the worker's per-iteration clock), and so is the hash
+//! seed ([`Seed`]). The fleet sync reconciles the table in the background (`Limiter::raise`).
 
 pub mod fleet;
 pub mod gcra;
@@ -140,6 +143,13 @@ pub struct IpBackstop {
     pub exempt: Vec<Cidr>,
 }
 
+/// The random keys of a limiter's hashes: where an id lives in the table, and (without a secret) the ids
+/// themselves. The caller draws it once per process (the server, from the OS's randomness), so that no one can
+/// compute offline which keys share a slot; tests and benchmarks pass a fixed one. `limit` draws no randomness
+/// of its own.
+#[derive(Clone, Copy)]
+pub struct Seed(pub [u64; 8]);
+
 /// How user ids are keyed.
 enum Ids {
     /// SipHash-1-3 under a key derived from the configured secret: the same on every node and across
@@ -177,13 +187,22 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    /// `epoch`: the instant table times count from (the process start).
-    pub fn new(gcra: Gcra, slots: usize, mode: KeyMode, trust_forwarded_for: usize, epoch: Instant) -> Limiter {
+    /// `epoch`: the instant table times count from (the process start). `seed`: this process's random keys
+    /// (half for the ids, half for the slots).
+    pub fn new(
+        gcra: Gcra,
+        slots: usize,
+        mode: KeyMode,
+        trust_forwarded_for: usize,
+        epoch: Instant,
+        seed: Seed,
+    ) -> Limiter {
+        let [a, b, c, d, e, f, g, h] = seed.0;
         Limiter {
             gcra,
             table: Table::new(slots),
-            ids: Ids::Process(ahash::RandomState::new()),
-            slots: ahash::RandomState::new(),
+            ids: Ids::Process(ahash::RandomState::with_seeds(a, b, c, d)),
+            slots: ahash::RandomState::with_seeds(e, f, g, h),
             journals: Box::new([]),
             mode,
             trust_forwarded_for,
@@ -431,6 +450,8 @@ mod tests {
         f(&head)
     }
 
+    const SEED: Seed = Seed([1, 2, 3, 4, 5, 6, 7, 8]);
+
     fn key(l: &Limiter, fields: &str, peer: IpAddr) -> Result<u64, Reason> {
         let mut scratch = Vec::new();
         with_head(fields, |h| l.user_key(h, peer, &mut scratch).map(|k| k.id))
@@ -438,7 +459,7 @@ mod tests {
 
     #[test]
     fn keys() {
-        let l = |m| Limiter::new(Gcra::new(10, 10), 64, m, 0, Instant::now());
+        let l = |m| Limiter::new(Gcra::new(10, 10), 64, m, 0, Instant::now(), SEED);
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let auth = l(KeyMode::Authorization);
         let a = key(&auth, "Authorization: Bearer x\r\n", peer).unwrap();
@@ -483,11 +504,15 @@ mod tests {
 
     #[test]
     fn ids_are_keyed() {
-        let l = || Limiter::new(Gcra::new(10, 10), 64, KeyMode::Authorization, 0, Instant::now());
+        // Two seeds stand for two processes' random seeds.
+        let other = Seed([9, 10, 11, 12, 13, 14, 15, 16]);
+        let with = |seed| Limiter::new(Gcra::new(10, 10), 64, KeyMode::Authorization, 0, Instant::now(), seed);
+        let l = || with(SEED);
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let f = "Authorization: Bearer alice\r\n";
-        // Without a secret: a random key per process (two limiters stand for two processes).
-        assert_ne!(key(&l(), f, peer).unwrap(), key(&l(), f, peer).unwrap());
+        // Without a secret: the process's seed keys the ids (the same seed, the same id).
+        assert_ne!(key(&l(), f, peer).unwrap(), key(&with(other), f, peer).unwrap());
+        assert_eq!(key(&l(), f, peer).unwrap(), key(&l(), f, peer).unwrap());
         // With one: the same id on every node sharing the secret, another under another secret.
         let s1 = [7u8; 32];
         let mut s2 = [7u8; 32];
@@ -496,7 +521,7 @@ mod tests {
         assert_eq!(a, key(&l().with_secret(&s1), f, peer).unwrap());
         assert_ne!(a, key(&l().with_secret(&s2), f, peer).unwrap());
         // The table's slot hash is this process's own, even with the shared secret.
-        let (x, y) = (l().with_secret(&s1), l().with_secret(&s1));
+        let (x, y) = (l().with_secret(&s1), with(other).with_secret(&s1));
         assert_ne!(x.slot(a), y.slot(a));
     }
 
@@ -511,7 +536,8 @@ mod tests {
                 exempt: exempt.iter().map(|c| Cidr::parse(c).unwrap()).collect(),
             })
         };
-        let l = Limiter::new(Gcra::new(10, 10), 64, KeyMode::Authorization, 0, now).with_ip_backstop(backstop(&[]));
+        let l =
+            Limiter::new(Gcra::new(10, 10), 64, KeyMode::Authorization, 0, now, SEED).with_ip_backstop(backstop(&[]));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let allowed = |l: &Limiter, ip| matches!(l.decide_ip(ip, now), Some(Decision::Allow { .. }));
         assert!(allowed(&l, ip) && allowed(&l, ip) && !allowed(&l, ip));
@@ -519,12 +545,12 @@ mod tests {
         // IPv6 by /64.
         assert!(allowed(&l, "2001:db8::1".parse().unwrap()) && allowed(&l, "2001:db8::2".parse().unwrap()));
         assert!(!allowed(&l, "2001:db8::3".parse().unwrap()));
-        let ex = Limiter::new(Gcra::new(10, 10), 64, KeyMode::Authorization, 0, now)
+        let ex = Limiter::new(Gcra::new(10, 10), 64, KeyMode::Authorization, 0, now, SEED)
             .with_ip_backstop(backstop(&["192.0.2.0/24", "2001:db8::/32"]));
         assert!(ex.decide_ip(ip, now).is_none());
         assert!(ex.decide_ip("::ffff:192.0.2.9".parse().unwrap(), now).is_none());
         assert!(ex.decide_ip("198.51.100.1".parse().unwrap(), now).is_some());
-        let per_ip = Limiter::new(Gcra::new(10, 10), 64, KeyMode::Ip, 0, now).with_ip_backstop(backstop(&[]));
+        let per_ip = Limiter::new(Gcra::new(10, 10), 64, KeyMode::Ip, 0, now, SEED).with_ip_backstop(backstop(&[]));
         assert!(
             per_ip.decide_ip(ip, now).is_none(),
             "no backstop when the user is the address"

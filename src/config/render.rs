@@ -1,0 +1,129 @@
+//! The effective configuration as text: `--check-config` prints it, the debug log shows it at start.
+
+use std::time::Duration;
+
+use super::Config;
+
+impl Config {
+    /// The effective settings, as `--config` file lines (secrets are never part of the configuration).
+    pub fn describe(&self) -> String {
+        let d = |d: Duration| format!("\"{}ms\"", d.as_millis());
+        let s = |v: &str| format!("{v:?}");
+        let t = self.timeouts;
+        let mut lines = vec![
+            ("listen", s(&self.listen.to_string())),
+            ("upstream", s(&self.upstream.map_or(String::new(), |u| u.to_string()))),
+            ("workers", self.workers.to_string()),
+            ("max-head", self.limits.max_head.to_string()),
+            ("max-headers", self.limits.max_headers.to_string()),
+            ("max-body", self.limits.max_body.to_string()),
+            ("max-connections", self.max_connections.to_string()),
+            ("header-timeout", d(t.header)),
+            ("body-timeout", d(t.body)),
+            ("idle-timeout", d(t.idle)),
+            ("upstream-connect-timeout", d(t.upstream_connect)),
+            ("upstream-timeout", d(t.upstream)),
+            ("shutdown-timeout", d(t.shutdown)),
+            ("linger-timeout", d(t.linger_timeout)),
+            ("linger-time", d(t.linger_time)),
+            ("drain-delay", d(t.drain_delay)),
+            ("upstream-pool", self.upstream_pool.to_string()),
+            ("docs-url", s(self.docs_url.as_deref().unwrap_or(""))),
+            ("contact", s(self.contact.as_deref().unwrap_or(""))),
+            (
+                "accept",
+                format!(
+                    "[{}]",
+                    self.policy
+                        .accept
+                        .iter()
+                        .map(|a| s(&a.media))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            ("accept-rule", s(self.policy.accept_mode.name())),
+            ("content-type-rule", s(self.policy.content_type_mode.name())),
+            ("json-rule", s(self.policy.json_mode.name())),
+            ("observe-header", s(self.observe_header.as_deref().unwrap_or(""))),
+            ("version-header", s(&self.policy.version_header)),
+            (
+                "json-methods",
+                s(&crate::http::request::ALLOWED_METHODS
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| self.policy.json_methods & (1 << i) != 0)
+                    .map(|(_, m)| *m)
+                    .collect::<Vec<_>>()
+                    .join(",")),
+            ),
+            ("max-json-depth", self.policy.max_json_depth.to_string()),
+            ("json-allow-empty", self.policy.json_allow_empty.to_string()),
+            (
+                "json-decode",
+                s(&[crate::guard::Coding::Gzip, crate::guard::Coding::Deflate]
+                    .iter()
+                    .filter(|c| self.policy.json_decode & c.bit() != 0)
+                    .map(|c| {
+                        if *c == crate::guard::Coding::Gzip {
+                            "gzip"
+                        } else {
+                            "deflate"
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")),
+            ),
+            ("max-decode-ratio", self.policy.max_decode_ratio.to_string()),
+            ("admin", s(&self.admin.map_or(String::new(), |a| a.to_string()))),
+            ("access-log", s(self.access_log.as_deref().unwrap_or(""))),
+            ("log-level", s(self.log_level.name())),
+        ];
+        match &self.rate {
+            None => lines.push(("rate", "0".into())),
+            Some(r) => {
+                let key = match &r.key {
+                    crate::limit::KeyMode::Authorization => "authorization".to_string(),
+                    crate::limit::KeyMode::Ip => "ip".to_string(),
+                    crate::limit::KeyMode::Header(h) => format!("header:{h}"),
+                };
+                lines.extend([
+                    ("rate", r.rate.to_string()),
+                    ("burst", r.burst.to_string()),
+                    ("user-key", s(&key)),
+                    ("trust-forwarded-for", r.trust_forwarded_for.to_string()),
+                    ("rate-table-slots", r.table_slots.to_string()),
+                    ("ratelimit-headers", r.headers.to_string()),
+                    ("rate-rule", s(r.mode.name())),
+                    ("limits", s(r.limits_path.as_deref().unwrap_or(""))),
+                    (
+                        "redis-url",
+                        s(&r.redis_url
+                            .as_deref()
+                            .map(crate::redis_sync::redact)
+                            .unwrap_or_default()),
+                    ),
+                    ("redis-sync", s(&format!("{}ms", r.redis_sync.as_millis()))),
+                    ("secret-file", s(r.secret.as_ref().map_or("", |(p, _)| p))),
+                    ("ip-rate", r.ip_rate.to_string()),
+                    ("ip-burst", r.ip_burst.to_string()),
+                    (
+                        "ip-rate-exempt",
+                        format!(
+                            "[{}]",
+                            r.ip.as_ref()
+                                .map(|b| b
+                                    .exempt
+                                    .iter()
+                                    .map(|c| s(&c.to_string()))
+                                    .collect::<Vec<_>>()
+                                    .join(", "))
+                                .unwrap_or_default()
+                        ),
+                    ),
+                ]);
+            }
+        }
+        lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+    }
+}
