@@ -513,7 +513,7 @@ impl Worker {
         let mut cx = Cx {
             settings,
             rules,
-            limiter: shared.limiter.as_ref(),
+            limiter: shared.limiter.as_deref(),
             metrics: &shared.metrics[*id],
             worker: *id,
             bufs,
