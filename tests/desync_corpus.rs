@@ -38,6 +38,8 @@
 
 mod support;
 
+mod pump;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -635,6 +637,50 @@ fn quoted(b: &[u8]) -> String {
         .flat_map(|&c| std::ascii::escape_default(c))
         .map(char::from)
         .collect()
+}
+
+/// Every case through the connection machine itself (tests/pump): the same outcome whole, split in two at
+/// every offset of its first 2 KiB, and one byte at a time; an answer of the ingress's own (a refusal) never
+/// follows a forwarded byte of that request, and nothing after a refusal is forwarded.
+#[test]
+fn desync_guardian_corpus_through_the_machine_in_pieces() {
+    let mut index = 0;
+    let (mut served, mut refused) = (0, 0);
+    for file in FILES {
+        for c in load(file) {
+            index += 1;
+            let w = wire(index, &c);
+            if w.body.len() > 64 * 1024 {
+                continue;
+            }
+            let mut bytes = w.head.clone();
+            bytes.extend_from_slice(&w.body);
+            bytes.extend_from_slice(
+                format!("GET /smuggled HTTP/1.1\r\nHost: smuggled.c{index}.desync.test\r\nAccept: */*\r\n\r\n")
+                    .as_bytes(),
+            );
+            let name = format!("{file} #{index} {}", c.id);
+            let o = pump::same_in_pieces(&["--accept-rule", "off", "--json-methods", ""], &bytes, 2048, &name);
+            match o.statuses.first() {
+                Some(200) => served += 1,
+                Some(_) => {
+                    refused += 1;
+                    assert!(
+                        o.forwarded.is_empty(),
+                        "{name}: refused, yet forwarded {:?}",
+                        o.forwarded
+                    );
+                }
+                None => {}
+            }
+            assert!(
+                !o.forwarded.iter().any(|f| f.windows(9).any(|w| w == b"smuggled.")
+                    && !String::from_utf8_lossy(f).starts_with("GET /smuggled ")),
+                "{name}: the smuggled request rode inside another"
+            );
+        }
+    }
+    assert!(served > 0 && refused > 0, "served {served}, refused {refused}");
 }
 
 #[test]

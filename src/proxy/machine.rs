@@ -237,6 +237,20 @@ impl Connection {
         matches!(self.state, State::Head { started: false, .. }) && self.inbuf.as_ref().is_none_or(|b| b.is_empty())
     }
 
+    /// The state's name (for tests and debugging): Head, Body, Upstream, Relay, Flush, Discard, Linger, Closed.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Head { .. } => "Head",
+            State::Body { .. } => "Body",
+            State::Upstream { .. } => "Upstream",
+            State::Relay { .. } => "Relay",
+            State::Flush => "Flush",
+            State::Discard { .. } => "Discard",
+            State::Linger { .. } => "Linger",
+            State::Closed { .. } => "Closed",
+        }
+    }
+
     /// A request is in flight (a shutdown that closes the connection now cuts it).
     pub fn in_flight(&self) -> bool {
         match self.state {
@@ -441,7 +455,11 @@ impl Connection {
     /// to reset.
     pub fn abort(&mut self, cx: &mut Cx<'_>) -> bool {
         // An answer not fully written is cut too: a clean FIN could make a close-delimited body look complete.
-        let unwritten = matches!(self.state, State::Flush) && self.out.as_ref().is_some_and(|o| !o.is_empty());
+        let unwritten = match self.state {
+            State::Relay { .. } => true,
+            State::Flush => self.out.as_ref().is_some_and(|o| !o.is_empty()),
+            _ => false,
+        };
         self.close(cx);
         unwritten || matches!(self.state, State::Closed { reset: true })
     }

@@ -1,0 +1,577 @@
+//! The connection machine's transitions, one test each, through the in-memory pump (tests/pump): a scripted
+//! client and upstream, the real machine, a clock the test moves. The last test checks that together they
+//! reach every state and every kind of action.
+
+mod pump;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use pump::*;
+
+fn pump(flags: &[&str], plans: Vec<Up>) -> Pump {
+    Pump::new(World::new(flags), plans)
+}
+
+fn answering(answers: &[&str]) -> Up {
+    Up::Answer {
+        reused: false,
+        answers: answers.iter().map(|b| ok(b)).collect(),
+    }
+}
+
+fn get_forwarded() -> Pump {
+    let mut p = pump(&[], vec![answering(&["hello"])]);
+    p.send(get("/a").as_bytes()).run();
+    assert_eq!(p.statuses(), [200]);
+    assert!(p.text().ends_with("hello"), "{}", p.text());
+    let fwd = String::from_utf8(p.upstream_got[0].clone()).unwrap();
+    assert!(fwd.starts_with("GET /a HTTP/1.1\r\n"), "{fwd}");
+    assert!(
+        fwd.contains("X-Forwarded-For: 192.0.2.7\r\n") && fwd.contains("X-Api-Version: v1\r\n"),
+        "{fwd}"
+    );
+    assert!(fwd.ends_with("\r\n\r\n"));
+    // The exchange ended cleanly: the upstream connection is offered back to the pool, the client is kept.
+    assert_eq!(p.released, [(true, None)]);
+    assert_eq!(p.conn.state_name(), "Head");
+    assert!(p.closed.is_none() && p.conn.is_idle());
+    p
+}
+
+fn pipelined_requests_are_answered_in_order() -> Pump {
+    let mut p = pump(&[], vec![answering(&["one", "two", "three"])]);
+    let mut wire = get("/1");
+    wire += &post("/2", "{\"a\":1}");
+    wire += &get("/3");
+    p.send(wire.as_bytes()).run();
+    assert_eq!(p.statuses(), [200, 200, 200]);
+    let t = p.text();
+    let (a, b, c) = (t.find("one").unwrap(), t.find("two").unwrap(), t.find("three").unwrap());
+    assert!(a < b && b < c, "{t}");
+    let fwd = String::from_utf8(p.upstream_got.concat()).unwrap();
+    assert!(fwd.contains("{\"a\":1}"));
+    p
+}
+
+fn pipelining_continues_after_a_refusal() -> Pump {
+    let mut p = pump(&[], vec![answering(&["after"])]);
+    // No Accept: refused with 406 from the head; its (small) body is read and dropped, the next request served.
+    let refused = "POST /x HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n";
+    p.send(refused.as_bytes()).run();
+    assert_eq!(p.statuses(), [406]);
+    assert_eq!(p.conn.state_name(), "Discard");
+    p.send(format!("{{}}{}", get("/next")).as_bytes()).run();
+    assert_eq!(p.statuses(), [406, 200]);
+    assert!(
+        p.text().contains("\"reason\":\"accept_header_missing\""),
+        "{}",
+        p.text()
+    );
+    assert_eq!(p.upstream_got.len(), 1);
+    let fwd = String::from_utf8(p.upstream_got[0].clone()).unwrap();
+    assert!(fwd.starts_with("GET /next ") && !fwd.contains("POST"), "{fwd}");
+    assert!(p.states.contains("Discard"), "{:?}", p.states);
+    p
+}
+
+fn a_refused_body_reaches_no_upstream_and_the_connection_stays() -> Pump {
+    let mut p = pump(&[], vec![answering(&["fine"])]);
+    p.send(post("/j", "{\"a\":").as_bytes()).run();
+    assert_eq!(p.statuses(), [400]);
+    assert!(p.text().contains("malformed_json"), "{}", p.text());
+    assert!(p.upstream_got.is_empty());
+    p.send(post("/j", "[1]").as_bytes()).run();
+    assert_eq!(p.statuses(), [400, 200]);
+    p
+}
+
+fn expect_100_continue_before_the_body() -> Pump {
+    let mut p = pump(&[], vec![answering(&["got it"])]);
+    let head = format!(
+        "POST /c HTTP/1.1\r\nHost: api\r\n{ACCEPT}Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 7\r\n\r\n"
+    );
+    p.send(head.as_bytes()).run();
+    // The interim answer goes out before any body byte, and nothing reaches the upstream yet.
+    assert_eq!(p.statuses(), [100]);
+    assert!(p.upstream_got.is_empty());
+    assert_eq!(p.conn.state_name(), "Body");
+    p.send(b"{\"k\":1}").run();
+    assert_eq!(p.statuses(), [100, 200]);
+    let fwd = String::from_utf8(p.upstream_got[0].clone()).unwrap();
+    assert!(!fwd.to_ascii_lowercase().contains("expect:"), "{fwd}");
+    p
+}
+
+fn http10_keep_alive_is_kept_and_plain_http10_is_closed() -> Pump {
+    let mut p = pump(&[], vec![answering(&["a", "b"])]);
+    let req = |ka: &str| format!("GET /k HTTP/1.0\r\nHost: api\r\n{ACCEPT}{ka}\r\n");
+    p.send(req("Connection: keep-alive\r\n").as_bytes()).run();
+    assert_eq!(p.statuses(), [200]);
+    assert!(p.text().contains("Connection: keep-alive"), "{}", p.text());
+    assert!(!p.shut_write && p.conn.state_name() == "Head");
+    p.send(req("").as_bytes()).run();
+    assert_eq!(p.statuses(), [200, 200]);
+    // Without keep-alive the answer ends the connection: write side shut, lingering until the client closes.
+    assert!(p.shut_write);
+    assert_eq!(p.conn.state_name(), "Linger");
+    p.client_fin = true;
+    p.run();
+    assert_eq!(p.closed, Some(false));
+    p
+}
+
+fn chunked_body_is_forwarded_dechunked() -> Pump {
+    let mut p = pump(&[], vec![answering(&["ok"])]);
+    let wire = format!(
+        "POST /ch HTTP/1.1\r\nHost: api\r\n{ACCEPT}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n"
+    );
+    p.chunk = 5;
+    p.send(wire.as_bytes()).run();
+    assert_eq!(p.statuses(), [200]);
+    let fwd = String::from_utf8(p.upstream_got[0].clone()).unwrap();
+    assert!(
+        fwd.contains("Content-Length: 5\r\n") && fwd.ends_with("\r\n\r\n[1,2]"),
+        "{fwd}"
+    );
+    assert!(!fwd.to_ascii_lowercase().contains("transfer-encoding"), "{fwd}");
+    p
+}
+
+fn header_timeout_answers_408_at_its_tick() -> Pump {
+    let mut p = pump(&[], vec![answering(&["x"])]);
+    p.send(b"GET /slow HTTP/1.1\r\nHo").run();
+    let deadline = p.conn.deadline();
+    assert_eq!(deadline, p.world.now + HEADER);
+    // One tick before: nothing.
+    p.advance(HEADER - Duration::from_millis(1));
+    assert!(p.received.is_empty());
+    p.advance(Duration::from_millis(1));
+    assert_eq!(p.statuses(), [408]);
+    assert!(p.shut_write);
+    p
+}
+
+fn body_timeout_answers_408() -> Pump {
+    let mut p = pump(&[], vec![answering(&["x"])]);
+    let wire = post("/b", "[1,2,3]");
+    p.send(&wire.as_bytes()[..wire.len() - 3]).run();
+    assert_eq!(p.conn.deadline(), p.world.now + BODY);
+    p.expire();
+    assert_eq!(p.statuses(), [408]);
+    assert!(p.upstream_got.is_empty());
+    p
+}
+
+fn idle_keep_alive_connection_closes_at_idle_timeout_without_answer() -> Pump {
+    let mut p = get_forwarded();
+    let n = p.received.len();
+    assert_eq!(p.conn.deadline(), p.world.now + IDLE);
+    p.expire();
+    assert_eq!(p.closed, Some(false));
+    assert_eq!(p.received.len(), n);
+    p
+}
+
+fn upstream_connect_timeout_answers_504() -> Pump {
+    let mut p = pump(&[], vec![Up::NeverConnects]);
+    p.send(get("/t").as_bytes()).run();
+    // Attached but not connected: the connect timeout runs.
+    assert_eq!(p.actions.last(), Some(&portcullis::proxy::Action::AwaitUpstream));
+    assert_eq!(p.conn.deadline(), p.world.now + CONNECT);
+    p.advance(CONNECT - Duration::from_millis(1));
+    assert!(p.received.is_empty());
+    p.advance(Duration::from_millis(1));
+    assert_eq!(p.statuses(), [504]);
+    p
+}
+
+fn upstream_response_timeout_answers_504_at_its_tick() -> Pump {
+    let mut p = pump(&[], vec![Up::Silent { reused: false }]);
+    p.send(get("/t").as_bytes()).run();
+    assert_eq!(p.conn.state_name(), "Upstream");
+    assert_eq!(p.conn.deadline(), p.world.now + UPSTREAM);
+    p.advance(UPSTREAM - Duration::from_millis(1));
+    assert!(p.received.is_empty());
+    p.advance(Duration::from_millis(1));
+    assert_eq!(p.statuses(), [504]);
+    assert_eq!(p.released, [(false, Some("timed out"))]);
+    p
+}
+
+fn upstream_refused_answers_502() -> Pump {
+    let mut p = pump(&[], vec![Up::Refuse]);
+    p.send(get("/r").as_bytes()).run();
+    assert_eq!(p.statuses(), [502]);
+    assert!(p.text().contains("upstream_unavailable"));
+    // The connection stays for the next request.
+    assert_eq!(p.conn.state_name(), "Head");
+    p
+}
+
+fn asynchronous_connect_failure_answers_502() -> Pump {
+    let mut p = pump(&[], vec![Up::ConnectFails]);
+    p.send(get("/r").as_bytes()).run();
+    assert_eq!(p.statuses(), [502]);
+    assert_eq!(p.released, [(false, Some("connection refused or failed"))]);
+    p
+}
+
+fn a_pooled_connection_closed_before_any_byte_is_retried_once_on_a_fresh_one() -> Pump {
+    let mut p = pump(&[], vec![Up::CloseAtOnce { reused: true }, answering(&["second try"])]);
+    p.send(get("/retry").as_bytes()).run();
+    assert_eq!(p.statuses(), [200]);
+    assert!(p.text().ends_with("second try"));
+    assert_eq!(
+        p.upstream_got.len(),
+        2,
+        "sent twice: once on the pooled connection, once on a fresh one"
+    );
+    assert!(p
+        .actions
+        .contains(&portcullis::proxy::Action::OpenUpstream { fresh: true }));
+    p
+}
+
+fn a_post_sent_on_a_pooled_connection_that_closed_is_not_retried() -> Pump {
+    let mut p = pump(&[], vec![Up::CloseAtOnce { reused: true }, answering(&["never"])]);
+    p.send(post("/pay", "{\"amount\":1}").as_bytes()).run();
+    assert_eq!(p.statuses(), [502]);
+    assert_eq!(
+        p.upstream_got.len(),
+        1,
+        "a POST may have been processed: never sent twice"
+    );
+    p
+}
+
+fn a_fresh_connection_closed_before_any_byte_is_not_retried() -> Pump {
+    let mut p = pump(&[], vec![Up::CloseAtOnce { reused: false }, answering(&["never"])]);
+    p.send(get("/once").as_bytes()).run();
+    assert_eq!(p.statuses(), [502]);
+    assert_eq!(p.upstream_got.len(), 1);
+    p
+}
+
+fn an_upstream_that_closes_mid_body_resets_the_client() -> Pump {
+    let mut p = pump(
+        &[],
+        vec![Up::SendThenClose {
+            reused: false,
+            bytes: b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial".to_vec(),
+        }],
+    );
+    p.world.log.on = true;
+    p.send(get("/cut").as_bytes()).run();
+    assert_eq!(
+        p.closed,
+        Some(true),
+        "a cut response ends in a reset, never a clean close"
+    );
+    assert!(p.text().ends_with("partial"));
+    assert_eq!(p.world.log.lines.last().unwrap().1.as_deref(), Some("aborted"));
+    p
+}
+
+fn a_malformed_upstream_head_answers_502() -> Pump {
+    let mut p = pump(
+        &[],
+        vec![Up::SendThenClose {
+            reused: false,
+            bytes: b"HTTP/1.1 2x0 OK\r\n\r\n".to_vec(),
+        }],
+    );
+    p.send(get("/bad").as_bytes()).run();
+    assert_eq!(p.statuses(), [502]);
+    assert_eq!(p.released, [(false, Some("invalid response"))]);
+    p
+}
+
+fn a_close_delimited_response_ends_at_the_upstreams_close() -> Pump {
+    let mut p = pump(
+        &[],
+        vec![Up::SendThenClose {
+            reused: false,
+            bytes: b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec(),
+        }],
+    );
+    p.send(get("/eof").as_bytes()).run();
+    assert!(p.text().ends_with("until close"));
+    assert_eq!(p.released, [(false, None)], "never pooled");
+    assert!(
+        p.shut_write,
+        "the client's connection closes after a close-delimited body"
+    );
+    p
+}
+
+fn a_slow_reader_holds_the_relay_until_the_write_timeout() -> Pump {
+    let mut p = pump(&[], vec![answering(&[&"b".repeat(1000)])]);
+    p.client_stalled = true;
+    // Bytes arrive 64 at a time: the body is still coming when the client stops reading.
+    p.chunk = 64;
+    p.send(get("/slow-reader").as_bytes()).run();
+    assert_eq!(p.conn.state_name(), "Relay");
+    assert_eq!(p.conn.deadline(), p.world.now + BODY);
+    p.expire();
+    assert_eq!(p.closed, Some(true));
+    p
+}
+
+fn lingering_close_reads_until_the_client_stops() -> Pump {
+    let mut p = pump(&["--max-body", "100"], vec![answering(&["never"])]);
+    // Refused from its head (413), the body too large to drop: the connection closes after the answer, and
+    // what the client still sends is read and dropped.
+    let head = format!(
+        "POST /big HTTP/1.1\r\nHost: api\r\n{ACCEPT}Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+    );
+    p.send(head.as_bytes()).run();
+    assert_eq!(p.statuses(), [413]);
+    assert_eq!(p.conn.state_name(), "Linger");
+    assert_eq!(p.conn.deadline(), p.world.now + LINGER_TIMEOUT);
+    // Each read moves the deadline on, never past --linger-time.
+    p.advance(Duration::from_secs(1));
+    p.send(&[b'x'; 3000]).run();
+    assert_eq!(p.conn.deadline(), p.world.now + LINGER_TIMEOUT);
+    assert_eq!(p.conn.state_name(), "Linger");
+    p.advance(LINGER_TIMEOUT);
+    assert_eq!(p.closed, Some(false));
+    assert!(p.upstream_got.is_empty());
+    p
+}
+
+fn linger_ends_at_linger_time_however_the_client_sends() -> Pump {
+    let mut p = pump(&["--max-body", "100"], vec![answering(&["never"])]);
+    let head = format!(
+        "POST /big HTTP/1.1\r\nHost: api\r\n{ACCEPT}Content-Type: application/json\r\nContent-Length: 50000\r\n\r\n"
+    );
+    p.send(head.as_bytes()).run();
+    for _ in 0..10 {
+        if p.closed.is_some() {
+            break;
+        }
+        p.advance(Duration::from_secs(1));
+        p.send(&[b'y'; 100]).run();
+    }
+    assert_eq!(p.closed, Some(false));
+    p
+}
+
+fn drain_closes_an_idle_connection_after_the_grace() -> Pump {
+    let mut p = get_forwarded();
+    p.world.draining = true;
+    let close_at = p.world.now + Duration::from_secs(1);
+    p.conn.drain(close_at);
+    assert_eq!(p.conn.deadline(), close_at);
+    p.expire();
+    assert_eq!(p.closed, Some(false));
+    p
+}
+
+fn a_request_arriving_while_draining_is_answered_with_close() -> Pump {
+    let mut p = pump(&[], vec![answering(&["last"])]);
+    p.world.draining = true;
+    p.send(get("/late").as_bytes()).run();
+    assert_eq!(p.statuses(), [200]);
+    assert!(p.text().contains("Connection: close"), "{}", p.text());
+    assert!(p.shut_write);
+    assert_eq!(
+        p.released,
+        [(true, None)],
+        "the worker, not the machine, declines to pool while draining"
+    );
+    p
+}
+
+fn shutdown_cuts_a_response_in_flight_with_a_reset() -> Pump {
+    let mut p = pump(&[], vec![answering(&["0123456789"])]);
+    p.client_stalled = true;
+    p.send(get("/x").as_bytes()).run();
+    assert!(p.conn.in_flight());
+    let mut cx = p.world.cx();
+    assert!(p.conn.abort(&mut cx), "reset");
+    p
+}
+
+fn a_client_that_closes_mid_head_gets_no_answer() -> Pump {
+    let mut p = pump(&[], vec![answering(&["x"])]);
+    p.send(b"GET / HTTP/1.1\r\nHost: a").run();
+    p.client_fin = true;
+    p.run();
+    assert_eq!(p.closed, Some(false));
+    assert!(p.received.is_empty());
+    p
+}
+
+fn a_framing_refusal_closes_after_the_answer() -> Pump {
+    let mut p = pump(&[], vec![answering(&["x"])]);
+    let smuggle = format!(
+        "POST / HTTP/1.1\r\nHost: api\r\n{ACCEPT}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    );
+    p.send(smuggle.as_bytes()).run();
+    assert_eq!(p.statuses(), [400]);
+    assert!(p.shut_write && p.upstream_got.is_empty());
+    p
+}
+
+fn an_oversized_chunked_body_is_refused_413() -> Pump {
+    let mut p = pump(&["--max-body", "10"], vec![answering(&["x"])]);
+    let wire = format!(
+        "POST /c HTTP/1.1\r\nHost: api\r\n{ACCEPT}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n"
+    );
+    p.send(wire.as_bytes()).run();
+    p.send(&[b' '; 32]).run();
+    assert_eq!(p.statuses(), [413]);
+    assert!(p.upstream_got.is_empty());
+    p
+}
+
+fn the_rate_limit_answers_429_with_retry_after() -> Pump {
+    let mut p = pump(
+        &["--rate", "1", "--burst", "1", "--ip-rate", "0"],
+        vec![answering(&["a", "b"])],
+    );
+    let req = format!("GET /l HTTP/1.1\r\nHost: api\r\n{ACCEPT}Authorization: Bearer k\r\n\r\n");
+    p.send(req.repeat(2).as_bytes()).run();
+    assert_eq!(p.statuses(), [200, 429]);
+    assert!(p.text().contains("Retry-After: "), "{}", p.text());
+    assert_eq!(p.upstream_got.len(), 1);
+    p
+}
+
+const ALL: &[(&str, fn() -> Pump)] = &[
+    ("get_forwarded", get_forwarded),
+    ("pipelined", pipelined_requests_are_answered_in_order),
+    ("pipelining_after_refusal", pipelining_continues_after_a_refusal),
+    (
+        "refused_body",
+        a_refused_body_reaches_no_upstream_and_the_connection_stays,
+    ),
+    ("continue", expect_100_continue_before_the_body),
+    ("http10", http10_keep_alive_is_kept_and_plain_http10_is_closed),
+    ("chunked", chunked_body_is_forwarded_dechunked),
+    ("header_timeout", header_timeout_answers_408_at_its_tick),
+    ("body_timeout", body_timeout_answers_408),
+    (
+        "idle_timeout",
+        idle_keep_alive_connection_closes_at_idle_timeout_without_answer,
+    ),
+    ("connect_pending", upstream_connect_timeout_answers_504),
+    ("upstream_timeout", upstream_response_timeout_answers_504_at_its_tick),
+    ("refused", upstream_refused_answers_502),
+    ("connect_fails", asynchronous_connect_failure_answers_502),
+    (
+        "retry",
+        a_pooled_connection_closed_before_any_byte_is_retried_once_on_a_fresh_one,
+    ),
+    (
+        "no_retry_post",
+        a_post_sent_on_a_pooled_connection_that_closed_is_not_retried,
+    ),
+    (
+        "no_retry_fresh",
+        a_fresh_connection_closed_before_any_byte_is_not_retried,
+    ),
+    ("cut_mid_body", an_upstream_that_closes_mid_body_resets_the_client),
+    ("bad_upstream_head", a_malformed_upstream_head_answers_502),
+    (
+        "close_delimited",
+        a_close_delimited_response_ends_at_the_upstreams_close,
+    ),
+    ("slow_reader", a_slow_reader_holds_the_relay_until_the_write_timeout),
+    ("linger", lingering_close_reads_until_the_client_stops),
+    ("linger_time", linger_ends_at_linger_time_however_the_client_sends),
+    ("drain_idle", drain_closes_an_idle_connection_after_the_grace),
+    (
+        "drain_request",
+        a_request_arriving_while_draining_is_answered_with_close,
+    ),
+    ("shutdown_cut", shutdown_cuts_a_response_in_flight_with_a_reset),
+    ("client_gone_mid_head", a_client_that_closes_mid_head_gets_no_answer),
+    ("framing_refusal", a_framing_refusal_closes_after_the_answer),
+    ("chunked_too_large", an_oversized_chunked_body_is_refused_413),
+    ("rate_limit", the_rate_limit_answers_429_with_retry_after),
+];
+
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            super::$name();
+        }
+    )*};
+}
+
+mod transitions {
+    tests!(
+        get_forwarded,
+        pipelined_requests_are_answered_in_order,
+        pipelining_continues_after_a_refusal,
+        a_refused_body_reaches_no_upstream_and_the_connection_stays,
+        expect_100_continue_before_the_body,
+        http10_keep_alive_is_kept_and_plain_http10_is_closed,
+        chunked_body_is_forwarded_dechunked,
+        header_timeout_answers_408_at_its_tick,
+        body_timeout_answers_408,
+        idle_keep_alive_connection_closes_at_idle_timeout_without_answer,
+        upstream_connect_timeout_answers_504,
+        upstream_response_timeout_answers_504_at_its_tick,
+        upstream_refused_answers_502,
+        asynchronous_connect_failure_answers_502,
+        a_pooled_connection_closed_before_any_byte_is_retried_once_on_a_fresh_one,
+        a_post_sent_on_a_pooled_connection_that_closed_is_not_retried,
+        a_fresh_connection_closed_before_any_byte_is_not_retried,
+        an_upstream_that_closes_mid_body_resets_the_client,
+        a_malformed_upstream_head_answers_502,
+        a_close_delimited_response_ends_at_the_upstreams_close,
+        a_slow_reader_holds_the_relay_until_the_write_timeout,
+        lingering_close_reads_until_the_client_stops,
+        linger_ends_at_linger_time_however_the_client_sends,
+        drain_closes_an_idle_connection_after_the_grace,
+        a_request_arriving_while_draining_is_answered_with_close,
+        shutdown_cuts_a_response_in_flight_with_a_reset,
+        a_client_that_closes_mid_head_gets_no_answer,
+        a_framing_refusal_closes_after_the_answer,
+        an_oversized_chunked_body_is_refused_413,
+        the_rate_limit_answers_429_with_retry_after,
+    );
+}
+
+/// Together the transition tests reach every state and every kind of action (the listing is printed).
+#[test]
+fn every_state_and_action_kind_is_reached() {
+    let (mut states, mut actions) = (BTreeSet::new(), BTreeSet::new());
+    for (name, f) in ALL {
+        let p = f();
+        println!("{name}: states {:?}; actions {:?}", p.states, p.action_kinds());
+        states.extend(p.states.iter().copied());
+        actions.extend(p.action_kinds());
+        if p.closed.is_some() {
+            states.insert("Closed");
+        }
+    }
+    let want_states = [
+        "Head", "Body", "Upstream", "Relay", "Flush", "Discard", "Linger", "Closed",
+    ];
+    let want_actions = [
+        "ReadClient",
+        "WriteClient",
+        "OpenUpstream",
+        "OpenUpstream(fresh)",
+        "AwaitUpstream",
+        "WriteUpstream",
+        "ReadUpstream",
+        "ReleaseUpstream(pool)",
+        "ReleaseUpstream(close)",
+        "ShutdownWrite",
+        "Close",
+        "Close(reset)",
+    ];
+    let missing_states: Vec<_> = want_states.iter().filter(|s| !states.contains(*s)).collect();
+    let missing_actions: Vec<_> = want_actions.iter().filter(|a| !actions.contains(*a)).collect();
+    assert!(missing_states.is_empty(), "states never reached: {missing_states:?}");
+    assert!(
+        missing_actions.is_empty(),
+        "actions never asked for: {missing_actions:?}"
+    );
+}
