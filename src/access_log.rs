@@ -168,6 +168,30 @@ impl Hub {
     }
 }
 
+/// The access log (when on) and the debug log, as the machine reports to them.
+pub struct Logs<'a>(pub Option<&'a mut AccessLog>);
+
+impl crate::proxy::Observer for Logs<'_> {
+    fn wants_entries(&self) -> bool {
+        self.0.is_some()
+    }
+    fn entry(&mut self, e: &crate::proxy::Entry<'_>) {
+        if let Some(l) = self.0.as_mut() {
+            l.entry(e);
+        }
+    }
+    fn refused(&mut self, peer: &[u8], method: &str, target: &[u8], reason: crate::http::Reason) {
+        crate::debug!(
+            "{} {} {}: {} {}",
+            String::from_utf8_lossy(peer),
+            method,
+            String::from_utf8_lossy(target),
+            reason.status(),
+            reason.code()
+        );
+    }
+}
+
 /// A worker's end of the access log.
 pub struct AccessLog {
     id: usize,

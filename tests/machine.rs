@@ -439,7 +439,9 @@ fn the_rate_limit_answers_429_with_retry_after() -> Pump {
     p
 }
 
-const ALL: &[(&str, fn() -> Pump)] = &[
+type Scenario = (&'static str, fn() -> Pump);
+
+const ALL: &[Scenario] = &[
     ("get_forwarded", get_forwarded),
     ("pipelined", pipelined_requests_are_answered_in_order),
     ("pipelining_after_refusal", pipelining_continues_after_a_refusal),

@@ -36,6 +36,36 @@ pub fn imf_fixdate(unix_secs: u64) -> [u8; 29] {
     out
 }
 
+/// The current `Date` value, formatted at most once a second from the wall clock its owner passes in.
+pub struct DateCache {
+    secs: u64,
+    text: [u8; 29],
+}
+
+impl Default for DateCache {
+    fn default() -> Self {
+        DateCache {
+            secs: 0,
+            text: imf_fixdate(0),
+        }
+    }
+}
+
+impl DateCache {
+    /// The wall clock is now `secs` (Unix seconds).
+    pub fn set(&mut self, secs: u64) {
+        if secs != self.secs {
+            self.secs = secs;
+            self.text = imf_fixdate(secs);
+        }
+    }
+
+    /// `Date` (IMF-fixdate) as of the last [`DateCache::set`].
+    pub fn text(&self) -> &[u8; 29] {
+        &self.text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,6 @@
 //! re-registered. Tokens carry a generation so an event for a closed connection never reaches a new one
 //! that reused its slab slot.
 
-pub mod date;
 mod upstream;
 
 use std::io::{self, Read, Write};
@@ -18,12 +17,12 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::access_log::AccessLog;
+use crate::access_log::{AccessLog, Logs};
 use crate::buf::{Buf, BufPool};
 use crate::guard::json::JsonValidator;
 use crate::limit::tiers::Memo;
 use crate::metrics::add;
-use crate::proxy::{Action, Connection, Cx, Entry, Input, Observer, Settings, Timeouts, DRAIN_IDLE_GRACE};
+use crate::proxy::{Action, Connection, Cx, Input, Settings, Timeouts, DRAIN_IDLE_GRACE};
 use crate::rules::Rules;
 use crate::server::Shared;
 use crate::timer::{Entry as TimerEntry, Wheel, TICK};
@@ -76,30 +75,6 @@ struct Upstream {
     /// The client (key, generation) this connection serves; `None` while pooled.
     owner: Option<(usize, u32)>,
     idle_since: Instant,
-}
-
-/// The access log (when on) and the debug log, as the machine reports to them.
-struct Logs<'a>(Option<&'a mut AccessLog>);
-
-impl Observer for Logs<'_> {
-    fn wants_entries(&self) -> bool {
-        self.0.is_some()
-    }
-    fn entry(&mut self, e: &Entry<'_>) {
-        if let Some(l) = self.0.as_mut() {
-            l.entry(e);
-        }
-    }
-    fn refused(&mut self, peer: &[u8], method: &str, target: &[u8], reason: crate::http::Reason) {
-        crate::debug!(
-            "{} {} {}: {} {}",
-            String::from_utf8_lossy(peer),
-            method,
-            String::from_utf8_lossy(target),
-            reason.status(),
-            reason.code()
-        );
-    }
 }
 
 enum ReadResult {
@@ -193,7 +168,7 @@ pub struct Worker {
     /// The tier lookup's memo of `sha256:` answers (cleared with each new policy).
     memo: Memo,
     key_scratch: Vec<u8>,
-    date: date::DateCache,
+    date: crate::http::date::DateCache,
     decoder: crate::guard::decode::Decoder,
     log: Option<AccessLog>,
     /// Unix milliseconds at the top of this iteration.

@@ -275,7 +275,7 @@ impl Pump {
                     }
                 }
                 Action::OpenUpstream { .. } => {
-                    drop(cx);
+                    let _ = &cx;
                     let plan = self.next_plan();
                     let mut cx = self.world.cx();
                     match plan {
@@ -373,7 +373,7 @@ impl Pump {
                 }
                 Action::Close { reset } => {
                     self.closed = Some(reset);
-                    drop(cx);
+                    let _ = &cx;
                     let mut cx = self.world.cx();
                     self.conn.release_buffers(&mut cx);
                     return self;
