@@ -577,3 +577,57 @@ fn every_state_and_action_kind_is_reached() {
         "actions never asked for: {missing_actions:?}"
     );
 }
+
+#[path = "../fuzz/checks/machine.rs"]
+mod fuzz_check;
+
+/// The machine fuzz target's checks (fuzz/checks/machine.rs) over the llhttp corpus's requests and the
+/// transition tests' streams, with every upstream behaviour and several read sizes.
+#[test]
+fn fuzz_invariants_hold_on_corpus_inputs() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/corpora/llhttp/llhttp-request-cases.jsonl"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut inputs: Vec<Vec<u8>> = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(b) = v["raw_b64"].as_str() {
+            inputs.push(b64(b));
+        }
+    }
+    inputs.push(format!("{}{}{}", get("/a"), post("/b", "[1]"), get("/c")).into_bytes());
+    let mut n = 0;
+    for raw in &inputs {
+        for chunk in [0u8, 1, 7] {
+            for plan in 0..4u8 {
+                let mut data = vec![chunk, plan];
+                data.extend_from_slice(raw);
+                fuzz_check::check(&data);
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 1000, "{n}");
+}
+
+fn b64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= (val(c) as u32) << (18 - 6 * i);
+        }
+        out.extend_from_slice(&acc.to_be_bytes()[1..1 + chunk.len() * 6 / 8]);
+    }
+    out
+}
