@@ -37,27 +37,6 @@ fn read_stream(raw: &[u8], name: &str) -> Outcome {
     }
 }
 
-fn b64(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
-    let mut out = Vec::new();
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= (val(c) as u32) << (18 - 6 * i);
-        }
-        let n = chunk.len() * 6 / 8;
-        out.extend_from_slice(&acc.to_be_bytes()[1..1 + n]);
-    }
-    out
-}
-
 #[test]
 fn every_strict_error_case_is_refused() {
     let path = concat!(
@@ -71,7 +50,7 @@ fn every_strict_error_case_is_refused() {
         if case["type"] != "request" {
             continue;
         }
-        let mut raw = b64(case["raw_b64"].as_str().unwrap());
+        let mut raw = pump::b64(case["raw_b64"].as_str().unwrap());
         // llhttp's cases are stream fragments, often ending inside a head. A connection that stops there
         // waits for the rest and then gets 408; to judge the fragment itself, end an unfinished head here.
         if !raw.windows(4).any(|w| w == b"\r\n\r\n") {

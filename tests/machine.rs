@@ -594,7 +594,7 @@ fn fuzz_invariants_hold_on_corpus_inputs() {
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         if let Some(b) = v["raw_b64"].as_str() {
-            inputs.push(b64(b));
+            inputs.push(pump::b64(b));
         }
     }
     inputs.push(format!("{}{}{}", get("/a"), post("/b", "[1]"), get("/c")).into_bytes());
@@ -610,24 +610,4 @@ fn fuzz_invariants_hold_on_corpus_inputs() {
         }
     }
     assert!(n > 1000, "{n}");
-}
-
-fn b64(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
-    let mut out = Vec::new();
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= (val(c) as u32) << (18 - 6 * i);
-        }
-        out.extend_from_slice(&acc.to_be_bytes()[1..1 + chunk.len() * 6 / 8]);
-    }
-    out
 }
