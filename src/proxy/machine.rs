@@ -265,9 +265,6 @@ impl Connection {
     /// then asks again; after [`Action::Wait`] (or an action it cannot perform yet, for want of readiness)
     /// it calls [`Connection::park`] and waits for an event.
     pub fn poll(&mut self, cx: &mut Cx<'_>) -> Action {
-        if let Some(a) = self.pending.take() {
-            return a;
-        }
         loop {
             if let Some(a) = self.step(cx) {
                 return a;
@@ -582,10 +579,11 @@ impl Connection {
             self.keep_log_fields(head);
         }
         let mut checks = checks(cx);
-        if let Err(reason) = self.ex.decision.head(&mut checks, head, self.peer) {
-            if let (Some(ip), Some(f)) = (self.ex.decision.client, self.logf.as_mut()) {
-                f.client = Some(IpText::new(ip));
-            }
+        let verdict = self.ex.decision.head(&mut checks, head, self.peer);
+        if let (Some(ip), Some(f)) = (self.ex.decision.client, self.logf.as_mut()) {
+            f.client = Some(IpText::new(ip));
+        }
+        if let Err(reason) = verdict {
             // Keep the connection when the body is small enough to read and drop; else close it.
             match head.framing {
                 Framing::None => {}
@@ -594,9 +592,6 @@ impl Connection {
             }
             self.respond(cx, reason);
             return (head_len, 0);
-        }
-        if let (Some(ip), Some(f)) = (self.ex.decision.client, self.logf.as_mut()) {
-            f.client = Some(IpText::new(ip));
         }
         // The forwarded head is written now, from the parsed head; `forward` completes it after the body.
         let mut fwd = cx.bufs.get();
