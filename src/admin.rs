@@ -6,7 +6,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::limit::Limiter;
@@ -39,71 +39,46 @@ pub struct Handle {
     pub(crate) access_log_dropped: Option<Arc<AtomicU64>>,
 }
 
-/// Admin connections served at once, each on its own thread; the next ones wait in the listen backlog.
+/// Admin connections served at once: a fixed set of threads, each accepting and serving one connection at a
+/// time; the next ones wait in the listen backlog. The set never grows, so neither does the thread count.
 pub const MAX_CONNS: usize = 16;
-/// The whole request must arrive within this (a client trickling bytes cannot hold a slot for longer).
+/// The whole request must arrive within this (a client trickling bytes cannot hold a thread for longer).
 const REQUEST_TIME: Duration = Duration::from_secs(5);
 
-/// The count of connections being served, and a signal when one ends.
-type Slots = Arc<(Mutex<usize>, Condvar)>;
-
-/// One connection's slot: taken before it is accepted, given back when dropped (also on a panic).
-struct Slot(Slots);
-
-impl Slot {
-    fn take(slots: &Slots) -> Slot {
-        let (n, freed) = &**slots;
-        let mut n = n.lock().unwrap_or_else(|e| e.into_inner());
-        while *n >= MAX_CONNS {
-            n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
-        }
-        *n += 1;
-        Slot(slots.clone())
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        *self.0 .0.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-        self.0 .1.notify_one();
-    }
-}
-
-/// Binds `addr` and serves in a background thread; returns the bound address.
+/// Binds `addr` and serves in background threads; returns the bound address.
 pub fn start(addr: SocketAddr, handle: Handle) -> io::Result<SocketAddr> {
     serve_on(TcpListener::bind(addr)?, handle)
 }
 
-/// Serves on `listener` (bound here, or handed over) in a background thread; returns its address.
+/// Serves on `listener` (bound here, or handed over) in background threads; returns its address.
 pub fn serve_on(listener: TcpListener, handle: Handle) -> io::Result<SocketAddr> {
     listener.set_nonblocking(false)?;
     let bound = listener.local_addr()?;
-    std::thread::Builder::new().name("admin".into()).spawn(move || {
-        let slots: Slots = Arc::new((Mutex::new(0usize), Condvar::new()));
-        loop {
-            // After a hand-over (SIGUSR2) the new process serves the shared admin socket: this one stops taking
-            // its connections (at most the one it was waiting for when the hand-over happened), so scrapes do
-            // not alternate between two processes' counters.
-            if handle.status.handed_over.load(Ordering::Acquire) {
-                return;
-            }
-            let slot = Slot::take(&slots);
-            let s = match listener.accept() {
-                Ok((s, _)) => s,
-                Err(_) => {
-                    // EMFILE and the like: do not spin.
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
-            };
-            // A thread per admin connection: a slow scraper cannot hold the others (probes, /readyz) up.
-            let handle = handle.clone();
-            let _ = std::thread::Builder::new().name("admin-conn".into()).spawn(move || {
-                let _slot = slot;
+    // A thread per connection being served, so a slow scraper cannot hold the others (probes, /readyz) up;
+    // all of them accept on the one socket (the kernel hands each connection to one waiting thread).
+    for _ in 0..MAX_CONNS {
+        let listener = listener.try_clone()?;
+        let handle = handle.clone();
+        std::thread::Builder::new()
+            .name("admin-conn".into())
+            .spawn(move || loop {
+                let s = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(_) => {
+                        // EMFILE and the like: do not spin.
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
                 let _ = serve(s, &handle);
-            });
-        }
-    })?;
+                // After a hand-over (SIGUSR2) the new process serves the shared admin socket: this one stops taking
+                // its connections (each thread serves at most the one it was waiting for when the hand-over
+                // happened), so scrapes do not alternate between two processes' counters.
+                if handle.status.handed_over.load(Ordering::Acquire) {
+                    return;
+                }
+            })?;
+    }
     Ok(bound)
 }
 

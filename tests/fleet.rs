@@ -111,7 +111,7 @@ fn redis_killed_and_restarted_mid_traffic() {
     // Both nodes say so.
     a.wait_metric("portcullis_redis_up", 0.0);
     b.wait_metric("portcullis_redis_up", 0.0);
-    assert!(a.log.lock().unwrap().contains("deciding from the node-local table"));
+    a.wait_log("deciding from the node-local table");
     // Redis back, empty, on the same port: the nodes reconnect by themselves, and the fleet bound holds
     // again for a user at 3x for 2 s (rate x 2 s + burst = 30, -2 / +10%).
     let _redis = RedisServer::start_on(port);
@@ -157,7 +157,7 @@ fn redis_hanging_mid_traffic() {
         assert!(Instant::now() < until, "no admission counted as unreported");
         std::thread::sleep(Duration::from_millis(20)); // polling the metric itself
     }
-    assert!(a.log.lock().unwrap().contains("deciding from the node-local table"));
+    a.wait_log("deciding from the node-local table");
     // Redis runs again: the nodes reconnect by themselves and the fleet bound holds again for a user at 3x
     // for 2 s (rate x 2 s + burst = 30, -2 / +10%).
     redis.resume();
@@ -505,11 +505,7 @@ fn a_redis_password_is_never_logged() {
     );
     // The sync thread has tried (and failed) at least once: the state-change line is in the log.
     p.wait_metric("portcullis_redis_up", 0.0);
-    let until = Instant::now() + IO_TIMEOUT;
-    while !p.log.lock().unwrap().contains("deciding from the node-local table") {
-        assert!(Instant::now() < until, "no state-change line");
-        std::thread::sleep(Duration::from_millis(20)); // polling the log, the readiness signal here
-    }
+    p.wait_log("deciding from the node-local table");
     // Requests are decided locally meanwhile.
     let mut c = p.connect();
     assert_eq!(c.roundtrip(&req("Bearer x")).status, 200);

@@ -182,7 +182,7 @@ fn requests_cut_at_the_shutdown_timeout_exit_3() {
     }
     p.signal("TERM");
     assert_eq!(wait_exit(&mut p), 3);
-    let log = p.log.lock().unwrap().clone();
+    let (_, log) = p.exit_log();
     assert!(log.contains("1 requests still in flight"), "{log}");
     drop(c); // held open until the process exited, so that the request stayed in flight
 }
@@ -253,11 +253,7 @@ fn upstream_failures_are_logged_at_most_once_a_second_and_debug_says_why() {
         assert_eq!(c.roundtrip(&get("/")).status, 502);
     }
     assert_eq!(c.roundtrip(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").status, 406);
-    let until = Instant::now() + IO_TIMEOUT;
-    while !p.log.lock().unwrap().contains("406 accept_header_missing") {
-        assert!(Instant::now() < until, "no debug line");
-        std::thread::sleep(Duration::from_millis(10)); // polling the log, the signal here
-    }
+    p.wait_log("406 accept_header_missing");
     let log = p.log.lock().unwrap().clone();
     let warns: Vec<&str> = log.lines().filter(|l| l.contains("warn: upstream")).collect();
     // 20 failures within a second or two: one line each second at most, with the count.

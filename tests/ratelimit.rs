@@ -189,8 +189,8 @@ fn tiny_table_under_many_users_degrades_by_forgetting() {
     assert_eq!(c.roundtrip(&req("Bearer user-999")).status, 429);
     p.signal("TERM");
     drop(c);
-    assert!(p.child.wait().unwrap().success());
-    let log = p.log.lock().unwrap().clone();
+    let (status, log) = p.exit_log();
+    assert!(status.success());
     let evictions: u64 = log
         .split("rate-limit table: ")
         .nth(1)

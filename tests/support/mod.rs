@@ -17,6 +17,8 @@ pub struct Proxy {
     pub child: Child,
     pub addr: SocketAddr,
     pub log: Arc<Mutex<String>>,
+    /// The thread copying stderr into `log`: it ends when the process has exited and its stderr is closed.
+    reader: Option<thread::JoinHandle<()>>,
 }
 
 impl Proxy {
@@ -39,7 +41,7 @@ impl Proxy {
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         let log2 = log.clone();
-        thread::spawn(move || {
+        let reader = thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("info: listening on ").nth(1) {
@@ -53,7 +55,34 @@ impl Proxy {
         let addr = rx
             .recv_timeout(IO_TIMEOUT)
             .unwrap_or_else(|_| panic!("portcullis did not start: {}", log.lock().unwrap()));
-        Proxy { child, addr, log }
+        Proxy {
+            child,
+            addr,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// Waits for the process to exit and for its last line of stderr; returns the exit status and all of it.
+    pub fn exit_log(&mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        (status, self.log.lock().unwrap().clone())
+    }
+
+    /// Waits (within IO_TIMEOUT) until the process has logged `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        let until = std::time::Instant::now() + IO_TIMEOUT;
+        while !self.log.lock().unwrap().contains(needle) {
+            assert!(
+                std::time::Instant::now() < until,
+                "never logged {needle:?}: {}",
+                self.log.lock().unwrap()
+            );
+            thread::sleep(Duration::from_millis(10)); // polling the log, the readiness signal here
+        }
     }
 
     /// Starts in front of `up`, with `args` (and `--workers 1`, and `--rate 0` unless `args` set a rate).
