@@ -180,7 +180,7 @@ impl crate::proxy::Observer for Logs<'_> {
             l.entry(e);
         }
     }
-    fn refused(&mut self, peer: &[u8], method: &str, target: &[u8], reason: crate::http::Reason) {
+    fn refused(&mut self, peer: &[u8], method: &str, target: &[u8], reason: crate::problem::Reason) {
         crate::debug!(
             "{} {} {}: {} {}",
             String::from_utf8_lossy(peer),

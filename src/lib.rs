@@ -18,6 +18,7 @@ pub mod inherit;
 pub mod limit;
 pub mod log;
 pub mod metrics;
+pub mod problem;
 pub mod proxy;
 pub mod redis_sync;
 pub mod rules;

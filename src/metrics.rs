@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::http::Reason;
+use crate::problem::Reason;
 
 /// Upper bounds of the request-duration histogram buckets, in microseconds.
 pub const DURATION_BUCKETS_US: [u64; 12] = [

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
 use crate::guard::Mode;
-use crate::http::Catalogue;
 use crate::limit::tiers::{self, Tier, Tiers};
 use crate::limit::Limiter;
+use crate::problem::Catalogue;
 pub use crate::proxy::Rules;
 
 impl Rules {
@@ -34,7 +34,7 @@ impl Rules {
             _ => None,
         };
         Ok(Rules {
-            catalogue: Catalogue::new(&crate::http::problem::Settings {
+            catalogue: Catalogue::new(&crate::problem::Settings {
                 docs_url: config.docs_url.as_deref(),
                 accepted: &config.policy.accept.iter().map(|t| t.media.clone()).collect::<Vec<_>>(),
                 encodings: &[

@@ -22,7 +22,7 @@ fn pure_modules_import_no_io_and_read_no_clock() {
             rust_files(&root.join(d), &mut files);
         }
     }
-    for f in ["timer.rs", "buf.rs", "metrics.rs"] {
+    for f in ["timer.rs", "buf.rs", "metrics.rs", "problem.rs"] {
         files.push(root.join(f));
     }
     assert!(files.len() >= 10, "expected the pure modules, found {files:?}");
@@ -63,8 +63,9 @@ fn pure_modules_import_no_io_and_read_no_clock() {
 
 /// The `crate::` modules a pure module may name: the other pure modules, never upward (configuration, the
 /// process, the event loop, the helper threads).
-const PURE: [&str; 8] = [
+const PURE: [&str; 9] = [
     "http",
+    "problem",
     "guard",
     "limit",
     "proxy",
@@ -111,7 +112,7 @@ fn pure_modules_import_only_pure_modules() {
     for d in ["http", "guard", "limit", "proxy"] {
         rust_files(&root.join(d), &mut files);
     }
-    for f in ["timer.rs", "buf.rs", "toml_subset.rs", "metrics.rs"] {
+    for f in ["timer.rs", "buf.rs", "toml_subset.rs", "metrics.rs", "problem.rs"] {
         files.push(root.join(f));
     }
     let mut edges = Vec::new();
@@ -121,6 +122,42 @@ fn pure_modules_import_only_pure_modules() {
         }
     }
     assert!(edges.is_empty(), "pure modules importing upward:\n{}", edges.join("\n"));
+}
+
+/// HTTP is the bottom layer: it refuses with its own protocol type (`http::Refusal`) and knows nothing of the
+/// product's rules (the checks, the limit, the wire reasons and their answers, the machine).
+#[test]
+fn http_names_no_policy() {
+    let below = ["http", "buf"];
+    let planted = "use crate::http::Version;
+fn f() -> crate::problem::Reason { todo!() }
+";
+    assert_eq!(
+        paths_outside(planted, |n| below.contains(&n)),
+        ["line 2: crate::problem"]
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&root.join("http"), &mut files);
+    let mut edges = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for e in paths_outside(&text, |n| below.contains(&n)) {
+            edges.push(format!("{}: {e}", f.display()));
+        }
+        // `super::` from http/mod.rs's own code would reach the crate root (its test module's is http).
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        assert!(
+            !f.ends_with("http/mod.rs") || !code.contains("super::"),
+            "{}",
+            f.display()
+        );
+    }
+    assert!(
+        edges.is_empty(),
+        "http/ naming the layers above it:\n{}",
+        edges.join("\n")
+    );
 }
 
 /// The helper threads get narrow handles from the server: they never name the server's shared state, nor the

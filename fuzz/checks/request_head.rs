@@ -24,13 +24,13 @@ use framing::{items, tchar};
 use portcullis::config::{Limits, MAX_HEADERS_LIMIT};
 use portcullis::http::request::{header_storage, parse_head, Framing, RequestHead, ALLOWED_METHODS};
 use portcullis::http::write::{forward_head, Forward};
-use portcullis::http::{Reason, Version};
+use portcullis::http::{Refusal, Version};
 
 /// An owned copy of what `parse_head` returned, to compare two parses.
 #[derive(Debug, PartialEq)]
 enum Outcome {
     Partial,
-    Refused(Reason),
+    Refused(Refusal),
     Head(Summary),
 }
 
@@ -255,13 +255,13 @@ fn check_malformed_has_cause(buf: &[u8], limits: &Limits) {
     }
 }
 
-fn is_limit(r: Reason) -> bool {
-    matches!(r, Reason::HeaderTooLarge | Reason::UriTooLong)
+fn is_limit(r: Refusal) -> bool {
+    matches!(r, Refusal::HeaderTooLarge | Refusal::UriTooLong)
 }
 
 fn run(buf: &[u8], limits: &Limits) {
     let whole = outcome(buf, limits);
-    if whole == Outcome::Refused(Reason::MalformedRequest) {
+    if whole == Outcome::Refused(Refusal::MalformedRequest) {
         check_malformed_has_cause(buf, limits);
     }
     let mut st = header_storage();

@@ -19,7 +19,7 @@ use portcullis::config::Limits;
 use portcullis::guard::media::{is_json, parse_media, parse_q, split_list};
 use portcullis::guard::{check_head, ApiType, Policy};
 use portcullis::http::request::{header_storage, parse_head, RequestHead};
-use portcullis::http::Reason;
+use portcullis::guard::Refusal;
 
 type Range = (Vec<u8>, Vec<u8>, u16);
 
@@ -212,7 +212,7 @@ fn check_pure(seg: &[u8]) {
 
 /// The reference decision of `check_head`.
 /// (the configured type chosen, the body must be JSON), or the refusal.
-fn ref_check(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<(Option<usize>, bool), Reason> {
+fn ref_check(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<(Option<usize>, bool), Refusal> {
     let accept: Vec<&[u8]> = head
         .headers
         .iter()
@@ -220,14 +220,14 @@ fn ref_check(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<(Option<usiz
         .map(|h| h.value)
         .collect();
     if accept.is_empty() {
-        return Err(Reason::AcceptHeaderMissing);
+        return Err(Refusal::AcceptHeaderMissing);
     }
     let mut ranges = Vec::new();
     for v in accept {
-        ranges.extend(ref_accept(v).ok_or(Reason::AcceptHeaderMalformed)?);
+        ranges.extend(ref_accept(v).ok_or(Refusal::AcceptHeaderMalformed)?);
     }
     if ranges.is_empty() {
-        return Err(Reason::AcceptHeaderMissing);
+        return Err(Refusal::AcceptHeaderMissing);
     }
     let version = if policy.accept.is_empty() {
         None
@@ -246,7 +246,7 @@ fn ref_check(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<(Option<usiz
                 best = Some((q, i));
             }
         }
-        Some(best.ok_or(Reason::UnsupportedApiVersion)?.1)
+        Some(best.ok_or(Refusal::UnsupportedApiVersion)?.1)
     };
     let json_body = policy.json_methods & head.method.bit() != 0;
     if json_body {
@@ -258,7 +258,7 @@ fn ref_check(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<(Option<usiz
             .collect();
         let ok = ct.len() == 1 && ref_media(ct[0]).is_some_and(|(ty, sub, _)| ref_is_json(&ty, &sub));
         if !ok {
-            return Err(Reason::ContentTypeNotJson);
+            return Err(Refusal::ContentTypeNotJson);
         }
     }
     Ok((version, json_body))

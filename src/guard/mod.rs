@@ -11,7 +11,7 @@ pub mod json_where;
 pub mod media;
 
 use crate::http::request::{Framing, RequestHead};
-use crate::http::{eq_ci, list_items, named_by_connection, Reason};
+use crate::http::{eq_ci, list_items, named_by_connection};
 pub use decode::Coding;
 use media::{charset_is_utf8, is_json, parse_accept_element, parse_media, split_list};
 
@@ -103,6 +103,20 @@ impl Default for Policy {
     }
 }
 
+/// Why the request checks refuse a request that is valid HTTP: the product's rules, each with its mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    AcceptHeaderMissing,
+    AcceptHeaderMalformed,
+    UnsupportedApiVersion,
+    ContentTypeNotJson,
+    ContentEncodingNotSupported,
+    /// The body is not valid data of its Content-Encoding.
+    MalformedContentEncoding,
+    MalformedJson,
+    JsonTooDeep,
+}
+
 /// What a policy rule does: refuse (`enforce`), forward but count and log the refusal it would have given
 /// (`observe`), or nothing (`off`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,16 +153,16 @@ pub struct Admission {
     /// The body must be validated as JSON (the JSON rule is not `off` and the method is a JSON method).
     pub json_body: bool,
     /// The first refusal an `observe` rule would have given.
-    pub observed: Option<Reason>,
+    pub observed: Option<Refusal>,
     /// The Content-Type rule's refusal of a chunked body, held until the body is complete: an empty body
     /// passes (`json_allow_empty`); any other gets it (in the rule's mode).
-    pub deferred: Option<Reason>,
+    pub deferred: Option<Refusal>,
     /// The body's content coding, to be decoded before it is validated.
     pub coding: Option<Coding>,
 }
 
 /// Rules 2 and 3: Accept, then Content-Type for JSON methods, each in its mode.
-pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admission, Reason> {
+pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admission, Refusal> {
     let mut observed = None;
     let mut version = None;
     if policy.accept_mode != Mode::Off {
@@ -182,7 +196,7 @@ pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admissi
         };
         // Any other coding cannot be validated.
         let refusal = if !ok {
-            Some(Reason::ContentTypeNotJson)
+            Some(Refusal::ContentTypeNotJson)
         } else {
             coding_result.err()
         };
@@ -208,7 +222,7 @@ pub fn check_head(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Admissi
 
 /// The body's content coding (`None`: identity): at most one coding besides `identity`, one of those the
 /// policy decodes.
-fn body_coding(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<Coding>, Reason> {
+fn body_coding(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<Coding>, Refusal> {
     let Some(first) = head.content_encoding else {
         return Ok(None);
     };
@@ -221,7 +235,7 @@ fn body_coding(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<Cod
     {
         match Coding::parse(c) {
             Some(k) if coding.is_none() && policy.json_decode & k.bit() != 0 => coding = Some(k),
-            _ => return Err(Reason::ContentEncodingNotSupported),
+            _ => return Err(Refusal::ContentEncodingNotSupported),
         }
     }
     Ok(coding)
@@ -245,9 +259,9 @@ pub fn connection_names_checked(
         || limited.is_some_and(|(key, xff)| key.is_some_and(names) || (xff && names(b"x-forwarded-for")))
 }
 
-fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<usize>, Reason> {
+fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<usize>, Refusal> {
     let Some(first) = head.accept else {
-        return Err(Reason::AcceptHeaderMissing);
+        return Err(Refusal::AcceptHeaderMissing);
     };
     // Fastest path: the one Accept field is exactly one of the configured types (valid by construction).
     if head.accept_count == 1 {
@@ -266,7 +280,7 @@ fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<us
             if policy.accept.is_empty() {
                 return Ok(None);
             }
-            return match_type(policy, &m).ok_or(Reason::UnsupportedApiVersion).map(Some);
+            return match_type(policy, &m).ok_or(Refusal::UnsupportedApiVersion).map(Some);
         }
     }
     let mut present = false;
@@ -279,7 +293,7 @@ fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<us
     {
         for elem in split_list(h.value).filter(|e| !e.is_empty()) {
             present = true;
-            let m = parse_accept_element(elem).ok_or(Reason::AcceptHeaderMalformed)?;
+            let m = parse_accept_element(elem).ok_or(Refusal::AcceptHeaderMalformed)?;
             if let Some(i) = match_type(policy, &m) {
                 if m.q == 0 {
                     excluded |= 1 << i;
@@ -289,7 +303,7 @@ fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<us
         }
     }
     if !present {
-        return Err(Reason::AcceptHeaderMissing);
+        return Err(Refusal::AcceptHeaderMissing);
     }
     if policy.accept.is_empty() {
         return Ok(None);
@@ -300,7 +314,7 @@ fn check_accept(policy: &Policy, head: &RequestHead<'_, '_>) -> Result<Option<us
             best = Some((q, i));
         }
     }
-    best.map(|(_, i)| Some(i)).ok_or(Reason::UnsupportedApiVersion)
+    best.map(|(_, i)| Some(i)).ok_or(Refusal::UnsupportedApiVersion)
 }
 
 /// `token "/" token` and nothing else, checked in one pass.
@@ -353,7 +367,7 @@ mod tests {
 
     /// Checks a request with `fields`; one with a body (`Content-Length: 2`) unless it is a GET or HEAD or
     /// `fields` frame it themselves.
-    fn check(p: &Policy, fields: &str, method: &str) -> Result<Admission, Reason> {
+    fn check(p: &Policy, fields: &str, method: &str) -> Result<Admission, Refusal> {
         let framed = fields.contains("Content-Length") || fields.contains("Transfer-Encoding");
         let body = if framed || method == "GET" || method == "HEAD" {
             ""
@@ -372,9 +386,9 @@ mod tests {
     fn accept_rule() {
         let p = policy();
         let v = |f: &str| check(&p, f, "GET").map(|a| a.version);
-        assert_eq!(v(""), Err(Reason::AcceptHeaderMissing));
-        assert_eq!(v("Accept: \r\n"), Err(Reason::AcceptHeaderMissing));
-        assert_eq!(v("Accept: ,\r\n"), Err(Reason::AcceptHeaderMissing));
+        assert_eq!(v(""), Err(Refusal::AcceptHeaderMissing));
+        assert_eq!(v("Accept: \r\n"), Err(Refusal::AcceptHeaderMissing));
+        assert_eq!(v("Accept: ,\r\n"), Err(Refusal::AcceptHeaderMissing));
         assert_eq!(v("Accept: application/vnd.acme.v2+json\r\n"), Ok(Some(1)));
         assert_eq!(
             v("Accept: APPLICATION/VND.ACME.V1+JSON; charset=utf-8\r\n"),
@@ -388,24 +402,24 @@ mod tests {
             v("Accept: text/html\r\nAccept: application/vnd.acme.v1+json\r\n"),
             Ok(Some(0))
         );
-        assert_eq!(v("Accept: */*\r\n"), Err(Reason::UnsupportedApiVersion));
-        assert_eq!(v("Accept: application/*\r\n"), Err(Reason::UnsupportedApiVersion));
+        assert_eq!(v("Accept: */*\r\n"), Err(Refusal::UnsupportedApiVersion));
+        assert_eq!(v("Accept: application/*\r\n"), Err(Refusal::UnsupportedApiVersion));
         assert_eq!(
             v("Accept: application/vnd.acme.v3+json\r\n"),
-            Err(Reason::UnsupportedApiVersion)
+            Err(Refusal::UnsupportedApiVersion)
         );
         assert_eq!(
             v("Accept: application/vnd.acme.v2+json;q=0\r\n"),
-            Err(Reason::UnsupportedApiVersion)
+            Err(Refusal::UnsupportedApiVersion)
         );
         assert_eq!(
             v("Accept: application/vnd.acme.v2+json;q=2\r\n"),
-            Err(Reason::AcceptHeaderMalformed)
+            Err(Refusal::AcceptHeaderMalformed)
         );
-        assert_eq!(v("Accept: nonsense\r\n"), Err(Reason::AcceptHeaderMalformed));
+        assert_eq!(v("Accept: nonsense\r\n"), Err(Refusal::AcceptHeaderMalformed));
         let open = Policy::default();
         assert_eq!(check(&open, "Accept: */*\r\n", "GET").map(|a| a.version), Ok(None));
-        assert_eq!(check(&open, "", "GET"), Err(Reason::AcceptHeaderMissing));
+        assert_eq!(check(&open, "", "GET"), Err(Refusal::AcceptHeaderMissing));
     }
 
     #[test]
@@ -419,17 +433,17 @@ mod tests {
             ct("POST", "Content-Type: Application/Json; charset=utf-8\r\n"),
             Ok(true)
         );
-        assert_eq!(ct("POST", ""), Err(Reason::ContentTypeNotJson));
+        assert_eq!(ct("POST", ""), Err(Refusal::ContentTypeNotJson));
         assert_eq!(
             ct("POST", "Content-Type: text/plain\r\n"),
-            Err(Reason::ContentTypeNotJson)
+            Err(Refusal::ContentTypeNotJson)
         );
         assert_eq!(
             ct(
                 "POST",
                 "Content-Type: application/json\r\nContent-Type: application/json\r\n"
             ),
-            Err(Reason::ContentTypeNotJson)
+            Err(Refusal::ContentTypeNotJson)
         );
         assert_eq!(ct("PUT", ""), Ok(false));
         assert_eq!(ct("GET", "Content-Type: text/plain\r\n"), Ok(false));
@@ -454,7 +468,7 @@ mod tests {
             p.json_allow_empty = false;
             assert_eq!(
                 check_head(&p, &head),
-                Err(Reason::ContentTypeNotJson),
+                Err(Refusal::ContentTypeNotJson),
                 "strict: {framing:?}"
             );
             p.json_allow_empty = true;
@@ -463,7 +477,7 @@ mod tests {
         let chunked = check(&p, "Accept: */*\r\nTransfer-Encoding: chunked\r\n", "POST").unwrap();
         assert_eq!(
             (chunked.deferred, chunked.json_body),
-            (Some(Reason::ContentTypeNotJson), true)
+            (Some(Refusal::ContentTypeNotJson), true)
         );
         assert_eq!(
             check(
@@ -471,7 +485,7 @@ mod tests {
                 "Accept: */*\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n",
                 "POST"
             ),
-            Err(Reason::ContentTypeNotJson)
+            Err(Refusal::ContentTypeNotJson)
         );
     }
 
@@ -490,18 +504,18 @@ mod tests {
         let a = check(&p, "Content-Type: text/plain\r\n", "POST").unwrap_err();
         assert_eq!(
             a,
-            Reason::ContentTypeNotJson,
+            Refusal::ContentTypeNotJson,
             "an enforced rule still refuses after an observed one"
         );
         p.content_type_mode = Mode::Observe;
         let a = check(&p, "Content-Type: text/plain\r\n", "POST").unwrap();
         assert_eq!(
             (a.observed, a.version, a.json_body),
-            (Some(Reason::AcceptHeaderMissing), None, true)
+            (Some(Refusal::AcceptHeaderMissing), None, true)
         );
         p.accept_mode = Mode::Off;
         let a = check(&p, "Content-Type: text/plain\r\n", "POST").unwrap();
-        assert_eq!(a.observed, Some(Reason::ContentTypeNotJson));
+        assert_eq!(a.observed, Some(Refusal::ContentTypeNotJson));
         p.content_type_mode = Mode::Off;
         p.json_mode = Mode::Off;
         let a = check(&p, "", "POST").unwrap();

@@ -6,13 +6,31 @@
 
 pub mod chunked;
 pub mod date;
-pub mod problem;
 pub mod request;
 pub mod response;
 pub mod write;
 
 pub use httparse::Header;
-pub use problem::{Catalogue, Conn, Reason};
+
+/// Why a request is refused as HTTP (its framing, head or method), before any of the product's rules
+/// look at it. The product's own rules refuse with their own types (`guard::Refusal`, `limit::Refusal`);
+/// all of them map onto the wire reasons of [`crate::problem::Reason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    MalformedRequest,
+    AmbiguousFraming,
+    MalformedChunkedBody,
+    InvalidHost,
+    InvalidConnectionHeader,
+    UnsupportedTransferCoding,
+    UnsupportedMethod,
+    ExpectationFailed,
+    UriTooLong,
+    HeaderTooLarge,
+    BodyTooLarge,
+    HttpVersionNotSupported,
+    InvalidTarget,
+}
 
 /// The most header fields `--max-headers` may allow: the parser's field array lives on the worker's stack.
 pub const MAX_HEADERS_LIMIT: usize = 512;

@@ -1,5 +1,5 @@
 //! Request heads: parse with httparse (borrowed slices, no copies), then decide the framing strictly by
-//! RFC 9112 section 6.3. Anything ambiguous is a [`Reason`], never a guess.
+//! RFC 9112 section 6.3. Anything ambiguous is a [`Refusal`], never a guess.
 //!
 //! Contract: `parse_head` returns `Ok(None)` while the head is incomplete and within limits; once it returns
 //! `Ok(Some(head))`, every accessor of `head` is infallible and `head.framing` is the only body framing the
@@ -7,7 +7,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::{eq_ci, is_tchar, list_items, Header, Method, Reason, Version};
+use super::{eq_ci, is_tchar, list_items, Header, Method, Refusal, Version};
 use crate::http::Limits;
 
 /// How the request body is delimited.
@@ -73,7 +73,7 @@ pub fn parse_head<'h, 'b>(
     buf: &'b [u8],
     limits: &Limits,
     storage: &'h mut [MaybeUninit<Header<'b>>],
-) -> Result<Option<RequestHead<'h, 'b>>, Reason> {
+) -> Result<Option<RequestHead<'h, 'b>>, Refusal> {
     let n = limits.max_headers.min(storage.len());
     let mut req = httparse::Request::new(&mut []);
     let status = req.parse_with_uninit_headers(buf, &mut storage[..n]);
@@ -85,9 +85,9 @@ pub fn parse_head<'h, 'b>(
             return Ok(None);
         }
         Ok(httparse::Status::Complete(len)) => len,
-        Err(httparse::Error::TooManyHeaders) => return Err(Reason::HeaderTooLarge),
+        Err(httparse::Error::TooManyHeaders) => return Err(Refusal::HeaderTooLarge),
         Err(httparse::Error::Version) => return Err(version_error(buf)),
-        Err(_) => return Err(Reason::MalformedRequest),
+        Err(_) => return Err(Refusal::MalformedRequest),
     };
     if head_len > limits.max_head {
         return Err(too_large(buf, limits.max_head));
@@ -102,7 +102,7 @@ pub fn parse_head<'h, 'b>(
     let headers: &'h [Header<'b>] = req.headers;
     // httparse accepts a bare LF as a line ending; we accept CRLF only.
     if bare_lf_scan(&buf[..head_len]) {
-        return Err(Reason::MalformedRequest);
+        return Err(Refusal::MalformedRequest);
     }
 
     let mut content_length: Option<u64> = None;
@@ -112,7 +112,7 @@ pub fn parse_head<'h, 'b>(
     let mut keep_alive_token = false;
     let mut expect_continue = false;
     let Some(method) = Method::parse(method) else {
-        return Err(Reason::UnsupportedMethod);
+        return Err(Refusal::UnsupportedMethod);
     };
     let (mut accept, mut accept_count, mut content_type, mut content_type_count) = (None, 0u8, None, 0u8);
     let mut content_encoding = None;
@@ -136,7 +136,7 @@ pub fn parse_head<'h, 'b>(
             }
             6 if eq_ci(name, b"expect") => {
                 if !eq_ci(h.value, b"100-continue") {
-                    return Err(Reason::ExpectationFailed);
+                    return Err(Refusal::ExpectationFailed);
                 }
                 expect_continue = true;
             }
@@ -146,14 +146,14 @@ pub fn parse_head<'h, 'b>(
             10 if eq_ci(name, b"connection") => {
                 for t in list_items(h.value) {
                     if !t.iter().all(|&b| is_tchar(b)) {
-                        return Err(Reason::InvalidConnectionHeader);
+                        return Err(Refusal::InvalidConnectionHeader);
                     }
                     if eq_ci(t, b"close") {
                         close = true;
                     } else if eq_ci(t, b"keep-alive") {
                         keep_alive_token = true;
                     } else if eq_ci(t, b"content-length") || eq_ci(t, b"host") || eq_ci(t, b"transfer-encoding") {
-                        return Err(Reason::InvalidConnectionHeader);
+                        return Err(Refusal::InvalidConnectionHeader);
                     } else {
                         connection_names_fields = true;
                     }
@@ -161,43 +161,43 @@ pub fn parse_head<'h, 'b>(
             }
             14 if eq_ci(name, b"content-length") => {
                 if content_length.is_some() {
-                    return Err(Reason::AmbiguousFraming);
+                    return Err(Refusal::AmbiguousFraming);
                 }
-                content_length = Some(parse_content_length(h.value).ok_or(Reason::AmbiguousFraming)?);
+                content_length = Some(parse_content_length(h.value).ok_or(Refusal::AmbiguousFraming)?);
             }
             17 if eq_ci(name, b"transfer-encoding") => {
                 if te.is_some() {
-                    return Err(Reason::AmbiguousFraming);
+                    return Err(Refusal::AmbiguousFraming);
                 }
                 te = Some(h.value);
             }
-            _ if is_framing_lookalike(name) => return Err(Reason::AmbiguousFraming),
+            _ if is_framing_lookalike(name) => return Err(Refusal::AmbiguousFraming),
             _ => {}
         }
     }
     if version == Version::Http11 && hosts != 1 || hosts > 1 {
-        return Err(Reason::InvalidHost);
+        return Err(Refusal::InvalidHost);
     }
     if host.is_some_and(|h| !valid_host(h)) {
-        return Err(Reason::InvalidHost);
+        return Err(Refusal::InvalidHost);
     }
     check_target(method, target.as_bytes(), host)?;
     let framing = match (te, content_length) {
-        (Some(_), Some(_)) => return Err(Reason::AmbiguousFraming),
-        (Some(_), None) if version == Version::Http10 => return Err(Reason::AmbiguousFraming),
+        (Some(_), Some(_)) => return Err(Refusal::AmbiguousFraming),
+        (Some(_), None) if version == Version::Http10 => return Err(Refusal::AmbiguousFraming),
         (Some(v), None) => {
             if eq_ci(v, b"chunked") {
                 Framing::Chunked
             } else if list_items(v).any(|t| eq_ci(t, b"chunked")) || !v.iter().all(|&b| is_tchar(b)) {
                 // A list containing chunked ("gzip, chunked", "chunked, chunked") or a malformed value.
-                return Err(Reason::AmbiguousFraming);
+                return Err(Refusal::AmbiguousFraming);
             } else {
-                return Err(Reason::UnsupportedTransferCoding);
+                return Err(Refusal::UnsupportedTransferCoding);
             }
         }
         (None, Some(n)) => {
             if n > limits.max_body {
-                return Err(Reason::BodyTooLarge);
+                return Err(Refusal::BodyTooLarge);
             }
             Framing::Length(n)
         }
@@ -206,7 +206,7 @@ pub fn parse_head<'h, 'b>(
     // A body on GET or HEAD: some servers ignore it and would read it as the next request on a reused
     // connection (the "CL.0" desync), so it never travels.
     if matches!(method, Method::Get | Method::Head) && !matches!(framing, Framing::None | Framing::Length(0)) {
-        return Err(Reason::AmbiguousFraming);
+        return Err(Refusal::AmbiguousFraming);
     }
     let keep_alive = !close && (version == Version::Http11 || keep_alive_token);
     Ok(Some(RequestHead {
@@ -282,9 +282,9 @@ fn reg_name(h: &[u8]) -> bool {
 /// RFC 9112 section 3.2: origin-form (`/path?query`), absolute-form (`http://authority/path`, whose authority
 /// must then be the Host), and `*` for OPTIONS only. Authority-form belongs to CONNECT, which is refused
 /// earlier. No fragment (`#`) is part of a request target.
-fn check_target(method: Method, t: &[u8], host: Option<&[u8]>) -> Result<(), Reason> {
+fn check_target(method: Method, t: &[u8], host: Option<&[u8]>) -> Result<(), Refusal> {
     if t.contains(&b'#') {
-        return Err(Reason::InvalidTarget);
+        return Err(Refusal::InvalidTarget);
     }
     match t.first() {
         Some(b'/') => Ok(()),
@@ -292,7 +292,7 @@ fn check_target(method: Method, t: &[u8], host: Option<&[u8]>) -> Result<(), Rea
             if method == Method::Options {
                 Ok(())
             } else {
-                Err(Reason::InvalidTarget)
+                Err(Refusal::InvalidTarget)
             }
         }
         _ => {
@@ -301,7 +301,7 @@ fn check_target(method: Method, t: &[u8], host: Option<&[u8]>) -> Result<(), Rea
             } else if t.len() > 8 && t[..8].eq_ignore_ascii_case(b"https://") {
                 8
             } else {
-                return Err(Reason::InvalidTarget);
+                return Err(Refusal::InvalidTarget);
             };
             let rest = &t[scheme_len..];
             let end = rest
@@ -311,7 +311,7 @@ fn check_target(method: Method, t: &[u8], host: Option<&[u8]>) -> Result<(), Rea
             let authority = &rest[..end];
             // userinfo is deprecated in http(s) URIs (RFC 9110 section 4.2.4) and a classic confusion vector.
             if authority.contains(&b'@') || !valid_host(authority) {
-                return Err(Reason::InvalidTarget);
+                return Err(Refusal::InvalidTarget);
             }
             // The same authority, with the scheme's default port written or not.
             let default_port: &[u8] = if scheme_len == 7 { b":80" } else { b":443" };
@@ -324,7 +324,7 @@ fn check_target(method: Method, t: &[u8], host: Option<&[u8]>) -> Result<(), Rea
             };
             match host {
                 Some(h) if !h[..bare(h)].eq_ignore_ascii_case(&authority[..bare(authority)]) => {
-                    Err(Reason::InvalidHost)
+                    Err(Refusal::InvalidHost)
                 }
                 _ => Ok(()),
             }
@@ -385,35 +385,35 @@ pub fn parse_content_length(v: &[u8]) -> Option<u64> {
 }
 
 /// Over the head limit: 414 if the request line alone does not fit, else 431.
-fn too_large(buf: &[u8], max_head: usize) -> Reason {
+fn too_large(buf: &[u8], max_head: usize) -> Refusal {
     let window = &buf[..buf.len().min(max_head)];
     if window.contains(&b'\n') {
-        Reason::HeaderTooLarge
+        Refusal::HeaderTooLarge
     } else {
-        Reason::UriTooLong
+        Refusal::UriTooLong
     }
 }
 
 /// httparse reports any unknown version as a version error: a well-formed `HTTP/x.y` other than 1.0 / 1.1 is
 /// 505, anything else is malformed.
-fn version_error(buf: &[u8]) -> Reason {
+fn version_error(buf: &[u8]) -> Refusal {
     let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(buf.len());
     let line = &buf[..line_end];
     // `method SP target SP version`: more spaces mean a broken request line (a space in the target), not an
     // unsupported version.
     if line.iter().filter(|&&b| b == b' ').count() != 2 {
-        return Reason::MalformedRequest;
+        return Refusal::MalformedRequest;
     }
     let last = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
     match last {
         [b'H', b'T', b'T', b'P', b'/', d1, b'.', d2] if d1.is_ascii_digit() && d2.is_ascii_digit() => {
-            Reason::HttpVersionNotSupported
+            Refusal::HttpVersionNotSupported
         }
         // A version cut short by a read (`HTTP/2.` or `HTTP/2`): the same answer as for the whole line.
         [b'H', b'T', b'T', b'P', b'/', d] | [b'H', b'T', b'T', b'P', b'/', d, b'.'] if d.is_ascii_digit() => {
-            Reason::HttpVersionNotSupported
+            Refusal::HttpVersionNotSupported
         }
-        _ => Reason::MalformedRequest,
+        _ => Refusal::MalformedRequest,
     }
 }
 
@@ -421,7 +421,7 @@ fn version_error(buf: &[u8]) -> Reason {
 mod tests {
     use super::*;
 
-    fn parse(raw: &[u8]) -> Result<Option<(Framing, bool, bool)>, Reason> {
+    fn parse(raw: &[u8]) -> Result<Option<(Framing, bool, bool)>, Refusal> {
         let mut st = header_storage();
         parse_head(raw, &Limits::default(), &mut st).map(|o| o.map(|h| (h.framing, h.keep_alive, h.expect_continue)))
     }
@@ -451,89 +451,89 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let cases: &[(&[u8], Reason)] = &[
+        let cases: &[(&[u8], Refusal)] = &[
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-                Reason::AmbiguousFraming,
+                Refusal::AmbiguousFraming,
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-                Reason::AmbiguousFraming,
+                Refusal::AmbiguousFraming,
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
-                Reason::AmbiguousFraming,
+                Refusal::AmbiguousFraming,
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
-                Reason::UnsupportedTransferCoding,
+                Refusal::UnsupportedTransferCoding,
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-                Reason::AmbiguousFraming,
+                Refusal::AmbiguousFraming,
             ),
             (
                 b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
-                Reason::AmbiguousFraming,
+                Refusal::AmbiguousFraming,
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
-                Reason::AmbiguousFraming,
+                Refusal::AmbiguousFraming,
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
-                Reason::AmbiguousFraming,
+                Refusal::AmbiguousFraming,
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
-                Reason::AmbiguousFraming,
+                Refusal::AmbiguousFraming,
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
-                Reason::AmbiguousFraming,
+                Refusal::AmbiguousFraming,
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n",
-                Reason::BodyTooLarge,
+                Refusal::BodyTooLarge,
             ),
-            (b"GET / HTTP/1.1\r\n\r\n", Reason::InvalidHost),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Reason::InvalidHost),
-            (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", Reason::MalformedRequest),
+            (b"GET / HTTP/1.1\r\n\r\n", Refusal::InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Refusal::InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", Refusal::MalformedRequest),
             (
                 b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
-                Reason::MalformedRequest,
+                Refusal::MalformedRequest,
             ),
-            (b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", Reason::MalformedRequest),
-            (b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", Reason::MalformedRequest),
-            (b"GET / HTTP/1.1\nHost: a\n\n", Reason::MalformedRequest),
-            (b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", Reason::MalformedRequest),
-            (b"GET / HTTP/1.1\r\nHost: a \t\nX: b\r\n\r\n", Reason::MalformedRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", Refusal::MalformedRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", Refusal::MalformedRequest),
+            (b"GET / HTTP/1.1\nHost: a\n\n", Refusal::MalformedRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", Refusal::MalformedRequest),
+            (b"GET / HTTP/1.1\r\nHost: a \t\nX: b\r\n\r\n", Refusal::MalformedRequest),
             (
                 b"GET / HTTP/1.1\r\nHost: a\r\nX:\nY: b\r\n\r\n",
-                Reason::MalformedRequest,
+                Refusal::MalformedRequest,
             ),
-            (b"GET / HTTP/1.1\nHost: a\r\n\r\n", Reason::MalformedRequest),
-            (b"GET / HTTP/1.1\r\nHost: a\r\n\n", Reason::MalformedRequest),
-            (b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", Reason::MalformedRequest),
-            (b"GET / HTTP/1.0\n\r\n", Reason::MalformedRequest),
-            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", Reason::HttpVersionNotSupported),
-            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", Reason::HttpVersionNotSupported),
-            (b"GET / HTPT/1.1\r\nHost: a\r\n\r\n", Reason::MalformedRequest),
+            (b"GET / HTTP/1.1\nHost: a\r\n\r\n", Refusal::MalformedRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\n", Refusal::MalformedRequest),
+            (b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", Refusal::MalformedRequest),
+            (b"GET / HTTP/1.0\n\r\n", Refusal::MalformedRequest),
+            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", Refusal::HttpVersionNotSupported),
+            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", Refusal::HttpVersionNotSupported),
+            (b"GET / HTPT/1.1\r\nHost: a\r\n\r\n", Refusal::MalformedRequest),
             (
                 b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, Content-Length\r\n\r\n",
-                Reason::InvalidConnectionHeader,
+                Refusal::InvalidConnectionHeader,
             ),
             (
                 b"GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n",
-                Reason::InvalidConnectionHeader,
+                Refusal::InvalidConnectionHeader,
             ),
             (
                 b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n",
-                Reason::ExpectationFailed,
+                Refusal::ExpectationFailed,
             ),
-            (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", Reason::UnsupportedMethod),
-            (b"MKCOLA / HTTP/1.1\r\nHost: a\r\n\r\n", Reason::UnsupportedMethod),
-            (b"get / HTTP/1.1\r\nHost: a\r\n\r\n", Reason::UnsupportedMethod),
+            (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", Refusal::UnsupportedMethod),
+            (b"MKCOLA / HTTP/1.1\r\nHost: a\r\n\r\n", Refusal::UnsupportedMethod),
+            (b"get / HTTP/1.1\r\nHost: a\r\n\r\n", Refusal::UnsupportedMethod),
         ];
         for (raw, want) in cases {
             assert_eq!(parse(raw), Err(*want), "{}", String::from_utf8_lossy(raw));
@@ -565,7 +565,7 @@ mod tests {
         ] {
             assert_eq!(
                 parse(raw),
-                Err(Reason::AmbiguousFraming),
+                Err(Refusal::AmbiguousFraming),
                 "{}",
                 String::from_utf8_lossy(raw)
             );
@@ -588,15 +588,15 @@ mod tests {
     fn a_space_in_the_target_is_malformed_not_a_version_problem() {
         assert_eq!(
             parse(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"),
-            Err(Reason::MalformedRequest)
+            Err(Refusal::MalformedRequest)
         );
         assert_eq!(
             parse(b"GET /a HTTP/1.1 x\r\nHost: a\r\n\r\n"),
-            Err(Reason::MalformedRequest)
+            Err(Refusal::MalformedRequest)
         );
         assert_eq!(
             parse(b"GET /a HTTP/2.0\r\nHost: a\r\n\r\n"),
-            Err(Reason::HttpVersionNotSupported)
+            Err(Refusal::HttpVersionNotSupported)
         );
     }
 
@@ -637,12 +637,12 @@ mod tests {
         };
         let mut st = header_storage();
         let long_line = [b"GET /".as_slice(), &[b'a'; 2000]].concat();
-        assert_eq!(parse_head(&long_line, &lim, &mut st).unwrap_err(), Reason::UriTooLong);
+        assert_eq!(parse_head(&long_line, &lim, &mut st).unwrap_err(), Refusal::UriTooLong);
         let mut big = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
         big.extend_from_slice(&[b'x'; 1100]);
-        assert_eq!(parse_head(&big, &lim, &mut st).unwrap_err(), Reason::HeaderTooLarge);
+        assert_eq!(parse_head(&big, &lim, &mut st).unwrap_err(), Refusal::HeaderTooLarge);
         let many = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
-        assert_eq!(parse_head(many, &lim, &mut st).unwrap_err(), Reason::HeaderTooLarge);
+        assert_eq!(parse_head(many, &lim, &mut st).unwrap_err(), Refusal::HeaderTooLarge);
     }
 
     #[test]
@@ -666,36 +666,36 @@ mod tests {
             assert_eq!(r(ok), Ok(true), "{ok:?}");
         }
         for (bad, why) in [
-            ("GET / HTTP/1.1\r\nHost: bad host\r\n\r\n", Reason::InvalidHost),
-            ("GET / HTTP/1.1\r\nHost: \r\n\r\n", Reason::InvalidHost),
-            ("GET / HTTP/1.1\r\nHost: a b@c/d\r\n\r\n", Reason::InvalidHost),
-            ("GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", Reason::InvalidHost),
-            ("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", Reason::InvalidHost),
-            ("GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n", Reason::InvalidHost),
-            ("GET / HTTP/1.1\r\nHost: a:123456\r\n\r\n", Reason::InvalidHost),
-            ("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", Reason::InvalidHost),
-            ("GET / HTTP/1.1\r\nHost: [zz]\r\n\r\n", Reason::InvalidHost),
-            ("GET / HTTP/1.1\r\nHost: a%4\r\n\r\n", Reason::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: bad host\r\n\r\n", Refusal::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: \r\n\r\n", Refusal::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: a b@c/d\r\n\r\n", Refusal::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", Refusal::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", Refusal::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n", Refusal::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: a:123456\r\n\r\n", Refusal::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", Refusal::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: [zz]\r\n\r\n", Refusal::InvalidHost),
+            ("GET / HTTP/1.1\r\nHost: a%4\r\n\r\n", Refusal::InvalidHost),
             (
                 "GET http://other.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
-                Reason::InvalidHost,
+                Refusal::InvalidHost,
             ),
             (
                 "GET http://a.example:8080/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
-                Reason::InvalidHost,
+                Refusal::InvalidHost,
             ),
             (
                 "GET http://u@a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
-                Reason::InvalidTarget,
+                Refusal::InvalidTarget,
             ),
-            ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", Reason::InvalidTarget),
+            ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", Refusal::InvalidTarget),
             (
                 "GET a.example:443 HTTP/1.1\r\nHost: a.example\r\n\r\n",
-                Reason::InvalidTarget,
+                Refusal::InvalidTarget,
             ),
-            ("GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n", Reason::InvalidTarget),
-            ("GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n", Reason::InvalidTarget),
-            ("GET x HTTP/1.1\r\nHost: a\r\n\r\n", Reason::InvalidTarget),
+            ("GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n", Refusal::InvalidTarget),
+            ("GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n", Refusal::InvalidTarget),
+            ("GET x HTTP/1.1\r\nHost: a\r\n\r\n", Refusal::InvalidTarget),
         ] {
             assert_eq!(r(bad), Err(why), "{bad:?}");
         }

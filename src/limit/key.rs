@@ -8,7 +8,8 @@
 
 use core::net::{IpAddr, Ipv6Addr};
 
-use crate::http::{is_tchar, trim_ows, Reason};
+use super::Refusal;
+use crate::http::{is_tchar, trim_ows};
 
 /// The schemes of the IANA HTTP Authentication Scheme Registry, in their registered spelling. Any other
 /// scheme is keyed in lower case (schemes are case-insensitive, RFC 9110 section 11.1).
@@ -34,8 +35,8 @@ const REGISTERED: [&str; 14] = [
 /// decoded and re-encoded as padded base64; others as sent). A value without a space that is not a
 /// registered scheme is a bare key (`sk_live_AbC9`, `k3y+/x==`) and is kept as sent. Returns whether there
 /// is a credential at all: a registered scheme alone (`Bearer`, as clients send before login) names no
-/// user. Anything else is [`Reason::MalformedAuthorization`].
-pub fn canonical_authorization(value: &[u8], out: &mut Vec<u8>) -> Result<bool, Reason> {
+/// user. Anything else is [`Refusal::MalformedAuthorization`].
+pub fn canonical_authorization(value: &[u8], out: &mut Vec<u8>) -> Result<bool, Refusal> {
     out.clear();
     let value = trim_ows(value);
     let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
@@ -43,7 +44,7 @@ pub fn canonical_authorization(value: &[u8], out: &mut Vec<u8>) -> Result<bool, 
         None => (value, None),
     };
     if scheme.is_empty() {
-        return Err(Reason::MalformedAuthorization);
+        return Err(Refusal::MalformedAuthorization);
     }
     let registered = REGISTERED.iter().find(|r| r.as_bytes().eq_ignore_ascii_case(scheme));
     if rest.is_none() && registered.is_none() {
@@ -52,10 +53,10 @@ pub fn canonical_authorization(value: &[u8], out: &mut Vec<u8>) -> Result<bool, 
             out.extend_from_slice(scheme);
             return Ok(true);
         }
-        return Err(Reason::MalformedAuthorization);
+        return Err(Refusal::MalformedAuthorization);
     }
     if !scheme.iter().all(|&b| is_tchar(b)) {
-        return Err(Reason::MalformedAuthorization);
+        return Err(Refusal::MalformedAuthorization);
     }
     match registered {
         Some(r) => out.extend_from_slice(r.as_bytes()),
@@ -100,25 +101,25 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 /// Decodes standard base64 (padding optional, unused low bits ignored) and appends its canonical, padded
 /// encoding: every spelling of the same bytes gives the same output.
-fn canonical_base64(s: &[u8], out: &mut Vec<u8>) -> Result<(), Reason> {
+fn canonical_base64(s: &[u8], out: &mut Vec<u8>) -> Result<(), Refusal> {
     let data = match s.iter().position(|&b| b == b'=') {
         Some(i) => {
             let pad = &s[i..];
             // Padding only at the end, only to complete the last group of four.
             if !pad.iter().all(|&b| b == b'=') || !s.len().is_multiple_of(4) || pad.len() > 2 {
-                return Err(Reason::MalformedAuthorization);
+                return Err(Refusal::MalformedAuthorization);
             }
             &s[..i]
         }
         None => s,
     };
     if data.is_empty() || data.len() % 4 == 1 {
-        return Err(Reason::MalformedAuthorization);
+        return Err(Refusal::MalformedAuthorization);
     }
     for group in data.chunks(4) {
         let mut n = 0u32;
         for &c in group {
-            n = n << 6 | b64_value(c).ok_or(Reason::MalformedAuthorization)?;
+            n = n << 6 | b64_value(c).ok_or(Refusal::MalformedAuthorization)?;
         }
         n <<= 6 * (4 - group.len() as u32);
         // `group.len() - 1` bytes are encoded; the bits past them are dropped.
@@ -164,7 +165,7 @@ fn is_port(p: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn canon(v: &str) -> Result<String, Reason> {
+    fn canon(v: &str) -> Result<String, Refusal> {
         let mut out = Vec::new();
         canonical_authorization(v.as_bytes(), &mut out).map(|has| {
             assert!(has, "{v:?} names a user");
@@ -216,14 +217,14 @@ mod tests {
             "Basic YW!6",
             "Basic a b",
         ] {
-            assert_eq!(canon(bad), Err(Reason::MalformedAuthorization), "{bad:?}");
+            assert_eq!(canon(bad), Err(Refusal::MalformedAuthorization), "{bad:?}");
         }
     }
 
     #[test]
     fn malformed_values() {
         for bad in ["", "   ", "a@b c", "{x} y", "a/b c", "@@@"] {
-            assert_eq!(canon(bad), Err(Reason::MalformedAuthorization), "{bad:?}");
+            assert_eq!(canon(bad), Err(Refusal::MalformedAuthorization), "{bad:?}");
         }
     }
 

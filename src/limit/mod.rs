@@ -19,10 +19,25 @@ use core::net::IpAddr;
 use std::time::Instant;
 
 use crate::http::request::RequestHead;
-use crate::http::{eq_ci, list_items, Reason};
+use crate::http::{eq_ci, list_items};
 pub use gcra::{retry_after_secs, Decision, Gcra};
 pub use journal::Journal;
 pub use table::Table;
+
+/// Why the limit refuses a request: over a rate, or no way to tell whose it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Over the user's rate.
+    RateLimited,
+    /// Over the per-address rate.
+    IpRateLimited,
+    /// The field that identifies the user appears more than once.
+    AmbiguousUserKey,
+    /// An Authorization value that is not a credential.
+    MalformedAuthorization,
+    /// A trusted X-Forwarded-For hop that is not an address.
+    InvalidForwardedFor,
+}
 
 /// Who the user is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,17 +355,17 @@ impl Limiter {
     }
 
     /// The user of this request: its id, the canonical value it came from, and the client's address.
-    /// Refusals: the key field appears more than once ([`Reason::AmbiguousUserKey`]: which copy would be the
+    /// Refusals: the key field appears more than once ([`Refusal::AmbiguousUserKey`]: which copy would be the
     /// user? A throw-away first copy must not choose the key while the upstream reads another), an
-    /// Authorization value that is not a credential ([`Reason::MalformedAuthorization`]), a trusted
-    /// X-Forwarded-For hop that is not an address ([`Reason::InvalidForwardedFor`]). `scratch` holds the
+    /// Authorization value that is not a credential ([`Refusal::MalformedAuthorization`]), a trusted
+    /// X-Forwarded-For hop that is not an address ([`Refusal::InvalidForwardedFor`]). `scratch` holds the
     /// canonical value. One pass over the fields.
     pub fn user_key<'s>(
         &self,
         head: &RequestHead<'_, '_>,
         peer: IpAddr,
         scratch: &'s mut Vec<u8>,
-    ) -> Result<UserKey<'s>, Reason> {
+    ) -> Result<UserKey<'s>, Refusal> {
         let ip = client_ip(head, peer, self.trust_forwarded_for)?;
         if let Some(name) = self.mode.field() {
             let mut copies = head
@@ -360,7 +375,7 @@ impl Limiter {
                 .map(|h| h.value);
             let first = copies.next();
             if copies.next().is_some() {
-                return Err(Reason::AmbiguousUserKey);
+                return Err(Refusal::AmbiguousUserKey);
             }
             if let Some(v) = first.filter(|v| !v.is_empty()) {
                 let named = match self.mode {
@@ -414,8 +429,8 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// The client's address: the socket peer, or with `trust = N > 0` the N-th last X-Forwarded-For hop (the
 /// hop added by the N-th proxy in front of us). With fewer hops than N, the peer (the request did not come
 /// through that many proxies). A hop that is not an address (`IP`, `IP:port`, `[v6]`, `[v6]:port`) is
-/// [`Reason::InvalidForwardedFor`]: it is never collapsed onto the proxy's own address.
-pub fn client_ip(head: &RequestHead<'_, '_>, peer: IpAddr, trust: usize) -> Result<IpAddr, Reason> {
+/// [`Refusal::InvalidForwardedFor`]: it is never collapsed onto the proxy's own address.
+pub fn client_ip(head: &RequestHead<'_, '_>, peer: IpAddr, trust: usize) -> Result<IpAddr, Refusal> {
     if trust == 0 {
         return Ok(peer);
     }
@@ -432,7 +447,7 @@ pub fn client_ip(head: &RequestHead<'_, '_>, peer: IpAddr, trust: usize) -> Resu
     xff()
         .nth(total - trust)
         .and_then(key::parse_hop)
-        .ok_or(Reason::InvalidForwardedFor)
+        .ok_or(Refusal::InvalidForwardedFor)
 }
 
 #[cfg(test)]
@@ -452,7 +467,7 @@ mod tests {
 
     const SEED: Seed = Seed([1, 2, 3, 4, 5, 6, 7, 8]);
 
-    fn key(l: &Limiter, fields: &str, peer: IpAddr) -> Result<u64, Reason> {
+    fn key(l: &Limiter, fields: &str, peer: IpAddr) -> Result<u64, Refusal> {
         let mut scratch = Vec::new();
         with_head(fields, |h| l.user_key(h, peer, &mut scratch).map(|k| k.id))
     }
@@ -473,11 +488,11 @@ mod tests {
         }
         assert_eq!(
             key(&auth, "Authorization: Basic !!\r\n", peer),
-            Err(Reason::MalformedAuthorization)
+            Err(Refusal::MalformedAuthorization)
         );
         assert_eq!(
             key(&auth, "Authorization: a\r\nAuthorization: a\r\n", peer),
-            Err(Reason::AmbiguousUserKey)
+            Err(Refusal::AmbiguousUserKey)
         );
         assert_eq!(auth.value_hash("bearer  x").unwrap(), a);
         // A scheme alone names no user: keyed on the address, like no Authorization at all.
@@ -574,7 +589,7 @@ mod tests {
         assert_eq!(ip(f, 2).unwrap(), "2.2.2.2");
         assert_eq!(ip(f, 3).unwrap(), "1.1.1.1");
         assert_eq!(ip(f, 4).unwrap(), "127.0.0.1");
-        assert_eq!(ip("X-Forwarded-For: garbage\r\n", 1), Err(Reason::InvalidForwardedFor));
+        assert_eq!(ip("X-Forwarded-For: garbage\r\n", 1), Err(Refusal::InvalidForwardedFor));
         assert_eq!(ip("X-Forwarded-For: garbage, 1.2.3.4\r\n", 1).unwrap(), "1.2.3.4");
     }
 

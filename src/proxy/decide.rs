@@ -16,9 +16,9 @@ use crate::guard::decode::{DecodeError, Decoder};
 use crate::guard::json::{JsonError, JsonValidator};
 use crate::guard::{Coding, Mode};
 use crate::http::request::RequestHead;
-use crate::http::Reason;
 use crate::limit::tiers::Memo;
 use crate::limit::{retry_after_secs, Decision as Verdict, Limiter};
+use crate::problem::Reason;
 
 use super::Rules;
 
@@ -92,10 +92,10 @@ impl Decision {
                 Ok(k) => k,
                 // Observed: counted and logged, and the request is keyed on the socket's address.
                 Err(reason) if rules.rate_mode == Mode::Observe => {
-                    self.observed = Some(reason);
+                    self.observed = Some(reason.into());
                     lim.address_key(peer)
                 }
-                Err(reason) => return Err(reason),
+                Err(reason) => return Err(reason.into()),
             };
             self.user = Some(key.id);
             self.client = (key.ip != peer).then_some(key.ip);
@@ -135,9 +135,9 @@ impl Decision {
         let adm = crate::guard::check_head(&rules.policy, head)?;
         self.api_version = adm.version;
         self.json = adm.json_body;
-        self.deferred = adm.deferred;
+        self.deferred = adm.deferred.map(Reason::from);
         self.coding = adm.coding;
-        self.observed = self.observed.or(adm.observed);
+        self.observed = self.observed.or(adm.observed.map(Reason::from));
         Ok(())
     }
 

@@ -29,8 +29,9 @@ use crate::http::chunked::{ChunkError, ChunkedDecoder};
 use crate::http::request::{self, Framing, RequestHead};
 use crate::http::response::{self, BodyFramer, BodyKind};
 use crate::http::write::{self, ClientSide};
-use crate::http::{Conn, Method, Reason, Version};
+use crate::http::{Method, Version};
 use crate::metrics::add;
+use crate::problem::{Conn, Reason};
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Largest body of a refused request that is read and dropped to keep the connection (else it is closed).
@@ -538,7 +539,7 @@ impl Connection {
                 self.begin_exchange(Exchange::new(cx.now));
                 self.ex.bytes_in = inb.len() as u64;
                 self.inbuf = Some(inb);
-                self.respond(cx, reason);
+                self.respond(cx, reason.into());
             }
             Ok(Some(head)) => {
                 let (consume, reserve) = self.accept_head(inb.data(), &head, cx);

@@ -25,10 +25,11 @@ use crate::buf::BufPool;
 use crate::guard::decode::Decoder;
 use crate::guard::json::JsonValidator;
 use crate::guard::{Mode, Policy};
-use crate::http::{Catalogue, Limits, Reason};
+use crate::http::Limits;
 use crate::limit::tiers::{Memo, Tier, Tiers};
 use crate::limit::Limiter;
 use crate::metrics::WorkerMetrics;
+use crate::problem::{Catalogue, Reason};
 
 pub use machine::{Connection, IpText};
 

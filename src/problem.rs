@@ -2,6 +2,15 @@
 //! `application/problem+json` (RFC 9457) responses for them.
 //!
 //! Responses are rendered once at start (they depend only on the docs URL), so refusing costs a copy.
+//!
+//! The layers refuse with their own types: the protocol (`http::Refusal`: framing, head, method), the
+//! request checks (`guard::Refusal`: Accept, Content-Type, JSON, content codings) and the limit
+//! (`limit::Refusal`: rate, credentials, client address). Each maps onto one wire [`Reason`] here, with the
+//! connection machine's own (timeouts, upstream faults).
+
+use crate::guard;
+use crate::http::{self, Version};
+use crate::limit;
 
 /// Why the ingress answered a request itself. `code()` is the stable, machine-readable reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -227,6 +236,56 @@ impl Reason {
     }
 }
 
+impl From<http::Refusal> for Reason {
+    fn from(r: http::Refusal) -> Reason {
+        use http::Refusal as R;
+        match r {
+            R::MalformedRequest => Reason::MalformedRequest,
+            R::AmbiguousFraming => Reason::AmbiguousFraming,
+            R::MalformedChunkedBody => Reason::MalformedChunkedBody,
+            R::InvalidHost => Reason::InvalidHost,
+            R::InvalidConnectionHeader => Reason::InvalidConnectionHeader,
+            R::UnsupportedTransferCoding => Reason::UnsupportedTransferCoding,
+            R::UnsupportedMethod => Reason::UnsupportedMethod,
+            R::ExpectationFailed => Reason::ExpectationFailed,
+            R::UriTooLong => Reason::UriTooLong,
+            R::HeaderTooLarge => Reason::HeaderTooLarge,
+            R::BodyTooLarge => Reason::BodyTooLarge,
+            R::HttpVersionNotSupported => Reason::HttpVersionNotSupported,
+            R::InvalidTarget => Reason::InvalidTarget,
+        }
+    }
+}
+
+impl From<guard::Refusal> for Reason {
+    fn from(r: guard::Refusal) -> Reason {
+        use guard::Refusal as R;
+        match r {
+            R::AcceptHeaderMissing => Reason::AcceptHeaderMissing,
+            R::AcceptHeaderMalformed => Reason::AcceptHeaderMalformed,
+            R::UnsupportedApiVersion => Reason::UnsupportedApiVersion,
+            R::ContentTypeNotJson => Reason::ContentTypeNotJson,
+            R::ContentEncodingNotSupported => Reason::ContentEncodingNotSupported,
+            R::MalformedContentEncoding => Reason::MalformedContentEncoding,
+            R::MalformedJson => Reason::MalformedJson,
+            R::JsonTooDeep => Reason::JsonTooDeep,
+        }
+    }
+}
+
+impl From<limit::Refusal> for Reason {
+    fn from(r: limit::Refusal) -> Reason {
+        use limit::Refusal as R;
+        match r {
+            R::RateLimited => Reason::RateLimited,
+            R::IpRateLimited => Reason::IpRateLimited,
+            R::AmbiguousUserKey => Reason::AmbiguousUserKey,
+            R::MalformedAuthorization => Reason::MalformedAuthorization,
+            R::InvalidForwardedFor => Reason::InvalidForwardedFor,
+        }
+    }
+}
+
 fn status_text(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
@@ -259,11 +318,11 @@ pub enum Conn {
 
 impl Conn {
     /// The answer to a request of `version` after which the connection is closed or not.
-    pub fn new(close: bool, version: super::Version) -> Conn {
+    pub fn new(close: bool, version: Version) -> Conn {
         match (close, version) {
             (true, _) => Conn::Close,
-            (false, super::Version::Http10) => Conn::KeepAlive,
-            (false, super::Version::Http11) => Conn::Keep,
+            (false, Version::Http10) => Conn::KeepAlive,
+            (false, Version::Http11) => Conn::Keep,
         }
     }
 }
@@ -453,6 +512,66 @@ impl Catalogue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_layer_refuses_with_its_own_reasons() {
+        use guard::Refusal as G;
+        use http::Refusal as H;
+        use limit::Refusal as L;
+        let protocol = [
+            H::MalformedRequest,
+            H::AmbiguousFraming,
+            H::MalformedChunkedBody,
+            H::InvalidHost,
+            H::InvalidConnectionHeader,
+            H::UnsupportedTransferCoding,
+            H::UnsupportedMethod,
+            H::ExpectationFailed,
+            H::UriTooLong,
+            H::HeaderTooLarge,
+            H::BodyTooLarge,
+            H::HttpVersionNotSupported,
+            H::InvalidTarget,
+        ];
+        let checks = [
+            G::AcceptHeaderMissing,
+            G::AcceptHeaderMalformed,
+            G::UnsupportedApiVersion,
+            G::ContentTypeNotJson,
+            G::ContentEncodingNotSupported,
+            G::MalformedContentEncoding,
+            G::MalformedJson,
+            G::JsonTooDeep,
+        ];
+        let limit = [
+            L::RateLimited,
+            L::IpRateLimited,
+            L::AmbiguousUserKey,
+            L::MalformedAuthorization,
+            L::InvalidForwardedFor,
+        ];
+        // A protocol refusal closes the connection (where the next request starts is unknown) and is no rule
+        // of the product's; a check's refusal is a rule (it has an observe mode) and keeps the connection.
+        for r in protocol.map(Reason::from) {
+            assert!(r.closes() && !r.is_policy(), "{r:?}");
+        }
+        for r in checks.map(Reason::from) {
+            assert!(!r.closes() && r.is_policy(), "{r:?}");
+        }
+        let machine = [
+            Reason::RequestTimeout,
+            Reason::UpstreamUnavailable,
+            Reason::UpstreamTimeout,
+            Reason::BadUpstreamResponse,
+        ];
+        // Every wire reason is exactly one layer's (or the machine's own).
+        let mut all: Vec<Reason> = protocol.map(Reason::from).to_vec();
+        all.extend(checks.map(Reason::from));
+        all.extend(limit.map(Reason::from));
+        all.extend(machine);
+        all.sort_by_key(|r| *r as usize);
+        assert_eq!(all, Reason::ALL);
+    }
 
     #[test]
     fn catalogue_is_indexed_by_reason_and_valid() {
