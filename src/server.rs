@@ -21,8 +21,8 @@ pub const BACKLOG: i32 = 4096;
 pub struct Shared {
     pub(crate) config: Config,
     pub(crate) upstream: SocketAddr,
-    /// `Host` value sent upstream when an HTTP/1.0 client sent none.
-    pub(crate) upstream_host: Vec<u8>,
+    /// What every client connection's machine is set up with (timeouts, size limits, the upstream's Host).
+    pub(crate) settings: crate::proxy::Settings,
     /// The policy in force (replaced whole by a reload).
     pub(crate) rules: crate::rules::Current,
     /// Client connections open in the process (for `--max-connections`).
@@ -404,7 +404,7 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
     let addr = listeners[0].local_addr()?;
     let shared = Arc::new(Shared {
         upstream,
-        upstream_host: upstream.to_string().into_bytes(),
+        settings: machine_settings(&config, upstream),
         rules: crate::rules::Current::new(rules),
         open: AtomicUsize::new(0),
         status: Default::default(),
@@ -469,4 +469,23 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
             admin: admin_handover,
         }),
     })
+}
+
+/// The connection machine's settings from the configuration.
+fn machine_settings(config: &Config, upstream: SocketAddr) -> crate::proxy::Settings {
+    let t = config.timeouts;
+    crate::proxy::Settings {
+        timeouts: crate::proxy::Timeouts {
+            header: t.header,
+            body: t.body,
+            idle: t.idle,
+            upstream_connect: t.upstream_connect,
+            upstream: t.upstream,
+            linger_timeout: t.linger_timeout,
+            linger_time: t.linger_time,
+        },
+        limits: config.limits,
+        // The `Host` sent upstream when an HTTP/1.0 client sent none.
+        upstream_host: upstream.to_string().into_bytes(),
+    }
 }

@@ -22,6 +22,37 @@ use crate::problem::Reason;
 
 use super::Rules;
 
+/// The pipeline's working memory, reused from request to request (one per worker; nothing is allocated per
+/// request once it is warm).
+pub struct Scratch {
+    /// The tier lookup's memo of `sha256:` answers (cleared with each new policy).
+    pub memo: Memo,
+    /// The canonical user key of the request being decided (grows to the longest key, then stays).
+    pub key: Vec<u8>,
+    pub json: JsonValidator,
+    /// Decodes coded JSON bodies (its buffers grow to the largest body and stay).
+    pub decoder: Decoder,
+}
+
+impl Scratch {
+    pub fn new(rules: &Rules) -> Scratch {
+        Scratch {
+            memo: Memo::default(),
+            key: Vec::with_capacity(256),
+            json: JsonValidator::new(rules.policy.max_json_depth),
+            decoder: Decoder::new(),
+        }
+    }
+
+    /// A new policy is in force: what was memoised under the old one is forgotten.
+    pub fn policy_changed(&mut self, old: &Rules, new: &Rules) {
+        if old.policy.max_json_depth != new.policy.max_json_depth {
+            self.json = JsonValidator::new(new.policy.max_json_depth);
+        }
+        self.memo.clear();
+    }
+}
+
 /// What the pipeline needs besides the request: the policy, the limiter, and its reusable working memory.
 pub struct Checks<'a> {
     pub rules: &'a Rules,
@@ -29,12 +60,7 @@ pub struct Checks<'a> {
     pub limiter: Option<&'a Limiter>,
     /// This worker's index (its journal in the fleet-wide limit).
     pub worker: usize,
-    pub memo: &'a mut Memo,
-    /// The canonical user key of the request being decided (grows to the longest key, then stays).
-    pub key_scratch: &'a mut Vec<u8>,
-    pub json: &'a mut JsonValidator,
-    /// Decodes coded JSON bodies (its buffers grow to the largest body and stay).
-    pub decoder: &'a mut Decoder,
+    pub scratch: &'a mut Scratch,
     /// `--max-body`: a decoded body may not be larger either.
     pub max_body: u64,
     pub now: Instant,
@@ -88,7 +114,7 @@ impl Decision {
             return Err(Reason::InvalidConnectionHeader);
         }
         if let (Some(lim), Some(tiers)) = (limiter, rules.tiers.as_ref()) {
-            let key = match lim.user_key(head, peer, c.key_scratch) {
+            let key = match lim.user_key(head, peer, &mut c.scratch.key) {
                 Ok(k) => k,
                 // Observed: counted and logged, and the request is keyed on the socket's address.
                 Err(reason) if rules.rate_mode == Mode::Observe => {
@@ -99,7 +125,7 @@ impl Decision {
             };
             self.user = Some(key.id);
             self.client = (key.ip != peer).then_some(key.ip);
-            self.tier = tiers.lookup(key.id, key.value, c.memo);
+            self.tier = tiers.lookup(key.id, key.value, &mut c.scratch.memo);
             let tier = &tiers.tiers[self.tier as usize];
             // The per-address backstop, for every request of an address that is not a listed user's; a
             // refusal there spends none of the user's budget.
@@ -161,13 +187,13 @@ impl Decision {
             None => Ok(body),
             Some(coding) => {
                 let limit = (c.max_body as usize).min(body.len().saturating_mul(policy.max_decode_ratio as usize));
-                c.decoder.decode(coding, body, limit)
+                c.scratch.decoder.decode(coding, body, limit)
             }
         };
         let verdict = match doc {
             Ok(doc) => {
                 self.json_bytes = doc.len() as u64;
-                match c.json.validate(doc) {
+                match c.scratch.json.validate(doc) {
                     Ok(()) => None,
                     Err(JsonError::Malformed) => {
                         // Say where (only for a refusal: one more pass over the body).

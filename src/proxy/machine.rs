@@ -1203,10 +1203,7 @@ fn checks<'a>(cx: &'a mut Cx<'_>) -> Checks<'a> {
         rules: cx.rules,
         limiter: cx.limiter,
         worker: cx.worker,
-        memo: cx.memo,
-        key_scratch: cx.key_scratch,
-        json: cx.json,
-        decoder: cx.decoder,
+        scratch: cx.scratch,
         max_body: cx.settings.limits.max_body,
         now: cx.now,
     }

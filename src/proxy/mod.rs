@@ -22,15 +22,14 @@ mod machine;
 use std::time::{Duration, Instant};
 
 use crate::buf::BufPool;
-use crate::guard::decode::Decoder;
-use crate::guard::json::JsonValidator;
 use crate::guard::{Mode, Policy};
 use crate::http::Limits;
-use crate::limit::tiers::{Memo, Tier, Tiers};
+use crate::limit::tiers::{Tier, Tiers};
 use crate::limit::Limiter;
 use crate::metrics::WorkerMetrics;
 use crate::problem::{Catalogue, Reason};
 
+pub use decide::Scratch;
 pub use machine::{Connection, IpText};
 
 /// At shutdown, how long an idle keep-alive connection is kept for one more request (answered with
@@ -136,10 +135,8 @@ pub struct Cx<'a> {
     /// This worker's index (its journal in the fleet-wide limit).
     pub worker: usize,
     pub bufs: &'a mut BufPool,
-    pub json: &'a mut JsonValidator,
-    pub decoder: &'a mut Decoder,
-    pub memo: &'a mut Memo,
-    pub key_scratch: &'a mut Vec<u8>,
+    /// The decision pipeline's working memory.
+    pub scratch: &'a mut Scratch,
     pub log: &'a mut dyn Observer,
     /// `Date` for the ingress's own answers (IMF-fixdate), and the wall clock in Unix milliseconds.
     pub date: &'a [u8; 29],

@@ -8,7 +8,7 @@
 
 mod upstream;
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,14 +18,14 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::access_log::{AccessLog, Logs};
-use crate::buf::{Buf, BufPool};
-use crate::guard::json::JsonValidator;
-use crate::limit::tiers::Memo;
+use crate::buf::BufPool;
+use crate::listen::Listener;
 use crate::metrics::add;
-use crate::proxy::{Action, Connection, Cx, Input, Settings, Timeouts, DRAIN_IDLE_GRACE};
+use crate::proxy::{Action, Connection, Cx, Input, Scratch, DRAIN_IDLE_GRACE};
 use crate::rules::Rules;
 use crate::server::Shared;
 use crate::timer::{Entry as TimerEntry, Wheel, TICK};
+use crate::transport::{input, read_once, write_out, write_some, Ready};
 
 pub const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -38,24 +38,10 @@ const STEP_CAP: u32 = 256;
 const ACCEPT_BATCH: usize = 128;
 /// A pooled upstream connection idle longer than this is closed rather than reused.
 const UPSTREAM_IDLE_MAX: Duration = Duration::from_secs(30);
-/// Pause after the process runs out of file descriptors, instead of spinning on accept.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 /// After an iteration that had events, poll once more without sleeping before blocking: under load the next
 /// events are usually already there, and a worker that does not go to sleep between them answers sooner
 /// (costs one extra `epoll_wait` per busy iteration, ~0.04 per request at 64 connections).
 const SPIN: u32 = 1;
-/// How often the wall clock is read (in between, it is derived from the monotonic clock).
-const WALL_REFRESH: Duration = Duration::from_millis(100);
-
-/// Readiness as last reported by the poller, kept in user space.
-#[derive(Debug, Default, Clone, Copy)]
-struct Ready {
-    readable: bool,
-    writable: bool,
-    /// The peer shut down its write side (sticky).
-    hup: bool,
-}
 
 /// A client connection: its socket, its readiness, and its machine.
 struct Client {
@@ -79,71 +65,6 @@ struct Upstream {
     idle_since: Instant,
 }
 
-enum ReadResult {
-    Data,
-    Eof,
-    WouldBlock,
-    Full,
-}
-
-/// Reads once into `buf`. A short read means the socket is drained (edge-triggered): the readable bit is
-/// cleared without paying for a read that would return `WouldBlock`.
-fn read_once(sock: &mut TcpStream, io: &mut Ready, buf: &mut Buf) -> io::Result<ReadResult> {
-    let spare = buf.spare();
-    let want = spare.len();
-    if want == 0 {
-        return Ok(ReadResult::Full);
-    }
-    loop {
-        match sock.read(spare) {
-            Ok(0) => {
-                io.hup = true;
-                return Ok(ReadResult::Eof);
-            }
-            Ok(n) => {
-                buf.filled(n);
-                if n < want && !io.hup {
-                    io.readable = false;
-                }
-                return Ok(ReadResult::Data);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                io.readable = false;
-                return Ok(ReadResult::WouldBlock);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// The outcome of a read as the machine sees it; `None`: nothing to read now.
-fn input(r: io::Result<ReadResult>) -> Option<Input> {
-    match r {
-        Ok(ReadResult::Data) => Some(Input::Data),
-        Ok(ReadResult::WouldBlock) => None,
-        Ok(ReadResult::Full) => Some(Input::Full),
-        Ok(ReadResult::Eof) | Err(_) => Some(Input::Eof),
-    }
-}
-
-/// Writes as much of `buf` as the socket takes. `Ok(true)` once it is empty.
-fn write_out(sock: &mut TcpStream, io: &mut Ready, buf: &mut Buf) -> io::Result<bool> {
-    while !buf.is_empty() {
-        if !io.writable {
-            return Ok(false);
-        }
-        match sock.write(buf.data()) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf.consume(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.writable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
 fn token(key: usize, gen: u32, upstream: bool) -> Token {
     Token(((gen as usize) << 32) | key | if upstream { UP_BIT } else { 0 })
 }
@@ -156,95 +77,62 @@ pub struct Worker {
     id: usize,
     poll: Poll,
     events: Option<Events>,
-    listener: Option<TcpListener>,
+    listener: Listener,
     shared: Arc<Shared>,
     clients: Slab<Client>,
     ups: Slab<Upstream>,
     idle_ups: Vec<usize>,
     bufs: BufPool,
-    json: JsonValidator,
-    settings: Settings,
     /// The policy this worker decides with, and its generation (see `crate::rules`).
     rules: Arc<Rules>,
     rules_gen: u64,
-    /// The tier lookup's memo of `sha256:` answers (cleared with each new policy).
-    memo: Memo,
-    key_scratch: Vec<u8>,
+    scratch: Scratch,
     date: crate::http::date::DateCache,
-    decoder: crate::guard::decode::Decoder,
     log: Option<AccessLog>,
-    /// Unix milliseconds at the top of this iteration, and the wall clock's last reading (at `wall_at`).
+    /// Unix milliseconds at the top of this iteration.
     wall_ms: u64,
-    wall_base_ms: u64,
-    wall_at: Instant,
+    wall: crate::clock::WallClock,
     wheel: Wheel,
     expired: Vec<TimerEntry>,
     pending: Vec<(usize, u32)>,
     next_gen: u32,
     now: Instant,
-    accept_ready: bool,
-    accept_resume: Option<Instant>,
-    accept_warned: Option<Instant>,
     draining: bool,
     drain_deadline: Instant,
 }
 
 impl Worker {
     /// A worker around a bound listener; `poll` must be the one `waker` was made from.
-    pub fn new(id: usize, poll: Poll, mut listener: TcpListener, shared: Arc<Shared>) -> io::Result<Worker> {
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    pub fn new(id: usize, poll: Poll, listener: TcpListener, shared: Arc<Shared>) -> io::Result<Worker> {
+        let listener = Listener::new(listener, poll.registry(), LISTENER, id)?;
         let now = Instant::now();
         let buf_size = (shared.config.limits.max_head + 1024).max(16 * 1024);
         let max_free = (shared.config.max_connections / shared.config.workers.max(1)).clamp(64, 4096);
         let (rules, rules_gen) = shared.rules.get();
-        let json = JsonValidator::new(rules.policy.max_json_depth);
+        let scratch = Scratch::new(&rules);
         let log = shared.access_log.as_ref().and_then(|hub| hub.worker(id, now));
-        let t = shared.config.timeouts;
-        let settings = Settings {
-            timeouts: Timeouts {
-                header: t.header,
-                body: t.body,
-                idle: t.idle,
-                upstream_connect: t.upstream_connect,
-                upstream: t.upstream,
-                linger_timeout: t.linger_timeout,
-                linger_time: t.linger_time,
-            },
-            limits: shared.config.limits,
-            upstream_host: shared.upstream_host.clone(),
-        };
         Ok(Worker {
             id,
             poll,
             events: Some(Events::with_capacity(1024)),
-            listener: Some(listener),
+            listener,
             shared,
             clients: Slab::with_capacity(1024),
             ups: Slab::with_capacity(1024),
             idle_ups: Vec::with_capacity(1024),
             bufs: BufPool::new(buf_size, max_free),
-            json,
-            settings,
             rules,
             rules_gen,
-            memo: Memo::default(),
-            key_scratch: Vec::with_capacity(256),
+            scratch,
             date: Default::default(),
-            decoder: Default::default(),
             log,
             wall_ms: 0,
-            wall_base_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            wall_at: now,
+            wall: crate::clock::WallClock::new(now),
             wheel: Wheel::new(now),
             expired: Vec::with_capacity(1024),
             pending: Vec::with_capacity(64),
             next_gen: 1,
             now,
-            accept_ready: true,
-            accept_resume: None,
-            accept_warned: None,
             draining: false,
             drain_deadline: now,
         })
@@ -268,25 +156,11 @@ impl Worker {
             if self.shared.rules.generation() != self.rules_gen {
                 // A reload: requests from here on see the new policy (one decided already keeps its verdict).
                 let (rules, generation) = self.shared.rules.get();
-                if rules.policy.max_json_depth != self.rules.policy.max_json_depth {
-                    self.json = JsonValidator::new(rules.policy.max_json_depth);
-                }
+                self.scratch.policy_changed(&self.rules, &rules);
                 self.rules = rules;
                 self.rules_gen = generation;
-                self.memo.clear();
             }
-            // The wall clock for Date and the access log, derived from the monotonic reading above: the real
-            // clock is read again only every 100 ms (no clock read per iteration beyond `Instant::now`).
-            let since = self.now.saturating_duration_since(self.wall_at);
-            if since >= WALL_REFRESH {
-                self.wall_at = self.now;
-                self.wall_base_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                self.wall_ms = self.wall_base_ms;
-            } else {
-                self.wall_ms = self.wall_base_ms + since.as_millis() as u64;
-            }
+            self.wall_ms = self.wall.unix_ms(self.now);
             self.date.set(self.wall_ms / 1000);
             spin = if events.is_empty() { 0 } else { SPIN };
             // Pooled upstream connections first: one that spoke or closed unasked is closed before a client
@@ -310,7 +184,7 @@ impl Worker {
                     continue;
                 }
                 if t == LISTENER {
-                    self.accept_ready = true;
+                    self.listener.readable();
                     continue;
                 }
                 let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
@@ -363,11 +237,8 @@ impl Worker {
         }
         let mut t = self.wheel.poll_timeout(self.now);
         let mut cap = |d: Duration| t = Some(t.map_or(d, |x| x.min(d)));
-        if self.accept_resume.is_some() {
-            cap(TICK);
-        } else if self.accept_ready && self.listener.is_some() {
-            // An accept batch stopped before the backlog was empty: come back at once.
-            cap(Duration::ZERO);
+        if let Some(d) = self.listener.poll_within() {
+            cap(d);
         }
         if self.draining {
             cap(TICK);
@@ -384,48 +255,11 @@ impl Worker {
     }
 
     fn accept(&mut self) {
-        if !self.accept_ready || self.listener.is_none() {
-            return;
-        }
-        if let Some(at) = self.accept_resume {
-            if self.now < at {
-                return;
-            }
-            self.accept_resume = None;
-        }
+        let max = self.shared.config.max_connections;
         for _ in 0..ACCEPT_BATCH {
-            if self.shared.open.load(Ordering::Relaxed) >= self.shared.config.max_connections {
-                // At the cap: leave the rest in the kernel backlog and look again next tick.
-                self.accept_resume = Some(self.now + TICK);
-                return;
-            }
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
-                Ok((sock, peer)) => self.add_client(sock, peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_ready = false;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(e) => {
-                    // EMFILE / ENFILE / ENOBUFS: back off instead of spinning; the backlog holds the clients.
-                    // Logged at most every 10 s: the condition can last, the log must not flood.
-                    if self
-                        .accept_warned
-                        .is_none_or(|t| self.now.saturating_duration_since(t) >= ACCEPT_WARN_EVERY)
-                    {
-                        self.accept_warned = Some(self.now);
-                        crate::warn!(
-                            "worker {}: accept failed ({e}); pausing accepts for {:?} at a time",
-                            self.id,
-                            ACCEPT_BACKOFF
-                        );
-                    }
-                    self.accept_resume = Some(self.now + ACCEPT_BACKOFF);
-                    return;
-                }
+            match self.listener.next(self.now, &self.shared.open, max) {
+                Some((sock, peer)) => self.add_client(sock, peer),
+                None => return,
             }
         }
     }
@@ -459,7 +293,7 @@ impl Worker {
             },
             timer_tick: 0,
             upstream: None,
-            conn: Connection::new(peer.ip(), self.settings.timeouts.header, self.now),
+            conn: Connection::new(peer.ip(), self.shared.settings.timeouts.header, self.now),
         });
         self.arm_timer(key);
     }
@@ -484,14 +318,10 @@ impl Worker {
             clients,
             ups,
             bufs,
-            json,
-            settings,
             id,
             rules,
-            memo,
-            key_scratch,
+            scratch,
             date,
-            decoder,
             log,
             wall_ms,
             shared,
@@ -502,16 +332,13 @@ impl Worker {
         let c = &mut clients[key];
         let mut logs = Logs(log.as_mut());
         let mut cx = Cx {
-            settings,
+            settings: &shared.settings,
             rules,
             limiter: shared.limiter.as_deref(),
             metrics: &shared.metrics[*id],
             worker: *id,
             bufs,
-            json,
-            decoder,
-            memo,
-            key_scratch,
+            scratch,
             log: &mut logs,
             date: date.text(),
             wall_ms: *wall_ms,
@@ -596,13 +423,9 @@ impl Worker {
                         if data.is_empty() {
                             break true;
                         }
-                        if !u.io.writable {
-                            break false;
-                        }
-                        match u.sock.write(data) {
-                            Ok(n) => c.conn.upstream_wrote(n, cx),
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.io.writable = false,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        match write_some(&mut u.sock, &mut u.io, data) {
+                            Ok(Some(n)) => c.conn.upstream_wrote(n, cx),
+                            Ok(None) => break false,
                             Err(_) => {
                                 c.conn.upstream_closed(cx);
                                 break true;
@@ -685,9 +508,7 @@ impl Worker {
     fn begin_drain(&mut self) {
         self.draining = true;
         self.drain_deadline = self.now + self.shared.config.timeouts.shutdown;
-        if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
-        }
+        self.listener.close(self.poll.registry());
         for k in std::mem::take(&mut self.idle_ups) {
             self.ups.remove(k);
         }

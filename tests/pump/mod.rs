@@ -9,12 +9,9 @@ use std::time::{Duration, Instant};
 
 use portcullis::buf::BufPool;
 use portcullis::config::Config;
-use portcullis::guard::decode::Decoder;
-use portcullis::guard::json::JsonValidator;
-use portcullis::limit::tiers::Memo;
 use portcullis::limit::Limiter;
 use portcullis::metrics::WorkerMetrics;
-use portcullis::proxy::{Action, Connection, Cx, Entry, Input, Observer, Rules, Settings, Timeouts};
+use portcullis::proxy::{Action, Connection, Cx, Entry, Input, Observer, Rules, Scratch, Settings, Timeouts};
 
 /// What the scripted upstream does when asked for a connection, per attempt.
 #[derive(Debug, Clone)]
@@ -60,10 +57,7 @@ pub struct World {
     pub limiter: Option<Limiter>,
     pub metrics: WorkerMetrics,
     pub bufs: BufPool,
-    pub json: JsonValidator,
-    pub decoder: Decoder,
-    pub memo: Memo,
-    pub scratch: Vec<u8>,
+    pub scratch: Scratch,
     pub log: Lines,
     pub now: Instant,
     pub draining: bool,
@@ -102,14 +96,11 @@ impl World {
                 limits: config.limits,
                 upstream_host: b"up".to_vec(),
             },
-            json: JsonValidator::new(rules.policy.max_json_depth),
+            scratch: Scratch::new(&rules),
             rules,
             limiter,
             metrics: WorkerMetrics::default(),
             bufs: BufPool::new(17 * 1024, 64),
-            decoder: Decoder::new(),
-            memo: Memo::default(),
-            scratch: Vec::new(),
             log: Lines::default(),
             now: Instant::now(),
             draining: false,
@@ -124,10 +115,7 @@ impl World {
             metrics: &self.metrics,
             worker: 0,
             bufs: &mut self.bufs,
-            json: &mut self.json,
-            decoder: &mut self.decoder,
-            memo: &mut self.memo,
-            key_scratch: &mut self.scratch,
+            scratch: &mut self.scratch,
             log: &mut self.log,
             date: b"Mon, 07 Dec 2026 18:00:00 GMT",
             wall_ms: 0,

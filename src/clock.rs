@@ -1,0 +1,39 @@
+//! The wall clock as a worker reads it: derived from the monotonic reading the event loop takes anyway, the
+//! real clock read again only every 100 ms (no second clock read per loop iteration).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How often the real clock is read.
+const REFRESH: Duration = Duration::from_millis(100);
+
+pub struct WallClock {
+    /// The real clock's last reading (Unix milliseconds), taken at `at`.
+    base_ms: u64,
+    at: Instant,
+}
+
+impl WallClock {
+    pub fn new(now: Instant) -> WallClock {
+        WallClock {
+            base_ms: real_ms(),
+            at: now,
+        }
+    }
+
+    /// Unix milliseconds at `now` (a monotonic reading no earlier than the last one given).
+    pub fn unix_ms(&mut self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.at);
+        if since >= REFRESH {
+            self.at = now;
+            self.base_ms = real_ms();
+            return self.base_ms;
+        }
+        self.base_ms + since.as_millis() as u64
+    }
+}
+
+fn real_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
