@@ -147,6 +147,22 @@ struct Exchange {
 }
 
 impl Exchange {
+    /// Starts the next exchange in place (the target's bytes stay: `target_len` says how many count).
+    fn reset(&mut self, now: Instant) {
+        self.keep_alive = true;
+        self.close_after = false;
+        self.method = Method::Get;
+        self.version = Version::Http11;
+        self.started = now;
+        self.decision = Decision::default();
+        self.status = 0;
+        self.discard = 0;
+        self.bytes_in = 0;
+        self.bytes_out = 0;
+        self.target_len = 0;
+        self.target_cut = false;
+    }
+
     fn new(now: Instant) -> Exchange {
         Exchange {
             keep_alive: true,
@@ -423,7 +439,7 @@ impl Connection {
         match self.state {
             State::Head { started: true, .. } => {
                 // The head never completed: a fresh exchange (not the previous request's) is answered.
-                self.begin_exchange(Exchange::new(cx.now));
+                self.begin_exchange(cx.now);
                 self.ex.keep_alive = false;
                 self.respond(cx, Reason::RequestTimeout);
             }
@@ -516,8 +532,8 @@ impl Connection {
     }
 
     /// Starts a new exchange: nothing of the previous request's state (nor its access-log fields) carries over.
-    fn begin_exchange(&mut self, ex: Exchange) {
-        self.ex = ex;
+    fn begin_exchange(&mut self, now: Instant) {
+        self.ex.reset(now);
         if let Some(f) = self.logf.as_mut() {
             f.reset();
         }
@@ -536,7 +552,7 @@ impl Connection {
         match request::parse_head(inb.data(), &limits, &mut storage) {
             Err(reason) => {
                 // Nothing of the previous exchange belongs to this refusal.
-                self.begin_exchange(Exchange::new(cx.now));
+                self.begin_exchange(cx.now);
                 self.ex.bytes_in = inb.len() as u64;
                 self.inbuf = Some(inb);
                 self.respond(cx, reason.into());
@@ -567,14 +583,12 @@ impl Connection {
     /// A complete, valid head is at the start of `data`: decide, then forward, read the body, or refuse.
     /// Returns the input bytes to consume and the room to reserve for the body.
     fn accept_head(&mut self, data: &[u8], head: &RequestHead<'_, '_>, cx: &mut Cx<'_>) -> (usize, usize) {
-        self.begin_exchange(Exchange {
-            keep_alive: head.keep_alive,
-            close_after: !head.keep_alive,
-            method: head.method,
-            version: head.version,
-            bytes_in: head.head_len as u64,
-            ..Exchange::new(cx.now)
-        });
+        self.begin_exchange(cx.now);
+        self.ex.keep_alive = head.keep_alive;
+        self.ex.close_after = !head.keep_alive;
+        self.ex.method = head.method;
+        self.ex.version = head.version;
+        self.ex.bytes_in = head.head_len as u64;
         let head_len = head.head_len;
         if cx.log.wants_entries() {
             self.keep_log_fields(head);

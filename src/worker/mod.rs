@@ -349,115 +349,66 @@ impl Worker {
         f(c, up, &mut cx)
     }
 
-    /// Drives client `key` until it waits, closes, or hits the step cap.
+    /// Drives client `key` until it waits, closes, or hits the step cap. The socket actions run within one
+    /// borrow of the client and its context; an action that needs the worker's slabs (an upstream connection
+    /// to attach or release, a close) ends the borrow, is performed, and is reported at the next one.
     fn drive(&mut self, key: usize) {
-        for _ in 0..STEP_CAP {
-            match self.act(key) {
-                Drive::Go => {}
-                Drive::Wait => {
+        let mut steps = 0;
+        let mut attached = None;
+        while steps < STEP_CAP {
+            let (action, n) = self.with_client(key, |c, mut up, cx| {
+                match attached.take() {
+                    Some(Some((reused, connected))) => c.conn.upstream_attached(reused, connected, cx),
+                    Some(None) => c.conn.upstream_connect_failed(cx),
+                    None => {}
+                }
+                let mut n = 0;
+                while steps + n < STEP_CAP {
+                    n += 1;
+                    let a = c.conn.poll(cx);
+                    match perform(a, c, up.as_deref_mut(), cx) {
+                        Some(true) => {}
+                        Some(false) => {
+                            c.conn.park(cx);
+                            return (Some(Action::Wait), n);
+                        }
+                        None => return (Some(a), n),
+                    }
+                }
+                (None, n)
+            });
+            steps += n;
+            match action {
+                Some(Action::OpenUpstream { fresh }) => attached = Some(self.attach_upstream(key, fresh)),
+                Some(Action::ReleaseUpstream { reusable, failure }) => {
+                    self.release_upstream(key, reusable);
+                    if let Some(what) = failure {
+                        self.shared.upstream_failed(what);
+                    }
+                }
+                Some(Action::Close { reset }) => {
+                    if reset {
+                        let _ = socket2::SockRef::from(&self.clients[key].sock).set_linger(Some(Duration::ZERO));
+                    }
+                    self.close_client(key);
+                    return;
+                }
+                Some(Action::Wait) => {
                     self.arm_timer(key);
                     return;
                 }
-                Drive::Closed => return,
+                _ => {}
             }
+        }
+        if let Some(attached) = attached {
+            // The cap fell between an attach and its report.
+            self.with_client(key, |c, _, cx| match attached {
+                Some((reused, connected)) => c.conn.upstream_attached(reused, connected, cx),
+                None => c.conn.upstream_connect_failed(cx),
+            });
         }
         let gen = self.clients[key].gen;
         self.pending.push((key, gen));
-    }
-
-    /// Performs client `key`'s next action and reports its outcome to the machine.
-    fn act(&mut self, key: usize) -> Drive {
-        let action = self.with_client(key, |c, _, cx| c.conn.poll(cx));
-        match action {
-            Action::OpenUpstream { fresh } => {
-                let attached = self.attach_upstream(key, fresh);
-                self.with_client(key, |c, _, cx| match attached {
-                    Some((reused, connected)) => c.conn.upstream_attached(reused, connected, cx),
-                    None => c.conn.upstream_connect_failed(cx),
-                });
-                Drive::Go
-            }
-            Action::ReleaseUpstream { reusable, failure } => {
-                self.release_upstream(key, reusable);
-                if let Some(what) = failure {
-                    self.shared.upstream_failed(what);
-                }
-                Drive::Go
-            }
-            Action::Close { reset } => {
-                if reset {
-                    let _ = socket2::SockRef::from(&self.clients[key].sock).set_linger(Some(Duration::ZERO));
-                }
-                self.close_client(key);
-                Drive::Closed
-            }
-            a => self.with_client(key, |c, up, cx| {
-                let done = match (a, up) {
-                    (Action::ReadClient, _) => {
-                        if !c.io.readable && !c.io.hup {
-                            false
-                        } else {
-                            let r = if c.io.readable {
-                                input(read_once(&mut c.sock, &mut c.io, c.conn.client_buf(cx)))
-                            } else {
-                                Some(Input::Eof)
-                            };
-                            r.map(|i| c.conn.client_read(i, cx)).is_some()
-                        }
-                    }
-                    (Action::WriteClient, _) => match write_out(&mut c.sock, &mut c.io, c.conn.client_out()) {
-                        Ok(true) => true,
-                        Ok(false) => false,
-                        Err(_) => {
-                            c.conn.client_gone(cx);
-                            true
-                        }
-                    },
-                    (Action::ShutdownWrite, _) => {
-                        let _ = c.sock.shutdown(std::net::Shutdown::Write);
-                        true
-                    }
-                    (Action::AwaitUpstream, Some(u)) => await_connect(u, &mut c.conn, cx),
-                    (Action::WriteUpstream, Some(u)) => loop {
-                        let data = c.conn.upstream_out();
-                        if data.is_empty() {
-                            break true;
-                        }
-                        match write_some(&mut u.sock, &mut u.io, data) {
-                            Ok(Some(n)) => c.conn.upstream_wrote(n, cx),
-                            Ok(None) => break false,
-                            Err(_) => {
-                                c.conn.upstream_closed(cx);
-                                break true;
-                            }
-                        }
-                    },
-                    (Action::ReadUpstream, Some(u)) => {
-                        u.io.readable
-                            && input(read_once(&mut u.sock, &mut u.io, c.conn.upstream_buf(cx)))
-                                .map(|i| c.conn.upstream_read(i, cx))
-                                .is_some()
-                    }
-                    // An upstream action without an upstream connection (cannot happen): as if it closed.
-                    (Action::AwaitUpstream, None) => {
-                        c.conn.upstream_connect_failed(cx);
-                        true
-                    }
-                    (Action::WriteUpstream | Action::ReadUpstream, None) => {
-                        c.conn.upstream_closed(cx);
-                        true
-                    }
-                    (Action::Wait, _) | (Action::OpenUpstream { .. } | Action::ReleaseUpstream { .. }, _) => false,
-                    (Action::Close { .. }, _) => false,
-                };
-                if done {
-                    Drive::Go
-                } else {
-                    c.conn.park(cx);
-                    Drive::Wait
-                }
-            }),
-        }
     }
 
     fn close_client(&mut self, key: usize) {
@@ -529,11 +480,67 @@ impl Worker {
     }
 }
 
-/// What the drive loop does after an action.
-enum Drive {
-    Go,
-    Wait,
-    Closed,
+/// Performs a socket action for client `c` and reports how it went to its machine: `Some(true)` done (poll
+/// again), `Some(false)` the connection waits (for a socket's event or a timer), `None` for an action the
+/// worker itself performs (attach, release, close).
+fn perform(a: Action, c: &mut Client, up: Option<&mut Upstream>, cx: &mut Cx<'_>) -> Option<bool> {
+    Some(match (a, up) {
+        (Action::ReadClient, _) => {
+            if !c.io.readable && !c.io.hup {
+                false
+            } else {
+                let r = if c.io.readable {
+                    input(read_once(&mut c.sock, &mut c.io, c.conn.client_buf(cx)))
+                } else {
+                    Some(Input::Eof)
+                };
+                r.map(|i| c.conn.client_read(i, cx)).is_some()
+            }
+        }
+        (Action::WriteClient, _) => match write_out(&mut c.sock, &mut c.io, c.conn.client_out()) {
+            Ok(done) => done,
+            Err(_) => {
+                c.conn.client_gone(cx);
+                true
+            }
+        },
+        (Action::ShutdownWrite, _) => {
+            let _ = c.sock.shutdown(std::net::Shutdown::Write);
+            true
+        }
+        (Action::AwaitUpstream, Some(u)) => await_connect(u, &mut c.conn, cx),
+        (Action::WriteUpstream, Some(u)) => loop {
+            let data = c.conn.upstream_out();
+            if data.is_empty() {
+                break true;
+            }
+            match write_some(&mut u.sock, &mut u.io, data) {
+                Ok(Some(n)) => c.conn.upstream_wrote(n, cx),
+                Ok(None) => break false,
+                Err(_) => {
+                    c.conn.upstream_closed(cx);
+                    break true;
+                }
+            }
+        },
+        (Action::ReadUpstream, Some(u)) => {
+            u.io.readable
+                && input(read_once(&mut u.sock, &mut u.io, c.conn.upstream_buf(cx)))
+                    .map(|i| c.conn.upstream_read(i, cx))
+                    .is_some()
+        }
+        // An upstream action without an upstream connection (cannot happen): as if it closed.
+        (Action::AwaitUpstream, None) => {
+            c.conn.upstream_connect_failed(cx);
+            true
+        }
+        (Action::WriteUpstream | Action::ReadUpstream, None) => {
+            c.conn.upstream_closed(cx);
+            true
+        }
+        (Action::Wait, _) => false,
+        (Action::OpenUpstream { .. } | Action::ReleaseUpstream { .. } | Action::Close { .. }, _) => return None,
+    })
 }
 
 /// Whether a connect in progress finished (reported to the machine): `false` while it is still under way.
