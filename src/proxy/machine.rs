@@ -546,6 +546,13 @@ impl Connection {
             }
             return Some(Action::ReadClient);
         }
+        self.parse_request_head(cx)
+    }
+
+    /// Parses the request head held. Out of line: its header array (16 KiB) would otherwise be on the stack
+    /// of every `poll`, paid for (probed) at each call.
+    #[inline(never)]
+    fn parse_request_head(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
         let mut inb = self.inbuf.take()?;
         let limits = cx.settings.limits;
         let mut storage = request::header_storage();
@@ -858,6 +865,12 @@ impl Connection {
             Link::Connected if *scanned => return Some(Action::ReadUpstream),
             Link::Connected => {}
         }
+        self.parse_response_head(cx)
+    }
+
+    /// Parses the response head read so far (out of line, as `parse_request_head`).
+    #[inline(never)]
+    fn parse_response_head(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
         let is_head = self.ex.method == Method::Head;
         let out = self.out.get_or_insert_with(|| cx.bufs.get());
         while !out.is_empty() {
