@@ -1,4 +1,5 @@
-//! The only place with sockets: one event loop per worker thread.
+//! The request path's shell: one event loop per worker thread, feeding each client connection's machine
+//! (`proxy::Connection`) the events of its sockets and timers and performing the actions it answers.
 //!
 //! Each worker owns its `mio::Poll`, its listener (SO_REUSEPORT), a slab of client connections, a slab of
 //! upstream connections (in use or pooled), its buffer pool and its timing wheel. Sockets are registered
