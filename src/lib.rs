@@ -26,6 +26,7 @@ pub mod redis_sync;
 pub mod rules;
 pub mod server;
 pub mod timer;
+pub mod tls;
 pub mod toml_subset;
 pub mod transport;
 pub mod worker;
