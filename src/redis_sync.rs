@@ -102,7 +102,7 @@ pub struct Syncer {
 }
 
 enum Target {
-    One(Node),
+    One(Box<Node>),
     Cluster(Box<Cluster>),
 }
 
@@ -117,7 +117,7 @@ struct Cluster {
     /// Per group: the index in `nodes` of its master.
     route: Vec<Option<usize>>,
     nodes: Vec<((String, u16), NodeHandle)>,
-    redirects: Arc<Mutex<Vec<(Redirect, Vec<(u64, Report)>)>>>,
+    redirects: Arc<node::Redirected>,
     /// Set by [`Syncer::attach`].
     common: Option<Arc<Common>>,
     logged_up: Option<bool>,
@@ -147,7 +147,7 @@ impl Syncer {
     pub fn with_options(url: &str, timeout: Duration, stats: Arc<Stats>, opts: Options) -> Result<Syncer, String> {
         let client = redis::Client::open(url).map_err(|e| format!("--redis-url {}: {e}", redact(url)))?;
         Ok(Syncer::build(
-            Target::One(Node::new(client, redact(url), None, timeout)),
+            Target::One(Box::new(Node::new(client, redact(url), None, timeout))),
             opts,
             stats,
         ))

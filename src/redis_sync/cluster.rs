@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, ConnectionInfo, Value};
 
-use super::node::{Context, Node, Redirect, Work};
+use super::node::{Context, Node, Redirect, Redirected, Work};
 use super::{Stats, MAX_BATCH};
 use crate::limit::fleet::{group, group_tag, Quiet, Report};
 use crate::limit::Limiter;
@@ -274,7 +274,7 @@ pub struct Common {
     pub groups: u32,
     pub stats: Arc<Stats>,
     pub backlog: Arc<Mutex<Vec<(u64, Report)>>>,
-    pub redirects: Arc<Mutex<Vec<(Redirect, Vec<(u64, Report)>)>>>,
+    pub redirects: Arc<Redirected>,
     pub refresher: Arc<Refresher>,
     /// How long a node waits for work before trying to (re)connect anyway.
     pub interval: Duration,

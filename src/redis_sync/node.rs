@@ -42,6 +42,9 @@ pub enum Redirect {
     Ask { group: u32, addr: (String, u16) },
 }
 
+/// Calls a cluster sent elsewhere, with their users, waiting for the dispatcher.
+pub type Redirected = std::sync::Mutex<Vec<(Redirect, Vec<(u64, Report)>)>>;
+
 /// One sync's work for a node.
 #[derive(Default)]
 pub struct Work {
