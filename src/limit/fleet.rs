@@ -395,13 +395,20 @@ impl Quiet {
         }
         u.level = 0;
         u.requests = 0;
-        u.hot_until = u.hot_until.max(now + self.hold_us);
+        if now >= u.hot_until {
+            // Turning hot: for the hold; the fleet's answers extend it while the user stays heavy.
+            u.hot_until = now + self.hold_us;
+        }
         Some(out)
     }
 
-    /// The fleet answered that `id`'s schedule is `ahead` microseconds ahead (at `now`): hot until that
-    /// schedule has passed, plus the hold.
+    /// The fleet answered that `id`'s schedule is `ahead` microseconds ahead (at `now`): while that is more
+    /// than a node's share of the burst (the user is heavy fleet-wide), hot until that schedule has passed, plus
+    /// the hold. A user that has become light again cools down when its hold ends.
     pub fn answered(&mut self, id: u64, ahead: u64, now: u64) {
+        if ahead <= self.capacity_us {
+            return;
+        }
         if let Some(u) = self.users.get_mut(&id) {
             u.hot_until = u.hot_until.max(now + ahead + self.hold_us);
         }
@@ -609,11 +616,19 @@ mod tests {
         let r = q.filter(8, one(100_000), t + 100_000).unwrap();
         assert_eq!((r.charge, r.mark), (100_000, false));
         q.answered(8, 2_000_000, t + 100_000);
-        // Hot until the schedule plus the hold; then quiet again.
-        assert!(q.filter(8, one(100_000), t + 3_000_000).is_some());
-        let r = q.filter(8, one(100_000), t + 3_600_000).unwrap();
+        // Hot until the schedule plus the hold, re-marked every half hold; then quiet again.
+        let r = q.filter(8, one(100_000), t + 3_000_000).unwrap();
         assert!(r.mark, "re-marked after half the hold");
-        assert_eq!(q.filter(8, one(100_000), t + 10_000_000), None);
+        assert_eq!(q.filter(8, one(100_000), t + 3_200_000), None);
+        // An answer within a node's share of the burst does not keep a user hot: it cools down after its hold.
+        assert!(q.filter(11, one(100_000), 0).is_none());
+        let r = q.filter(11, one(500_000), 1).unwrap();
+        assert!(r.mark);
+        q.answered(11, 400_000, 2);
+        for i in 1..10 {
+            assert!(q.filter(11, one(100_000), i * 100_000).is_some(), "{i}");
+        }
+        assert_eq!(q.filter(11, one(100_000), 1_100_000), None);
     }
 
     #[test]

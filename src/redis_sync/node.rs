@@ -246,6 +246,19 @@ impl Node {
                 redis::cmd("ASKING").write_packed_command(&mut self.packed);
             }
             let users = &work.users[call.users.clone()];
+            if let (true, Some(since)) = (users.is_empty(), call.since) {
+                // Nothing to report: only the hot list's marks since the last read, without the script (a
+                // plain command costs Redis a fraction of a script call).
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&hot_key(call.group)[..])
+                    .arg(format!("({since}"))
+                    .arg("+inf")
+                    .arg("WITHSCORES")
+                    .write_packed_command(&mut self.packed);
+                con.send_packed_command(&self.packed[start..]).map_err(err)?;
+                call.bytes = start..self.packed.len();
+                continue;
+            }
             let mut cmd = redis::cmd("EVALSHA");
             cmd.arg(&self.sha).arg(users.len() + 1).arg(&hot_key(call.group)[..]);
             for &(id, _) in users {
@@ -355,6 +368,10 @@ fn handle(
     let users = &work.users[call.users.clone()];
     let requests = || users.iter().map(|(_, r)| r.requests).sum::<u64>();
     let (kind, details) = match reply {
+        Reply::Value(v) if users.is_empty() && call.since.is_some() => {
+            read_marks(cx, call.group, v, since);
+            return Ok(());
+        }
         Reply::Value(v) => {
             out.synced += merge_answer(cx, users, call, v, since)?;
             return Ok(());
@@ -420,32 +437,76 @@ fn merge_answer(
             q.answered(id, ahead, now);
         }
     }
+    drop(quiet);
     if call.since.is_some() {
         if let Value::Int(redis_now) = vals[0] {
             since[call.group as usize] = redis_now.max(0) as u64;
         }
-        let (Some(q), Some(Value::Array(marked))) = (quiet.as_mut(), vals.last()) else {
-            return Ok(users.len());
-        };
-        let mut backlog = Vec::new();
-        for m in marked {
-            let id = match m {
-                Value::BulkString(b) => std::str::from_utf8(b)
-                    .ok()
-                    .and_then(|s| u64::from_str_radix(s, 16).ok()),
-                _ => None,
-            };
-            if let Some(id) = id {
-                if let Some(r) = q.learn(id, now) {
-                    backlog.push((id, r));
-                }
-            }
-        }
-        if !backlog.is_empty() {
-            cx.backlog.lock().unwrap_or_else(|p| p.into_inner()).extend(backlog);
+        if let Some(Value::Array(marked)) = vals.last() {
+            learn(cx, marked.iter().filter_map(hex_id), now);
         }
     }
     Ok(users.len())
+}
+
+fn hex_id(v: &Value) -> Option<u64> {
+    match v {
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| u64::from_str_radix(s, 16).ok()),
+        _ => None,
+    }
+}
+
+/// Reads a `ZRANGEBYSCORE .. WITHSCORES` of a hot list (members and scores, flat in RESP2, pairs in RESP3):
+/// the users are hot here too, and the next read starts after the latest mark.
+fn read_marks(cx: &Context<'_>, g: u32, v: &Value, since: &mut [u64]) {
+    let Value::Array(items) = v else { return };
+    let mut ids = Vec::new();
+    let mut latest = since[g as usize];
+    let mut take = |member: &Value, score: &Value| {
+        let score = match score {
+            Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse::<f64>().ok()),
+            Value::Double(d) => Some(*d),
+            Value::Int(i) => Some(*i as f64),
+            _ => None,
+        };
+        if let (Some(id), Some(score)) = (hex_id(member), score) {
+            ids.push(id);
+            latest = latest.max(score as u64);
+        }
+    };
+    match items.first() {
+        Some(Value::Array(_)) => {
+            for pair in items {
+                if let Value::Array(p) = pair {
+                    if let [m, s] = &p[..] {
+                        take(m, s);
+                    }
+                }
+            }
+        }
+        _ => {
+            for p in items.chunks(2) {
+                if let [m, s] = p {
+                    take(m, s);
+                }
+            }
+        }
+    }
+    since[g as usize] = latest;
+    learn(cx, ids.into_iter(), cx.limiter.micros(Instant::now()));
+}
+
+/// Users another node marked hot: hot here too; what this node's buckets held of them goes to the next sync.
+fn learn(cx: &Context<'_>, ids: impl Iterator<Item = u64>, now: u64) {
+    let Some(q) = cx.quiet else { return };
+    let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
+    let backlog: Vec<(u64, Report)> = ids.filter_map(|id| Some((id, q.learn(id, now)?))).collect();
+    drop(q);
+    if !backlog.is_empty() {
+        cx.backlog.lock().unwrap_or_else(|p| p.into_inner()).extend(backlog);
+    }
 }
 
 #[cfg(test)]
