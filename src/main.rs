@@ -253,7 +253,7 @@ fn summary(c: &Config) -> String {
                 "{}/s per address",
                 b.rate
             )),
-            if r.redis_url.is_some() { ", fleet-wide" } else { "" }
+            if r.fleet() { ", fleet-wide" } else { "" }
         ),
         None => "no rate limit".to_string(),
     };

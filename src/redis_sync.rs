@@ -1,29 +1,33 @@
 //! The fleet-wide limit's sync thread: every `--redis-sync` interval, what this node admitted per user goes to
-//! Redis in one pipelined round trip, and the fleet-wide schedules come back into the local table.
+//! Redis, pipelined in one round trip per Redis node, and the fleet-wide schedules come back into the local
+//! table.
 //!
 //! No request worker ever waits on Redis: workers decide from the local table and push admitted user ids into
-//! their journals (`limit::journal`); this thread alone talks to Redis. When Redis is down, slow or restarted,
-//! the nodes keep deciding locally (each enforces the limit on its own); the thread reconnects with backoff,
-//! logs one line per state change and shows the state in `/metrics`. A sync longer than the interval delays
-//! the next one; the batch in between is bounded by `MAX_BATCH` users.
+//! their journals (`limit::journal`); this thread alone drains them. With a quiet share (`--redis-share`) it
+//! keeps to itself the users within their share on this node (`limit::fleet::Quiet`). With one Redis
+//! (`--redis-url`) it makes the round trip itself (`node`); with a Redis Cluster (`--redis-cluster`) it hands
+//! each master the users of its groups and never waits for it (`cluster`: one thread and connection per
+//! master, the slot map read by its own thread). When Redis (or a master) is down, slow or restarted, the
+//! nodes keep deciding locally for the users concerned (each enforces the limit on its own); the connection is
+//! remade with backoff, one line is logged per state change and `/metrics` shows the state. A sync longer than
+//! the interval delays the next one; what waits in between is bounded by `MAX_BATCH` users.
+
+pub mod cluster;
+pub mod node;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::{ServerErrorKind, Value};
-
-use crate::limit::fleet::{calls, redis_key, shrink_past_twice, Batch, SCRIPT};
+use crate::limit::fleet::{group, Batch, Quiet, Report, DEFAULT_GROUPS};
 use crate::limit::Limiter;
+use cluster::{Common, NodeHandle, Refresher};
+use node::{Context, Node, Redirect, Work};
 
 /// Most distinct users one sync carries (ids past it wait for nothing: they are counted and dropped).
 pub const MAX_BATCH: usize = 1 << 20;
 /// Ids each worker's journal holds between two syncs.
 pub const JOURNAL_CAPACITY: usize = 1 << 17;
-/// Keys per script call: big enough to amortise the call, small enough not to block Redis for long.
-const KEYS_PER_CALL: usize = 512;
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// What `/metrics` shows of the sync (written by the sync thread only).
 #[derive(Default)]
@@ -37,6 +41,8 @@ pub struct Stats {
     pub last_users: AtomicU64,
     /// Admitted requests that could not be reported: batch over `MAX_BATCH`, or sync failed.
     pub unreported: AtomicU64,
+    /// Admitted requests kept quiet (within the user's share on this node).
+    pub quiet: AtomicU64,
 }
 
 /// `redis://user:***@host:port/db`: the URL without its password, for logs and `--check-config`.
@@ -55,213 +61,386 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// One node's connection to the fleet state.
+/// `host:port` of a connection's address.
+pub fn addr_label(info: &redis::ConnectionInfo) -> String {
+    match info.addr() {
+        redis::ConnectionAddr::Tcp(h, p) => format!("{h}:{p}"),
+        a => format!("{a:?}"),
+    }
+}
+
+/// How the users are spread and which of them are reported.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// `--redis-groups`.
+    pub groups: u32,
+    /// `--redis-share`, in millionths (0: every admission is reported).
+    pub share_ppm: u32,
+    /// The default tier's burst x interval (microseconds): what the share is a share of.
+    pub burst_us: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            groups: DEFAULT_GROUPS,
+            share_ppm: 0,
+            burst_us: 1_000_000,
+        }
+    }
+}
+
+/// A node's connection to the fleet state: the dispatcher of what it admitted.
 pub struct Syncer {
-    client: redis::Client,
-    url: String,
-    con: Option<redis::Connection>,
-    sha: String,
-    timeout: Duration,
+    target: Target,
+    opts: Options,
     batch: Batch,
-    packed: Vec<u8>,
-    /// Where each call of the last batch ends in `packed`.
-    call_ends: Vec<usize>,
-    backoff: Duration,
-    next_connect: Instant,
-    /// The last state logged (None before the first attempt).
-    logged_up: Option<bool>,
+    quiet: Option<Arc<Mutex<Quiet>>>,
+    /// Reports for the next sync (a quiet backlog of a user another node marked hot).
+    backlog: Arc<Mutex<Vec<(u64, Report)>>>,
     pub stats: Arc<Stats>,
 }
 
+enum Target {
+    One(Box<Node>),
+    Cluster(Box<Cluster>),
+}
+
+/// The dispatcher's view of a Redis Cluster.
+struct Cluster {
+    seed: redis::ConnectionInfo,
+    label: String,
+    timeout: Duration,
+    refresher: Arc<Refresher>,
+    /// The slot map's generation the routes are from.
+    generation: u64,
+    /// Per group: the index in `nodes` of its master.
+    route: Vec<Option<usize>>,
+    nodes: Vec<((String, u16), NodeHandle)>,
+    redirects: Arc<node::Redirected>,
+    /// Set by [`Syncer::attach`].
+    common: Option<Arc<Common>>,
+    logged_up: Option<bool>,
+}
+
 impl Syncer {
-    /// `timeout` bounds connecting and each round trip.
+    /// The syncer a configuration asks for (`--redis-url` or `--redis-cluster`, the groups and the share).
+    /// Connecting and each round trip time out after 10 x `--redis-sync` (between 200 ms and 2 s).
+    pub fn for_config(r: &crate::config::RateConfig) -> Result<Syncer, String> {
+        let timeout = (r.redis_sync * 10).clamp(Duration::from_millis(200), Duration::from_secs(2));
+        let opts = Options {
+            groups: r.redis_groups,
+            share_ppm: r.redis_share_ppm,
+            burst_us: r.burst as u64 * 1_000_000 / r.rate.max(1) as u64,
+        };
+        match &r.redis_url {
+            Some(url) => Syncer::with_options(url, timeout, Default::default(), opts),
+            None => Syncer::cluster(&r.redis_cluster, timeout, Default::default(), opts),
+        }
+    }
+
+    /// One Redis at `url`; `timeout` bounds connecting and each round trip.
     pub fn new(url: &str, timeout: Duration, stats: Arc<Stats>) -> Result<Syncer, String> {
-        Ok(Syncer {
-            client: redis::Client::open(url).map_err(|e| format!("--redis-url {}: {e}", redact(url)))?,
-            url: redact(url),
-            con: None,
-            sha: String::new(),
-            timeout,
-            batch: Batch::new(MAX_BATCH),
-            packed: Vec::new(),
-            call_ends: Vec::new(),
-            backoff: BACKOFF_MIN,
-            next_connect: Instant::now(),
-            logged_up: None,
+        Syncer::with_options(url, timeout, stats, Options::default())
+    }
+
+    pub fn with_options(url: &str, timeout: Duration, stats: Arc<Stats>, opts: Options) -> Result<Syncer, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("--redis-url {}: {e}", redact(url)))?;
+        Ok(Syncer::build(
+            Target::One(Box::new(Node::new(client, redact(url), None, timeout))),
+            opts,
             stats,
-        })
+        ))
     }
 
-    fn connect(&mut self) -> redis::RedisResult<()> {
-        let mut con = self.client.get_connection_with_timeout(self.timeout)?;
-        con.set_read_timeout(Some(self.timeout))?;
-        con.set_write_timeout(Some(self.timeout))?;
-        self.sha = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query(&mut con)?;
-        self.con = Some(con);
-        Ok(())
+    /// A Redis Cluster reached through `seeds` (its nodes' URLs; the first one's credentials are used for
+    /// every node). Nothing is sent before [`Syncer::attach`].
+    pub fn cluster(seeds: &[String], timeout: Duration, stats: Arc<Stats>, opts: Options) -> Result<Syncer, String> {
+        let infos = seeds
+            .iter()
+            .map(|u| {
+                redis::IntoConnectionInfo::into_connection_info(u.as_str())
+                    .map_err(|e| format!("--redis-cluster {}: {e}", redact(u)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let seed = infos.first().cloned().ok_or("--redis-cluster: no seed node")?;
+        let label = infos.iter().map(addr_label).collect::<Vec<_>>().join(",");
+        let cluster = Cluster {
+            seed,
+            label,
+            timeout,
+            refresher: Refresher::new(infos, timeout),
+            generation: 0,
+            route: vec![None; opts.groups as usize],
+            nodes: Vec::new(),
+            redirects: Default::default(),
+            common: None,
+            logged_up: None,
+        };
+        Ok(Syncer::build(Target::Cluster(Box::new(cluster)), opts, stats))
     }
 
-    fn state(&mut self, up: bool, why: &str) {
-        self.stats.up.store(up as u64, Relaxed);
-        if self.logged_up != Some(up) {
-            self.logged_up = Some(up);
-            if up {
-                crate::info!("redis {}: connected; the rate limit is fleet-wide", self.url);
-            } else {
-                crate::warn!(
-                    "redis {}: {why}; deciding from the node-local table until it is back (reconnecting)",
-                    self.url
-                );
+    fn build(target: Target, opts: Options, stats: Arc<Stats>) -> Syncer {
+        Syncer {
+            target,
+            opts,
+            batch: Batch::new(MAX_BATCH),
+            quiet: (opts.share_ppm > 0)
+                .then(|| Arc::new(Mutex::new(Quiet::new(opts.share_ppm, opts.burst_us, MAX_BATCH)))),
+            backlog: Default::default(),
+            stats,
+        }
+    }
+
+    /// Starts what runs beside the sync thread (a cluster's slot-map reader; its masters' threads start as the
+    /// map names them), for `limiter`, syncing every `interval`. Nothing for one Redis.
+    pub fn attach(&mut self, limiter: Arc<Limiter>, interval: Duration) -> std::io::Result<()> {
+        let Target::Cluster(c) = &mut self.target else {
+            return Ok(());
+        };
+        c.common = Some(Arc::new(Common {
+            limiter,
+            quiet: self.quiet.clone(),
+            groups: self.opts.groups,
+            stats: self.stats.clone(),
+            backlog: self.backlog.clone(),
+            redirects: c.redirects.clone(),
+            refresher: c.refresher.clone(),
+            interval,
+        }));
+        c.refresher.spawn()
+    }
+
+    /// Ends the threads [`Syncer::attach`] started.
+    pub fn stop(&mut self) {
+        if let Target::Cluster(c) = &mut self.target {
+            c.refresher.stop();
+            for (_, n) in c.nodes.drain(..) {
+                n.retire();
             }
         }
     }
 
-    /// One sync: drains the journals, sends the batch, merges the answers. Returns the users synced.
+    /// Whether a cluster's slot map has been read (always true for one Redis).
+    pub fn has_slot_map(&self) -> bool {
+        match &self.target {
+            Target::One(_) => true,
+            Target::Cluster(c) => c.generation > 0,
+        }
+    }
+
+    /// One sync: drains the journals, keeps the quiet users back, and sends the rest (one Redis: in one round
+    /// trip, merged before this returns; a cluster: handed to the masters' threads). Returns the users synced
+    /// (one Redis) or handed over (a cluster).
     pub fn sync_once(&mut self, limiter: &Limiter) -> Result<usize, String> {
         let started = Instant::now();
-        let mut admitted = 0;
         for j in limiter.journals() {
-            admitted += j.drain(|id, charge| self.batch.add(id, charge)) as u64;
+            j.drain(|id, charge| self.batch.add(id, charge));
         }
-        if self.con.is_none() {
-            if started < self.next_connect {
-                return Err(self.drop_batch(admitted, "not connected"));
-            }
-            if let Err(e) = self.connect() {
-                self.next_connect = started + self.backoff;
-                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-                let msg = e.to_string();
-                self.state(false, &msg);
-                self.stats.syncs_failed.fetch_add(1, Relaxed);
-                return Err(self.drop_batch(admitted, &msg));
-            }
-            self.backoff = BACKOFF_MIN;
-            self.state(true, "");
+        for (id, r) in std::mem::take(&mut *self.backlog.lock().unwrap_or_else(|p| p.into_inner())) {
+            self.batch.add_report(id, r);
         }
         let over = std::mem::take(&mut self.batch.dropped);
         self.stats.unreported.fetch_add(over, Relaxed);
-        if self.batch.is_empty() {
-            return Ok(0);
-        }
-        let result = self.round_trip(limiter);
-        let encoded = self.packed.len();
-        shrink_past_twice(&mut self.packed, encoded.max(1 << 20));
-        match result {
-            Ok(n) => {
-                self.stats.syncs_ok.fetch_add(1, Relaxed);
-                self.stats.users.fetch_add(n as u64, Relaxed);
-                self.stats.last_users.store(n as u64, Relaxed);
-                self.stats
-                    .last_duration_us
-                    .store(started.elapsed().as_micros() as u64, Relaxed);
-                Ok(n)
+        let now = limiter.micros(started);
+        let groups = self.opts.groups;
+        let taken = self.batch.take(groups);
+        let reports: Vec<(u64, Report)> = match &self.quiet {
+            None => taken.to_vec(),
+            Some(q) => {
+                let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
+                q.sweep(now);
+                let mut kept = 0;
+                let out = taken
+                    .iter()
+                    .filter_map(|&(id, r)| {
+                        let f = q.filter(id, r, now).map(|f| (id, f));
+                        if f.is_none() {
+                            kept += r.requests;
+                        }
+                        f
+                    })
+                    .collect();
+                self.stats.quiet.fetch_add(kept, Relaxed);
+                out
             }
-            Err(e) => {
-                self.stats.unreported.fetch_add(admitted, Relaxed);
-                // The connection's state is unknown after a failed round trip: start over.
-                self.con = None;
-                self.next_connect = Instant::now();
-                self.stats.syncs_failed.fetch_add(1, Relaxed);
-                self.state(false, &e);
-                Err(e)
-            }
-        }
-    }
-
-    /// Drops this sync's batch (`admitted` requests) unsent.
-    fn drop_batch(&mut self, admitted: u64, why: &str) -> String {
-        self.batch.take();
-        self.batch.dropped = 0;
-        self.stats.unreported.fetch_add(admitted, Relaxed);
-        why.to_string()
-    }
-
-    /// Sends the batch, one script call per group run, each as soon as it is encoded, then reads the answers
-    /// in order and merges each into the table as it arrives: Redis starts on the first call while the later
-    /// ones are encoded, and the merging of one answer overlaps Redis executing the next call. Still one
-    /// round trip: nothing waits for an answer before everything is sent.
-    fn round_trip(&mut self, limiter: &Limiter) -> Result<usize, String> {
-        let users = self.batch.take();
-        let con = self.con.as_mut().ok_or("not connected")?;
-        let err = |e: redis::RedisError| e.to_string();
-        self.packed.clear();
-        self.call_ends.clear();
-        let runs: Vec<&[(u64, u64)]> = calls(users, KEYS_PER_CALL).collect();
-        for run in &runs {
-            let start = self.packed.len();
-            let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(&self.sha).arg(run.len());
-            for &(id, _) in *run {
-                cmd.arg(&redis_key(id)[..]);
-            }
-            for &(_, charge) in *run {
-                cmd.arg(charge);
-            }
-            cmd.write_packed_command(&mut self.packed);
-            con.send_packed_command(&self.packed[start..]).map_err(err)?;
-            self.call_ends.push(self.packed.len());
-        }
-        self.stats.sent_bytes.fetch_add(self.packed.len() as u64, Relaxed);
-        let mut synced = 0;
-        // Calls Redis answered NOSCRIPT (SCRIPT FLUSH, or a failover behind a proxy that kept the connection:
-        // a reconnect loads the script anyway): they changed nothing. (The crate hands server errors over as
-        // `Ok(Value::ServerError)`; the `Err` form is matched too, in case a version converts them.)
-        let mut unknown = Vec::new();
-        for (i, run) in runs.iter().enumerate() {
-            match answer(con) {
-                Err(e) if e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => unknown.push(i),
-                Ok(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript) => unknown.push(i),
-                reply => synced += merge_answer(limiter, run, &reply.map_err(err)?)?,
-            }
-        }
-        if unknown.is_empty() {
-            return Ok(synced);
-        }
-        // Load the script again (same text, same hash) and send those calls once more.
-        let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query(con).map_err(err)?;
-        for &i in &unknown {
-            let call = &self.packed[if i == 0 { 0 } else { self.call_ends[i - 1] }..self.call_ends[i]];
-            con.send_packed_command(call).map_err(err)?;
-            self.stats.sent_bytes.fetch_add(call.len() as u64, Relaxed);
-        }
-        for &i in &unknown {
-            synced += merge_answer(limiter, runs[i], &answer(con).map_err(err)?)?;
-        }
-        Ok(synced)
-    }
-}
-
-/// The next answer on the connection, past any RESP3 push frames (not answers to a call).
-fn answer(con: &mut redis::Connection) -> redis::RedisResult<Value> {
-    loop {
-        match con.recv_response()? {
-            Value::Push { .. } => continue,
-            v => return Ok(v),
-        }
-    }
-}
-
-/// Merges one script answer (Redis's now, then per user how far its fleet schedule is ahead) into the table:
-/// the later schedule wins.
-fn merge_answer(limiter: &Limiter, run: &[(u64, u64)], reply: &Value) -> Result<usize, String> {
-    let Value::Array(vals) = reply else {
-        return Err(format!("the merge script failed: {reply:?}"));
-    };
-    if vals.len() != run.len() + 1 {
-        return Err(format!(
-            "the merge script answered {} values for {} users",
-            vals.len(),
-            run.len()
-        ));
-    }
-    let now = limiter.micros(Instant::now());
-    for (&(id, _), v) in run.iter().zip(&vals[1..]) {
-        let Value::Int(ahead) = *v else {
-            return Err(format!("unexpected value from the merge script: {v:?}"));
         };
-        limiter.raise(id, now.saturating_add(ahead.max(0) as u64), now);
+        let poll = self.quiet.is_some();
+        let cx = Context {
+            limiter,
+            quiet: self.quiet.as_deref(),
+            groups,
+            stats: &self.stats,
+            backlog: &self.backlog,
+        };
+        match &mut self.target {
+            Target::One(node) => {
+                let requests: u64 = reports.iter().map(|(_, r)| r.requests).sum();
+                if let Err(e) = node.ensure(&self.stats, false) {
+                    self.stats.up.store(0, Relaxed);
+                    self.stats.unreported.fetch_add(requests, Relaxed);
+                    return Err(e);
+                }
+                self.stats.up.store(1, Relaxed);
+                let work = Work {
+                    users: reports,
+                    poll: if poll { (0..groups).collect() } else { Vec::new() },
+                    asking: Vec::new(),
+                };
+                if work.is_empty() {
+                    return Ok(0);
+                }
+                let result = node.round_trip(&work, &cx);
+                node.shrink();
+                match result {
+                    Ok(out) => {
+                        // A single endpoint that redirects is a cluster node: those calls changed nothing.
+                        let redirected: u64 = out
+                            .redirects
+                            .iter()
+                            .flat_map(|(_, u)| u.iter().map(|(_, r)| r.requests))
+                            .sum();
+                        self.stats.unreported.fetch_add(out.unreported + redirected, Relaxed);
+                        self.stats.syncs_ok.fetch_add(1, Relaxed);
+                        self.stats.users.fetch_add(out.synced as u64, Relaxed);
+                        self.stats.last_users.store(out.synced as u64, Relaxed);
+                        self.stats
+                            .last_duration_us
+                            .store(started.elapsed().as_micros() as u64, Relaxed);
+                        Ok(out.synced)
+                    }
+                    Err(e) => {
+                        self.stats.unreported.fetch_add(requests, Relaxed);
+                        node.fail(&e, &self.stats, false);
+                        self.stats.up.store(0, Relaxed);
+                        Err(e)
+                    }
+                }
+            }
+            Target::Cluster(c) => c.dispatch(reports, poll, groups, &self.stats),
+        }
     }
-    Ok(run.len())
+}
+
+impl Cluster {
+    /// The index of `addr`'s thread, started if new.
+    fn node(&mut self, addr: &(String, u16)) -> Option<usize> {
+        if let Some(i) = self.nodes.iter().position(|(a, _)| a == addr) {
+            return Some(i);
+        }
+        let common = self.common.clone()?;
+        self.nodes.push((
+            addr.clone(),
+            NodeHandle::spawn(&self.seed, addr.clone(), self.timeout, common),
+        ));
+        Some(self.nodes.len() - 1)
+    }
+
+    fn dispatch(
+        &mut self,
+        mut reports: Vec<(u64, Report)>,
+        poll: bool,
+        groups: u32,
+        stats: &Stats,
+    ) -> Result<usize, String> {
+        if self.common.is_none() {
+            stats
+                .unreported
+                .fetch_add(reports.iter().map(|(_, r)| r.requests).sum(), Relaxed);
+            return Err("not attached".into());
+        }
+        // A new slot map: every group's master again; masters no longer in it are let go.
+        if let Some((generation, map)) = self.refresher.newer(self.generation) {
+            self.generation = generation;
+            let masters = map.masters();
+            let (keep, gone): (Vec<_>, Vec<_>) = self.nodes.drain(..).partition(|(a, _)| masters.contains(a));
+            self.nodes = keep;
+            for (_, n) in gone {
+                n.retire();
+            }
+            for m in &masters {
+                self.node(m);
+            }
+            for g in 0..groups {
+                self.route[g as usize] = map.master(cluster::group_slot(g)).and_then(|m| self.node(&m.clone()));
+            }
+        }
+        // Calls the cluster sent elsewhere: MOVED changes the group's master until the next map; ASK sends
+        // that call alone to the importing master.
+        let redirects = std::mem::take(&mut *self.redirects.lock().unwrap_or_else(|p| p.into_inner()));
+        for (r, users) in redirects {
+            match r {
+                Redirect::Moved { group, addr } => {
+                    self.route[group as usize] = self.node(&addr);
+                    reports.extend(users);
+                }
+                Redirect::Ask { group, addr } => match self.node(&addr) {
+                    Some(i) => {
+                        let dropped = self.nodes[i].1.give(&users, &[], Some(group));
+                        stats.unreported.fetch_add(dropped, Relaxed);
+                    }
+                    None => {
+                        stats
+                            .unreported
+                            .fetch_add(users.iter().map(|(_, r)| r.requests).sum(), Relaxed);
+                    }
+                },
+            }
+        }
+        reports.sort_unstable_by_key(|&(id, _)| (group(id, groups), id));
+        let mut handed = 0;
+        let mut rest: &[(u64, Report)] = &reports;
+        for g in 0..groups {
+            let n = rest.iter().take_while(|(id, _)| group(*id, groups) == g).count();
+            let (users, tail) = rest.split_at(n);
+            rest = tail;
+            if users.is_empty() && !poll {
+                continue;
+            }
+            match self.route[g as usize] {
+                Some(i) => {
+                    let polled = [g];
+                    let dropped = self.nodes[i].1.give(users, if poll { &polled } else { &[] }, None);
+                    stats.unreported.fetch_add(dropped, Relaxed);
+                    handed += users.len();
+                }
+                None => {
+                    stats
+                        .unreported
+                        .fetch_add(users.iter().map(|(_, r)| r.requests).sum(), Relaxed);
+                }
+            }
+        }
+        // Up: a slot map, and every master connected.
+        let up = self.generation > 0 && self.nodes.iter().all(|(_, n)| n.shared.up.load(Relaxed));
+        stats.up.store(up as u64, Relaxed);
+        if self.generation == 0 && self.logged_up != Some(false) {
+            let why = self.refresher.last_error();
+            if !why.is_empty() {
+                self.logged_up = Some(false);
+                crate::warn!(
+                    "redis cluster {}: {why}; deciding from the node-local table until it is back (reconnecting)",
+                    self.label
+                );
+            }
+        } else if up && self.logged_up != Some(true) {
+            self.logged_up = Some(true);
+            crate::info!(
+                "redis cluster {}: {} masters connected; the rate limit is fleet-wide",
+                self.label,
+                self.nodes.len()
+            );
+        } else if !up && self.generation > 0 && self.logged_up == Some(true) {
+            self.logged_up = Some(false);
+        }
+        Ok(handed)
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Starts the sync thread of a fleet-wide limit: it syncs `limiter` every `interval` until `shutdown` is set.
@@ -271,6 +450,7 @@ pub fn start(
     mut syncer: Syncer,
     interval: Duration,
 ) -> std::io::Result<()> {
+    syncer.attach(limiter.clone(), interval)?;
     std::thread::Builder::new().name("redis-sync".into()).spawn(move || {
         let mut next = Instant::now() + interval;
         while !shutdown.load(Relaxed) {

@@ -317,9 +317,9 @@ pub fn build_limiter(config: &Config) -> Option<crate::limit::Limiter> {
             Some((_, secret)) => l.with_secret(&secret.0),
             None => l,
         };
-        match r.redis_url {
-            Some(_) => l.fleet(config.workers, crate::redis_sync::JOURNAL_CAPACITY),
-            None => l,
+        match r.fleet() {
+            true => l.fleet(config.workers, crate::redis_sync::JOURNAL_CAPACITY),
+            false => l,
         }
     })
 }
@@ -339,15 +339,8 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
             a
         }
     };
-    let syncer = match config
-        .rate
-        .as_ref()
-        .and_then(|r| Some((r.redis_url.as_deref()?, r.redis_sync)))
-    {
-        Some((url, interval)) => {
-            let timeout = (interval * 10).clamp(Duration::from_millis(200), Duration::from_secs(2));
-            Some(crate::redis_sync::Syncer::new(url, timeout, Default::default()).map_err(io::Error::other)?)
-        }
+    let syncer = match config.rate.as_ref().filter(|r| r.fleet()) {
+        Some(r) => Some(crate::redis_sync::Syncer::for_config(r).map_err(io::Error::other)?),
         None => None,
     };
     if let Some(r) = config

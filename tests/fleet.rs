@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis::limit::fleet::{expires_at_ms, merge, redis_key, KEY_LEN, SCRIPT};
+use portcullis::limit::fleet::{expires_at_ms, hot_key, merge, redis_key, Key, SCRIPT};
 use portcullis::limit::{Gcra, KeyMode, Limiter, Seed};
 use portcullis::redis_sync::Syncer;
 use support::*;
@@ -209,7 +209,8 @@ fn merge_script_matches_the_gcra_model() {
         (0, 1, Some("1e300".into())),
         (0, 1, Some("-5".into())),
     ];
-    let keys: Vec<[u8; KEY_LEN]> = (1..=cases.len() as u64).map(|i| redis_key(i << 60 | i)).collect();
+    // All in one group (one hash slot), as the node sends them.
+    let keys: Vec<Key> = (1..=cases.len() as u64).map(|i| redis_key(3 << 60 | i)).collect();
     for (k, (stored, _, raw)) in keys.iter().zip(&cases) {
         let deadline = expires_at_ms(if *stored > 0 { *stored } else { now0 + 2_000_000 });
         if let Some(value) = raw.clone().or((*stored > 0).then(|| stored.to_string())) {
@@ -224,14 +225,17 @@ fn merge_script_matches_the_gcra_model() {
     }
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut con).unwrap();
     let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(&sha).arg(keys.len());
+    cmd.arg(&sha).arg(keys.len() + 1).arg(&hot_key(3)[..]);
     for k in &keys {
         cmd.arg(&k[..]);
     }
+    // Not reading the hot list; no user marked hot.
+    cmd.arg("-");
     for (_, n, _) in &cases {
         cmd.arg(n * t);
     }
     let out: Vec<i64> = cmd.query(&mut con).unwrap();
+    assert_eq!(out.len(), cases.len() + 1);
     let now = out[0] as u64;
     assert!(now >= now0 && now < now0 + 1_000_000, "Redis's clock: {now} vs {now0}");
     for (i, &(stored, n, _)) in cases.iter().enumerate() {
@@ -254,6 +258,59 @@ fn merge_script_matches_the_gcra_model() {
     };
     assert!(field("calls") >= 2, "{incrby}");
     assert_eq!(field("failed_calls"), 1, "{incrby}");
+}
+
+#[test]
+fn the_hot_list_marks_and_reads() {
+    let redis = RedisServer::start();
+    let mut con = redis_con(&redis);
+    let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query(&mut con).unwrap();
+    let call = |con: &mut redis::Connection, users: &[(u64, i64)], since: &str| -> redis::Value {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&sha).arg(users.len() + 1).arg(&hot_key(5)[..]);
+        for &(id, _) in users {
+            cmd.arg(&redis_key(id)[..]);
+        }
+        cmd.arg(since);
+        for &(_, c) in users {
+            cmd.arg(c);
+        }
+        cmd.query(con).unwrap()
+    };
+    let (a, b) = (5u64 << 60 | 0xa, 5u64 << 60 | 0xb);
+    // a is charged and marked (a negative charge), b only charged; the list is read from the start.
+    let redis::Value::Array(out) = call(&mut con, &[(a, -100_000), (b, 100_000)], "0") else {
+        panic!()
+    };
+    assert_eq!(out.len(), 4, "{out:?}");
+    assert_eq!(
+        out[1],
+        redis::Value::Int(100_000),
+        "a's charge counts whatever its sign"
+    );
+    let marked = |v: &redis::Value| -> Vec<String> {
+        match v {
+            redis::Value::Array(m) => m
+                .iter()
+                .map(|x| match x {
+                    redis::Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+                    x => panic!("{x:?}"),
+                })
+                .collect(),
+            v => panic!("{v:?}"),
+        }
+    };
+    assert_eq!(marked(&out[3]), [format!("{a:016x}")]);
+    let redis::Value::Int(now) = out[0] else { panic!() };
+    // Read again from that answer's time: nothing newer; a poll without users charges nothing.
+    let redis::Value::Array(out) = call(&mut con, &[], &now.to_string()) else {
+        panic!()
+    };
+    assert_eq!(out.len(), 2);
+    assert!(marked(&out[1]).is_empty());
+    // The list lives 10 s past its last mark.
+    let ttl: i64 = redis::cmd("PTTL").arg(&hot_key(5)[..]).query(&mut con).unwrap();
+    assert!((1..=10_000).contains(&ttl), "{ttl}");
 }
 
 #[test]

@@ -31,6 +31,9 @@ complete -c portcullis -l user-key -d 'Who the user is: `authorization` (the Aut
 complete -c portcullis -l trust-forwarded-for -d 'Take the client IP from the N-th last X-Forwarded-For hop (behind N trusted proxies; 0: the peer)' -r
 complete -c portcullis -l redis-url -d 'Make the per-user limit fleet-wide through this Redis: redis://[user:password@]host:port[/db] (off: each node limits on its own)' -r
 complete -c portcullis -l redis-sync -d 'How often the fleet-wide limit syncs with Redis' -r
+complete -c portcullis -l redis-cluster -d 'Make the per-user limit fleet-wide through this Redis Cluster: seed nodes, redis://[user:password@]host:port[,redis://host:port...] (exclusive with --redis-url)' -r
+complete -c portcullis -l redis-groups -d 'Hash-tag groups the fleet\'s users are spread over (one script call per group and sync; the same on every node)' -r
+complete -c portcullis -l redis-share -d 'The share of each user\'s rate and burst a node may admit without reporting it to Redis (0: report every admission; at most 1 / the number of nodes)' -r
 complete -c portcullis -l secret-file -d 'A file holding at least 32 bytes of secret (the same on every node): user ids (the fleet\'s Redis keys, the access log\'s `user`) are keyed with it. Required with --redis-url' -r
 complete -c portcullis -l ip-rate -d 'Requests per second per client address, whatever credential they carry (0 = off; default: 10 x --rate). Not applied with --user-key ip or to users of a --limits tier' -r
 complete -c portcullis -l ip-burst -d 'Requests one client address may send back to back (default: 10 x --burst)' -r

@@ -148,6 +148,21 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_REDIS_SYNC", default_value = "50ms", value_parser = parse_duration)]
     pub redis_sync: Duration,
 
+    /// Make the per-user limit fleet-wide through this Redis Cluster: seed nodes,
+    /// redis://[user:password@]host:port[,redis://host:port...] (exclusive with --redis-url).
+    #[arg(long, env = "PORTCULLIS_REDIS_CLUSTER", value_delimiter = ',')]
+    pub redis_cluster: Vec<String>,
+
+    /// Hash-tag groups the fleet's users are spread over (one script call per group and sync; the same on
+    /// every node).
+    #[arg(long, env = "PORTCULLIS_REDIS_GROUPS", default_value_t = 16)]
+    pub redis_groups: u32,
+
+    /// The share of each user's rate and burst a node may admit without reporting it to Redis (0: report
+    /// every admission; at most 1 / the number of nodes).
+    #[arg(long, env = "PORTCULLIS_REDIS_SHARE", default_value_t = 0.0)]
+    pub redis_share: f64,
+
     /// A file holding at least 32 bytes of secret (the same on every node): user ids (the fleet's Redis keys,
     /// the access log's `user`) are keyed with it. Required with --redis-url.
     #[arg(long, env = "PORTCULLIS_SECRET_FILE")]

@@ -37,6 +37,9 @@ pub enum RestartOnly {
     RateTableSlots,
     RedisUrl,
     RedisSync,
+    RedisCluster,
+    RedisGroups,
+    RedisShare,
     SecretFile,
     IpRate,
     IpBurst,
@@ -45,7 +48,7 @@ pub enum RestartOnly {
 
 impl RestartOnly {
     /// Every variant, in the order [`Config::describe`] lists the settings.
-    pub const ALL: [RestartOnly; 28] = {
+    pub const ALL: [RestartOnly; 31] = {
         use RestartOnly::*;
         [
             Listen,
@@ -72,6 +75,9 @@ impl RestartOnly {
             RateTableSlots,
             RedisUrl,
             RedisSync,
+            RedisCluster,
+            RedisGroups,
+            RedisShare,
             SecretFile,
             IpRate,
             IpBurst,
@@ -107,6 +113,9 @@ impl RestartOnly {
             RateTableSlots => "rate-table-slots",
             RedisUrl => "redis-url",
             RedisSync => "redis-sync",
+            RedisCluster => "redis-cluster",
+            RedisGroups => "redis-groups",
+            RedisShare => "redis-share",
             SecretFile => "secret-file",
             IpRate => "ip-rate",
             IpBurst => "ip-burst",
@@ -194,7 +203,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
 /// The rate limit's restart-only settings, each with whether it differs. The rates, the tiers file, the mode
 /// and the `RateLimit` field are part of the policy; the key, the table, the fleet sync and the per-address
 /// backstop are built into the limiter at start.
-fn rate_changes(old: &RateConfig, new: &RateConfig) -> [(RestartOnly, bool); 9] {
+fn rate_changes(old: &RateConfig, new: &RateConfig) -> [(RestartOnly, bool); 12] {
     use RestartOnly::*;
     let RateConfig {
         key,
@@ -202,6 +211,9 @@ fn rate_changes(old: &RateConfig, new: &RateConfig) -> [(RestartOnly, bool); 9] 
         table_slots,
         redis_url,
         redis_sync,
+        redis_cluster,
+        redis_groups,
+        redis_share_ppm,
         secret,
         ip,
         ip_rate,
@@ -218,6 +230,9 @@ fn rate_changes(old: &RateConfig, new: &RateConfig) -> [(RestartOnly, bool); 9] 
         (RateTableSlots, *table_slots != new.table_slots),
         (RedisUrl, *redis_url != new.redis_url),
         (RedisSync, *redis_sync != new.redis_sync),
+        (RedisCluster, *redis_cluster != new.redis_cluster),
+        (RedisGroups, *redis_groups != new.redis_groups),
+        (RedisShare, *redis_share_ppm != new.redis_share_ppm),
         // The file's path, or the secret it holds.
         (SecretFile, !same_secret(secret, &new.secret)),
         (IpRate, *ip_rate != new.ip_rate),

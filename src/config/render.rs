@@ -104,6 +104,19 @@ impl Config {
                             .unwrap_or_default()),
                     ),
                     ("redis-sync", s(&format!("{}ms", r.redis_sync.as_millis()))),
+                    (
+                        "redis-cluster",
+                        format!(
+                            "[{}]",
+                            r.redis_cluster
+                                .iter()
+                                .map(|u| s(&crate::redis_sync::redact(u)))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ),
+                    ("redis-groups", r.redis_groups.to_string()),
+                    ("redis-share", format!("{}", r.redis_share_ppm as f64 / 1e6)),
                     ("secret-file", s(r.secret.as_ref().map_or("", |(p, _)| p))),
                     ("ip-rate", r.ip_rate.to_string()),
                     ("ip-burst", r.ip_burst.to_string()),

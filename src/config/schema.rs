@@ -43,6 +43,12 @@ pub struct RateConfig {
     /// Fleet-wide through this Redis (the URL as given: it may hold a password, never log it).
     pub redis_url: Option<String>,
     pub redis_sync: Duration,
+    /// Fleet-wide through this Redis Cluster (seed URLs as given; empty: not a cluster).
+    pub redis_cluster: Vec<String>,
+    /// `--redis-groups`.
+    pub redis_groups: u32,
+    /// `--redis-share`, in millionths.
+    pub redis_share_ppm: u32,
     /// `--secret-file`: its path, and the secret (never printed).
     pub(crate) secret: Option<(String, Secret)>,
     /// The per-address backstop (`None`: off, or keyed on the address already).
@@ -50,6 +56,13 @@ pub struct RateConfig {
     /// `--ip-rate` / `--ip-burst` as configured (0 when off), for describing the configuration.
     pub ip_rate: u32,
     pub ip_burst: u32,
+}
+
+impl RateConfig {
+    /// Whether the limit is fleet-wide (through one Redis or a cluster).
+    pub fn fleet(&self) -> bool {
+        self.redis_url.is_some() || !self.redis_cluster.is_empty()
+    }
 }
 
 /// Secret bytes: `Debug` shows only their length.

@@ -172,6 +172,49 @@ impl Config {
             Some(p) => Some((p.clone(), read_secret(p)?)),
             None => None,
         };
+        let cluster: Vec<String> = a
+            .redis_cluster
+            .iter()
+            .filter(|u| !u.trim().is_empty())
+            .cloned()
+            .collect();
+        if !cluster.is_empty() {
+            if a.redis_url.as_ref().is_some_and(|u| !u.is_empty()) {
+                return Err("--redis-cluster and --redis-url: give one (a cluster's seed nodes, or one Redis)".into());
+            }
+            if a.rate == 0 {
+                return Err("--redis-cluster: the fleet-wide limit needs the rate limit on (--rate above 0)".into());
+            }
+            if secret.is_none() {
+                return Err(
+                    "--redis-cluster: the fleet-wide limit needs --secret-file (the same secret on every node keys the user ids)"
+                        .into(),
+                );
+            }
+            for u in &cluster {
+                let info = redis::IntoConnectionInfo::into_connection_info(u.as_str())
+                    .map_err(|e| format!("--redis-cluster {}: {e}", crate::redis_sync::redact(u)))?;
+                if !matches!(info.addr(), redis::ConnectionAddr::Tcp(..)) {
+                    return Err(format!(
+                        "--redis-cluster {}: must be redis://host:port",
+                        crate::redis_sync::redact(u)
+                    ));
+                }
+            }
+            if !(Duration::from_millis(1)..=Duration::from_secs(10)).contains(&a.redis_sync) {
+                return Err(format!("--redis-sync {:?}: must be between 1ms and 10s", a.redis_sync));
+            }
+        }
+        if !(1..=crate::limit::fleet::MAX_GROUPS).contains(&a.redis_groups) {
+            return Err(format!(
+                "--redis-groups {}: must be between 1 and {}",
+                a.redis_groups,
+                crate::limit::fleet::MAX_GROUPS
+            ));
+        }
+        if !(0.0..=1.0).contains(&a.redis_share) {
+            return Err(format!("--redis-share {}: must be between 0 and 1", a.redis_share));
+        }
         if let Some(u) = a.redis_url.as_ref().filter(|u| !u.is_empty()) {
             if a.rate == 0 {
                 return Err("--redis-url: the fleet-wide limit needs the rate limit on (--rate above 0)".into());
@@ -248,6 +291,9 @@ impl Config {
                 headers: a.ratelimit_headers,
                 redis_url: a.redis_url.clone().filter(|u| !u.is_empty()),
                 redis_sync: a.redis_sync,
+                redis_cluster: cluster,
+                redis_groups: a.redis_groups,
+                redis_share_ppm: (a.redis_share * 1e6).round() as u32,
                 mode: crate::guard::Mode::parse(&a.rate_rule).map_err(|e| format!("--rate-rule {e}"))?,
                 limits_path: a.limits.clone().filter(|p| !p.is_empty()),
             })

@@ -37,36 +37,101 @@ pub fn user_id(key: (u64, u64), tag: u8, bytes: &[u8]) -> u64 {
     h.finish()
 }
 
-/// Users are spread over 16 hash-tag groups: a script call touches the keys of one group only, so that on a
-/// Redis Cluster each call stays within one hash slot while the users still spread over up to 16 shards. More
-/// groups would mean more, smaller calls per sync, and a call's fixed cost (about 10 us in Redis) dominates
-/// once it carries only a few keys.
-pub fn group(id: u64) -> u8 {
-    (id >> 60) as u8
+/// The default number of hash-tag groups (`--redis-groups`).
+pub const DEFAULT_GROUPS: u32 = 16;
+/// Most groups: a Redis Cluster has 16 384 hash slots, and more groups than slots only makes more calls.
+pub const MAX_GROUPS: u32 = 16_384;
+
+/// Users are spread over `groups` hash-tag groups (`--redis-groups`, default 16): a script call touches the
+/// keys of one group only, so that on a Redis Cluster each call stays within one hash slot while the users
+/// spread over up to `groups` slots (so shards). The group is taken from the id's top bits (a multiply-shift,
+/// so any count spreads evenly): with 16 groups it is the id's top hex digit. Every node of a fleet must use
+/// the same count (a user's key depends on it).
+#[inline]
+pub fn group(id: u64, groups: u32) -> u32 {
+    (((id >> 32) * groups as u64) >> 32) as u32
 }
 
-/// `portcullis:v3:{g}:iiiiiiiiiiiiiiii`: the version of the stored state, the group (the hash tag) and the id,
-/// in hex. The version changes whenever [`SCRIPT`] changes what a key holds or how it expires: nodes of two
-/// versions then keep apart (each still bounded by its own table during a rolling upgrade) instead of
-/// breaking each other's invariants. v1, the first script, expired a key at its TAT; v2 ids were SipHash under
-/// a key written in the source (anyone could compute them); v3 ids are keyed by the fleet's secret.
-pub fn redis_key(id: u64) -> [u8; KEY_LEN] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut k = *b"portcullis:v3:{0}:0000000000000000";
-    k[15] = HEX[group(id) as usize];
-    for i in 0..16 {
-        k[18 + i] = HEX[((id >> (60 - 4 * i)) & 15) as usize];
+/// A Redis key: `portcullis:v3:{g}:iiiiiiiiiiiiiiii` for a user, `portcullis:v3:{g}:hot` for a group's hot
+/// list; at most 42 bytes, on the stack.
+#[derive(Clone, Copy)]
+pub struct Key {
+    buf: [u8; 42],
+    len: u8,
+}
+
+impl std::ops::Deref for Key {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
     }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `portcullis:v3:{g}:` with `g` the group in lower-case hex without leading zeros (`{0}`..`{f}` with 16
+/// groups): the hash tag Redis Cluster places the group's keys by.
+fn key_prefix(g: u32) -> Key {
+    let mut k = Key { buf: [0; 42], len: 0 };
+    let head = b"portcullis:v3:{";
+    k.buf[..head.len()].copy_from_slice(head);
+    let mut n = head.len();
+    let digits = (32 - g.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        k.buf[n] = HEX[((g >> (4 * i)) & 15) as usize];
+        n += 1;
+    }
+    k.buf[n..n + 2].copy_from_slice(b"}:");
+    k.len = (n + 2) as u8;
     k
 }
 
-/// The length of a [`redis_key`].
-pub const KEY_LEN: usize = 34;
+/// The hash tag of group `g` (what Redis Cluster hashes: the part between the braces).
+pub fn group_tag(g: u32) -> Key {
+    let p = key_prefix(g);
+    let mut k = Key { buf: [0; 42], len: 0 };
+    let tag = &p[15..p.len() - 2];
+    k.buf[..tag.len()].copy_from_slice(tag);
+    k.len = tag.len() as u8;
+    k
+}
 
-/// The merge, run atomically by Redis. `KEYS[i]`: a user; `ARGV[i]`: what this node admitted for it since
-/// its last sync, as a duration (requests x the user's emission interval, microseconds). The charge is added
-/// to `max(TAT, now)`, as that many GCRA admissions at Redis's `now` would be. Returns Redis's `now`
-/// (microseconds) then, per key, how far its TAT is ahead of `now`.
+/// The key of user `id` among `groups` groups: the version of the stored state, the group (the hash tag) and
+/// the id, in hex. The version changes whenever [`SCRIPT`] changes what a key holds or how it expires: nodes of
+/// two versions then keep apart (each still bounded by its own table during a rolling upgrade) instead of
+/// breaking each other's invariants. v1, the first script, expired a key at its TAT; v2 ids were SipHash under
+/// a key written in the source (anyone could compute them); v3 ids are keyed by the fleet's secret.
+pub fn user_key(id: u64, groups: u32) -> Key {
+    let mut k = key_prefix(group(id, groups));
+    let n = k.len as usize;
+    for i in 0..16 {
+        k.buf[n + i] = HEX[((id >> (60 - 4 * i)) & 15) as usize];
+    }
+    k.len += 16;
+    k
+}
+
+/// The key of group `g`'s hot list: the users some node reported recently (see [`Quiet`]).
+pub fn hot_key(g: u32) -> Key {
+    let mut k = key_prefix(g);
+    let n = k.len as usize;
+    k.buf[n..n + 3].copy_from_slice(b"hot");
+    k.len += 3;
+    k
+}
+
+/// [`user_key`] with the default 16 groups.
+pub fn redis_key(id: u64) -> Key {
+    user_key(id, DEFAULT_GROUPS)
+}
+
+/// The merge, run atomically by Redis. `KEYS[1]`: the group's hot list ([`hot_key`]); `KEYS[i + 1]`: a user.
+/// `ARGV[1]`: the Redis time (microseconds) of this node's last read of the hot list (`-`: do not read it);
+/// `ARGV[i + 1]`: what this node admitted for user i since its last report, as a duration (requests x the
+/// user's emission interval, microseconds), negated when the node asks for the user to be marked hot. The
+/// charge is added to `max(TAT, now)`, as that many GCRA admissions at Redis's `now` would be. Returns Redis's
+/// `now` (microseconds), then per user how far its TAT is ahead of `now`, then (when asked to read) the ids
+/// (hex) marked hot after `ARGV[1]`.
 ///
 /// A key expires at the end of the second (Redis's clock) in which its TAT falls: so at most 1 s after its
 /// schedule has passed, and a missing key is a user whose schedule has passed. The invariant: a key whose TAT
@@ -78,28 +143,52 @@ pub const KEY_LEN: usize = 34;
 /// within the second and `SET .. PXAT` across (a replay of the same calls, medians); this form (`PEXPIREAT`
 /// across) is about 1 ms faster again in the whole-sync bench. One MGET for the reads, and globals copied to
 /// locals: a call per key costs more in Redis than the arithmetic.
+///
+/// The hot list is a sorted set (member: the id in hex, score: Redis's time of the mark) that lives
+/// [`HOT_LIST_US`] past its last mark; marks older than that are trimmed when a mark is added.
 pub const SCRIPT: &str = r#"
 local call, pcall, fmt, num, floor = redis.call, redis.pcall, string.format, tonumber, math.floor
 local t = call('TIME')
 local now = num(t[1]) * 1000000 + num(t[2])
-local old = call('MGET', unpack(KEYS))
 local out = {now}
-for i = 1, #KEYS do
-  local was = num(old[i])
-  if was and not (was >= 0 and was < 9e15) then was = nil end
-  local tat = was or 0
-  if tat < now then tat = now end
-  tat = tat + num(ARGV[i])
-  local second = floor(tat / 1000000)
-  if not (was and type(pcall('INCRBY', KEYS[i], fmt('%d', tat - was))) == 'number') then
-    call('SET', KEYS[i], fmt('%d', tat), 'PXAT', fmt('%d', (second + 1) * 1000))
-  elseif floor(was / 1000000) ~= second then
-    call('PEXPIREAT', KEYS[i], fmt('%d', (second + 1) * 1000))
+local n = #KEYS - 1
+if n > 0 then
+  local old = call('MGET', unpack(KEYS, 2))
+  local marks = {}
+  for i = 1, n do
+    local key, charge = KEYS[i + 1], num(ARGV[i + 1])
+    if charge < 0 then
+      charge = -charge
+      marks[#marks + 1] = fmt('%d', now)
+      marks[#marks + 1] = string.sub(key, -16)
+    end
+    local was = num(old[i])
+    if was and not (was >= 0 and was < 9e15) then was = nil end
+    local tat = was or 0
+    if tat < now then tat = now end
+    tat = tat + charge
+    local second = floor(tat / 1000000)
+    if not (was and type(pcall('INCRBY', key, fmt('%d', tat - was))) == 'number') then
+      call('SET', key, fmt('%d', tat), 'PXAT', fmt('%d', (second + 1) * 1000))
+    elseif floor(was / 1000000) ~= second then
+      call('PEXPIREAT', key, fmt('%d', (second + 1) * 1000))
+    end
+    out[i + 1] = tat - now
   end
-  out[i + 1] = tat - now
+  if #marks > 0 then
+    call('ZADD', KEYS[1], unpack(marks))
+    call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt('%d', now - 10000000))
+    call('PEXPIRE', KEYS[1], 10000)
+  end
+end
+if ARGV[1] ~= '-' then
+  out[n + 2] = call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
 end
 return out
 "#;
+
+/// How long a hot list keeps a mark (the script's 10 s).
+pub const HOT_LIST_US: u64 = 10_000_000;
 
 /// When [`SCRIPT`] lets the key of a user whose fleet TAT is `tat` (microseconds) expire: the end of that
 /// second, in milliseconds (as `PXAT` takes it).
@@ -113,14 +202,22 @@ pub fn merge(stored: u64, now: u64, n: u64, interval: u64) -> u64 {
     stored.max(now) + n * interval
 }
 
-/// The users active on this node since the last sync, with what they were charged (admitted requests x
-/// their interval, microseconds). Reused from sync to sync.
+/// What one sync reports of a user: the charge (admitted requests x their interval, microseconds), the
+/// requests it stands for, and whether the user is to be marked hot ([`Quiet`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Report {
+    pub charge: u64,
+    pub requests: u64,
+    pub mark: bool,
+}
+
+/// The users active on this node since the last sync, with what they were charged. Reused from sync to sync.
 pub struct Batch {
-    counts: HashMap<u64, u64, ahash::RandomState>,
+    counts: HashMap<u64, Report, ahash::RandomState>,
     /// Most distinct users one sync carries; ids past it are dropped (and counted) until the next sync.
     pub max_users: usize,
     pub dropped: u64,
-    sorted: Vec<(u64, u64)>,
+    sorted: Vec<(u64, Report)>,
 }
 
 impl Batch {
@@ -136,14 +233,30 @@ impl Batch {
     }
 
     /// Adds an admission of `id` costing `charge`; past `max_users` users a new user's admission is dropped
-    /// (and its charge counted in `dropped`, in requests: one).
+    /// (and counted in `dropped`, in requests: one).
     pub fn add(&mut self, id: u64, charge: u64) {
+        self.add_report(
+            id,
+            Report {
+                charge,
+                requests: 1,
+                mark: false,
+            },
+        )
+    }
+
+    /// Adds a report (several admissions, maybe a mark) of `id`, under the same cap.
+    pub fn add_report(&mut self, id: u64, r: Report) {
         let full = self.counts.len() >= self.max_users;
         match self.counts.get_mut(&id) {
-            Some(c) => *c = c.saturating_add(charge),
-            None if full => self.dropped += 1,
+            Some(c) => {
+                c.charge = c.charge.saturating_add(r.charge);
+                c.requests += r.requests;
+                c.mark |= r.mark;
+            }
+            None if full => self.dropped += r.requests,
             None => {
-                self.counts.insert(id, charge);
+                self.counts.insert(id, r);
             }
         }
     }
@@ -156,15 +269,15 @@ impl Batch {
         self.counts.is_empty()
     }
 
-    /// Takes the batch: `(id, charge)` sorted by group, so that each group is one contiguous run.
-    pub fn take(&mut self) -> &[(u64, u64)] {
+    /// Takes the batch: `(id, report)` sorted by group (of `groups`), so that each group is one contiguous run.
+    pub fn take(&mut self, groups: u32) -> &[(u64, Report)] {
         self.sorted.clear();
         // After a large batch (an outage's backlog) keep a few times what this one needs (at least 64 Ki
         // users), not the high-water mark; a steady size never reallocates.
         let keep = self.counts.len().max(1 << 16);
         shrink_past_twice(&mut self.sorted, keep);
         self.sorted.extend(self.counts.drain());
-        self.sorted.sort_unstable_by_key(|&(id, _)| (group(id), id));
+        self.sorted.sort_unstable_by_key(|&(id, _)| (group(id, groups), id));
         if self.counts.capacity() > 4 * keep {
             self.counts.shrink_to(keep);
         }
@@ -180,11 +293,183 @@ pub fn shrink_past_twice<T>(v: &mut Vec<T>, keep: usize) {
     }
 }
 
-/// Runs of `users` (sorted by [`Batch::take`]) that share a group, at most `max` long.
-pub fn calls(users: &[(u64, u64)], max: usize) -> impl Iterator<Item = &[(u64, u64)]> {
+/// Runs of `users` (sorted by [`Batch::take`] for `groups`) that share a group, at most `max` long.
+pub fn calls<T>(users: &[(u64, T)], groups: u32, max: usize) -> impl Iterator<Item = &[(u64, T)]> {
     users
-        .chunk_by(|a, b| group(a.0) == group(b.0))
+        .chunk_by(move |a, b| group(a.0, groups) == group(b.0, groups))
         .flat_map(move |run| run.chunks(max.max(1)))
+}
+
+/// The quiet share (`--redis-share`): which admissions a node may keep to itself.
+///
+/// Each node may admit, per user, a share `s` of the user's rate and burst without telling Redis: a leaky
+/// bucket per user of capacity `s x burst x interval` (the default tier's burst duration) that drains at `s`
+/// (so `s x rate` requests per second). An admission that fits the bucket is quiet; the first that does not
+/// turns the user hot on this node: that report carries the bucket's content too (every quiet admission still
+/// weighing in the bucket), and asks Redis to mark the user hot in its group's hot list. A hot user is
+/// reported in full (every admission), on this node for [`Quiet::hold_us`] past its last report's fleet
+/// schedule, and on every other node for `hold_us` after it reads the mark (each node reads its groups' hot
+/// lists every sync); a node that learns of a mark reports its own bucket's content at its next sync. So a
+/// user whose admissions on some node pass that node's share is counted fleet-wide by every node within about
+/// two syncs, while users below their share everywhere cost Redis nothing. The error bound is derived in
+/// docs/rate-limit.md. Pure: time (this node's clock, microseconds) is passed in.
+pub struct Quiet {
+    /// The share, in millionths.
+    share_ppm: u64,
+    /// The bucket's capacity, microseconds of schedule.
+    capacity_us: u64,
+    /// How long a user stays hot after its last report's schedule (or after a mark is read).
+    pub hold_us: u64,
+    users: HashMap<u64, QuietUser, ahash::RandomState>,
+    max_users: usize,
+    last_sweep: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct QuietUser {
+    /// Quiet charge still in the bucket as of `at`, and the requests it stands for.
+    level: u64,
+    requests: u64,
+    at: u64,
+    /// Reported in full until then.
+    hot_until: u64,
+    /// When this node last asked Redis to mark the user (0: never).
+    marked_at: u64,
+}
+
+impl Quiet {
+    /// A share of `share_ppm` millionths of a burst of `burst_us` (the default tier's burst x interval).
+    /// `max_users` bounds the users tracked: past it a new user is reported in full (never quietly).
+    pub fn new(share_ppm: u32, burst_us: u64, max_users: usize) -> Quiet {
+        let share_ppm = share_ppm.min(1_000_000) as u64;
+        Quiet {
+            share_ppm,
+            capacity_us: burst_us * share_ppm / 1_000_000,
+            hold_us: burst_us.max(1_000_000),
+            users: HashMap::with_hasher(ahash::RandomState::with_seeds(5, 6, 7, 8)),
+            max_users,
+            last_sweep: 0,
+        }
+    }
+
+    /// The bucket's capacity (microseconds of schedule).
+    pub fn capacity_us(&self) -> u64 {
+        self.capacity_us
+    }
+
+    /// Users tracked.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Decides what of `r` (this sync's admissions of `id`) to report at `now`: `None` keeps them quiet.
+    pub fn filter(&mut self, id: u64, r: Report, now: u64) -> Option<Report> {
+        let full = self.users.len() >= self.max_users;
+        let half_hold = self.hold_us / 2;
+        let u = match self.users.get_mut(&id) {
+            Some(u) => u,
+            None if full => return Some(r),
+            None => self.users.entry(id).or_insert(QuietUser {
+                at: now,
+                ..Default::default()
+            }),
+        };
+        drain(u, self.share_ppm, now);
+        if now >= u.hot_until && u.level + r.charge <= self.capacity_us {
+            u.level += r.charge;
+            u.requests += r.requests;
+            return None;
+        }
+        // Hot (already, or from this sync on): everything, with what the bucket held.
+        let out = Report {
+            charge: r.charge + u.level,
+            requests: r.requests + u.requests,
+            mark: r.mark || u.marked_at == 0 || now.saturating_sub(u.marked_at) >= half_hold,
+        };
+        if out.mark {
+            u.marked_at = now.max(1);
+        }
+        u.level = 0;
+        u.requests = 0;
+        if now >= u.hot_until {
+            // Turning hot: for the hold; the fleet's answers extend it while the user stays heavy.
+            u.hot_until = now + self.hold_us;
+        }
+        Some(out)
+    }
+
+    /// The fleet answered that `id`'s schedule is `ahead` microseconds ahead (at `now`): while that is more
+    /// than a node's share of the burst (the user is heavy fleet-wide), hot until that schedule has passed, plus
+    /// the hold. A user that has become light again cools down when its hold ends.
+    pub fn answered(&mut self, id: u64, ahead: u64, now: u64) {
+        if ahead <= self.capacity_us {
+            return;
+        }
+        if let Some(u) = self.users.get_mut(&id) {
+            u.hot_until = u.hot_until.max(now + ahead + self.hold_us);
+        }
+    }
+
+    /// Another node marked `id` hot: hot here too for the hold. Returns what this node's bucket holds of it
+    /// (to be reported at the next sync), if anything.
+    pub fn learn(&mut self, id: u64, now: u64) -> Option<Report> {
+        let full = self.users.len() >= self.max_users;
+        let hold = self.hold_us;
+        let u = match self.users.get_mut(&id) {
+            Some(u) => u,
+            None if full => return None,
+            None => self.users.entry(id).or_insert(QuietUser {
+                at: now,
+                marked_at: now.max(1),
+                ..Default::default()
+            }),
+        };
+        drain(u, self.share_ppm, now);
+        u.hot_until = u.hot_until.max(now + hold);
+        // Another node's mark stands for this node's too: it need not mark the user again right away.
+        if u.marked_at == 0 {
+            u.marked_at = now.max(1);
+        }
+        let backlog = (u.level > 0).then_some(Report {
+            charge: u.level,
+            requests: u.requests,
+            mark: false,
+        });
+        u.level = 0;
+        u.requests = 0;
+        backlog
+    }
+
+    /// Forgets users with an empty bucket who are no longer hot (at most once a second).
+    pub fn sweep(&mut self, now: u64) {
+        if now.saturating_sub(self.last_sweep) < 1_000_000 {
+            return;
+        }
+        self.last_sweep = now;
+        let share = self.share_ppm;
+        self.users.retain(|_, u| {
+            let leaked = now.saturating_sub(u.at).saturating_mul(share) / 1_000_000;
+            leaked < u.level || u.hot_until > now
+        });
+    }
+}
+
+/// Lets `u`'s bucket drain at `share_ppm` millionths of real time up to `now`.
+fn drain(u: &mut QuietUser, share_ppm: u64, now: u64) {
+    let leaked = now.saturating_sub(u.at).saturating_mul(share_ppm) / 1_000_000;
+    if leaked >= u.level {
+        u.level = 0;
+        u.requests = 0;
+    } else if leaked > 0 {
+        // The requests the remaining charge stands for, in proportion (rounded up).
+        u.requests = (u.requests * (u.level - leaked)).div_ceil(u.level);
+        u.level -= leaked;
+    }
+    u.at = now;
 }
 
 #[cfg(test)]
@@ -203,6 +488,28 @@ mod tests {
         );
         let k = redis_key(0xab01_2345_6789_cdef);
         assert_eq!(&k[..], b"portcullis:v3:{a}:ab0123456789cdef");
+        // Other group counts: the group in hex, spread evenly by the top bits.
+        assert_eq!(
+            &user_key(0xab01_2345_6789_cdef, 256)[..],
+            b"portcullis:v3:{ab}:ab0123456789cdef"
+        );
+        assert_eq!(
+            &user_key(u64::MAX, 16_384)[..],
+            b"portcullis:v3:{3fff}:ffffffffffffffff"
+        );
+        assert_eq!(&user_key(u64::MAX, 1)[..], b"portcullis:v3:{0}:ffffffffffffffff");
+        assert_eq!(&hot_key(0x1f)[..], b"portcullis:v3:{1f}:hot");
+        assert_eq!(&group_tag(0x1f)[..], b"1f");
+        for groups in [1, 3, 16, 100, 16_384] {
+            let mut seen = vec![0u32; groups as usize];
+            for i in 0..10_000u64 {
+                seen[group(i.wrapping_mul(0x9e37_79b9_7f4a_7c15), groups) as usize] += 1;
+            }
+            let (lo, hi) = (*seen.iter().min().unwrap(), *seen.iter().max().unwrap());
+            if groups <= 100 {
+                assert!(lo > 0 && hi < 3 * 10_000 / groups, "{groups}: {lo}..{hi}");
+            }
+        }
     }
 
     #[test]
@@ -231,11 +538,13 @@ mod tests {
             b.add(id, 1);
         }
         assert_eq!((b.len(), b.dropped), (3, 1));
-        let users = b.take().to_vec();
+        let users: Vec<(u64, u64)> = b.take(16).iter().map(|&(id, r)| (id, r.charge)).collect();
         assert_eq!(users, [(1 << 60 | 1, 2), (1 << 60 | 2, 1), (2 << 60 | 5, 1)]);
-        let runs: Vec<_> = calls(&users, 1000).map(|r| r.len()).collect();
+        let runs: Vec<_> = calls(&users, 16, 1000).map(|r| r.len()).collect();
         assert_eq!(runs, [2, 1]);
-        let runs: Vec<_> = calls(&users, 1).map(|r| r.len()).collect();
+        let runs: Vec<_> = calls(&users, 1, 1000).map(|r| r.len()).collect();
+        assert_eq!(runs, [3]);
+        let runs: Vec<_> = calls(&users, 16, 1).map(|r| r.len()).collect();
         assert_eq!(runs, [1, 1, 1]);
         assert!(b.is_empty());
     }
@@ -246,11 +555,11 @@ mod tests {
         for id in 0..300_000u64 {
             b.add(id.wrapping_mul(0x9e37_79b9_7f4a_7c15), 1);
         }
-        assert_eq!(b.take().len(), 300_000);
+        assert_eq!(b.take(16).len(), 300_000);
         for id in 0..10u64 {
             b.add(id, 1);
         }
-        assert_eq!(b.take().len(), 10);
+        assert_eq!(b.take(16).len(), 10);
         assert!(b.sorted.capacity() <= 2 << 16, "{}", b.sorted.capacity());
         assert!(b.counts.capacity() <= 4 << 16, "{}", b.counts.capacity());
         // A steady large batch keeps its memory from sync to sync.
@@ -260,10 +569,95 @@ mod tests {
             for id in 0..250_000u64 {
                 b.add(id.wrapping_mul(0x9e37_79b9_7f4a_7c15), 1);
             }
-            b.take();
+            b.take(16);
             caps.push((b.sorted.capacity(), b.counts.capacity()));
         }
         assert_eq!(caps[1], caps[2], "{caps:?}");
         assert!(caps[2].0 >= 250_000 && caps[2].1 >= 250_000, "{caps:?}");
+    }
+
+    /// A share of 0.5 of a burst of 10 at 10/s (a bucket of 0.5 s, draining at half speed).
+    fn quiet() -> Quiet {
+        Quiet::new(500_000, 1_000_000, 100)
+    }
+
+    fn one(t: u64) -> Report {
+        Report {
+            charge: t,
+            requests: 1,
+            mark: false,
+        }
+    }
+
+    #[test]
+    fn a_user_within_its_share_is_never_reported() {
+        let mut q = quiet();
+        assert_eq!(q.capacity_us(), 500_000);
+        // 5 requests a second (the share of the rate), one per 200 ms: never reported.
+        for i in 0..100 {
+            assert_eq!(q.filter(7, one(100_000), i * 200_000), None, "request {i}");
+        }
+        // Five back to back after idling (the share of the burst): quiet; the sixth is not.
+        let t = 100_000_000;
+        for i in 0..5 {
+            assert_eq!(q.filter(8, one(100_000), t + i), None);
+        }
+        let r = q.filter(8, one(100_000), t + 5).unwrap();
+        // The report carries the five quiet ones too, and asks for a mark.
+        assert_eq!(
+            r,
+            Report {
+                charge: 600_000,
+                requests: 6,
+                mark: true
+            }
+        );
+        // From then on everything is reported, marked again only every half hold.
+        let r = q.filter(8, one(100_000), t + 100_000).unwrap();
+        assert_eq!((r.charge, r.mark), (100_000, false));
+        q.answered(8, 2_000_000, t + 100_000);
+        // Hot until the schedule plus the hold, re-marked every half hold; then quiet again.
+        let r = q.filter(8, one(100_000), t + 3_000_000).unwrap();
+        assert!(r.mark, "re-marked after half the hold");
+        assert_eq!(q.filter(8, one(100_000), t + 3_200_000), None);
+        // An answer within a node's share of the burst does not keep a user hot: it cools down after its hold.
+        assert!(q.filter(11, one(100_000), 0).is_none());
+        let r = q.filter(11, one(500_000), 1).unwrap();
+        assert!(r.mark);
+        q.answered(11, 400_000, 2);
+        for i in 1..10 {
+            assert!(q.filter(11, one(100_000), i * 100_000).is_some(), "{i}");
+        }
+        assert_eq!(q.filter(11, one(100_000), 1_100_000), None);
+    }
+
+    #[test]
+    fn a_mark_read_from_the_fleet_reports_the_bucket() {
+        let mut q = quiet();
+        // Three quiet requests, then another node's mark: the bucket (what has not drained) is reported.
+        for _ in 0..3 {
+            assert_eq!(q.filter(9, one(100_000), 0), None);
+        }
+        let backlog = q.learn(9, 200_000).unwrap();
+        assert_eq!(backlog.charge, 300_000 - 100_000, "200 ms at half speed drained 100 ms");
+        assert_eq!(backlog.requests, 2);
+        // Hot for the hold: every request reported, without a mark of its own.
+        let r = q.filter(9, one(100_000), 300_000).unwrap();
+        assert_eq!((r.charge, r.mark), (100_000, false));
+        // A user this node has not seen: nothing to report, hot from now.
+        assert_eq!(q.learn(10, 0), None);
+        assert!(q.filter(10, one(100_000), 1).is_some());
+        // Past the hold and drained, the users are forgotten.
+        q.sweep(100_000_000);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn past_its_capacity_every_new_user_is_reported() {
+        let mut q = Quiet::new(500_000, 1_000_000, 2);
+        assert_eq!(q.filter(1, one(1), 0), None);
+        assert_eq!(q.filter(2, one(1), 0), None);
+        assert_eq!(q.filter(3, one(1), 0), Some(one(1)));
+        assert_eq!(q.len(), 2);
     }
 }
