@@ -56,6 +56,7 @@ fn bench(c: &mut Criterion) {
                 version_header: b"X-Api-Version",
                 version: Some(b"v2"),
                 observe: None,
+                proto: b"http",
             };
             forward_head(&mut out, &h, 0, &fwd);
             black_box(out.len())

@@ -11,7 +11,8 @@
 //! "status":200,"reason":null,"bytes_in":120,"bytes_out":431,"duration_us":312,"user":"9f3a0c2e71b4d5a6"}`:
 //! `time` in Unix seconds (millisecond precision), `reason` the refusal code (null when the upstream
 //! answered; `aborted` when the response was cut), `would_refuse` (only present on a request an `observe` rule
-//! would have refused: that refusal's code), `user` the rate-limit key's hash (null without a limit) - never the raw Authorization value.
+//! would have refused: that refusal's code), `user` the rate-limit key's hash (null without a limit) - never the raw Authorization value;
+//! over TLS, `tls` (the protocol version, e.g. `TLSv1.3`) and `sni` (the name the client asked for, empty without).
 //! Targets longer than [`TARGET_MAX`] bytes are cut and end in `...`.
 
 use std::fs::{File, OpenOptions};
@@ -252,6 +253,13 @@ impl AccessLog {
             b.extend_from_slice(r.as_bytes());
             b.push(b'"');
         }
+        if let Some((version, sni)) = e.tls {
+            b.extend_from_slice(b",\"tls\":\"");
+            b.extend_from_slice(version.as_bytes());
+            b.extend_from_slice(b"\",\"sni\":\"");
+            json_escape(b, sni);
+            b.push(b'"');
+        }
         b.extend_from_slice(b",\"bytes_in\":");
         put_u64(b, e.bytes_in);
         b.extend_from_slice(b",\"bytes_out\":");
@@ -378,6 +386,7 @@ mod tests {
             duration_us: 30,
             user: Some(0xabc),
             would_refuse: None,
+            tls: Some(("TLSv1.3", b"api.example")),
         });
         let line = String::from_utf8(log.buf.clone()).unwrap();
         assert!(line.ends_with("}\n"));
@@ -388,5 +397,9 @@ mod tests {
         assert_eq!(v["reason"], "rate_limited");
         assert_eq!(v["user_agent"], "curl/8 \"x\"");
         assert!(v["upstream_connect_us"].is_null() && v["upstream_response_us"] == 250);
+        assert_eq!(
+            (v["tls"].as_str(), v["sni"].as_str()),
+            (Some("TLSv1.3"), Some("api.example"))
+        );
     }
 }

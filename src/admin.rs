@@ -37,6 +37,8 @@ pub struct Handle {
     pub(crate) redis: Option<Arc<Stats>>,
     /// The access log's count of lines dropped, when the log is on.
     pub(crate) access_log_dropped: Option<Arc<AtomicU64>>,
+    /// The TLS certificates in force, when a TLS listener is on.
+    pub(crate) tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// Admin connections served at once: a fixed set of threads, each accepting and serving one connection at a
@@ -162,6 +164,18 @@ fn metrics_text(handle: &Handle) -> String {
         rate_table_live: l.map(|l| l.table().live(l.micros(Instant::now())) as u64),
         rate_evictions: l.map(|l| l.table().evictions()),
         access_log_dropped: handle.access_log_dropped.as_ref().map(|d| d.load(Relaxed)),
+        tls_certificates: handle.tls.as_ref().map_or_else(Vec::new, |t| {
+            t.certs()
+                .into_iter()
+                .map(|c| {
+                    let at = c
+                        .not_after
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    (c.name, at)
+                })
+                .collect()
+        }),
         redis: handle.redis.as_ref().map(|r| crate::metrics::RedisGauges {
             up: r.up.load(Relaxed),
             syncs_ok: r.syncs_ok.load(Relaxed),

@@ -24,6 +24,8 @@ pub const READY_FD: &str = "PORTCULLIS_READY_FD";
 pub struct Inherited {
     /// HTTP listeners (`listen`).
     pub listen: Vec<TcpListener>,
+    /// TLS listeners (`tls-listen`).
+    pub tls_listen: Vec<TcpListener>,
     /// The admin listener (`admin`).
     pub admin: Option<TcpListener>,
     /// The pipe an upgrading parent waits on (see [`signal_ready`]).
@@ -95,10 +97,11 @@ pub fn from_env() -> io::Result<Option<Inherited>> {
         let l = adopt(fd).map_err(|e| io::Error::new(e.kind(), format!("inherited descriptor {fd} ({name}): {e}")))?;
         match name.as_str() {
             "listen" => got.listen.push(l),
+            "tls-listen" => got.tls_listen.push(l),
             "admin" if got.admin.is_none() => got.admin = Some(l),
             other => {
                 return Err(io::Error::other(format!(
-                    "inherited descriptor {fd}: unknown name {other:?} (listen or admin)"
+                    "inherited descriptor {fd}: unknown name {other:?} (listen, tls-listen or admin)"
                 )))
             }
         }

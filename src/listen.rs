@@ -25,10 +25,18 @@ pub struct Listener {
     resume: Option<Instant>,
     warned: Option<Instant>,
     worker: usize,
+    /// Its clients speak TLS.
+    pub tls: bool,
 }
 
 impl Listener {
-    pub fn new(mut sock: TcpListener, registry: &Registry, token: Token, worker: usize) -> io::Result<Listener> {
+    pub fn new(
+        mut sock: TcpListener,
+        registry: &Registry,
+        token: Token,
+        worker: usize,
+        tls: bool,
+    ) -> io::Result<Listener> {
         registry.register(&mut sock, token, Interest::READABLE)?;
         Ok(Listener {
             sock: Some(sock),
@@ -36,6 +44,7 @@ impl Listener {
             resume: None,
             warned: None,
             worker,
+            tls,
         })
     }
 

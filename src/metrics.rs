@@ -40,6 +40,13 @@ pub struct WorkerMetrics {
     pub json_bytes: AtomicU64,
     /// Request fields not forwarded because their name holds `_` (`write::forward_head`).
     pub underscore_fields_dropped: AtomicU64,
+    /// TLS handshakes that finished, of them resumed, and failed ones by [`TLS_FAILURES`] index.
+    pub tls_handshakes_ok: AtomicU64,
+    pub tls_resumed: AtomicU64,
+    pub tls_failed: [AtomicU64; TLS_FAILURES.len()],
+    /// TLS client connections accepted and closed (the open ones are the difference).
+    pub tls_opened: AtomicU64,
+    pub tls_closed: AtomicU64,
 }
 
 /// Adds `n` to a counter this thread alone writes.
@@ -67,6 +74,20 @@ impl WorkerMetrics {
     }
 }
 
+/// Why a TLS handshake failed, as `portcullis_tls_handshakes_total{result="failed",reason=...}` names it:
+/// no protocol version or cipher suite in common, no certificate for the name asked (strict SNI), a
+/// malformed or unexpected message (plain HTTP on the TLS port among them), an alert from the client, the
+/// client closing mid-handshake, the header timeout running out, anything else.
+pub const TLS_FAILURES: [&str; 7] = [
+    "incompatible",
+    "no_certificate",
+    "bad_message",
+    "alert_received",
+    "closed",
+    "timeout",
+    "other",
+];
+
 /// Values read at scrape time from outside the workers.
 pub struct Gauges {
     /// Reloads by result: ok, failed.
@@ -76,6 +97,8 @@ pub struct Gauges {
     pub redis: Option<RedisGauges>,
     /// Access-log lines dropped because its writer was behind (`None` without an access log).
     pub access_log_dropped: Option<u64>,
+    /// Each TLS certificate's name and expiry (Unix seconds), when a TLS listener is on.
+    pub tls_certificates: Vec<(String, u64)>,
 }
 
 /// The fleet sync's state (see `crate::redis_sync::Stats`).
@@ -211,6 +234,52 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
     );
     let open = sum(blocks, |b| &b.conns_accepted).saturating_sub(sum(blocks, |b| &b.conns_closed));
     let _ = writeln!(o, "portcullis_client_connections_open {open}");
+    if !g.tls_certificates.is_empty() {
+        family(
+            &mut o,
+            "portcullis_tls_handshakes_total",
+            "counter",
+            "TLS handshakes by result: ok, or failed with a reason.",
+        );
+        let ok = sum(blocks, |b| &b.tls_handshakes_ok);
+        let _ = writeln!(o, "portcullis_tls_handshakes_total{{result=\"ok\"}} {ok}");
+        for (i, r) in TLS_FAILURES.iter().enumerate() {
+            let n = sum(blocks, |b| &b.tls_failed[i]);
+            let _ = writeln!(
+                o,
+                "portcullis_tls_handshakes_total{{result=\"failed\",reason=\"{r}\"}} {n}"
+            );
+        }
+        family(
+            &mut o,
+            "portcullis_tls_resumed_handshakes_total",
+            "counter",
+            "TLS handshakes that resumed a session (ticket or cache).",
+        );
+        let _ = writeln!(
+            o,
+            "portcullis_tls_resumed_handshakes_total {}",
+            sum(blocks, |b| &b.tls_resumed)
+        );
+        family(
+            &mut o,
+            "portcullis_tls_connections_open",
+            "gauge",
+            "TLS client connections open now.",
+        );
+        let open = sum(blocks, |b| &b.tls_opened).saturating_sub(sum(blocks, |b| &b.tls_closed));
+        let _ = writeln!(o, "portcullis_tls_connections_open {open}");
+        family(
+            &mut o,
+            "portcullis_tls_certificate_expiry_seconds",
+            "gauge",
+            "When each TLS certificate in force expires (notAfter), in Unix seconds.",
+        );
+        for (name, at) in &g.tls_certificates {
+            let name = name.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(o, "portcullis_tls_certificate_expiry_seconds{{name=\"{name}\"}} {at}");
+        }
+    }
     family(
         &mut o,
         "portcullis_request_duration_seconds",
@@ -349,6 +418,7 @@ mod tests {
                 rate_evictions: Some(0),
                 redis: None,
                 access_log_dropped: None,
+                tls_certificates: Vec::new(),
             },
         );
         assert!(text.contains("portcullis_requests_total{outcome=\"forwarded\"} 2\n"));

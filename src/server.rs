@@ -40,6 +40,9 @@ pub struct Shared {
     pub(crate) limiter: Option<Arc<crate::limit::Limiter>>,
     /// The fleet sync's state, when the limit is fleet-wide.
     pub(crate) redis: Option<Arc<crate::redis_sync::Stats>>,
+    /// The TLS certificates and the configuration TLS connections are made from, when a TLS listener is on.
+    pub(crate) tls: Option<Arc<crate::tls::Tls>>,
+    pub(crate) tls_config: Option<Arc<rustls::ServerConfig>>,
     /// Where the access log goes, when on.
     pub(crate) access_log: Option<crate::access_log::Hub>,
     /// One counter block per worker (each written only by its worker).
@@ -77,6 +80,7 @@ impl Shared {
             limiter: self.limiter.clone(),
             redis: self.redis.clone(),
             access_log_dropped: self.access_log.as_ref().map(|h| h.dropped.clone()),
+            tls: self.tls.clone(),
         }
     }
 }
@@ -84,6 +88,7 @@ impl Shared {
 /// A started ingress.
 pub struct Running {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     wakers: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<io::Result<()>>>,
@@ -93,13 +98,19 @@ pub struct Running {
 /// The listening sockets an in-place upgrade hands to the new process.
 struct Handover {
     listen: Vec<std::net::TcpListener>,
+    tls_listen: Vec<std::net::TcpListener>,
     admin: Option<std::net::TcpListener>,
 }
 
 impl Running {
-    /// The address clients connect to (useful with port 0).
+    /// The address clients connect to (useful with port 0): the plain listener's, or the TLS one's without it.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS listener's address, when on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The upstream requests go to (the built-in echo upstream's address when none was configured).
@@ -162,6 +173,17 @@ impl ShutdownHandle {
         let ignored = restart_only_changes(old, config);
         crate::log::set_level(config.log_level);
         self.shared.rules.replace(rules);
+        if let Some(tls) = &self.shared.tls {
+            // The certificates are re-read from the same files; a failure keeps the old set (and the policy
+            // reload stands).
+            match tls.reload() {
+                Ok(()) => crate::info!("TLS certificates reloaded"),
+                Err(e) => crate::warn!("TLS certificates: reload refused, the old set stays: {e}"),
+            }
+            for w in tls.expiry_warnings(std::time::SystemTime::now()) {
+                crate::warn!("{w}");
+            }
+        }
         for w in &self.wakers {
             let _ = w.wake();
         }
@@ -178,10 +200,13 @@ impl ShutdownHandle {
         for l in &h.listen {
             names.push(format!("{}:listen", l.as_raw_fd()));
         }
+        for l in &h.tls_listen {
+            names.push(format!("{}:tls-listen", l.as_raw_fd()));
+        }
         if let Some(a) = &h.admin {
             names.push(format!("{}:admin", a.as_raw_fd()));
         }
-        let all = || h.listen.iter().chain(h.admin.iter());
+        let all = || h.listen.iter().chain(&h.tls_listen).chain(h.admin.iter());
         let (mut reader, writer) = std::io::pipe()?;
         socket2::SockRef::from(&writer).set_cloexec(false)?;
         for l in all() {
@@ -242,17 +267,17 @@ impl ShutdownHandle {
 
 /// SO_REUSEPORT lets another process (a second portcullis started by mistake) bind the same port and silently
 /// take part of the traffic. A probe bind without it fails if anything listens there already.
-fn refuse_shared_port(addr: SocketAddr) -> io::Result<()> {
+fn refuse_shared_port(addr: SocketAddr, flag: &str) -> io::Result<()> {
     let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     probe.set_reuse_address(true)?;
     probe.bind(&addr.into()).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
             io::Error::new(
                 e.kind(),
-                format!("--listen {addr}: already in use: {}", port_holder(addr.port())),
+                format!("{flag} {addr}: already in use: {}", port_holder(addr.port())),
             )
         } else {
-            io::Error::new(e.kind(), format!("--listen {addr}: {e}"))
+            io::Error::new(e.kind(), format!("{flag} {addr}: {e}"))
         }
     })
 }
@@ -358,43 +383,30 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
     }
     let limiter = build_limiter(&config).map(Arc::new);
     let rules = crate::rules::Rules::build(&config, limiter.as_deref()).map_err(io::Error::other)?;
+    let tls = match &config.tls {
+        Some(t) => {
+            let tls = crate::tls::Tls::load(&t.settings).map_err(io::Error::other)?;
+            for w in tls.expiry_warnings(std::time::SystemTime::now()) {
+                crate::warn!("{w}");
+            }
+            Some(Arc::new(tls))
+        }
+        None => None,
+    };
+    let (inherited_listen, inherited_tls, inherited_admin) = match inherited {
+        Some(i) => (i.listen, i.tls_listen, i.admin),
+        None => Default::default(),
+    };
     // `handover`: each distinct listening socket once, kept for an in-place upgrade (the new process inherits
     // them); the workers' listeners are dups of these or the same sockets.
-    let (listeners, handover, inherited_admin) = match inherited {
-        Some(inh) if !inh.listen.is_empty() => {
-            // Handed over: no bind (and no "already in use" probe: the previous process may still hold them).
-            // Every socket must be served by a worker: worker i takes socket i mod n.
-            let n = inh.listen.len();
-            if n > config.workers {
-                return Err(io::Error::other(format!(
-                    "{n} listening sockets were handed over, more than --workers {}: each needs a worker",
-                    config.workers
-                )));
-            }
-            let listeners = (0..config.workers)
-                .map(|i| inh.listen[i % n].try_clone())
-                .collect::<io::Result<Vec<_>>>()?;
-            (listeners, inh.listen, inh.admin)
-        }
-        other => {
-            if config.listen.port() != 0 {
-                refuse_shared_port(config.listen)?;
-            }
-            let first = bind(config.listen)
-                .map_err(|e| io::Error::new(e.kind(), format!("--listen {}: {e}", config.listen)))?;
-            let addr = first.local_addr()?;
-            let mut listeners = vec![first];
-            for _ in 1..config.workers {
-                listeners.push(bind(addr)?);
-            }
-            let handover = listeners
-                .iter()
-                .map(|l| l.try_clone())
-                .collect::<io::Result<Vec<_>>>()?;
-            (listeners, handover, other.and_then(|i| i.admin))
-        }
+    let (plain, handover) = per_worker(config.listen, inherited_listen, config.workers, "--listen")?;
+    let tls_addr_config = config.tls.as_ref().map(|t| t.listen);
+    let (tls_listeners, tls_handover) = per_worker(tls_addr_config, inherited_tls, config.workers, "--tls-listen")?;
+    let tls_addr = tls_listeners.first().and_then(|l| l.as_ref()?.local_addr().ok());
+    let addr = match plain.first().and_then(|l| l.as_ref()) {
+        Some(l) => l.local_addr()?,
+        None => tls_addr.ok_or_else(|| io::Error::other("no listener"))?,
     };
-    let addr = listeners[0].local_addr()?;
     let shared = Arc::new(Shared {
         upstream,
         settings: machine_settings(&config, upstream),
@@ -416,6 +428,8 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
         },
         limiter,
         redis: syncer.as_ref().map(|s| s.stats.clone()),
+        tls_config: tls.as_ref().map(|t| t.server_config()),
+        tls,
         config,
     });
     if let (Some(syncer), Some(r), Some(l)) = (syncer, shared.config.rate.as_ref(), shared.limiter.as_ref()) {
@@ -435,15 +449,19 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
     }
     let mut wakers = Vec::new();
     let mut threads = Vec::new();
-    for (id, l) in listeners.into_iter().enumerate() {
+    for (id, (plain, tls)) in plain.into_iter().zip(tls_listeners).enumerate() {
         let poll = Poll::new()?;
         wakers.push(Arc::new(Waker::new(poll.registry(), WAKER)?));
-        let worker = Worker::new(id, poll, mio::net::TcpListener::from_std(l), shared.clone())?;
+        let mio = |l: Option<std::net::TcpListener>| l.map(mio::net::TcpListener::from_std);
+        let worker = Worker::new(id, poll, mio(plain), mio(tls), shared.clone())?;
         threads.push(
             std::thread::Builder::new()
                 .name(format!("worker-{id}"))
                 .spawn(move || worker.run())?,
         );
+    }
+    if let Some(t) = tls_addr {
+        crate::info!("TLS listening on {t}");
     }
     crate::info!(
         "listening on {addr} with {} workers, upstream {upstream}; max head {} B, max body {} B, max connections {}",
@@ -457,11 +475,55 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
         shared,
         wakers,
         threads,
+        tls_addr,
         handover: Arc::new(Handover {
             listen: handover,
+            tls_listen: tls_handover,
             admin: admin_handover,
         }),
     })
+}
+
+/// One listening socket per worker for `addr` (if configured): the handed-over ones (worker i takes socket i
+/// mod n), or bound here with SO_REUSEPORT. Returns the workers' sockets and each distinct socket once (for a
+/// later hand-over).
+#[allow(clippy::type_complexity)]
+fn per_worker(
+    addr: Option<SocketAddr>,
+    inherited: Vec<std::net::TcpListener>,
+    workers: usize,
+    flag: &str,
+) -> io::Result<(Vec<Option<std::net::TcpListener>>, Vec<std::net::TcpListener>)> {
+    if !inherited.is_empty() {
+        // Handed over: no bind (and no "already in use" probe: the previous process may still hold them).
+        let n = inherited.len();
+        if n > workers {
+            return Err(io::Error::other(format!(
+                "{n} listening sockets ({flag}) were handed over, more than --workers {workers}: each needs a worker"
+            )));
+        }
+        let listeners = (0..workers)
+            .map(|i| inherited[i % n].try_clone().map(Some))
+            .collect::<io::Result<Vec<_>>>()?;
+        return Ok((listeners, inherited));
+    }
+    let Some(addr) = addr else {
+        return Ok(((0..workers).map(|_| None).collect(), Vec::new()));
+    };
+    if addr.port() != 0 {
+        refuse_shared_port(addr, flag)?;
+    }
+    let first = bind(addr).map_err(|e| io::Error::new(e.kind(), format!("{flag} {addr}: {e}")))?;
+    let bound = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        listeners.push(bind(bound)?);
+    }
+    let handover = listeners
+        .iter()
+        .map(|l| l.try_clone())
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok((listeners.into_iter().map(Some).collect(), handover))
 }
 
 /// The connection machine's settings from the configuration.

@@ -8,7 +8,8 @@
 use std::io::{self, Read, Write};
 
 use crate::buf::Buf;
-use crate::proxy::Input;
+use crate::metrics::add;
+use crate::proxy::{Connection, Cx, Input};
 
 /// Readiness as last reported by the poller, kept in user space.
 #[derive(Debug, Default, Clone, Copy)]
@@ -93,4 +94,168 @@ pub fn write_some(sock: &mut impl Write, io: &mut Ready, data: &[u8]) -> io::Res
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A TLS client connection's state besides its socket.
+pub struct Tls {
+    pub conn: rustls::ServerConnection,
+    /// The handshake's outcome was counted (ok or failed).
+    pub counted: bool,
+}
+
+/// Why a TLS connection failed, as the handshake metric names it.
+pub fn failure_reason(e: &rustls::Error) -> &'static str {
+    use rustls::Error as E;
+    match e {
+        E::PeerIncompatible(_) | E::NoApplicationProtocol => "incompatible",
+        E::General(m) if m.contains("no server certificate") => "no_certificate",
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
+            "bad_message"
+        }
+        E::PeerMisbehaved(_) | E::DecryptError => "bad_message",
+        E::AlertReceived(_) => "alert_received",
+        _ => "other",
+    }
+}
+
+/// A reader that says whether its one read came back short (the socket is then drained: edge-triggered
+/// polling needs no further read to learn it).
+struct Short<'a, S> {
+    sock: &'a mut S,
+    short: bool,
+}
+
+impl<S: Read> Read for Short<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
+    }
+}
+
+/// Reads plaintext into `buf`: records from the socket are decrypted, handshake messages answered. A
+/// protocol error is returned after the alert rustls queued was sent (as far as the socket takes it).
+pub fn tls_read(
+    sock: &mut (impl Read + Write),
+    io: &mut Ready,
+    tls: &mut Tls,
+    buf: &mut Buf,
+) -> io::Result<ReadResult> {
+    loop {
+        let spare = buf.spare();
+        if spare.is_empty() {
+            return Ok(ReadResult::Full);
+        }
+        match tls.conn.reader().read(spare) {
+            // A close_notify: the client sends no more.
+            Ok(0) => return Ok(ReadResult::Eof),
+            Ok(n) => {
+                buf.filled(n);
+                return Ok(ReadResult::Data);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // The peer closed without a close_notify: as a plain EOF (a truncated request is refused anyway).
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(ReadResult::Eof),
+            Err(e) => return Err(e),
+        }
+        // Handshake answers (or a key update) to send before reading on.
+        tls_flush(sock, io, tls)?;
+        if !io.readable {
+            return Ok(ReadResult::WouldBlock);
+        }
+        let mut r = Short { sock, short: false };
+        match tls.conn.read_tls(&mut r) {
+            Ok(0) => {
+                io.hup = true;
+                return Ok(ReadResult::Eof);
+            }
+            Ok(_) => {
+                if r.short && !io.hup {
+                    io.readable = false;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                io.readable = false;
+                return Ok(ReadResult::WouldBlock);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = tls.conn.process_new_packets() {
+            let _ = tls_flush(sock, io, tls);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    }
+}
+
+/// Writes the TLS records rustls holds (all that are ready, in one vectored write). `Ok(true)` once none
+/// are left.
+pub fn tls_flush(sock: &mut impl Write, io: &mut Ready, tls: &mut Tls) -> io::Result<bool> {
+    while tls.conn.wants_write() {
+        if !io.writable {
+            return Ok(false);
+        }
+        match tls.conn.write_tls(sock) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Encrypts and writes `buf`. `Ok(true)` once it is empty and every record is on the socket. Plaintext is
+/// handed to rustls only when it holds nothing unsent, so what it buffers stays bounded by one `buf`.
+pub fn tls_write(sock: &mut impl Write, io: &mut Ready, tls: &mut Tls, buf: &mut Buf) -> io::Result<bool> {
+    loop {
+        if !buf.is_empty() && !tls.conn.wants_write() {
+            let n = tls.conn.writer().write(buf.data())?;
+            buf.consume(n);
+        }
+        if !tls_flush(sock, io, tls)? {
+            return Ok(false);
+        }
+        if buf.is_empty() {
+            return Ok(true);
+        }
+    }
+}
+
+/// Counts a TLS handshake's outcome once: finished (and resumed or not; the machine learns the version and
+/// SNI for the access log), or failed with `err`.
+pub fn handshake_outcome(tls: &mut Tls, conn: &mut Connection, err: Option<&io::Error>, cx: &mut Cx<'_>) {
+    if tls.counted {
+        return;
+    }
+    let m = cx.metrics;
+    if let Some(e) = err {
+        tls.counted = true;
+        let reason = e
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            .map_or("other", failure_reason);
+        count_failure(m, reason);
+    } else if !tls.conn.is_handshaking() {
+        tls.counted = true;
+        add(&m.tls_handshakes_ok, 1);
+        if tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            add(&m.tls_resumed, 1);
+        }
+        let version = match tls.conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "TLS",
+        };
+        conn.tls_established(version, tls.conn.server_name(), cx);
+    }
+}
+
+pub fn count_failure(m: &crate::metrics::WorkerMetrics, reason: &str) {
+    let i = crate::metrics::TLS_FAILURES
+        .iter()
+        .position(|r| *r == reason)
+        .unwrap_or(crate::metrics::TLS_FAILURES.len() - 1);
+    add(&m.tls_failed[i], 1);
 }

@@ -333,8 +333,12 @@ fn reload_under_load_swaps_the_policy_and_keeps_connections_and_schedules() {
                     let at = phase.load(Ordering::Acquire);
                     let r = format!("GET /s HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer c{i}-{n}\r\n\r\n");
                     let resp = c.roundtrip(r.as_bytes()); // panics on a closed or broken connection
-                    // Phase 0 on both sides of the exchange: no reload can have happened during it.
-                    let at = if at == 0 && phase.load(Ordering::Acquire) != 0 { 1 } else { at };
+                                                          // Phase 0 on both sides of the exchange: no reload can have happened during it.
+                    let at = if at == 0 && phase.load(Ordering::Acquire) != 0 {
+                        1
+                    } else {
+                        at
+                    };
                     match at {
                         0 => assert_eq!(resp.status, 200, "before the reload the Accept rule observes"),
                         2 => {

@@ -180,6 +180,7 @@ fn check_forwarded(h: &RequestHead<'_, '_>, chunked_len: u64) {
         version_header: b"X-Api-Version",
         version: Some(b"v2"),
         observe: None,
+        proto: b"http",
     };
     let mut out = Vec::new();
     forward_head(&mut out, h, body_len, &fwd);

@@ -11,9 +11,43 @@ use super::validate::{parse_duration, parse_size};
 #[derive(Parser, Debug, Clone)]
 #[command(name = "portcullis", version, about, long_about = None)]
 pub struct Args {
-    /// Address to accept clients on.
+    /// Address to accept plain-HTTP clients on ('' for none, with --tls-listen).
     #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+
+    /// Address to accept TLS clients on (next to, or instead of, --listen); needs certificates.
+    #[arg(long, env = "PORTCULLIS_TLS_LISTEN")]
+    pub tls_listen: Option<String>,
+
+    /// A certificate chain (PEM, the leaf first) for the TLS listener (repeatable, each with its --tls-key, in
+    /// order); chosen by SNI among the DNS names of its SANs.
+    #[arg(long = "tls-cert", env = "PORTCULLIS_TLS_CERT", value_delimiter = ',')]
+    pub tls_cert: Vec<String>,
+
+    /// The private key (PEM: ECDSA P-256/P-384, Ed25519 or RSA) of the --tls-cert at the same position.
+    #[arg(long = "tls-key", env = "PORTCULLIS_TLS_KEY", value_delimiter = ',')]
+    pub tls_key: Vec<String>,
+
+    /// A directory of certificates: each NAME.crt with its NAME.key.
+    #[arg(long, env = "PORTCULLIS_TLS_CERT_DIR")]
+    pub tls_cert_dir: Option<String>,
+
+    /// The certificate for a client without SNI or naming no configured name: NAME of NAME.crt, or the first
+    /// SAN of a --tls-cert (default: the first certificate).
+    #[arg(long, env = "PORTCULLIS_TLS_DEFAULT_CERT")]
+    pub tls_default_cert: Option<String>,
+
+    /// Refuse the handshake of a client without SNI or naming no configured name (instead of the default).
+    #[arg(long, env = "PORTCULLIS_TLS_STRICT_SNI", value_parser = clap::builder::BoolishValueParser::new())]
+    pub tls_strict_sni: bool,
+
+    /// The lowest TLS version accepted: 1.2 or 1.3.
+    #[arg(long, env = "PORTCULLIS_TLS_MIN_VERSION", default_value = "1.2")]
+    pub tls_min_version: String,
+
+    /// Log a certificate that expires within this, at start and at each reload.
+    #[arg(long, env = "PORTCULLIS_TLS_EXPIRY_WARN", default_value = "336h", value_parser = parse_duration)]
+    pub tls_expiry_warn: Duration,
 
     /// Upstream service as HOST:PORT. Without it a built-in echo upstream runs inside the process.
     #[arg(long, env = "PORTCULLIS_UPSTREAM")]

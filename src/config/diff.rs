@@ -14,6 +14,14 @@ use crate::limit::{Cidr, IpBackstop};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartOnly {
     Listen,
+    TlsListen,
+    TlsCert,
+    TlsKey,
+    TlsCertDir,
+    TlsDefaultCert,
+    TlsStrictSni,
+    TlsMinVersion,
+    TlsExpiryWarn,
     Upstream,
     Workers,
     MaxHead,
@@ -48,10 +56,18 @@ pub enum RestartOnly {
 
 impl RestartOnly {
     /// Every variant, in the order [`Config::describe`] lists the settings.
-    pub const ALL: [RestartOnly; 31] = {
+    pub const ALL: [RestartOnly; 39] = {
         use RestartOnly::*;
         [
             Listen,
+            TlsListen,
+            TlsCert,
+            TlsKey,
+            TlsCertDir,
+            TlsDefaultCert,
+            TlsStrictSni,
+            TlsMinVersion,
+            TlsExpiryWarn,
             Upstream,
             Workers,
             MaxHead,
@@ -90,6 +106,14 @@ impl RestartOnly {
         use RestartOnly::*;
         match self {
             Listen => "listen",
+            TlsListen => "tls-listen",
+            TlsCert => "tls-cert",
+            TlsKey => "tls-key",
+            TlsCertDir => "tls-cert-dir",
+            TlsDefaultCert => "tls-default-cert",
+            TlsStrictSni => "tls-strict-sni",
+            TlsMinVersion => "tls-min-version",
+            TlsExpiryWarn => "tls-expiry-warn",
             Upstream => "upstream",
             Workers => "workers",
             MaxHead => "max-head",
@@ -136,6 +160,8 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
     use RestartOnly::*;
     let Config {
         listen,
+        // The certificates' contents are re-read by a reload; where they are and how they are served is not.
+        tls,
         upstream,
         workers,
         limits,
@@ -190,6 +216,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
         (Admin, *admin != new.admin),
         (AccessLog, *access_log != new.access_log),
     ];
+    changed.extend(tls_changes(tls.as_ref(), new.tls.as_ref()));
     if let (Some(old), Some(new)) = (rate, &new.rate) {
         changed.extend(rate_changes(old, new));
     }
@@ -203,6 +230,28 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
 /// The rate limit's restart-only settings, each with whether it differs. The rates, the tiers file, the mode
 /// and the `RateLimit` field are part of the policy; the key, the table, the fleet sync and the per-address
 /// backstop are built into the limiter at start.
+fn tls_changes(old: Option<&super::TlsConfig>, new: Option<&super::TlsConfig>) -> [(RestartOnly, bool); 8] {
+    use RestartOnly::*;
+    let (o, n) = (old.map(|t| &t.settings), new.map(|t| &t.settings));
+    let differs = |f: &dyn Fn(&crate::tls::Settings) -> String| o.map(f) != n.map(f);
+    [
+        (TlsListen, old.map(|t| t.listen) != new.map(|t| t.listen)),
+        (
+            TlsCert,
+            differs(&|s| format!("{:?}", s.pairs.iter().map(|p| &p.0).collect::<Vec<_>>())),
+        ),
+        (
+            TlsKey,
+            differs(&|s| format!("{:?}", s.pairs.iter().map(|p| &p.1).collect::<Vec<_>>())),
+        ),
+        (TlsCertDir, differs(&|s| format!("{:?}", s.dir))),
+        (TlsDefaultCert, differs(&|s| format!("{:?}", s.default_cert))),
+        (TlsStrictSni, differs(&|s| s.strict_sni.to_string())),
+        (TlsMinVersion, differs(&|s| format!("{:?}", s.min_version))),
+        (TlsExpiryWarn, differs(&|s| format!("{:?}", s.expiry_warn))),
+    ]
+}
+
 fn rate_changes(old: &RateConfig, new: &RateConfig) -> [(RestartOnly, bool); 12] {
     use RestartOnly::*;
     let RateConfig {

@@ -4,6 +4,11 @@ use std::time::Duration;
 
 use super::Config;
 
+/// A TOML array of strings.
+fn list(items: impl Iterator<Item = String>) -> String {
+    format!("[{}]", items.map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", "))
+}
+
 impl Config {
     /// The effective settings, as `--config` file lines (secrets are never part of the configuration).
     pub fn describe(&self) -> String {
@@ -11,7 +16,63 @@ impl Config {
         let s = |v: &str| format!("{v:?}");
         let t = self.timeouts;
         let mut lines = vec![
-            ("listen", s(&self.listen.to_string())),
+            ("listen", s(&self.listen.map_or(String::new(), |l| l.to_string()))),
+            (
+                "tls-listen",
+                s(&self.tls.as_ref().map_or(String::new(), |t| t.listen.to_string())),
+            ),
+            (
+                "tls-cert",
+                list(
+                    self.tls
+                        .iter()
+                        .flat_map(|t| &t.settings.pairs)
+                        .map(|(c, _)| c.display().to_string()),
+                ),
+            ),
+            (
+                "tls-key",
+                list(
+                    self.tls
+                        .iter()
+                        .flat_map(|t| &t.settings.pairs)
+                        .map(|(_, k)| k.display().to_string()),
+                ),
+            ),
+            (
+                "tls-cert-dir",
+                s(&self
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.settings.dir.as_ref())
+                    .map_or(String::new(), |d| d.display().to_string())),
+            ),
+            (
+                "tls-default-cert",
+                s(self
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.settings.default_cert.as_deref())
+                    .unwrap_or("")),
+            ),
+            (
+                "tls-strict-sni",
+                self.tls.as_ref().is_some_and(|t| t.settings.strict_sni).to_string(),
+            ),
+            (
+                "tls-min-version",
+                s(match self.tls.as_ref().map(|t| t.settings.min_version) {
+                    Some(crate::tls::MinVersion::Tls13) => "1.3",
+                    _ => "1.2",
+                }),
+            ),
+            (
+                "tls-expiry-warn",
+                d(self
+                    .tls
+                    .as_ref()
+                    .map_or(Duration::from_secs(336 * 3600), |t| t.settings.expiry_warn)),
+            ),
             ("upstream", s(&self.upstream.map_or(String::new(), |u| u.to_string()))),
             ("workers", self.workers.to_string()),
             ("max-head", self.limits.max_head.to_string()),

@@ -8,7 +8,10 @@ pub use crate::http::Limits;
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
+    /// The plain-HTTP listener (`None`: `--listen ''`, TLS only).
+    pub listen: Option<SocketAddr>,
+    /// The TLS listener and its certificates, when on.
+    pub tls: Option<TlsConfig>,
     /// `None`: start the built-in echo upstream.
     pub upstream: Option<SocketAddr>,
     pub workers: usize,
@@ -26,6 +29,13 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     pub access_log: Option<String>,
     pub log_level: crate::log::Level,
+}
+
+/// The TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    pub settings: crate::tls::Settings,
 }
 
 /// The per-user limit, when on.

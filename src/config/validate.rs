@@ -31,7 +31,14 @@ pub fn read_secret(path: &str) -> Result<Secret, String> {
 impl Config {
     /// Validates parsed flags. The error names the flag and the accepted range.
     pub fn from_args(a: Args) -> Result<Config, String> {
-        let listen = resolve(&a.listen).map_err(|e| format!("--listen {:?}: {e}", a.listen))?;
+        let listen = match a.listen.trim() {
+            "" => None,
+            l => Some(resolve(l).map_err(|e| format!("--listen {:?}: {e}", a.listen))?),
+        };
+        let tls = tls_config(&a)?;
+        if listen.is_none() && tls.is_none() {
+            return Err("--listen '': give --tls-listen too, or there is nothing to accept clients on".to_string());
+        }
         let upstream = match a.upstream.as_ref().filter(|u| !u.is_empty()) {
             Some(u) if u.contains("://") => {
                 let bare = u.split_once("://").map_or("", |(_, r)| r).trim_end_matches('/');
@@ -327,6 +334,7 @@ impl Config {
                 max_decode_ratio: a.max_decode_ratio,
             },
             listen,
+            tls,
             upstream,
             workers,
             limits: Limits {
@@ -365,6 +373,55 @@ impl Config {
 
 fn mode(flag: &str, s: &str) -> Result<crate::guard::Mode, String> {
     crate::guard::Mode::parse(s).map_err(|e| format!("{flag} {e}"))
+}
+
+/// The TLS listener's settings, when `--tls-listen` is given (the other TLS flags need it).
+fn tls_config(a: &Args) -> Result<Option<super::TlsConfig>, String> {
+    let Some(addr) = a.tls_listen.as_deref().filter(|l| !l.trim().is_empty()) else {
+        let given = [
+            ("--tls-cert", !a.tls_cert.is_empty()),
+            ("--tls-key", !a.tls_key.is_empty()),
+            ("--tls-cert-dir", a.tls_cert_dir.is_some()),
+            ("--tls-default-cert", a.tls_default_cert.is_some()),
+            ("--tls-strict-sni", a.tls_strict_sni),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+            return Err(format!("{flag} needs --tls-listen"));
+        }
+        return Ok(None);
+    };
+    let listen = resolve(addr).map_err(|e| format!("--tls-listen {addr:?}: {e}"))?;
+    if a.tls_cert.len() != a.tls_key.len() {
+        return Err(format!(
+            "--tls-cert and --tls-key come in pairs: {} certificates, {} keys",
+            a.tls_cert.len(),
+            a.tls_key.len()
+        ));
+    }
+    if a.tls_cert.is_empty() && a.tls_cert_dir.is_none() {
+        return Err("--tls-listen needs certificates: --tls-cert FILE --tls-key FILE, or --tls-cert-dir DIR".into());
+    }
+    let min_version = match a.tls_min_version.trim() {
+        "1.2" => crate::tls::MinVersion::Tls12,
+        "1.3" => crate::tls::MinVersion::Tls13,
+        v => return Err(format!("--tls-min-version {v:?}: use 1.2 or 1.3")),
+    };
+    Ok(Some(super::TlsConfig {
+        listen,
+        settings: crate::tls::Settings {
+            pairs: a
+                .tls_cert
+                .iter()
+                .zip(&a.tls_key)
+                .map(|(c, k)| (c.into(), k.into()))
+                .collect(),
+            dir: a.tls_cert_dir.as_ref().map(Into::into),
+            default_cert: a.tls_default_cert.clone(),
+            strict_sni: a.tls_strict_sni,
+            min_version,
+            expiry_warn: a.tls_expiry_warn,
+        },
+    }))
 }
 
 fn resolve(s: &str) -> Result<SocketAddr, String> {
@@ -434,7 +491,7 @@ mod tests {
     #[test]
     fn defaults_and_checks() {
         let c = Config::parse_from(["portcullis"]).unwrap();
-        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.listen.unwrap().to_string(), "127.0.0.1:8080");
         assert!(c.upstream.is_none());
         assert_eq!(c.limits.max_head, 16384);
         assert_eq!(c.limits.max_body, 1 << 20);

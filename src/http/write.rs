@@ -19,6 +19,9 @@ pub struct Forward<'a> {
     pub version: Option<&'a [u8]>,
     /// `--observe-header`: its name (any client copy is removed) and the code it carries, if any.
     pub observe: Option<(&'a [u8], Option<&'a [u8]>)>,
+    /// `X-Forwarded-Proto`: `https` or `http`, by the listener the request came in on (any client copy is
+    /// removed).
+    pub proto: &'a [u8],
 }
 
 /// Writes the head forwarded upstream: the request line (as HTTP/1.1), the client's fields minus hop-by-hop
@@ -96,6 +99,8 @@ pub fn forward_fields(out: &mut impl Out, head: &RequestHead<'_, '_>, fwd: &Forw
         }
     }
     out.put(fwd.client_ip);
+    out.put(b"\r\nX-Forwarded-Proto: ");
+    out.put(fwd.proto);
     out.put(b"\r\n");
     underscores
 }
@@ -134,6 +139,7 @@ fn request_field(name: &[u8]) -> Field {
         7 if eq_ci(name, b"trailer") => Field::Drop,
         14 if eq_ci(name, b"content-length") => Field::Drop,
         15 if eq_ci(name, b"x-forwarded-for") => Field::ForwardedFor,
+        17 if eq_ci(name, b"x-forwarded-proto") => Field::Drop,
         _ if is_hop_by_hop(name) => Field::Drop,
         _ => Field::Other,
     }
@@ -224,7 +230,7 @@ mod tests {
 
     #[test]
     fn forwarded_head_drops_hop_by_hop() {
-        let raw = b"POST /x HTTP/1.1\r\nHost: api\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nX-Forwarded-For: 10.0.0.1\r\nX-API-Version: v9\r\nX-Observed: forged\r\nAccept: */*\r\n\r\n";
+        let raw = b"POST /x HTTP/1.1\r\nHost: api\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nX-Forwarded-Proto: http\r\nKeep-Alive: 5\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nX-Forwarded-For: 10.0.0.1\r\nX-API-Version: v9\r\nX-Observed: forged\r\nAccept: */*\r\n\r\n";
         let mut st = header_storage();
         let head = parse_head(raw, &Limits::default(), &mut st).unwrap().unwrap();
         let mut out = Vec::new();
@@ -234,11 +240,12 @@ mod tests {
             version_header: b"X-Api-Version",
             version: Some(b"v2"),
             observe: Some((b"x-observed", Some(b"malformed_json"))),
+            proto: b"https",
         };
         forward_head(&mut out, &head, 11, &fwd);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "POST /x HTTP/1.1\r\nHost: api\r\nAccept: */*\r\nX-Api-Version: v2\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nContent-Length: 11\r\nx-observed: malformed_json\r\n\r\n"
+            "POST /x HTTP/1.1\r\nHost: api\r\nAccept: */*\r\nX-Api-Version: v2\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nX-Forwarded-Proto: https\r\nContent-Length: 11\r\nx-observed: malformed_json\r\n\r\n"
         );
     }
 
@@ -254,11 +261,12 @@ mod tests {
             version_header: b"X-Api-Version",
             version: None,
             observe: Some((b"x-observed", None)),
+            proto: b"http",
         };
         assert_eq!(forward_head(&mut out, &head, 0, &fwd), 5);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "GET / HTTP/1.1\r\nHost: api\r\nX-Normal: 1\r\nX-Forwarded-For: 10.0.0.2\r\n\r\n"
+            "GET / HTTP/1.1\r\nHost: api\r\nX-Normal: 1\r\nX-Forwarded-For: 10.0.0.2\r\nX-Forwarded-Proto: http\r\n\r\n"
         );
     }
 
@@ -274,11 +282,12 @@ mod tests {
             version_header: b"X-Api-Version",
             version: None,
             observe: None,
+            proto: b"http",
         };
         forward_head(&mut out, &head, 0, &fwd);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "GET / HTTP/1.1\r\nHost: up:80\r\nX-Forwarded-For: ::1\r\n\r\n"
+            "GET / HTTP/1.1\r\nHost: up:80\r\nX-Forwarded-For: ::1\r\nX-Forwarded-Proto: http\r\n\r\n"
         );
     }
 

@@ -223,7 +223,22 @@ pub struct Connection {
     peer: IpAddr,
     ip: IpText,
     logf: Option<Box<LogFields>>,
+    /// The connection came in on the TLS listener (`X-Forwarded-Proto: https`).
+    https: bool,
+    /// What the access log says of its TLS session (kept only with an access log).
+    tls: Option<Box<TlsLog>>,
 }
+
+/// The TLS session as the access log names it: the protocol version and the SNI name (cut at its array's
+/// size).
+#[derive(Debug)]
+struct TlsLog {
+    version: &'static str,
+    sni: [u8; SNI_MAX],
+    sni_len: u8,
+}
+
+const SNI_MAX: usize = 128;
 
 impl Connection {
     /// A new client connection from `peer`, waiting for its first request.
@@ -241,7 +256,30 @@ impl Connection {
             peer,
             ip: IpText::new(peer),
             logf: None,
+            https: false,
+            tls: None,
         }
+    }
+
+    /// The connection came in on the TLS listener: forwarded requests say `X-Forwarded-Proto: https`.
+    pub fn over_tls(&mut self) {
+        self.https = true;
+    }
+
+    /// Its TLS handshake finished: `version` (e.g. `TLSv1.3`) and the SNI name go into its access-log lines.
+    pub fn tls_established(&mut self, version: &'static str, sni: Option<&str>, cx: &mut Cx<'_>) {
+        if !cx.log.wants_entries() {
+            return;
+        }
+        let sni = sni.unwrap_or("").as_bytes();
+        let n = sni.len().min(SNI_MAX);
+        let mut t = Box::new(TlsLog {
+            version,
+            sni: [0; SNI_MAX],
+            sni_len: n as u8,
+        });
+        t.sni[..n].copy_from_slice(&sni[..n]);
+        self.tls = Some(t);
     }
 
     /// When the machine acts by itself if no event comes first (the worker calls [`Connection::timer`]).
@@ -630,6 +668,7 @@ impl Connection {
                 .and_then(|i| policy.accept.get(i))
                 .map(|t| t.version.as_bytes()),
             observe: rules.observe_header.as_deref().map(|h| (h, None)),
+            proto: if self.https { b"https" } else { b"http" },
         };
         let underscores = write::forward_fields(&mut fwd, head, &info);
         if underscores > 0 {
@@ -1221,6 +1260,7 @@ impl Connection {
             duration_us: cx.now.saturating_duration_since(self.ex.started).as_micros() as u64,
             user: self.ex.decision.user,
             would_refuse: self.ex.decision.observed.map(|r| r.code()),
+            tls: self.tls.as_deref().map(|t| (t.version, &t.sni[..t.sni_len as usize])),
         });
     }
 }

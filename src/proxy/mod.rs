@@ -104,6 +104,8 @@ pub struct Entry<'a> {
     pub user: Option<u64>,
     /// The refusal an `observe` rule would have given.
     pub would_refuse: Option<&'a str>,
+    /// Over TLS: the protocol version (`TLSv1.3`) and the name the client asked for (SNI; empty without).
+    pub tls: Option<(&'a str, &'a [u8])>,
 }
 
 /// Where the machine reports finished requests (the access log) and its own refusals (the debug log).

@@ -26,10 +26,15 @@ use crate::proxy::{Action, Connection, Cx, Input, Scratch, DRAIN_IDLE_GRACE};
 use crate::rules::Rules;
 use crate::server::Shared;
 use crate::timer::{Entry as TimerEntry, Wheel, TICK};
-use crate::transport::{input, read_once, write_out, write_some, Ready};
+use crate::transport::{
+    count_failure, handshake_outcome, input, read_once, tls_flush, tls_read, tls_write, write_out, write_some, Ready,
+    Tls,
+};
 
 pub const WAKER: Token = Token(usize::MAX);
-const LISTENER: Token = Token(usize::MAX - 1);
+/// The listeners' tokens: the plain one, then the TLS one.
+const LISTENER: usize = usize::MAX - 1;
+const LISTENERS: usize = 2;
 const UP_BIT: usize = 1 << 63;
 const GEN_MASK: u32 = 0x7fff_ffff;
 /// Steps one connection may take per event before yielding to the others (a spinning readiness loop would
@@ -53,6 +58,8 @@ struct Client {
     timer_tick: u64,
     upstream: Option<usize>,
     conn: Connection,
+    /// Over TLS: rustls's state (boxed: a plain connection stays small).
+    tls: Option<Box<Tls>>,
 }
 
 /// An upstream connection, owned by the worker's upstream slab.
@@ -64,6 +71,10 @@ struct Upstream {
     /// The client (key, generation) this connection serves; `None` while pooled.
     owner: Option<(usize, u32)>,
     idle_since: Instant,
+}
+
+fn is_listener(t: Token) -> bool {
+    t.0 <= LISTENER && t.0 > LISTENER - LISTENERS
 }
 
 fn token(key: usize, gen: u32, upstream: bool) -> Token {
@@ -78,7 +89,7 @@ pub struct Worker {
     id: usize,
     poll: Poll,
     events: Option<Events>,
-    listener: Listener,
+    listeners: Vec<Listener>,
     shared: Arc<Shared>,
     clients: Slab<Client>,
     ups: Slab<Upstream>,
@@ -104,8 +115,21 @@ pub struct Worker {
 
 impl Worker {
     /// A worker around a bound listener; `poll` must be the one `waker` was made from.
-    pub fn new(id: usize, poll: Poll, listener: TcpListener, shared: Arc<Shared>) -> io::Result<Worker> {
-        let listener = Listener::new(listener, poll.registry(), LISTENER, id)?;
+    /// A worker around its bound listeners (plain, TLS: at least one); `poll` must be the one `waker` was
+    /// made from.
+    pub fn new(
+        id: usize,
+        poll: Poll,
+        plain: Option<TcpListener>,
+        tls: Option<TcpListener>,
+        shared: Arc<Shared>,
+    ) -> io::Result<Worker> {
+        let mut listeners = Vec::new();
+        for (i, (l, is_tls)) in [(plain, false), (tls, true)].into_iter().enumerate() {
+            if let Some(l) = l {
+                listeners.push(Listener::new(l, poll.registry(), Token(LISTENER - i), id, is_tls)?);
+            }
+        }
         let now = Instant::now();
         let buf_size = (shared.config.limits.max_head + 1024).max(16 * 1024);
         let max_free = (shared.config.max_connections / shared.config.workers.max(1)).clamp(64, 4096);
@@ -116,7 +140,7 @@ impl Worker {
             id,
             poll,
             events: Some(Events::with_capacity(1024)),
-            listener,
+            listeners,
             shared,
             clients: Slab::with_capacity(1024),
             ups: Slab::with_capacity(1024),
@@ -169,7 +193,7 @@ impl Worker {
             // response).
             for ev in events.iter() {
                 let t = ev.token();
-                if t != WAKER && t != LISTENER && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
+                if t != WAKER && !is_listener(t) && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
                     let (key, gen, is_up) = split(t);
                     if is_up {
                         self.pooled_event(key, gen);
@@ -184,8 +208,11 @@ impl Worker {
                     }
                     continue;
                 }
-                if t == LISTENER {
-                    self.listener.readable();
+                if is_listener(t) {
+                    let tls = LISTENER - t.0 == 1;
+                    for l in self.listeners.iter_mut().filter(|l| l.tls == tls) {
+                        l.readable();
+                    }
                     continue;
                 }
                 let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
@@ -238,7 +265,7 @@ impl Worker {
         }
         let mut t = self.wheel.poll_timeout(self.now);
         let mut cap = |d: Duration| t = Some(t.map_or(d, |x| x.min(d)));
-        if let Some(d) = self.listener.poll_within() {
+        for d in self.listeners.iter().filter_map(|l| l.poll_within()) {
             cap(d);
         }
         if self.draining {
@@ -257,15 +284,26 @@ impl Worker {
 
     fn accept(&mut self) {
         let max = self.shared.config.max_connections;
-        for _ in 0..ACCEPT_BATCH {
-            match self.listener.next(self.now, &self.shared.open, max) {
-                Some((sock, peer)) => self.add_client(sock, peer),
-                None => return,
+        for i in 0..self.listeners.len() {
+            for _ in 0..ACCEPT_BATCH {
+                let tls = self.listeners[i].tls;
+                match self.listeners[i].next(self.now, &self.shared.open, max) {
+                    Some((sock, peer)) => self.add_client(sock, peer, tls),
+                    None => break,
+                }
             }
         }
     }
 
-    fn add_client(&mut self, mut sock: TcpStream, peer: std::net::SocketAddr) {
+    fn add_client(&mut self, mut sock: TcpStream, peer: std::net::SocketAddr, tls: bool) {
+        let tls = match (tls, &self.shared.tls_config) {
+            (false, _) => None,
+            (true, Some(config)) => match rustls::ServerConnection::new(config.clone()) {
+                Ok(conn) => Some(Box::new(Tls { conn, counted: false })),
+                Err(_) => return,
+            },
+            (true, None) => return,
+        };
         let _ = sock.set_nodelay(true);
         let gen = self.next_gen();
         let entry = self.clients.vacant_entry();
@@ -283,7 +321,13 @@ impl Worker {
             return;
         }
         self.shared.open.fetch_add(1, Ordering::Relaxed);
-        add(&self.shared.metrics[self.id].conns_accepted, 1);
+        let m = &self.shared.metrics[self.id];
+        add(&m.conns_accepted, 1);
+        let mut conn = Connection::new(peer.ip(), self.shared.settings.timeouts.header, self.now);
+        if tls.is_some() {
+            add(&m.tls_opened, 1);
+            conn.over_tls();
+        }
         entry.insert(Client {
             sock,
             gen,
@@ -294,7 +338,8 @@ impl Worker {
             },
             timer_tick: 0,
             upstream: None,
-            conn: Connection::new(peer.ip(), self.shared.settings.timeouts.header, self.now),
+            conn,
+            tls,
         });
         self.arm_timer(key);
     }
@@ -388,10 +433,7 @@ impl Worker {
                     }
                 }
                 Some(Action::Close { reset }) => {
-                    if reset {
-                        let _ = socket2::SockRef::from(&self.clients[key].sock).set_linger(Some(Duration::ZERO));
-                    }
-                    self.close_client(key);
+                    self.close_client(key, reset);
                     return;
                 }
                 Some(Action::Wait) => {
@@ -412,7 +454,32 @@ impl Worker {
         self.pending.push((key, gen));
     }
 
-    fn close_client(&mut self, key: usize) {
+    /// Closes client `key`: cleanly (over TLS with a close_notify), or with a reset when its response was
+    /// cut (a clean end would make a cut close-delimited body look complete; a close_notify too).
+    fn close_client(&mut self, key: usize, reset: bool) {
+        let m = &self.shared.metrics[self.id];
+        let c = &mut self.clients[key];
+        if reset {
+            let _ = socket2::SockRef::from(&c.sock).set_linger(Some(Duration::ZERO));
+        }
+        if let Some(tls) = c.tls.as_deref_mut() {
+            add(&m.tls_closed, 1);
+            if !tls.counted {
+                // Closed before its handshake finished: the client went away, or the header timeout ran out.
+                count_failure(
+                    m,
+                    if c.conn.deadline() <= self.now {
+                        "timeout"
+                    } else {
+                        "closed"
+                    },
+                );
+            } else if !reset && !c.io.hup {
+                // A clean close says so (close_notify), as far as the socket takes it now.
+                tls.conn.send_close_notify();
+                let _ = tls_flush(&mut c.sock, &mut c.io, tls);
+            }
+        }
         self.release_upstream(key, false);
         self.with_client(key, |c, _, cx| c.conn.release_buffers(cx));
         self.clients.remove(key);
@@ -426,13 +493,10 @@ impl Worker {
         let keys: Vec<usize> = self.clients.iter().map(|(k, _)| k).collect();
         for k in keys {
             let (in_flight, reset) = self.with_client(k, |c, _, cx| (c.conn.in_flight(), c.conn.abort(cx)));
-            if reset {
-                let _ = socket2::SockRef::from(&self.clients[k].sock).set_linger(Some(Duration::ZERO));
-            }
             if in_flight {
                 self.shared.cut_at_shutdown.fetch_add(1, Ordering::Relaxed);
             }
-            self.close_client(k);
+            self.close_client(k, reset);
         }
     }
 
@@ -460,7 +524,9 @@ impl Worker {
     fn begin_drain(&mut self) {
         self.draining = true;
         self.drain_deadline = self.now + self.shared.config.timeouts.shutdown;
-        self.listener.close(self.poll.registry());
+        for l in &mut self.listeners {
+            l.close(self.poll.registry());
+        }
         for k in std::mem::take(&mut self.idle_ups) {
             self.ups.remove(k);
         }
@@ -486,10 +552,14 @@ impl Worker {
 /// worker itself performs (attach, release, close).
 fn perform(a: Action, c: &mut Client, up: Option<&mut Upstream>, cx: &mut Cx<'_>) -> Option<bool> {
     Some(match (a, up) {
-        (Action::ReadClient, _) => {
-            if !c.io.readable && !c.io.hup {
-                false
-            } else {
+        (Action::ReadClient, _) => match c.tls.as_deref_mut() {
+            Some(tls) => {
+                let r = tls_read(&mut c.sock, &mut c.io, tls, c.conn.client_buf(cx));
+                handshake_outcome(tls, &mut c.conn, r.as_ref().err(), cx);
+                input(r).map(|i| c.conn.client_read(i, cx)).is_some()
+            }
+            None if !c.io.readable && !c.io.hup => false,
+            None => {
                 let r = if c.io.readable {
                     input(read_once(&mut c.sock, &mut c.io, c.conn.client_buf(cx)))
                 } else {
@@ -497,15 +567,25 @@ fn perform(a: Action, c: &mut Client, up: Option<&mut Upstream>, cx: &mut Cx<'_>
                 };
                 r.map(|i| c.conn.client_read(i, cx)).is_some()
             }
-        }
-        (Action::WriteClient, _) => match write_out(&mut c.sock, &mut c.io, c.conn.client_out()) {
-            Ok(done) => done,
-            Err(_) => {
-                c.conn.client_gone(cx);
-                true
-            }
         },
+        (Action::WriteClient, _) => {
+            let r = match c.tls.as_deref_mut() {
+                Some(tls) => tls_write(&mut c.sock, &mut c.io, tls, c.conn.client_out()),
+                None => write_out(&mut c.sock, &mut c.io, c.conn.client_out()),
+            };
+            match r {
+                Ok(done) => done,
+                Err(_) => {
+                    c.conn.client_gone(cx);
+                    true
+                }
+            }
+        }
         (Action::ShutdownWrite, _) => {
+            if let Some(tls) = c.tls.as_deref_mut() {
+                tls.conn.send_close_notify();
+                let _ = tls_flush(&mut c.sock, &mut c.io, tls);
+            }
             let _ = c.sock.shutdown(std::net::Shutdown::Write);
             true
         }

@@ -278,10 +278,11 @@ pub fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     h.windows(n.len()).position(|w| w == n)
 }
 
-/// A raw-socket client.
+/// A raw-socket client (over TLS when made with [`Client::connect_tls`]).
 pub struct Client {
     pub s: TcpStream,
     buf: Vec<u8>,
+    pub tls: Option<rustls::ClientConnection>,
 }
 
 /// A response as the client received it.
@@ -309,22 +310,44 @@ impl Client {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         s.set_nodelay(true).unwrap();
-        Client { s, buf: Vec::new() }
+        Client {
+            s,
+            buf: Vec::new(),
+            tls: None,
+        }
+    }
+
+    /// Connects over TLS to `addr`, asking for `name` (SNI), trusting `config`'s roots; the handshake runs
+    /// with the first exchange.
+    pub fn connect_tls(addr: SocketAddr, name: &str, config: std::sync::Arc<rustls::ClientConfig>) -> Client {
+        let mut c = Client::connect(addr);
+        let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+        c.tls = Some(rustls::ClientConnection::new(config, name).unwrap());
+        c
     }
 
     pub fn send(&mut self, b: &[u8]) {
-        self.s.write_all(b).unwrap();
+        match self.tls.as_mut() {
+            Some(t) => rustls::Stream::new(t, &mut self.s).write_all(b).unwrap(),
+            None => self.s.write_all(b).unwrap(),
+        }
     }
 
     fn fill(&mut self) -> bool {
         let mut tmp = [0u8; 65536];
-        match self.s.read(&mut tmp) {
+        let r = match self.tls.as_mut() {
+            Some(t) => rustls::Stream::new(t, &mut self.s).read(&mut tmp),
+            None => self.s.read(&mut tmp),
+        };
+        match r {
             Ok(0) => false,
             Ok(n) => {
                 self.buf.extend_from_slice(&tmp[..n]);
                 true
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+            // Over TLS: the server closed without a close_notify.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
             Err(e) => panic!("client read: {e}"),
         }
     }
@@ -438,6 +461,13 @@ impl Drop for TempDir {
 }
 
 impl Proxy {
+    /// The TLS listener's address the binary logged (needs `--tls-listen 127.0.0.1:0`).
+    pub fn tls_addr(&self) -> SocketAddr {
+        let log = self.log.lock().unwrap();
+        let rest = log.split("TLS listening on ").nth(1).expect("TLS address in the log");
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
     /// The admin address the binary logged (needs `--admin 127.0.0.1:0`).
     pub fn admin_addr(&self) -> SocketAddr {
         let log = self.log.lock().unwrap();
