@@ -380,7 +380,9 @@ mod tests {
     }
 
     /// Each tricky spot of a document moved across a 64-byte block boundary (leading whitespace shifts it):
-    /// backslash runs, escapes, surrogate pairs, strings, numbers and literals that straddle two blocks.
+    /// backslash runs, escapes, surrogate pairs, strings, numbers and literals that straddle two blocks;
+    /// brackets, keys, separators and the whitespace between them (each grammar rule and its breaches) on
+    /// either side of a boundary.
     #[test]
     fn block_boundaries() {
         let docs: &[&[u8]] = &[
@@ -398,14 +400,45 @@ mod tests {
             b"[\"a\x01\"]",
             b"[\"\xe2\x82\"]",
             br#"{"a" : {"b" : [ ] } , "c" : { } }"#,
+            br#"{"a":[1,{"b":"c"},[]],"d":{"e":{}},"f":"g"}"#,
+            br#"[{"a":1},{"b":[2,3]},{},[],"x",-0.5,true]"#,
+            br#"{"a":1,}"#,
+            br#"[1,]"#,
+            br#"{"a":}"#,
+            br#"{"a" "b"}"#,
+            br#"{"a":1 "b":2}"#,
+            br#"{"a","b"}"#,
+            br#"{"a":"b":"c"}"#,
+            br#"["a":1]"#,
+            br#"{[]:1}"#,
+            br#"{1:2}"#,
+            br#"[1]]"#,
+            br#"[[1]"#,
+            br#"{"a":[}]"#,
+            br#"[1],[2]"#,
+            br#"1 , 2"#,
+            br#""a" : 1"#,
+            b"[1,\n2]",
+            b"[\"a\t\"]",
+            b"{\"\\u00e9\\n\":\"\\t\\u0041\"}",
         ];
         for doc in docs {
-            for shift in 0..70 {
-                let mut d = vec![b' '; shift];
-                d.extend_from_slice(doc);
-                let _ = verdicts(&d, 8);
-                d.truncate(d.len() - 1);
-                let _ = verdicts(&d, 8);
+            // Also with whitespace runs after each structural character, so that the runs cross blocks.
+            let mut spread = Vec::new();
+            for &c in *doc {
+                spread.push(c);
+                if b",:[{".contains(&c) {
+                    spread.extend_from_slice(b" \n\t\r   ");
+                }
+            }
+            for doc in [&doc[..], &spread[..]] {
+                for shift in 0..70 {
+                    let mut d = vec![b' '; shift];
+                    d.extend_from_slice(doc);
+                    let _ = verdicts(&d, 8);
+                    d.truncate(d.len() - 1);
+                    let _ = verdicts(&d, 8);
+                }
             }
         }
     }
@@ -451,10 +484,10 @@ mod tests {
         assert_eq!(body, copy);
     }
 
-    /// Bodies of many token buffers (the benchmark corpora whole; a 64 KB body spliced with a fault around
-    /// each 4 KiB boundary): all paths agree with the grammar.
+    /// Long bodies (the benchmark corpora whole; a 64 KB body spliced with a fault around each 4 KiB
+    /// boundary; strings, whitespace and numbers longer than many blocks): all paths agree with the grammar.
     #[test]
-    fn long_bodies_across_token_buffer_refills() {
+    fn long_bodies() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/");
         let mut v = JsonValidator::new(1024);
         for name in [
@@ -472,7 +505,7 @@ mod tests {
             assert!(v.fast_accepts(&doc) && v.scalar_accepts(&doc), "{name}");
             assert_eq!(v.validate(&doc), Ok(()), "{name}");
         }
-        // Chunks without a token: a string, whitespace, a number longer than a chunk.
+        // Blocks without a token: a string, whitespace, a number longer than many blocks.
         for filler in [&b"x"[..], b"\\n", "é".as_bytes()] {
             for len in [4096, 8192 + 7, 3 * 4096 + 64] {
                 for shift in [0, 1, 63, 64, 65] {

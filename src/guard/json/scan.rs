@@ -109,9 +109,10 @@ impl Follow {
     fn next(&mut self, ends: u64, after: u64, ws: u64) -> u64 {
         let from = (ends << 1) | self.shl | after;
         self.shl = ends >> 63;
-        let (a, c1) = ws.overflowing_add(from);
-        let (b, c2) = a.overflowing_add(self.add);
-        self.add = (c1 | c2) as u64;
+        // `from` and `ws` share no bit, so the sum is below 2^65: the carry out is bit 64.
+        let sum = ws as u128 + from as u128 + self.add as u128;
+        self.add = (sum >> 64) as u64;
+        let b = sum as u64;
         b & !ws
     }
 
@@ -225,9 +226,21 @@ impl State {
         self.in_string = ((strings as i64) >> 63) as u64;
         let escapes = escaped & strings;
         // Control characters: only tab, line feed, carriage return, and only outside strings.
-        if m.ctrl & (strings | !m.ws) != 0 || (escapes != 0 && !check_escapes(s, base, escapes, &mut self.checked_low))
-        {
+        if m.ctrl & (strings | !m.ws) != 0 {
             return false;
+        }
+        if escapes != 0 {
+            // `\"`, `\\`, `\/`, `\b`... here; `\u` and anything else in `check_escapes`.
+            let (mut e, mut rest) = (escapes, 0);
+            while e != 0 {
+                if !SIMPLE_ESCAPE[block[e.trailing_zeros() as usize] as usize] {
+                    rest |= e & e.wrapping_neg();
+                }
+                e &= e - 1;
+            }
+            if rest != 0 && !check_escapes(s, base, rest, &mut self.checked_low) {
+                return false;
+            }
         }
         let open_quote = quote & strings;
         let close_quote = quote & !strings;
@@ -246,44 +259,39 @@ impl State {
 
         // Brackets in order: matching, depth, and where the innermost container changes kind (object or
         // not) or the body enters or leaves its outermost container.
-        let (mut open_obj, mut open_arr, mut toggle_obj, mut toggle_top) = (0u64, 0u64, 0u64, 0u64);
+        let (mut opens, mut objs, mut toggle_obj, mut toggle_top) = (0u64, 0u64, 0u64, 0u64);
         let mut b = bracket;
         while b != 0 {
             let bit = b & b.wrapping_neg();
             let c = block[b.trailing_zeros() as usize];
             b &= b - 1;
             let was_obj = self.in_obj;
+            let was_top = self.depth == 0;
             // `{` 0x7b and `[` 0x5b have bit 1 set, `}` 0x7d and `]` 0x5d do not; bit 5 says object.
             let obj = c & 0x20 != 0;
             if c & 2 != 0 {
                 if self.depth >= self.max_depth {
                     return false;
                 }
-                stack[self.depth] = self.in_obj as u8;
-                if self.depth == 0 {
-                    toggle_top |= bit;
-                }
+                stack[self.depth] = was_obj as u8;
                 self.depth += 1;
                 self.in_obj = obj;
-                if obj {
-                    open_obj |= bit;
-                } else {
-                    open_arr |= bit;
-                }
+                opens |= bit;
             } else {
-                if self.depth == 0 || obj != self.in_obj {
+                if was_top || obj != was_obj {
                     return false;
                 }
                 self.depth -= 1;
                 self.in_obj = stack[self.depth] != 0;
-                if self.depth == 0 {
-                    toggle_top |= bit;
-                }
             }
-            if self.in_obj != was_obj {
-                toggle_obj |= bit;
+            objs |= bit & (obj as u64).wrapping_neg();
+            toggle_obj |= bit & ((self.in_obj != was_obj) as u64).wrapping_neg();
+            // Rare (the start and the end of the outermost container): a branch predicted not taken.
+            if was_top || self.depth == 0 {
+                toggle_top |= bit;
             }
         }
+        let (open_obj, open_arr) = (opens & objs, opens & !objs);
         let close = bracket & !(open_obj | open_arr);
         let in_object = if toggle_obj == 0 {
             self.obj_carry
@@ -365,6 +373,18 @@ fn check_escapes(s: &[u8], base: usize, mut bits: u64, checked_low: &mut usize) 
     }
     true
 }
+
+/// The bytes that make a complete escape after a backslash, `u` aside.
+const SIMPLE_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let simple = *b"\"\\/bfnrt";
+    let mut i = 0;
+    while i < simple.len() {
+        t[simple[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 /// Bytes that may follow a number or a literal: whitespace, structural characters, a quote (the rules
 /// refuse what is out of place), or the end.
