@@ -14,20 +14,20 @@ pub fn simd_available() -> bool {
 }
 
 /// The scan with the best kernel this CPU has.
-pub fn scan_best(s: &[u8], idx: &mut Vec<u32>, max_depth: usize, stack: &mut Vec<u8>) -> bool {
+pub fn scan_best(s: &[u8], max_depth: usize, stack: &mut Vec<u8>) -> bool {
     #[cfg(target_arch = "x86_64")]
     if x86::available() {
         // SAFETY: the CPU has AVX2 and PCLMULQDQ (`available` asked it).
-        return unsafe { x86::scan_avx2(s, idx, max_depth, stack) };
+        return unsafe { x86::scan_avx2(s, max_depth, stack) };
     }
-    super::scan(&super::Scalar, s, idx, max_depth, stack)
+    super::scan::scan(&super::Scalar, s, max_depth, stack)
 }
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::{Kernel, Masks, Tokens};
+    use super::super::scan::{scan, Kernel, Masks};
 
     pub fn available() -> bool {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("pclmulqdq")
@@ -49,20 +49,6 @@ pub(super) mod x86 {
             // SAFETY: as above, the CPU has PCLMULQDQ.
             unsafe { prefix_xor(x) }
         }
-
-        #[inline(always)]
-        fn refill(&self, t: &mut Tokens, idx: &mut [u32]) -> usize {
-            // SAFETY: as above, the CPU has AVX2 and PCLMULQDQ.
-            unsafe { refill_avx2(t, idx) }
-        }
-    }
-
-    /// # Safety
-    /// The CPU must have AVX2 and PCLMULQDQ.
-    #[target_feature(enable = "avx2,pclmulqdq,bmi1,popcnt")]
-    #[inline(never)]
-    unsafe fn refill_avx2(t: &mut Tokens, idx: &mut [u32]) -> usize {
-        super::super::refill(&Avx2(()), t, idx)
     }
 
     /// The scan with the AVX2 kernel.
@@ -70,8 +56,8 @@ pub(super) mod x86 {
     /// # Safety
     /// The CPU must have AVX2 and PCLMULQDQ.
     #[target_feature(enable = "avx2,pclmulqdq,bmi1,popcnt")]
-    pub unsafe fn scan_avx2(s: &[u8], idx: &mut Vec<u32>, max_depth: usize, stack: &mut Vec<u8>) -> bool {
-        super::super::scan(&Avx2(()), s, idx, max_depth, stack)
+    pub unsafe fn scan_avx2(s: &[u8], max_depth: usize, stack: &mut Vec<u8>) -> bool {
+        scan(&Avx2(()), s, max_depth, stack)
     }
 
     /// The AVX2 kernel's masks for one block (for the tests).
@@ -90,7 +76,7 @@ pub(super) mod x86 {
 
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn half(v: __m256i) -> [u32; 5] {
+    fn half(v: __m256i) -> [u32; 7] {
         // Whitespace: the byte equals the table entry at its low nibble (0x20 at 0, 0x09, 0x0a, 0x0d at
         // theirs, 0 elsewhere: no byte with another low nibble is 0; bytes >= 0x80 read 0).
         let ws_table = _mm256_setr_epi8(
@@ -98,24 +84,22 @@ pub(super) mod x86 {
             0x0d, 0, 0,
         );
         let ws = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(ws_table, v), v);
-        // Structural: with bit 0x20 set, `[` `]` become `{` `}`; then the table at the low nibble again
-        // (0x2c `,` at 0xc, 0x3a `:` at 0xa, 0x7b at 0xb, 0x7d at 0xd). Control characters 0x0c and 0x1a are
-        // marked too (the automaton refuses them by their own value).
-        let op_table = _mm256_setr_epi8(
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x3a, 0x7b, 0x2c, 0x7d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x3a, 0x7b, 0x2c,
-            0x7d, 0, 0,
-        );
-        let v20 = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
-        let op = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(op_table, v20), v20);
-        let quote = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'"' as i8));
-        let backslash = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8));
         let ctrl = _mm256_cmpeq_epi8(_mm256_max_epu8(v, _mm256_set1_epi8(0x1f)), _mm256_set1_epi8(0x1f));
+        // With bit 0x20 set, `[` `]` become `{` `}` (and no other byte does).
+        let v20 = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
+        let bracket = _mm256_or_si256(
+            _mm256_cmpeq_epi8(v20, _mm256_set1_epi8(b'{' as i8)),
+            _mm256_cmpeq_epi8(v20, _mm256_set1_epi8(b'}' as i8)),
+        );
+        let eq = |c: u8| _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(c as i8))) as u32;
         [
-            _mm256_movemask_epi8(quote) as u32,
-            _mm256_movemask_epi8(backslash) as u32,
+            eq(b'"'),
+            eq(b'\\'),
             _mm256_movemask_epi8(ws) as u32,
-            _mm256_movemask_epi8(op) as u32,
             _mm256_movemask_epi8(ctrl) as u32,
+            eq(b','),
+            eq(b':'),
+            _mm256_movemask_epi8(bracket) as u32,
         ]
     }
 
@@ -135,8 +119,10 @@ pub(super) mod x86 {
             quote: join(0),
             backslash: join(1),
             ws: join(2),
-            op: join(3),
-            ctrl: join(4),
+            ctrl: join(3),
+            comma: join(4),
+            colon: join(5),
+            bracket: join(6),
         }
     }
 
@@ -153,8 +139,7 @@ pub(super) mod x86 {
 mod tests {
     use super::super::{Kernel, Scalar};
 
-    /// Blocks of JSON-ish bytes and every byte value: the AVX2 kernel's masks equal the scalar twin's, except
-    /// that the kernel may mark the control characters 0x0c and 0x1a as structural.
+    /// Blocks of JSON-ish bytes and every byte value: the AVX2 kernel's masks equal the scalar twin's.
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn avx2_kernel_matches_scalar_twin() {
@@ -183,14 +168,7 @@ mod tests {
         for b in &blocks {
             // SAFETY: the CPU has AVX2 and PCLMULQDQ (checked above).
             let (got, pxor) = unsafe { super::x86::classify_avx2(b) };
-            let mut want = Scalar.classify(b);
-            let ctrl_ops: u64 = b
-                .iter()
-                .enumerate()
-                .filter(|(_, &c)| c == 0x0c || c == 0x1a)
-                .map(|(i, _)| 1u64 << i)
-                .sum();
-            want.op |= got.op & ctrl_ops;
+            let want = Scalar.classify(b);
             assert_eq!(got, want, "{b:?}");
             assert_eq!(pxor, Scalar.prefix_xor(u64::from_le_bytes(b[..8].try_into().unwrap())));
         }
