@@ -23,13 +23,41 @@ _portcullis() {
 
     case "${cmd}" in
         portcullis)
-            opts="-h -V --listen --upstream --workers --max-head --max-headers --max-body --max-connections --header-timeout --body-timeout --idle-timeout --upstream-connect-timeout --upstream-timeout --upstream-pool --linger-timeout --linger-time --drain-delay --shutdown-timeout --docs-url --contact --accept --version-header --json-methods --json-allow-empty --json-decode --max-decode-ratio --max-json-depth --rate --burst --user-key --trust-forwarded-for --redis-url --redis-sync --redis-cluster --redis-groups --redis-share --secret-file --ip-rate --ip-burst --ip-rate-exempt --rate-table-slots --config --check-config --log-level --access-log --admin --accept-rule --content-type-rule --json-rule --rate-rule --observe-header --limits --ratelimit-headers --help --version"
+            opts="-h -V --listen --tls-listen --tls-cert --tls-key --tls-cert-dir --tls-default-cert --tls-strict-sni --tls-min-version --tls-expiry-warn --upstream --workers --max-head --max-headers --max-body --max-connections --header-timeout --body-timeout --idle-timeout --upstream-connect-timeout --upstream-timeout --upstream-pool --linger-timeout --linger-time --drain-delay --shutdown-timeout --docs-url --contact --accept --version-header --json-methods --json-allow-empty --json-decode --max-decode-ratio --max-json-depth --rate --burst --user-key --trust-forwarded-for --redis-url --redis-sync --redis-cluster --redis-groups --redis-share --secret-file --ip-rate --ip-burst --ip-rate-exempt --rate-table-slots --config --check-config --log-level --access-log --admin --accept-rule --content-type-rule --json-rule --rate-rule --observe-header --limits --ratelimit-headers --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-default-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-min-version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-expiry-warn)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,4 +1,11 @@
-complete -c portcullis -l listen -d 'Address to accept clients on' -r
+complete -c portcullis -l listen -d 'Address to accept plain-HTTP clients on (\'\' for none, with --tls-listen)' -r
+complete -c portcullis -l tls-listen -d 'Address to accept TLS clients on (next to, or instead of, --listen); needs certificates' -r
+complete -c portcullis -l tls-cert -d 'A certificate chain (PEM, the leaf first) for the TLS listener (repeatable, each with its --tls-key, in order); chosen by SNI among the DNS names of its SANs' -r
+complete -c portcullis -l tls-key -d 'The private key (PEM: ECDSA P-256/P-384, Ed25519 or RSA) of the --tls-cert at the same position' -r
+complete -c portcullis -l tls-cert-dir -d 'A directory of certificates: each NAME.crt with its NAME.key' -r
+complete -c portcullis -l tls-default-cert -d 'The certificate for a client without SNI or naming no configured name: NAME of NAME.crt, or the first SAN of a --tls-cert (default: the first certificate)' -r
+complete -c portcullis -l tls-min-version -d 'The lowest TLS version accepted: 1.2 or 1.3' -r
+complete -c portcullis -l tls-expiry-warn -d 'Log a certificate that expires within this, at start and at each reload' -r
 complete -c portcullis -l upstream -d 'Upstream service as HOST:PORT. Without it a built-in echo upstream runs inside the process' -r
 complete -c portcullis -l workers -d 'Worker threads, each with its own event loop and listener (0 = one per core)' -r
 complete -c portcullis -l max-head -d 'Largest request head (request line and fields); larger is refused with 431 (414 for the line alone)' -r
@@ -49,6 +56,7 @@ complete -c portcullis -l json-rule -d 'The JSON body rule: enforce, observe, or
 complete -c portcullis -l rate-rule -d 'The per-user rate limit rule: enforce, observe, or off' -r
 complete -c portcullis -l observe-header -d 'Tell the upstream what an `observe` rule would have refused, in this request header (the client\'s own copy is removed); off by default' -r
 complete -c portcullis -l limits -d 'Per-user limits: a TOML file of named tiers (rate, burst, users); see docs/rate-limit.md' -r
+complete -c portcullis -l tls-strict-sni -d 'Refuse the handshake of a client without SNI or naming no configured name (instead of the default)'
 complete -c portcullis -l check-config -d 'Validate the configuration, print the effective settings, and exit (0 valid, 1 invalid)'
 complete -c portcullis -l ratelimit-headers -d 'Also add the `RateLimit` field (remaining quota) to every forwarded response (in the environment: true/false, 1/0, yes/no, on/off)'
 complete -c portcullis -s h -l help -d 'Print help'

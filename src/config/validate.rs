@@ -377,12 +377,17 @@ fn mode(flag: &str, s: &str) -> Result<crate::guard::Mode, String> {
 
 /// The TLS listener's settings, when `--tls-listen` is given (the other TLS flags need it).
 fn tls_config(a: &Args) -> Result<Option<super::TlsConfig>, String> {
+    // Empty values (`tls-cert = []`, `tls-cert-dir = ""` in a printed configuration) are absent.
+    let certs: Vec<&String> = a.tls_cert.iter().filter(|c| !c.is_empty()).collect();
+    let keys: Vec<&String> = a.tls_key.iter().filter(|k| !k.is_empty()).collect();
+    let dir = a.tls_cert_dir.as_ref().filter(|d| !d.is_empty());
+    let default_cert = a.tls_default_cert.clone().filter(|d| !d.is_empty());
     let Some(addr) = a.tls_listen.as_deref().filter(|l| !l.trim().is_empty()) else {
         let given = [
-            ("--tls-cert", !a.tls_cert.is_empty()),
-            ("--tls-key", !a.tls_key.is_empty()),
-            ("--tls-cert-dir", a.tls_cert_dir.is_some()),
-            ("--tls-default-cert", a.tls_default_cert.is_some()),
+            ("--tls-cert", !certs.is_empty()),
+            ("--tls-key", !keys.is_empty()),
+            ("--tls-cert-dir", dir.is_some()),
+            ("--tls-default-cert", default_cert.is_some()),
             ("--tls-strict-sni", a.tls_strict_sni),
         ];
         if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
@@ -391,14 +396,14 @@ fn tls_config(a: &Args) -> Result<Option<super::TlsConfig>, String> {
         return Ok(None);
     };
     let listen = resolve(addr).map_err(|e| format!("--tls-listen {addr:?}: {e}"))?;
-    if a.tls_cert.len() != a.tls_key.len() {
+    if certs.len() != keys.len() {
         return Err(format!(
             "--tls-cert and --tls-key come in pairs: {} certificates, {} keys",
-            a.tls_cert.len(),
-            a.tls_key.len()
+            certs.len(),
+            keys.len()
         ));
     }
-    if a.tls_cert.is_empty() && a.tls_cert_dir.is_none() {
+    if certs.is_empty() && dir.is_none() {
         return Err("--tls-listen needs certificates: --tls-cert FILE --tls-key FILE, or --tls-cert-dir DIR".into());
     }
     let min_version = match a.tls_min_version.trim() {
@@ -409,14 +414,9 @@ fn tls_config(a: &Args) -> Result<Option<super::TlsConfig>, String> {
     Ok(Some(super::TlsConfig {
         listen,
         settings: crate::tls::Settings {
-            pairs: a
-                .tls_cert
-                .iter()
-                .zip(&a.tls_key)
-                .map(|(c, k)| (c.into(), k.into()))
-                .collect(),
-            dir: a.tls_cert_dir.as_ref().map(Into::into),
-            default_cert: a.tls_default_cert.clone(),
+            pairs: certs.iter().zip(&keys).map(|(c, k)| (c.into(), k.into())).collect(),
+            dir: dir.map(Into::into),
+            default_cert,
             strict_sni: a.tls_strict_sni,
             min_version,
             expiry_warn: a.tls_expiry_warn,
@@ -486,6 +486,47 @@ mod tests {
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert!(parse_size("-1").is_err());
         assert!(parse_size("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn tls_flags_are_checked_together() {
+        let err = |args: &[&str]| {
+            let mut all = vec!["portcullis"];
+            all.extend_from_slice(args);
+            Config::parse_from(all).unwrap_err()
+        };
+        assert!(err(&["--tls-cert", "a.crt", "--tls-key", "a.key"]).contains("--tls-cert needs --tls-listen"));
+        assert!(err(&["--listen", ""]).contains("--tls-listen"));
+        assert!(err(&["--tls-listen", "127.0.0.1:0"]).contains("needs certificates"));
+        assert!(err(&["--tls-listen", "127.0.0.1:0", "--tls-cert", "a.crt"]).contains("come in pairs"));
+        let e = err(&[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert-dir",
+            "d",
+            "--tls-min-version",
+            "1.1",
+        ]);
+        assert!(e.contains("--tls-min-version \"1.1\""), "{e}");
+        let c = Config::parse_from([
+            "portcullis",
+            "--listen",
+            "",
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "a.crt,b.crt",
+            "--tls-key",
+            "a.key,b.key",
+            "--tls-min-version",
+            "1.3",
+        ])
+        .unwrap();
+        assert!(c.listen.is_none());
+        let t = c.tls.unwrap();
+        assert_eq!(t.settings.pairs.len(), 2);
+        assert_eq!(t.settings.min_version, crate::tls::MinVersion::Tls13);
+        assert_eq!(t.settings.expiry_warn, Duration::from_secs(14 * 24 * 3600));
     }
 
     #[test]
