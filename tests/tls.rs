@@ -395,3 +395,56 @@ fn a_reload_serves_new_certificates_and_keeps_the_old_ones_on_a_broken_file() {
     p.wait_log("reload refused, the old set stays");
     assert_eq!(curl(port, "a.example.com", &ca), (200, "CN=a-renewed".to_string()));
 }
+
+#[test]
+fn certificates_replaced_under_load_fail_no_request() {
+    let certs = Certs::new("tls-reload-load");
+    let up = Upstream::ok("ok");
+    let p = Arc::new(start(&certs, &up, &["--admin", "127.0.0.1:0"]));
+    let config = certs.client();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Four clients, each a new TLS connection per request (every request is a handshake that may meet a
+    // reload), at most 2 000 requests each.
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (p, config, stop) = (p.clone(), config.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Acquire) && n < 2_000 {
+                    let mut c = Client::connect_tls(p.tls_addr(), "a.example.com", config.clone());
+                    let r = c.roundtrip(b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+                    assert_eq!(r.status, 200);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let fresh = temp_dir("tls-reload-load-new");
+    for (i, cn) in ["a-second", "a-third"].iter().enumerate() {
+        let (crt, key) = cert(&certs.dir, &fresh, cn, "ec", cn, &["a.example.com"]);
+        std::fs::copy(&crt, &certs.a.0).unwrap();
+        std::fs::copy(&key, &certs.a.1).unwrap();
+        p.signal("HUP");
+        p.wait_metrics_line(&format!("portcullis_reloads_total{{result=\"ok\"}} {}", i + 1));
+        assert_eq!(
+            curl(p.tls_addr().port(), "a.example.com", &certs.ca),
+            (200, format!("CN={cn}"))
+        );
+    }
+    // A broken file: the third certificate stays.
+    std::fs::write(&certs.a.0, "not a certificate").unwrap();
+    p.signal("HUP");
+    p.wait_log("reload refused, the old set stays");
+    assert_eq!(
+        curl(p.tls_addr().port(), "a.example.com", &certs.ca),
+        (200, "CN=a-third".to_string())
+    );
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let done: usize = clients.into_iter().map(|t| t.join().expect("a request failed")).sum();
+    assert!(done > 0);
+    assert_eq!(
+        p.metric("portcullis_tls_handshakes_total{result=\"failed\",reason=\"other\"}"),
+        Some(0.0)
+    );
+}

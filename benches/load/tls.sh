@@ -8,10 +8,15 @@
 #
 # Scenarios:
 #   get     keep-alive GET over TLS, 64 connections, 100 000 rotating users (wrk)
-#   close   a new connection per request (`Connection: close`; wrk resumes the TLS session each time)
-#   full    full handshakes only (`openssl s_time -new`: connect, handshake, close)
-#   resume  resumed handshakes only (`openssl s_time -reuse`)
+#   close   a new connection per request (`Connection: close`): wrk resumes the TLS 1.3 session each time
+#           (with a ticket), so this is a resumed handshake plus a request; the script prints how many of
+#           portcullis's handshakes resumed, from its metrics
+#   full    full handshakes only (`openssl s_time -new`: connect, handshake, close; s_time closes right after
+#           its side, so what is counted is the server's part: key exchange and signature)
+#   post64k keep-alive POST of a 64 KB JSON body over TLS, 64 connections (CPU per byte: divide by 65 536)
+#   get1m   keep-alive GET of a 1 MiB response over TLS, 16 connections
 #   idle    RSS per idle keep-alive TLS connection (2 000 connections, each served one GET)
+# (`openssl s_time -reuse` does not resume TLS 1.3 sessions, so there is no separate resumed-only scenario.)
 # Per proxy: requests (or handshakes) per second and CPU microseconds per request (or handshake), from
 # /proc/PID/stat (all its processes and threads); medians over ROUNDS, proxies in rotating order each round.
 # Proxies on CPU 1, load generators and the upstream on CPU 0 (PIN=0 to not pin). Loopback only.
@@ -20,7 +25,7 @@ cd "$(dirname "$0")/../.."
 . benches/load/lib.sh
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
-SCENARIOS=${SCENARIOS:-"get close full resume idle"}
+SCENARIOS=${SCENARIOS:-"get close full post64k get1m idle"}
 PIN=${PIN:-1}
 if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then ON_GEN="taskset -c 0"; ON_PROXY="taskset -c 1"; else ON_GEN=""; ON_PROXY=""; fi
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -33,20 +38,24 @@ cargo build --release --quiet
 work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$work"; }
 trap cleanup EXIT
-UP=$(free_port); P_PORT=$(free_port); N_PORT=$(free_port); H_PORT=$(free_port)
+UP=$(free_port); P_PORT=$(free_port); N_PORT=$(free_port); H_PORT=$(free_port); ADMIN=$(free_port)
 mkdir -p "$work/up" "$work/px"
 openssl req -x509 -nodes -days 30 -subj /CN=localhost -addext subjectAltName=DNS:localhost \
   -newkey ec -pkeyopt ec_paramgen_curve:P-256 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 cat "$work/cert.pem" "$work/key.pem" > "$work/haproxy.pem"
 
-ok_upstream_conf "$work/up" "$UP" 8192
+ok_upstream_conf "$work/up" "$UP" 8192 "client_body_buffer_size 128k; client_max_body_size 2m;"
+head -c 1048576 /dev/zero > "$work/up/big.bin"
+chmod 755 "$work" "$work/up"; chmod 644 "$work/up/big.bin"  # nginx workers run as nobody
+sed -i "s|location / {|location = /big { alias $work/up/big.bin; } location / {|" "$work/up/nginx.conf"
 $ON_GEN nginx -c "$work/up/nginx.conf" -p "$work/up" & pids+=($!)
 
 cat > "$work/px/nginx.conf" <<CONF
 worker_processes 1; daemon off; pid $work/px/nginx.pid; error_log stderr error;
 worker_rlimit_nofile 20000;
 events { worker_connections 8192; }
-http { access_log off; keepalive_requests 1000000000; keepalive_timeout 300s;
+http { access_log off; keepalive_requests 1000000000; keepalive_timeout 300s; client_body_buffer_size 128k;
+  client_max_body_size 1m;
   map \$http_accept \$no_accept { "" 1; default 0; }
   map "\$request_method:\$content_type" \$bad_ct { "~^(POST|PATCH):application/json(\\s*;.*)?\$" 0; "~^(POST|PATCH):" 1; default 0; }
   limit_req_zone \$http_authorization zone=users:32m rate=10r/s;
@@ -92,7 +101,7 @@ $ON_PROXY haproxy -f "$work/haproxy.cfg" -db & pids+=($!)
 
 $ON_PROXY ./target/release/portcullis --listen '' --tls-listen 127.0.0.1:$P_PORT --tls-cert "$work/cert.pem" \
   --tls-key "$work/key.pem" --tls-min-version 1.3 --upstream 127.0.0.1:$UP --workers 1 \
-  --rate 10 $ONE_ADDRESS_MANY_USERS --max-connections 20000 2>"$work/portcullis.log" & pids+=($!)
+  --rate 10 $ONE_ADDRESS_MANY_USERS --max-connections 20000 --admin 127.0.0.1:$ADMIN 2>"$work/portcullis.log" & pids+=($!)
 PORTCULLIS_PID=$!
 for p in $UP $P_PORT $N_PORT $H_PORT; do wait_port "$p"; done
 
@@ -118,6 +127,8 @@ done
 
 printf 'local r = {}\nfor i = 1, 100000 do r[i] = "GET / HTTP/1.1\\r\\nHost: localhost\\r\\nAccept: application/json\\r\\nConnection: close\\r\\nAuthorization: Bearer user-" .. i .. "\\r\\n\\r\\n" end\nlocal n = 0\nrequest = function() n = n %% 100000 + 1; return r[n] end\n' > "$work/close.lua"
 
+printf 'local r = {}\nfor i = 1, 100000 do r[i] = "GET /big HTTP/1.1\\r\\nHost: localhost\\r\\nAccept: application/json\\r\\nAuthorization: Bearer user-" .. i .. "\\r\\n\\r\\n" end\nlocal n = 0\nrequest = function() n = n %% 100000 + 1; return r[n] end\n' > "$work/big.lua"
+
 HZ=$(getconf CLK_TCK)
 results="$work/results.tsv"
 order=(portcullis nginx haproxy)
@@ -139,18 +150,24 @@ for sc in $SCENARIOS; do
              n=$(awk '/requests in/ {print $1}' <<<"$out") ;;
         close) out=$($ON_GEN wrk -t1 -c16 -d"${DURATION}s" -s "$work/close.lua" "https://127.0.0.1:$port/")
              n=$(awk '/requests in/ {print $1}' <<<"$out") ;;
+        post64k) out=$(BODY_FILE=benches/load/body-64k.json $ON_GEN wrk -t1 -c64 -d"${DURATION}s" -s benches/load/post-users.lua "https://127.0.0.1:$port/")
+             n=$(awk '/requests in/ {print $1}' <<<"$out") ;;
+        get1m) out=$($ON_GEN wrk -t1 -c16 -d"${DURATION}s" -s "$work/big.lua" "https://127.0.0.1:$port/big")
+             n=$(awk '/requests in/ {print $1}' <<<"$out") ;;
         full) out=$($ON_GEN openssl s_time -connect "127.0.0.1:$port" -new -time "$DURATION" 2>&1)
-             n=$(awk '/connections in .* real seconds/ {print $1; exit}' <<<"$out") ;;
-        resume) out=$($ON_GEN openssl s_time -connect "127.0.0.1:$port" -reuse -time "$DURATION" 2>&1)
              n=$(awk '/connections in .* real seconds/ {print $1; exit}' <<<"$out") ;;
       esac
       c1=$(cpu_ticks "$pp")
+      [ -n "${DEBUG:-}" ] && echo "$out" >&2
+      bad=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+      [ -n "$bad" ] && echo "$sc $px: $bad non-2xx answers" >&2
       us=$(awk -v c=$((c1 - c0)) -v n="${n:-0}" -v hz="$HZ" 'BEGIN {printf "%.2f", (n > 0 ? c / hz * 1e6 / n : 0)}')
       echo -e "$sc\t$px\t$(awk -v n="${n:-0}" -v d="$DURATION" 'BEGIN {printf "%.0f", n / d}')\t$us" | tee -a "$results" >&2
     done
   done
 done
 
+curl -s "127.0.0.1:$ADMIN/metrics" | grep -E '^portcullis_tls_(handshakes_total|resumed)' | grep -v ' 0$' >&2 || true
 python3 - "$results" <<'PY'
 import sys, statistics as st
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
@@ -167,7 +184,7 @@ for sc in scen:
             if v:
                 print(f"| {px} | {v[0]:.0f} |")
         continue
-    unit = "request" if sc in ("get", "close") else "handshake"
+    unit = "handshake" if sc == "full" else "request"
     m = {}
     for px in ("portcullis", "nginx", "haproxy"):
         rs = [r for r in rows if r[0] == sc and r[1] == px]
