@@ -127,6 +127,8 @@ impl Tls {
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+        // The server's order of cipher suites (rustls's defaults, strongest first) wins over the client's.
+        config.ignore_client_order = true;
         config.ticketer = aws_lc_rs::Ticketer::new().map_err(|e| format!("TLS session ticketer: {e}"))?;
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
         Ok(Tls {
