@@ -334,7 +334,21 @@ fn plain_http_on_the_tls_port_gets_an_alert_or_a_close_and_a_silent_client_times
 fn requests_over_tls_get_the_same_answers_as_plain_ones() {
     let certs = Certs::new("tls-same");
     let up = Upstream::ok("ok");
-    let p = start(&certs, &up, &["--accept", "application/vnd.example.v1+json"]);
+    let log = certs.dir.join("access.log");
+    let mut p = start(
+        &certs,
+        &up,
+        &[
+            "--accept",
+            "application/vnd.example.v1+json",
+            "--access-log",
+            log.to_str().unwrap(),
+            "--tls-expiry-warn",
+            "1000h",
+        ],
+    );
+    // Both certificates expire within 1 000 hours (30 days): said at start.
+    p.wait_log("expires in");
     let cases: &[&[u8]] = &[
         b"GET /a HTTP/1.1\r\nHost: a\r\nAccept: application/vnd.example.v1+json\r\n\r\n",
         b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -371,6 +385,22 @@ fn requests_over_tls_get_the_same_answers_as_plain_ones() {
     t.send(b"GET /1 HTTP/1.1\r\nHost: a\r\nAccept: application/vnd.example.v1+json\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(t.response().unwrap().status, 200);
     assert_eq!(t.response().unwrap().status, 406);
+    // Each certificate's expiry is a gauge, named by its first SAN.
+    let expiry = p.metric("portcullis_tls_certificate_expiry_seconds{name=\"b.example.com\"}").unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(expiry > now && expiry < now + 31.0 * 86400.0, "{expiry}");
+    drop(t);
+    p.signal("TERM");
+    let (status, _) = p.exit_log();
+    assert!(status.success());
+    // The access log names the TLS version and the SNI of TLS requests, and nothing of the sort for plain ones.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let over_tls: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("tls").is_some()).collect();
+    assert_eq!(over_tls.len(), cases.len() + 2, "{text}");
+    assert!(over_tls.iter().all(|l| l["tls"] == "TLSv1.3"), "{text}");
+    assert_eq!(over_tls.last().unwrap()["sni"], "b.example.com");
+    assert_eq!(lines.len() - over_tls.len(), cases.len(), "{text}");
 }
 
 #[test]

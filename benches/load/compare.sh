@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The full comparison (issue 8): portcullis, nginx and HAProxy doing the same job in front of the same
+# The full comparison: portcullis, nginx and HAProxy doing the same job in front of the same
 # upstream, plus HAProxy in `mode tcp` as the floor an HTTP proxy cannot beat; one worker / thread each;
 # alternating rounds with wrk on loopback.
 #
 #   bash benches/load/compare.sh                         # ROUNDS=3 DURATION=5, every scenario
 #   SCENARIOS="get post1k" ROUNDS=5 bash benches/load/compare.sh
+#   SCENARIOS="get tls" bash benches/load/compare.sh     # `tls`: the TLS scenarios, run by benches/load/tls.sh
 #
 # The job (as far as each peer can do it):
 #   - Accept required: 406 without it (nginx: map + return; HAProxy: http-request deny);
@@ -26,6 +27,13 @@ cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 SCENARIOS=${SCENARIOS:-"get post1k post64k conns1000 refused10"}
+# TLS (the same proxies and policy, each terminating TLS 1.3 itself) has its own script; `tls` runs it after
+# the plain scenarios.
+TLS=0
+case " $SCENARIOS " in *" tls "*) TLS=1; SCENARIOS=$(tr ' ' '\n' <<<"$SCENARIOS" | grep -vx tls | tr '\n' ' ' || true) ;; esac
+if [ "$TLS" = 1 ] && [ -z "${SCENARIOS// /}" ]; then
+  ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5} SCENARIOS= exec bash benches/load/tls.sh
+fi
 PIN=${PIN:-1}
 if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then ON_GEN="taskset -c 0"; ON_PROXY="taskset -c 1"; else ON_GEN=""; ON_PROXY=""; fi
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -201,3 +209,6 @@ for sc, by in data.items():
         line += f"; vs TCP relay: req/s {r/t[0]:.2f}x, CPU/req {(u+s)/(t[1]+t[2]):.2f}x"
     print(line)
 PY
+if [ "$TLS" = 1 ]; then
+  ROUNDS=$ROUNDS DURATION=$DURATION SCENARIOS= bash benches/load/tls.sh
+fi
