@@ -15,21 +15,6 @@ use portcullis::limit::fleet::{group, group_tag, id_key, user_id, DEFAULT_GROUPS
 use portcullis::redis_sync::cluster::{slot_of_tag, SlotMap};
 use support::*;
 
-/// The child dies when the thread that started it ends (see tests/support: even after a panic elsewhere).
-fn die_with_test(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
-    // async-signal-safe; it touches no memory shared with the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -386,8 +386,13 @@ fn requests_over_tls_get_the_same_answers_as_plain_ones() {
     assert_eq!(t.response().unwrap().status, 200);
     assert_eq!(t.response().unwrap().status, 406);
     // Each certificate's expiry is a gauge, named by its first SAN.
-    let expiry = p.metric("portcullis_tls_certificate_expiry_seconds{name=\"b.example.com\"}").unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let expiry = p
+        .metric("portcullis_tls_certificate_expiry_seconds{name=\"b.example.com\"}")
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     assert!(expiry > now && expiry < now + 31.0 * 86400.0, "{expiry}");
     drop(t);
     p.signal("TERM");

@@ -622,7 +622,7 @@ impl Proxy {
 
 /// The child is killed when the thread that started it (the test) ends, even if a panic left a handle to it
 /// in another thread (Drop would not run then).
-fn die_with_test(cmd: &mut Command) {
+pub fn die_with_test(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
     // async-signal-safe; it touches no memory shared with the parent.
