@@ -54,51 +54,11 @@ ok_upstream_conf "$work/up" "$UP" 8192 "client_body_buffer_size 128k; client_max
 $ON_GEN nginx -c "$work/up/nginx.conf" -p "$work/up" & pids+=($!)
 
 # nginx with the policy.
-cat > "$work/px/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $work/px/nginx.pid; error_log stderr error;
-worker_rlimit_nofile 20000;
-events { worker_connections 8192; }
-http { access_log off; keepalive_requests 1000000000; keepalive_timeout 300s; client_body_buffer_size 128k;
-  client_max_body_size 1m;
-  map \$http_accept \$no_accept { "" 1; default 0; }
-  map "\$request_method:\$content_type" \$bad_ct { "~^(POST|PATCH):application/json(\\s*;.*)?\$" 0; "~^(POST|PATCH):" 1; default 0; }
-  limit_req_zone \$http_authorization zone=users:32m rate=10r/s;
-  limit_req_status 429; limit_req_log_level info;
-  upstream up { server 127.0.0.1:$UP; keepalive 1024; keepalive_requests 1000000000; }
-  server { listen 127.0.0.1:$N_PORT backlog=4096;
-    location / {
-      if (\$no_accept) { return 406; }
-      if (\$bad_ct) { return 415; }
-      limit_req zone=users burst=10 nodelay;
-      proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } } }
-CONF
+policy_nginx_conf "$work/px" "$UP" "listen 127.0.0.1:$N_PORT backlog=4096;"
 $ON_PROXY nginx -c "$work/px/nginx.conf" -p "$work/px" & pids+=($!)
 
 # HAProxy with the policy (HTTP mode), and HAProxy in TCP mode (the floor).
-cat > "$work/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 9000
-defaults
-  timeout connect 2s
-  timeout client 60s
-  timeout server 60s
-frontend fe
-  mode http
-  bind 127.0.0.1:$H_PORT
-  option forwardfor
-  stick-table type string len 64 size 200k expire 10s store http_req_rate(1s)
-  http-request return status 406 content-type application/problem+json string '{"status":406}' unless { req.hdr(accept) -m found }
-  http-request return status 415 content-type application/problem+json string '{"status":415}' if { method POST PATCH } !{ req.hdr(content-type) -m reg ^application/json(\s*;.*)?$ }
-  http-request track-sc0 req.hdr(authorization)
-  http-request deny deny_status 429 if { sc_http_req_rate(0) gt 10 }
-  default_backend be
-backend be
-  mode http
-  http-reuse always
-  server s1 127.0.0.1:$UP
-CONF
+policy_haproxy_cfg "$work/haproxy.cfg" "$UP" "bind 127.0.0.1:$H_PORT"
 cat > "$work/tcp.cfg" <<CONF
 global
   nbthread 1

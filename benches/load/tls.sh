@@ -50,53 +50,13 @@ chmod 755 "$work" "$work/up"; chmod 644 "$work/up/big.bin"  # nginx workers run 
 sed -i "s|location / {|location = /big { alias $work/up/big.bin; } location / {|" "$work/up/nginx.conf"
 $ON_GEN nginx -c "$work/up/nginx.conf" -p "$work/up" & pids+=($!)
 
-cat > "$work/px/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $work/px/nginx.pid; error_log stderr error;
-worker_rlimit_nofile 20000;
-events { worker_connections 8192; }
-http { access_log off; keepalive_requests 1000000000; keepalive_timeout 300s; client_body_buffer_size 128k;
-  client_max_body_size 1m;
-  map \$http_accept \$no_accept { "" 1; default 0; }
-  map "\$request_method:\$content_type" \$bad_ct { "~^(POST|PATCH):application/json(\\s*;.*)?\$" 0; "~^(POST|PATCH):" 1; default 0; }
-  limit_req_zone \$http_authorization zone=users:32m rate=10r/s;
-  limit_req_status 429; limit_req_log_level info;
-  upstream up { server 127.0.0.1:$UP; keepalive 1024; keepalive_requests 1000000000; }
-  server { listen 127.0.0.1:$N_PORT ssl backlog=4096;
+policy_nginx_conf "$work/px" "$UP" "listen 127.0.0.1:$N_PORT ssl backlog=4096;
     ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem; ssl_protocols TLSv1.3;
-    ssl_session_tickets on; ssl_session_cache shared:TLS:20m;
-    location / {
-      if (\$no_accept) { return 406; }
-      if (\$bad_ct) { return 415; }
-      limit_req zone=users burst=10 nodelay;
-      proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } } }
-CONF
+    ssl_session_tickets on; ssl_session_cache shared:TLS:20m;"
 $ON_PROXY nginx -c "$work/px/nginx.conf" -p "$work/px" & pids+=($!)
 
-cat > "$work/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 9000
-  ssl-default-bind-options ssl-min-ver TLSv1.3
-defaults
-  timeout connect 2s
-  timeout client 60s
-  timeout server 60s
-frontend fe
-  mode http
-  bind 127.0.0.1:$H_PORT ssl crt $work/haproxy.pem alpn http/1.1
-  option forwardfor
-  stick-table type string len 64 size 200k expire 10s store http_req_rate(1s)
-  http-request return status 406 content-type application/problem+json string '{"status":406}' unless { req.hdr(accept) -m found }
-  http-request return status 415 content-type application/problem+json string '{"status":415}' if { method POST PATCH } !{ req.hdr(content-type) -m reg ^application/json(\s*;.*)?$ }
-  http-request track-sc0 req.hdr(authorization)
-  http-request deny deny_status 429 if { sc_http_req_rate(0) gt 10 }
-  default_backend be
-backend be
-  mode http
-  http-reuse always
-  server s1 127.0.0.1:$UP
-CONF
+policy_haproxy_cfg "$work/haproxy.cfg" "$UP" "bind 127.0.0.1:$H_PORT ssl crt $work/haproxy.pem alpn http/1.1" \
+  "ssl-default-bind-options ssl-min-ver TLSv1.3"
 $ON_PROXY haproxy -f "$work/haproxy.cfg" -db & pids+=($!)
 
 $ON_PROXY ./target/release/portcullis --listen '' --tls-listen 127.0.0.1:$P_PORT --tls-cert "$work/cert.pem" \
