@@ -400,6 +400,11 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
     // `handover`: each distinct listening socket once, kept for an in-place upgrade (the new process inherits
     // them); the workers' listeners are dups of these or the same sockets.
     let (plain, handover) = per_worker(config.listen, inherited_listen, config.workers, "--listen")?;
+    if !inherited_tls.is_empty() && config.tls.is_none() {
+        return Err(io::Error::other(
+            "TLS listening sockets (tls-listen) were handed over, but no --tls-listen is configured",
+        ));
+    }
     let tls_addr_config = config.tls.as_ref().map(|t| t.listen);
     let (tls_listeners, tls_handover) = per_worker(tls_addr_config, inherited_tls, config.workers, "--tls-listen")?;
     let tls_addr = tls_listeners.first().and_then(|l| l.as_ref()?.local_addr().ok());
