@@ -483,3 +483,30 @@ fn certificates_replaced_under_load_fail_no_request() {
         Some(0.0)
     );
 }
+
+#[test]
+fn an_in_place_upgrade_hands_the_tls_listener_over() {
+    let certs = Certs::new("tls-upgrade");
+    let up = Upstream::ok("ok");
+    let mut p = start(&certs, &up, &[]);
+    let port = p.tls_addr().port();
+    assert_eq!(curl(port, "a.example.com", &certs.ca).0, 200);
+    p.signal("USR2");
+    p.wait_log("SIGUSR2: the new process (pid ");
+    let new_pid: u32 = {
+        let log = p.log.lock().unwrap();
+        let rest = log.split("SIGUSR2: the new process (pid ").nth(1).unwrap();
+        rest.split(')').next().unwrap().parse().unwrap()
+    };
+    /// The new process is not a child of the test: killed when the test ends.
+    struct Kill(u32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+        }
+    }
+    let _new = Kill(new_pid);
+    // The old process drains and exits; the new one serves TLS on the same socket.
+    assert!(p.child.wait().unwrap().success());
+    assert_eq!(curl(port, "a.example.com", &certs.ca), (200, "CN=a-ecdsa".to_string()));
+}
