@@ -725,4 +725,44 @@ mod tests {
                 .contains("at byte 1234, expected ':' after a member name."));
         }
     }
+
+    #[test]
+    fn every_answer_carries_a_request_id_with_its_length_counted() {
+        let c = Catalogue::new(&Settings::default());
+        let id: Option<(&[u8], &[u8])> = Some((b"X-Request-Id", b"abc-123"));
+        for &r in Reason::ALL.iter() {
+            for conn in [Conn::Keep, Conn::Close, Conn::KeepAlive] {
+                let mut out = Vec::new();
+                c.write_with(&mut out, r, conn, true, id, |o| o.extend_from_slice(b"Date: x\r\n"));
+                let text = String::from_utf8(out).unwrap();
+                let (head, body) = text.split_once("\r\n\r\n").unwrap();
+                assert!(head.contains("\r\nX-Request-Id: abc-123\r\nDate: x"), "{head}");
+                assert!(
+                    head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+                    "{head}"
+                );
+                let v: serde_json::Value = serde_json::from_str(body).unwrap();
+                assert_eq!(
+                    (v["request_id"].as_str(), v["reason"].as_str()),
+                    (Some("abc-123"), Some(r.code()))
+                );
+                let mut no_body = Vec::new();
+                c.write_with(&mut no_body, r, conn, false, id, |_| {});
+                assert_eq!(
+                    String::from_utf8(no_body).unwrap(),
+                    format!("{head}\r\n\r\n").replace("Date: x\r\n", "")
+                );
+            }
+        }
+        let mut out = Vec::new();
+        c.write_malformed_json(&mut out, Conn::Keep, true, 7, "a value", id, |_| {});
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+            "{head}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["request_id"], "abc-123");
+    }
 }
