@@ -57,6 +57,7 @@ fn bench(c: &mut Criterion) {
                 version: Some(b"v2"),
                 observe: None,
                 proto: b"http",
+                request_id: None,
             };
             forward_head(&mut out, &h, 0, &fwd);
             black_box(out.len())
@@ -100,6 +101,7 @@ fn bench(c: &mut Criterion) {
                     close: false,
                     dechunk: false,
                     ratelimit: None,
+                    request_id: None,
                 },
             );
             black_box(out.len())

@@ -12,7 +12,9 @@
 //! `time` in Unix seconds (millisecond precision), `reason` the refusal code (null when the upstream
 //! answered; `aborted` when the response was cut), `would_refuse` (only present on a request an `observe` rule
 //! would have refused: that refusal's code), `user` the rate-limit key's hash (null without a limit) - never the raw Authorization value;
-//! over TLS, `tls` (the protocol version, e.g. `TLSv1.3`) and `sni` (the name the client asked for, empty without).
+//! over TLS, `tls` (the protocol version, e.g. `TLSv1.3`) and `sni` (the name the client asked for, empty without);
+//! with `--request-id-header`, `request_id`; when the client sent a W3C `traceparent`, `traceparent` (its first
+//! 64 bytes).
 //! Targets longer than [`TARGET_MAX`] bytes are cut and end in `...`.
 
 use std::fs::{File, OpenOptions};
@@ -260,6 +262,16 @@ impl AccessLog {
             json_escape(b, sni);
             b.push(b'"');
         }
+        if let Some(id) = e.request_id {
+            b.extend_from_slice(b",\"request_id\":\"");
+            json_escape(b, id);
+            b.push(b'"');
+        }
+        if let Some(tp) = e.traceparent {
+            b.extend_from_slice(b",\"traceparent\":\"");
+            json_escape(b, tp);
+            b.push(b'"');
+        }
         b.extend_from_slice(b",\"bytes_in\":");
         put_u64(b, e.bytes_in);
         b.extend_from_slice(b",\"bytes_out\":");
@@ -387,6 +399,8 @@ mod tests {
             user: Some(0xabc),
             would_refuse: None,
             tls: Some(("TLSv1.3", b"api.example")),
+            request_id: Some(b"4bf92f3577b34da6a3ce929d0e0e4736"),
+            traceparent: Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         });
         let line = String::from_utf8(log.buf.clone()).unwrap();
         assert!(line.ends_with("}\n"));
@@ -400,6 +414,11 @@ mod tests {
         assert_eq!(
             (v["tls"].as_str(), v["sni"].as_str()),
             (Some("TLSv1.3"), Some("api.example"))
+        );
+        assert_eq!(v["request_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            v["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
     }
 }

@@ -335,13 +335,45 @@ pub struct Catalogue {
     keep_alive: Vec<Vec<u8>>,
     /// The `malformed_json` body up to its detail's text, for answers that say where the error is.
     json_body_start: Vec<u8>,
+    /// Per reason: where the digits of its Content-Length are in its responses (the same in all three).
+    length_at: Vec<(usize, usize)>,
+}
+
+/// What a request id adds to a problem+json body: `,"request_id":"` + the id + `"` before the closing brace.
+const ID_MEMBER: &[u8] = b",\"request_id\":\"";
+/// The end of every problem+json body.
+const BODY_END: &[u8] = b"}\n";
+
+/// Writes a body's end (`}\n`), with the request id member first when there is one.
+fn put_body_end<O: crate::buf::Out>(out: &mut O, id: Option<(&[u8], &[u8])>) {
+    if let Some((_, id)) = id {
+        out.put(ID_MEMBER);
+        out.put(id);
+        out.put(b"\"");
+    }
+    out.put(BODY_END);
+}
+
+/// The request id's header field, when there is one.
+fn put_id_field<O: crate::buf::Out>(out: &mut O, id: Option<(&[u8], &[u8])>) {
+    if let Some((name, id)) = id {
+        out.put(name);
+        out.put(b": ");
+        out.put(id);
+        out.put(b"\r\n");
+    }
+}
+
+/// Bytes a request id adds to a body.
+fn id_len(id: Option<(&[u8], &[u8])>) -> usize {
+    id.map_or(0, |(_, id)| ID_MEMBER.len() + id.len() + 1)
 }
 
 /// The text of a `malformed_json` detail that says where: before the offset, between it and what was
 /// expected, and the end of the body after it.
 const JSON_AT: &[u8] = b"The request body is not one well-formed JSON document (RFC 8259): at byte ";
 const JSON_EXPECTED: &[u8] = b", expected ";
-const JSON_END: &[u8] = b".\",\"reason\":\"malformed_json\"}\n";
+const JSON_END: &[u8] = b".\",\"reason\":\"malformed_json\"";
 
 /// Length of a response's head without its final CRLF (where extra fields go).
 fn head_end(resp: &[u8]) -> usize {
@@ -429,8 +461,19 @@ impl Catalogue {
             Some(u) => format!("{u}#malformed_json"),
             None => "about:blank".to_string(),
         };
+        let keep: Vec<Vec<u8>> = Reason::ALL.iter().map(|&r| render(r, Conn::Keep)).collect();
+        let length_at = keep
+            .iter()
+            .map(|resp| {
+                const CL: &[u8] = b"\r\nContent-Length: ";
+                let start = resp.windows(CL.len()).position(|w| w == CL).map_or(0, |i| i + CL.len());
+                let end = start + resp[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+                (start, end)
+            })
+            .collect();
         Catalogue {
-            keep: Reason::ALL.iter().map(|&r| render(r, Conn::Keep)).collect(),
+            length_at,
+            keep,
             close: Reason::ALL.iter().map(|&r| render(r, Conn::Close)).collect(),
             keep_alive: Reason::ALL.iter().map(|&r| render(r, Conn::KeepAlive)).collect(),
             json_body_start: format!(
@@ -442,7 +485,9 @@ impl Catalogue {
     }
 
     /// Writes the `malformed_json` answer saying where the body goes wrong: at byte `offset`, `expected`
-    /// (plain text without quotes or backslashes), with extra fields written by `fields`. No allocation.
+    /// (plain text without quotes or backslashes), with extra fields written by `fields` and the request id
+    /// `id` (its field's name and value) in a field and in the body. No allocation.
+    #[allow(clippy::too_many_arguments)]
     pub fn write_malformed_json<O: crate::buf::Out>(
         &self,
         out: &mut O,
@@ -450,11 +495,18 @@ impl Catalogue {
         body: bool,
         offset: u64,
         expected: &str,
+        id: Option<(&[u8], &[u8])>,
         fields: impl FnOnce(&mut O),
     ) {
         let digits = offset.checked_ilog10().unwrap_or(0) as usize + 1;
-        let len =
-            self.json_body_start.len() + JSON_AT.len() + digits + JSON_EXPECTED.len() + expected.len() + JSON_END.len();
+        let len = self.json_body_start.len()
+            + JSON_AT.len()
+            + digits
+            + JSON_EXPECTED.len()
+            + expected.len()
+            + JSON_END.len()
+            + id_len(id)
+            + BODY_END.len();
         out.put(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json\r\nContent-Length: ");
         crate::buf::put_u64(out, len as u64);
         out.put(b"\r\nCache-Control: no-store\r\n");
@@ -463,6 +515,7 @@ impl Catalogue {
             Conn::Close => b"Connection: close\r\n",
             Conn::KeepAlive => b"Connection: keep-alive\r\n",
         });
+        put_id_field(out, id);
         fields(out);
         out.put(b"\r\n");
         if body {
@@ -472,23 +525,44 @@ impl Catalogue {
             out.put(JSON_EXPECTED);
             out.put(expected.as_bytes());
             out.put(JSON_END);
+            put_body_end(out, id);
         }
     }
 
-    /// Writes the response for `reason` with extra header fields (each ending in CRLF) written by `fields`.
+    /// Writes the response for `reason` with extra header fields (each ending in CRLF) written by `fields`,
+    /// and the request id `id` (its field's name and value) in a field and in the body (its Content-Length
+    /// adjusted). No allocation.
     pub fn write_with<O: crate::buf::Out>(
         &self,
         out: &mut O,
         reason: Reason,
         conn: Conn,
         body: bool,
+        id: Option<(&[u8], &[u8])>,
         fields: impl FnOnce(&mut O),
     ) {
         let resp = self.response(reason, conn);
         let end = head_end(resp);
-        out.put(&resp[..end]);
+        match id {
+            None => out.put(&resp[..end]),
+            Some(_) => {
+                let (at, digits_end) = self.length_at[reason as usize];
+                let body_len = resp.len() - end - 2;
+                out.put(&resp[..at]);
+                crate::buf::put_u64(out, (body_len + id_len(id)) as u64);
+                out.put(&resp[digits_end..end]);
+                put_id_field(out, id);
+            }
+        }
         fields(out);
-        out.put(if body { &resp[end..] } else { b"\r\n" });
+        match (body, id) {
+            (false, _) => out.put(b"\r\n"),
+            (true, None) => out.put(&resp[end..]),
+            (true, Some(_)) => {
+                out.put(&resp[end..resp.len() - BODY_END.len()]);
+                put_body_end(out, id);
+            }
+        }
     }
 
     /// The answer to a HEAD request: the same head (its Content-Length names the body a GET would get), no
@@ -619,7 +693,7 @@ mod tests {
         });
         for (conn, body) in [(Conn::Keep, true), (Conn::Close, true), (Conn::KeepAlive, false)] {
             let mut out = Vec::new();
-            c.write_malformed_json(&mut out, conn, body, 1234, "':' after a member name", |o| {
+            c.write_malformed_json(&mut out, conn, body, 1234, "':' after a member name", None, |o| {
                 o.extend_from_slice(b"Date: x\r\n")
             });
             let text = String::from_utf8(out).unwrap();
@@ -650,5 +724,45 @@ mod tests {
                 .unwrap()
                 .contains("at byte 1234, expected ':' after a member name."));
         }
+    }
+
+    #[test]
+    fn every_answer_carries_a_request_id_with_its_length_counted() {
+        let c = Catalogue::new(&Settings::default());
+        let id: Option<(&[u8], &[u8])> = Some((b"X-Request-Id", b"abc-123"));
+        for &r in Reason::ALL.iter() {
+            for conn in [Conn::Keep, Conn::Close, Conn::KeepAlive] {
+                let mut out = Vec::new();
+                c.write_with(&mut out, r, conn, true, id, |o| o.extend_from_slice(b"Date: x\r\n"));
+                let text = String::from_utf8(out).unwrap();
+                let (head, body) = text.split_once("\r\n\r\n").unwrap();
+                assert!(head.contains("\r\nX-Request-Id: abc-123\r\nDate: x"), "{head}");
+                assert!(
+                    head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+                    "{head}"
+                );
+                let v: serde_json::Value = serde_json::from_str(body).unwrap();
+                assert_eq!(
+                    (v["request_id"].as_str(), v["reason"].as_str()),
+                    (Some("abc-123"), Some(r.code()))
+                );
+                let mut no_body = Vec::new();
+                c.write_with(&mut no_body, r, conn, false, id, |_| {});
+                assert_eq!(
+                    String::from_utf8(no_body).unwrap(),
+                    format!("{head}\r\n\r\n").replace("Date: x\r\n", "")
+                );
+            }
+        }
+        let mut out = Vec::new();
+        c.write_malformed_json(&mut out, Conn::Keep, true, 7, "a value", id, |_| {});
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+            "{head}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["request_id"], "abc-123");
     }
 }

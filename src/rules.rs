@@ -60,6 +60,13 @@ impl Rules {
                 .map(|b| Tier::new("ip", b.rate, b.burst)),
             ratelimit_headers: config.rate.as_ref().is_some_and(|r| r.headers),
             observe_header: config.observe_header.as_ref().map(|h| h.as_bytes().to_vec()),
+            request_id: config
+                .request_id_header
+                .as_ref()
+                .map(|h| crate::proxy::request_id::Rule {
+                    header: h.as_bytes().to_vec(),
+                    trust: config.trust_request_id,
+                }),
         })
     }
 }

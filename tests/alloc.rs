@@ -95,6 +95,75 @@ fn upstream() -> std::net::SocketAddr {
     addr
 }
 
+/// With request ids on: generated for each request, sent upstream, returned on the relayed response and on
+/// a refusal (its problem+json body rewritten with the id), all without allocating.
+#[test]
+fn request_ids_allocate_nothing_per_request_once_warm() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let up = upstream();
+    let cfg = portcullis::config::Config::parse_from([
+        "portcullis",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--upstream",
+        &up.to_string(),
+        "--rate",
+        "1000000",
+        "--request-id-header",
+        "X-Request-Id",
+        "--trust-request-id",
+    ])
+    .unwrap();
+    let running = portcullis::server::start(cfg).unwrap();
+    let mut c = TcpStream::connect(running.local_addr()).unwrap();
+    c.set_nodelay(true).unwrap();
+    // Generated ids (the client sends none), a kept one, a replaced one, and a refusal (406).
+    let reqs: [&[u8]; 4] = [
+        b"GET /x HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\nAuthorization: Bearer t\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\nX-Request-Id: abc-123\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\nX-Request-Id: a b\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+    ];
+    let mut buf = [0u8; 4096];
+    // Reads one response (a head with Content-Length, then that many bytes); returns its head's length.
+    let mut one = |c: &mut TcpStream, req: &[u8]| {
+        c.write_all(req).unwrap();
+        let mut have = 0;
+        loop {
+            let n = c.read(&mut buf[have..]).unwrap();
+            assert!(n > 0, "closed");
+            have += n;
+            if let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+                let len = content_length(&buf[..end + 4]);
+                if have >= end + 4 + len {
+                    assert!(buf[..end]
+                        .windows(14)
+                        .any(|w| w.eq_ignore_ascii_case(b"x-request-id: ")));
+                    return;
+                }
+            }
+        }
+    };
+    for i in 0..1000 {
+        one(&mut c, reqs[i % 4]);
+    }
+    let before = ALLOCS.load(Ordering::SeqCst);
+    for i in 0..10_000 {
+        one(&mut c, reqs[i % 4]);
+    }
+    let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+    println!("{allocs} allocations over 10 000 warm requests with request ids");
+    assert!(
+        allocs < 10,
+        "{allocs} allocations over 10 000 warm requests with request ids"
+    );
+    running.shutdown_handle().shutdown();
+    drop(c);
+    running.join().unwrap();
+}
+
 #[test]
 fn no_allocation_per_request_once_warm() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -611,3 +611,35 @@ fn fuzz_invariants_hold_on_corpus_inputs() {
     }
     assert!(n > 1000, "{n}");
 }
+
+/// With `--request-id-header`: a forwarded request, a refusal decided from the head and a header timeout
+/// (refused before any head was accepted) each get their own id, in a field and in the refusals' bodies; the
+/// forwarded request's id is the one the upstream received.
+#[test]
+fn request_ids_on_forwarded_refused_and_timed_out_requests() {
+    let mut p = pump(&["--request-id-header", "X-Request-Id"], vec![answering(&["hello"])]);
+    let mut wire = get("/a");
+    wire += "GET /no-accept HTTP/1.1\r\nHost: api\r\nX-Request-Id: forged\r\n\r\n";
+    wire += "GET /slow HTTP/1.1\r\nHo";
+    p.send(wire.as_bytes()).run();
+    p.expire();
+    assert_eq!(p.statuses(), [200, 406, 408]);
+    let text = p.text();
+    let ids: Vec<&str> = text
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("X-Request-Id: "))
+        .collect();
+    assert_eq!(ids.len(), 3, "{text}");
+    for id in &ids {
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{id}"
+        );
+    }
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2], "{ids:?}");
+    for id in &ids[1..] {
+        assert!(text.contains(&format!(",\"request_id\":\"{id}\"}}\n")), "{text}");
+    }
+    let fwd = String::from_utf8(p.upstream_got[0].clone()).unwrap();
+    assert!(fwd.contains(&format!("\r\nX-Request-Id: {}\r\n", ids[0])), "{fwd}");
+}

@@ -55,9 +55,11 @@ complete -c portcullis -l content-type-rule -d 'The Content-Type rule (JSON meth
 complete -c portcullis -l json-rule -d 'The JSON body rule: enforce, observe, or off' -r
 complete -c portcullis -l rate-rule -d 'The per-user rate limit rule: enforce, observe, or off' -r
 complete -c portcullis -l observe-header -d 'Tell the upstream what an `observe` rule would have refused, in this request header (the client\'s own copy is removed); off by default' -r
+complete -c portcullis -l request-id-header -d 'Give every request an id in this header (usually X-Request-Id): sent upstream, returned on every response (problem+json answers carry it as `request_id`) and logged; a generated id is 32 lowercase hex digits (128 random bits). Off by default' -r
 complete -c portcullis -l limits -d 'Per-user limits: a TOML file of named tiers (rate, burst, users); see docs/rate-limit.md' -r
 complete -c portcullis -l tls-strict-sni -d 'Refuse the handshake of a client without SNI or naming no configured name (instead of the default)'
 complete -c portcullis -l check-config -d 'Validate the configuration, print the effective settings, and exit (0 valid, 1 invalid)'
+complete -c portcullis -l trust-request-id -d 'Keep the client\'s own request id when it is valid (1-128 bytes of A-Z a-z 0-9 . _ : -) instead of generating one (in the environment: true/false, 1/0, yes/no, on/off)'
 complete -c portcullis -l ratelimit-headers -d 'Also add the `RateLimit` field (remaining quota) to every forwarded response (in the environment: true/false, 1/0, yes/no, on/off)'
 complete -c portcullis -s h -l help -d 'Print help'
 complete -c portcullis -s V -l version -d 'Print version'

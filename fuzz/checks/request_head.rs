@@ -181,6 +181,7 @@ fn check_forwarded(h: &RequestHead<'_, '_>, chunked_len: u64) {
         version: Some(b"v2"),
         observe: None,
         proto: b"http",
+        request_id: Some((b"X-Request-Id", b"0123456789abcdef0123456789abcdef")),
     };
     let mut out = Vec::new();
     forward_head(&mut out, h, body_len, &fwd);

@@ -105,6 +105,7 @@ fn check_relayed(h: &ResponseHead<'_, '_>, was_head: bool, client_v10: bool, for
             close,
             dechunk,
             ratelimit: Some((&b"\"default\""[..], 7, 1)),
+            request_id: Some((&b"X-Request-Id"[..], &b"0123456789abcdef0123456789abcdef"[..])),
         },
     );
     let mut st = header_storage();

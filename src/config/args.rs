@@ -260,6 +260,17 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_OBSERVE_HEADER")]
     pub observe_header: Option<String>,
 
+    /// Give every request an id in this header (usually X-Request-Id): sent upstream, returned on every
+    /// response (problem+json answers carry it as `request_id`) and logged; a generated id is 32 lowercase hex
+    /// digits (128 random bits). Off by default.
+    #[arg(long, env = "PORTCULLIS_REQUEST_ID_HEADER")]
+    pub request_id_header: Option<String>,
+
+    /// Keep the client's own request id when it is valid (1-128 bytes of A-Z a-z 0-9 . _ : -) instead of
+    /// generating one (in the environment: true/false, 1/0, yes/no, on/off).
+    #[arg(long, env = "PORTCULLIS_TRUST_REQUEST_ID", value_parser = clap::builder::BoolishValueParser::new())]
+    pub trust_request_id: bool,
+
     /// Per-user limits: a TOML file of named tiers (rate, burst, users); see docs/rate-limit.md.
     #[arg(long, env = "PORTCULLIS_LIMITS")]
     pub limits: Option<String>,

@@ -171,11 +171,13 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
         admin,
         access_log,
         rate,
-        // Reloaded: the policy, the answers' texts, the log level.
+        // Reloaded: the policy, the answers' texts, the request-id rule, the log level.
         docs_url: _,
         contact: _,
         policy: _,
         observe_header: _,
+        request_id_header: _,
+        trust_request_id: _,
         log_level: _,
     } = old;
     let Limits {

@@ -107,6 +107,8 @@ impl Config {
             ("content-type-rule", s(self.policy.content_type_mode.name())),
             ("json-rule", s(self.policy.json_mode.name())),
             ("observe-header", s(self.observe_header.as_deref().unwrap_or(""))),
+            ("request-id-header", s(self.request_id_header.as_deref().unwrap_or(""))),
+            ("trust-request-id", self.trust_request_id.to_string()),
             ("version-header", s(&self.policy.version_header)),
             (
                 "json-methods",

@@ -25,6 +25,10 @@ pub struct Config {
     pub policy: crate::guard::Policy,
     /// `--observe-header`: the request header naming what an observe rule would have refused.
     pub observe_header: Option<String>,
+    /// `--request-id-header`: the header carrying each request's id (None: off).
+    pub request_id_header: Option<String>,
+    /// `--trust-request-id`: keep a client's valid id.
+    pub trust_request_id: bool,
     pub rate: Option<RateConfig>,
     pub admin: Option<SocketAddr>,
     pub access_log: Option<String>,

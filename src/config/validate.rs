@@ -321,6 +321,12 @@ impl Config {
                 Some(h) => return Err(format!("--observe-header {h:?}: not a field name")),
                 None => None,
             },
+            request_id_header: match a.request_id_header.as_ref().filter(|h| !h.is_empty()) {
+                Some(h) if h.bytes().all(crate::http::is_tchar) => Some(h.clone()),
+                Some(h) => return Err(format!("--request-id-header {h:?}: not a field name")),
+                None => None,
+            },
+            trust_request_id: a.trust_request_id,
             policy: crate::guard::Policy {
                 accept_mode: mode("--accept-rule", &a.accept_rule)?,
                 content_type_mode: mode("--content-type-rule", &a.content_type_rule)?,

@@ -22,6 +22,8 @@ pub struct Forward<'a> {
     /// `X-Forwarded-Proto`: `https` or `http`, by the listener the request came in on (any client copy is
     /// removed).
     pub proto: &'a [u8],
+    /// `--request-id-header`: its name (any client copy is removed) and the request's id, sent in it.
+    pub request_id: Option<(&'a [u8], &'a [u8])>,
 }
 
 /// Writes the head forwarded upstream: the request line (as HTTP/1.1), the client's fields minus hop-by-hop
@@ -68,6 +70,7 @@ pub fn forward_fields(out: &mut impl Out, head: &RequestHead<'_, '_>, fwd: &Forw
         }
         if name.eq_ignore_ascii_case(fwd.version_header)
             || fwd.observe.is_some_and(|(o, _)| name.eq_ignore_ascii_case(o))
+            || fwd.request_id.is_some_and(|(r, _)| name.eq_ignore_ascii_case(r))
             || (names_fields && named_by_connection(head.headers, name))
         {
             continue;
@@ -102,6 +105,12 @@ pub fn forward_fields(out: &mut impl Out, head: &RequestHead<'_, '_>, fwd: &Forw
     out.put(b"\r\nX-Forwarded-Proto: ");
     out.put(fwd.proto);
     out.put(b"\r\n");
+    if let Some((name, id)) = fwd.request_id {
+        out.put(name);
+        out.put(b": ");
+        out.put(id);
+        out.put(b"\r\n");
+    }
     underscores
 }
 
@@ -171,6 +180,8 @@ pub struct ClientSide<'a> {
     /// Add `RateLimit: "<tier>";r=<remaining>;t=<seconds>` (the user's quota after this request): the
     /// quoted tier name, remaining, seconds.
     pub ratelimit: Option<(&'a [u8], u32, u64)>,
+    /// `--request-id-header`: its name (any upstream copy is removed) and the request's id, sent in it.
+    pub request_id: Option<(&'a [u8], &'a [u8])>,
 }
 
 /// Writes the response head relayed to the client.
@@ -200,10 +211,19 @@ pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: Cl
             }
             continue;
         }
-        if is_hop_by_hop(name) || (names_fields && named_by_connection(resp.headers, name)) {
+        if is_hop_by_hop(name)
+            || (names_fields && named_by_connection(resp.headers, name))
+            || client.request_id.is_some_and(|(r, _)| name.eq_ignore_ascii_case(r))
+        {
             continue;
         }
         put_field(out, h);
+    }
+    if let Some((name, id)) = client.request_id {
+        out.put(name);
+        out.put(b": ");
+        out.put(id);
+        out.put(b"\r\n");
     }
     if let Some((tier, remaining, secs)) = client.ratelimit {
         out.put(b"RateLimit: ");
@@ -241,6 +261,7 @@ mod tests {
             version: Some(b"v2"),
             observe: Some((b"x-observed", Some(b"malformed_json"))),
             proto: b"https",
+            request_id: None,
         };
         forward_head(&mut out, &head, 11, &fwd);
         assert_eq!(
@@ -262,6 +283,7 @@ mod tests {
             version: None,
             observe: Some((b"x-observed", None)),
             proto: b"http",
+            request_id: None,
         };
         assert_eq!(forward_head(&mut out, &head, 0, &fwd), 5);
         assert_eq!(
@@ -283,6 +305,7 @@ mod tests {
             version: None,
             observe: None,
             proto: b"http",
+            request_id: None,
         };
         forward_head(&mut out, &head, 0, &fwd);
         assert_eq!(
@@ -306,6 +329,7 @@ mod tests {
                 close,
                 dechunk,
                 ratelimit: None,
+                request_id: None,
             },
         );
         String::from_utf8(out).unwrap()

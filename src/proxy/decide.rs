@@ -32,6 +32,8 @@ pub struct Scratch {
     pub json: JsonValidator,
     /// Decodes coded JSON bodies (its buffers grow to the largest body and stay).
     pub decoder: Decoder,
+    /// Generates request ids (`--request-id-header`); the worker seeds it (see `super::request_id`).
+    pub ids: super::request_id::Ids,
 }
 
 impl Scratch {
@@ -41,6 +43,7 @@ impl Scratch {
             key: Vec::with_capacity(256),
             json: JsonValidator::new(rules.policy.max_json_depth),
             decoder: Decoder::new(),
+            ids: Default::default(),
         }
     }
 

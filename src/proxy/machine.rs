@@ -23,6 +23,7 @@ use std::time::Instant;
 use core::net::IpAddr;
 
 use super::decide::{Checks, Decision};
+use super::request_id::{self, RequestId};
 use super::{Action, Cx, Entry, Input, DRAIN_IDLE_GRACE, TARGET_MAX};
 use crate::buf::{put_u64, Buf, Out};
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
@@ -39,6 +40,8 @@ const DISCARD_MAX: u64 = 64 * 1024;
 /// Bytes of Host and of User-Agent kept for the access log.
 const HOST_MAX: usize = 64;
 const UA_MAX: usize = 96;
+/// Bytes of a `traceparent` kept for the access log (a version-00 one has 55).
+const TRACEPARENT_MAX: usize = 64;
 
 /// Textual client address, kept without allocating.
 #[derive(Debug, Clone, Copy)]
@@ -195,10 +198,14 @@ struct LogFields {
     client: Option<IpText>,
     up_connect_us: u32,
     up_response_us: u32,
+    traceparent: [u8; TRACEPARENT_MAX],
+    /// None: the request had no `traceparent`.
+    traceparent_len: Option<u8>,
 }
 
 impl LogFields {
     fn reset(&mut self) {
+        self.traceparent_len = None;
         self.host_len = 0;
         self.user_agent_len = 0;
         self.client = None;
@@ -227,6 +234,9 @@ pub struct Connection {
     https: bool,
     /// What the access log says of its TLS session (kept only with an access log).
     tls: Option<Box<TlsLog>>,
+    /// The current request's id (`--request-id-header`): allocated once per connection, only with the rule
+    /// on; empty until the request has one.
+    rid: Option<Box<RequestId>>,
 }
 
 /// The TLS session as the access log names it: the protocol version and the SNI name (cut at its array's
@@ -258,6 +268,7 @@ impl Connection {
             logf: None,
             https: false,
             tls: None,
+            rid: None,
         }
     }
 
@@ -572,6 +583,9 @@ impl Connection {
     /// Starts a new exchange: nothing of the previous request's state (nor its access-log fields) carries over.
     fn begin_exchange(&mut self, now: Instant) {
         self.ex.reset(now);
+        if let Some(r) = self.rid.as_mut() {
+            r.clear();
+        }
         if let Some(f) = self.logf.as_mut() {
             f.reset();
         }
@@ -638,6 +652,24 @@ impl Connection {
         if cx.log.wants_entries() {
             self.keep_log_fields(head);
         }
+        if let Some(rule) = &cx.rules.request_id {
+            // A client's id is kept only when trusted, valid and sent once; else one is generated.
+            let mut sent = None;
+            let mut count = 0;
+            for h in head
+                .headers
+                .iter()
+                .filter(|h| h.name.as_bytes().eq_ignore_ascii_case(&rule.header))
+            {
+                sent = Some(h.value);
+                count += 1;
+            }
+            let r = self.rid.get_or_insert_with(Box::default);
+            match sent {
+                Some(v) if rule.trust && count == 1 && request_id::valid(v) => r.set(v),
+                _ => r.set(&cx.scratch.ids.generate()),
+            }
+        }
         let mut checks = checks(cx);
         let verdict = self.ex.decision.head(&mut checks, head, self.peer);
         if let (Some(ip), Some(f)) = (self.ex.decision.client, self.logf.as_mut()) {
@@ -669,6 +701,7 @@ impl Connection {
                 .map(|t| t.version.as_bytes()),
             observe: rules.observe_header.as_deref().map(|h| (h, None)),
             proto: if self.https { b"https" } else { b"http" },
+            request_id: self.request_id(cx.rules),
         };
         let underscores = write::forward_fields(&mut fwd, head, &info);
         if underscores > 0 {
@@ -727,8 +760,15 @@ impl Connection {
                 client: None,
                 up_connect_us: u32::MAX,
                 up_response_us: u32::MAX,
+                traceparent: [0; TRACEPARENT_MAX],
+                traceparent_len: None,
             })
         });
+        if let Some(tp) = head.header(b"traceparent") {
+            let n = tp.len().min(TRACEPARENT_MAX);
+            f.traceparent[..n].copy_from_slice(&tp[..n]);
+            f.traceparent_len = Some(n as u8);
+        }
         let host = head.header(b"host").unwrap_or_default();
         let n = host.len().min(HOST_MAX);
         f.host[..n].copy_from_slice(&host[..n]);
@@ -957,6 +997,10 @@ impl Connection {
                             .map(|tier| (tier.quoted.as_slice(), r, t)),
                         _ => None,
                     },
+                    request_id: match (&cx.rules.request_id, self.rid.as_deref()) {
+                        (Some(rule), Some(r)) => Some((rule.header.as_slice(), r.as_bytes())),
+                        _ => None,
+                    },
                 },
             );
             let from = next.len();
@@ -1149,6 +1193,17 @@ impl Connection {
         }
         let close = reason.closes() || !self.ex.keep_alive || cx.draining;
         let conn = Conn::new(close, self.ex.version);
+        if cx.rules.request_id.is_some() {
+            // A refusal before a head was accepted (a malformed head, a header timeout) has no id yet.
+            let r = self.rid.get_or_insert_with(Box::default);
+            if r.is_empty() {
+                r.set(&cx.scratch.ids.generate());
+            }
+        }
+        let id = match (&cx.rules.request_id, self.rid.as_deref()) {
+            (Some(rule), Some(r)) => Some((rule.header.as_slice(), r.as_bytes())),
+            _ => None,
+        };
         let out = self.out.get_or_insert_with(|| cx.bufs.get());
         let rules = cx.rules;
         let d = &self.ex.decision;
@@ -1181,8 +1236,8 @@ impl Connection {
         match (reason, d.json_error) {
             (Reason::MalformedJson, Some((at, expected))) => rules
                 .catalogue
-                .write_malformed_json(out, conn, body, at as u64, expected, fields),
-            _ => rules.catalogue.write_with(out, reason, conn, body, fields),
+                .write_malformed_json(out, conn, body, at as u64, expected, id, fields),
+            _ => rules.catalogue.write_with(out, reason, conn, body, id, fields),
         }
         let queued = (out.len() - before) as u64;
         self.ex.close_after = close;
@@ -1231,6 +1286,14 @@ impl Connection {
         }
     }
 
+    /// The request id's field name and value, with the rule on and an id assigned.
+    fn request_id<'a>(&'a self, rules: &'a super::Rules) -> Option<(&'a [u8], &'a [u8])> {
+        match (&rules.request_id, self.rid.as_deref()) {
+            (Some(rule), Some(r)) if !r.is_empty() => Some((rule.header.as_slice(), r.as_bytes())),
+            _ => None,
+        }
+    }
+
     fn elapsed_us(&self, cx: &Cx<'_>) -> u64 {
         cx.now.saturating_duration_since(self.ex.started).as_micros() as u64
     }
@@ -1261,6 +1324,8 @@ impl Connection {
             user: self.ex.decision.user,
             would_refuse: self.ex.decision.observed.map(|r| r.code()),
             tls: self.tls.as_deref().map(|t| (t.version, &t.sni[..t.sni_len as usize])),
+            request_id: self.request_id(cx.rules).map(|(_, id)| id),
+            traceparent: f.and_then(|f| f.traceparent_len.map(|n| &f.traceparent[..n as usize])),
         });
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod decide;
 mod machine;
+pub mod request_id;
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,8 @@ pub struct Rules {
     pub ratelimit_headers: bool,
     /// `--observe-header`.
     pub observe_header: Option<Vec<u8>>,
+    /// `--request-id-header` / `--trust-request-id` (None: off).
+    pub request_id: Option<request_id::Rule>,
 }
 
 /// How long the machine waits for each thing.
@@ -106,6 +109,10 @@ pub struct Entry<'a> {
     pub would_refuse: Option<&'a str>,
     /// Over TLS: the protocol version (`TLSv1.3`) and the name the client asked for (SNI; empty without).
     pub tls: Option<(&'a str, &'a [u8])>,
+    /// The request's id (with `--request-id-header`).
+    pub request_id: Option<&'a [u8]>,
+    /// The client's W3C `traceparent` (its first bytes), when it sent one.
+    pub traceparent: Option<&'a [u8]>,
 }
 
 /// Where the machine reports finished requests (the access log) and its own refusals (the debug log).

@@ -134,7 +134,9 @@ impl Worker {
         let buf_size = (shared.config.limits.max_head + 1024).max(16 * 1024);
         let max_free = (shared.config.max_connections / shared.config.workers.max(1)).clamp(64, 4096);
         let (rules, rules_gen) = shared.rules.get();
-        let scratch = Scratch::new(&rules);
+        let mut scratch = Scratch::new(&rules);
+        // Request ids: this worker's generator, from a fresh process-random seed mixed with its index.
+        scratch.ids = crate::proxy::request_id::Ids::new(crate::server::random_seed().0[0], id);
         let log = shared.access_log.as_ref().and_then(|hub| hub.worker(id, now));
         Ok(Worker {
             id,
