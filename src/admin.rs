@@ -186,6 +186,7 @@ fn metrics_text(handle: &Handle) -> String {
             last_users: r.last_users.load(Relaxed),
             unreported: r.unreported.load(Relaxed)
                 + l.map_or(0, |l| l.journals().iter().map(|j| j.dropped()).sum::<u64>()),
+            quiet: r.quiet.load(Relaxed),
         }),
     };
     render(&handle.metrics, &gauges)

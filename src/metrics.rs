@@ -112,6 +112,8 @@ pub struct RedisGauges {
     pub last_users: u64,
     /// Admitted requests not reported to the fleet: sync failed, batch or journal full.
     pub unreported: u64,
+    /// Admitted requests kept quiet: within the user's share on this node (`--redis-share`).
+    pub quiet: u64,
 }
 
 fn sum(blocks: &[WorkerMetrics], f: impl Fn(&WorkerMetrics) -> &AtomicU64) -> u64 {
@@ -374,6 +376,12 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
                 "counter",
                 "Admitted requests not counted fleet-wide (Redis down, batch or journal full).",
                 r.unreported,
+            ),
+            (
+                "portcullis_redis_quiet_requests_total",
+                "counter",
+                "Admitted requests not reported to Redis because they stayed within the user's share on this node (--redis-share).",
+                r.quiet,
             ),
             (
                 "portcullis_redis_last_sync_users",

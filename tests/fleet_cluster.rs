@@ -440,6 +440,10 @@ fn a_quiet_share_keeps_light_users_away_from_redis() {
     let writes = calls(&cluster, "set") + calls(&cluster, "incrby");
     assert_eq!(writes, 0, "the light users were written to Redis");
     assert!(calls(&cluster, "zrangebyscore") > 0, "the hot lists were read");
+    // Each node counts what it kept quiet: the 50 light users' requests.
+    for p in [&nodes.0, &nodes.1] {
+        assert_eq!(p.metric("portcullis_redis_quiet_requests_total"), Some(50.0));
+    }
     // Alice at 3x over both nodes for 4 s: each node passes its share within a second, marks her hot, and
     // both report her in full from then on: rate x 4 s + burst = 50 (-2 / +10%).
     let alice = alternate(&[&nodes.0, &nodes.1], "Bearer alice", 30, 120);
