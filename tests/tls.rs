@@ -233,6 +233,10 @@ fn strict_sni_refuses_unknown_names_and_the_default_cert_serves_them_otherwise()
     let out = s_client(strict.tls_addr().port(), &["-servername", "c.example.com"], b"");
     // The server's alert (rustls sends access_denied when it has no certificate for the name).
     assert!(out.contains("SSL alert number"), "{out}");
+    strict.wait_metric(
+        "portcullis_tls_handshakes_total{result=\"failed\",reason=\"no_certificate\"}",
+        1.0,
+    );
     assert_eq!(curl(strict.tls_addr().port(), "a.example.com", &ca).0, 200);
 }
 
@@ -283,6 +287,10 @@ fn old_versions_are_refused_by_the_server_and_alpn_is_http11() {
         assert!(out.contains("SSL alert number 40"), "{v}: {out}");
         assert!(out.contains("no peer certificate available"), "{v}: {out}");
     }
+    p.wait_metric(
+        "portcullis_tls_handshakes_total{result=\"failed\",reason=\"incompatible\"}",
+        2.0,
+    );
     let out = s_client(port, &["-alpn", "h2,http/1.1", "-servername", "a.example.com"], b"");
     assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
     let only13 = start(&certs, &up, &["--tls-min-version", "1.3"]);
