@@ -95,28 +95,39 @@ fn upstream() -> std::net::SocketAddr {
     addr
 }
 
+/// The ingress in front of a fresh allocation-free upstream: one worker, the rate limit on (it never refuses
+/// here: its decision is on the measured path too), and `extra`.
+fn start(extra: &[&str]) -> portcullis::server::Running {
+    let up = upstream().to_string();
+    let mut args = vec!["portcullis", "--workers", "1", "--upstream", &up, "--rate", "1000000"];
+    args.extend_from_slice(extra);
+    portcullis::server::start(portcullis::config::Config::parse_from(args).unwrap()).unwrap()
+}
+
+/// Allocations counted over `n` calls of `f` (given the call's index), after `warm` calls to warm it up.
+fn allocations(warm: usize, n: usize, mut f: impl FnMut(usize)) -> usize {
+    for i in 0..warm {
+        f(i);
+    }
+    let before = ALLOCS.load(Ordering::SeqCst);
+    for i in warm..warm + n {
+        f(i);
+    }
+    ALLOCS.load(Ordering::SeqCst) - before
+}
+
 /// With request ids on: generated for each request, sent upstream, returned on the relayed response and on
 /// a refusal (its problem+json body rewritten with the id), all without allocating.
 #[test]
 fn request_ids_allocate_nothing_per_request_once_warm() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let up = upstream();
-    let cfg = portcullis::config::Config::parse_from([
-        "portcullis",
+    let running = start(&[
         "--listen",
         "127.0.0.1:0",
-        "--workers",
-        "1",
-        "--upstream",
-        &up.to_string(),
-        "--rate",
-        "1000000",
         "--request-id-header",
         "X-Request-Id",
         "--trust-request-id",
-    ])
-    .unwrap();
-    let running = portcullis::server::start(cfg).unwrap();
+    ]);
     let mut c = TcpStream::connect(running.local_addr()).unwrap();
     c.set_nodelay(true).unwrap();
     // Generated ids (the client sends none), a kept one, a replaced one, and a refusal (406).
@@ -146,14 +157,7 @@ fn request_ids_allocate_nothing_per_request_once_warm() {
             }
         }
     };
-    for i in 0..1000 {
-        one(&mut c, reqs[i % 4]);
-    }
-    let before = ALLOCS.load(Ordering::SeqCst);
-    for i in 0..10_000 {
-        one(&mut c, reqs[i % 4]);
-    }
-    let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+    let allocs = allocations(1000, 10_000, |i| one(&mut c, reqs[i % 4]));
     println!("{allocs} allocations over 10 000 warm requests with request ids");
     assert!(
         allocs < 10,
@@ -167,21 +171,7 @@ fn request_ids_allocate_nothing_per_request_once_warm() {
 #[test]
 fn no_allocation_per_request_once_warm() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let up = upstream();
-    let cfg = portcullis::config::Config::parse_from([
-        "portcullis",
-        "--listen",
-        "127.0.0.1:0",
-        "--workers",
-        "1",
-        "--upstream",
-        &up.to_string(),
-        // The rate limit is on (and never refuses here): its decision is on the measured path too.
-        "--rate",
-        "1000000",
-    ])
-    .unwrap();
-    let running = portcullis::server::start(cfg).unwrap();
+    let running = start(&["--listen", "127.0.0.1:0"]);
     let mut c = TcpStream::connect(running.local_addr()).unwrap();
     c.set_nodelay(true).unwrap();
     // Basic credentials: the user's key is decoded and re-encoded (its canonical form) on every request, and
@@ -199,14 +189,7 @@ fn no_allocation_per_request_once_warm() {
         }
         assert_eq!(&buf[..have], RESPONSE);
     };
-    for _ in 0..1000 {
-        one(&mut c);
-    }
-    let before = ALLOCS.load(Ordering::SeqCst);
-    for _ in 0..10_000 {
-        one(&mut c);
-    }
-    let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+    let allocs = allocations(1000, 10_000, |_| one(&mut c));
     println!("{allocs} allocations over 10 000 warm requests");
     assert!(allocs < 10, "{allocs} allocations over 10 000 warm requests");
     // A gzip-coded JSON body: decoded into the worker's kept buffer, then validated.
@@ -230,14 +213,7 @@ fn no_allocation_per_request_once_warm() {
         }
         assert_eq!(&buf[..have], RESPONSE, "{}", String::from_utf8_lossy(&buf[..have]));
     };
-    for _ in 0..100 {
-        coded(&mut c);
-    }
-    let before = ALLOCS.load(Ordering::SeqCst);
-    for _ in 0..2_000 {
-        coded(&mut c);
-    }
-    let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+    let allocs = allocations(100, 2_000, |_| coded(&mut c));
     println!("{allocs} allocations over 2 000 warm gzip-coded POSTs");
     assert!(allocs < 10, "{allocs} allocations over 2 000 warm gzip-coded POSTs");
     running.shutdown_handle().shutdown();
@@ -273,9 +249,7 @@ fn tls_requests_allocate_only_rustls_record_buffers() {
         .output()
         .unwrap();
     assert!(ok.status.success());
-    let up = upstream();
-    let cfg = portcullis::config::Config::parse_from([
-        "portcullis",
+    let running = start(&[
         "--listen",
         "",
         "--tls-listen",
@@ -284,15 +258,7 @@ fn tls_requests_allocate_only_rustls_record_buffers() {
         crt.to_str().unwrap(),
         "--tls-key",
         key.to_str().unwrap(),
-        "--workers",
-        "1",
-        "--upstream",
-        &up.to_string(),
-        "--rate",
-        "1000000",
-    ])
-    .unwrap();
-    let running = portcullis::server::start(cfg).unwrap();
+    ]);
     NOT_COUNTED.with(|n| n.set(true));
     // The certificate is accepted by a verifier that checks nothing (verification is not what is measured).
     let config = rustls::ClientConfig::builder()
@@ -317,14 +283,7 @@ fn tls_requests_allocate_only_rustls_record_buffers() {
         }
         assert_eq!(&buf[..have], RESPONSE);
     };
-    for _ in 0..500 {
-        one(&mut conn, &mut sock);
-    }
-    let before = ALLOCS.load(Ordering::SeqCst);
-    for _ in 0..2_000 {
-        one(&mut conn, &mut sock);
-    }
-    let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+    let allocs = allocations(500, 2_000, |_| one(&mut conn, &mut sock));
     println!("{allocs} allocations over 2 000 warm TLS requests");
     // Two per request (measured: 4 000): the received record's plaintext and the sent record, as rustls 0.23's
     // buffered API does it; any more would be the ingress's own.
