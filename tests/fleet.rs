@@ -313,19 +313,17 @@ fn the_hot_list_marks_and_reads() {
     assert!((1..=10_000).contains(&ttl), "{ttl}");
 }
 
+/// A fleet-wide limiter at 1 request/s, burst 10 (one worker's journal of `journal` slots), keyed by the
+/// Authorization credential, with a table of `slots`.
+fn fleet_limiter(slots: usize, journal: usize) -> Limiter {
+    Limiter::new(Gcra::new(1, 10), slots, KeyMode::Authorization, 0, Instant::now(), SEED).fleet(1, journal)
+}
+
 #[test]
 fn a_sync_of_100k_active_users() {
     let redis = RedisServer::start();
     // At 1 request/s, each user's two requests put its schedule 2 s ahead: the keys outlive the test's checks.
-    let limiter = Limiter::new(
-        Gcra::new(1, 10),
-        1 << 20,
-        KeyMode::Authorization,
-        0,
-        Instant::now(),
-        SEED,
-    )
-    .fleet(1, 1 << 18);
+    let limiter = fleet_limiter(1 << 20, 1 << 18);
     let users = 100_000u64;
     for _ in 0..2 {
         for i in 0..users {
@@ -354,15 +352,7 @@ fn a_sync_of_100k_active_users() {
 #[test]
 fn a_flushed_script_cache_is_reloaded_and_the_batch_resent() {
     let redis = RedisServer::start();
-    let limiter = Limiter::new(
-        Gcra::new(1, 10),
-        1 << 16,
-        KeyMode::Authorization,
-        0,
-        Instant::now(),
-        SEED,
-    )
-    .fleet(1, 1 << 14);
+    let limiter = fleet_limiter(1 << 16, 1 << 14);
     let users = 3_000u64;
     let ids: Vec<u64> = (0..users)
         .map(|i| (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
@@ -461,15 +451,7 @@ fn a_call_refused_noscript_in_a_batch_is_resent_alone() {
     let redis = RedisServer::start();
     // The second call of the batch (group 1's users) is refused as if Redis had lost the script just then.
     let (port, evalshas) = noscript_proxy(redis.port, 1);
-    let limiter = Limiter::new(
-        Gcra::new(1, 10),
-        1 << 16,
-        KeyMode::Authorization,
-        0,
-        Instant::now(),
-        SEED,
-    )
-    .fleet(1, 1 << 14);
+    let limiter = fleet_limiter(1 << 16, 1 << 14);
     let ids: Vec<u64> = (0..3_000u64)
         .map(|i| (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
         .collect();
