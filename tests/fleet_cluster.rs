@@ -213,44 +213,6 @@ fn node(up: &Upstream, cluster: &Cluster, extra: &[&str]) -> Proxy {
     p
 }
 
-/// `n` requests of user `auth` at `per_sec`, alternating between the nodes, on an absolute schedule. Every
-/// answer must be 200 or 429 and come back (a stall fails the read). After `signal_after` requests, `signal`
-/// is sent once. Returns the 200s per node.
-fn alternate_signalling(
-    nodes: &[&Proxy],
-    auth: &str,
-    per_sec: u64,
-    n: u64,
-    signal: Option<(u64, mpsc::Sender<()>)>,
-) -> Vec<u64> {
-    let mut cs: Vec<Client> = nodes.iter().map(|p| p.connect()).collect();
-    let mut ok = vec![0; nodes.len()];
-    let start = Instant::now();
-    for i in 0..n {
-        if let Some((after, tx)) = &signal {
-            if i == *after {
-                tx.send(()).unwrap();
-            }
-        }
-        let at = start + Duration::from_micros(i * 1_000_000 / per_sec);
-        if let Some(d) = at.checked_duration_since(Instant::now()) {
-            std::thread::sleep(d); // pacing the load, not synchronising
-        }
-        let k = i as usize % nodes.len();
-        let r = cs[k].roundtrip(&req(auth));
-        match r.status {
-            200 => ok[k] += 1,
-            429 => assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1),
-            s => panic!("{auth}: unexpected {s}"),
-        }
-    }
-    ok
-}
-
-fn alternate(nodes: &[&Proxy], auth: &str, per_sec: u64, n: u64) -> Vec<u64> {
-    alternate_signalling(nodes, auth, per_sec, n, None)
-}
-
 #[test]
 fn a_cluster_holds_one_user_to_the_fleet_limit() {
     let cluster = Cluster::start();

@@ -728,3 +728,43 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// `n` GETs of user `auth` (its Authorization value) at `per_sec`, alternating between the nodes, on an
+/// absolute schedule. Every answer must be 200 or 429 and come back (a stall fails the read). After
+/// `signal.0` requests, `signal.1` is sent once. Returns the 200s per node.
+pub fn alternate_signalling(
+    nodes: &[&Proxy],
+    auth: &str,
+    per_sec: u64,
+    n: u64,
+    signal: Option<(u64, mpsc::Sender<()>)>,
+) -> Vec<u64> {
+    let req = format!("GET /f HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\nAuthorization: {auth}\r\n\r\n");
+    let mut cs: Vec<Client> = nodes.iter().map(|p| p.connect()).collect();
+    let mut ok = vec![0; nodes.len()];
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        if let Some((after, tx)) = &signal {
+            if i == *after {
+                tx.send(()).unwrap();
+            }
+        }
+        let at = start + Duration::from_micros(i * 1_000_000 / per_sec);
+        if let Some(d) = at.checked_duration_since(std::time::Instant::now()) {
+            thread::sleep(d); // pacing the load, not synchronising
+        }
+        let k = i as usize % nodes.len();
+        let r = cs[k].roundtrip(req.as_bytes());
+        match r.status {
+            200 => ok[k] += 1,
+            429 => assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1),
+            s => panic!("{auth}: unexpected {s}"),
+        }
+    }
+    ok
+}
+
+/// [`alternate_signalling`] without a signal.
+pub fn alternate(nodes: &[&Proxy], auth: &str, per_sec: u64, n: u64) -> Vec<u64> {
+    alternate_signalling(nodes, auth, per_sec, n, None)
+}
