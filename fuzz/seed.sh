@@ -141,6 +141,12 @@ for path in sorted(glob.glob(os.path.join(root, "benches/corpora/json-bench/*.js
     for s in found:
         put("json", s)
 
+# PROXY protocol headers: the reproducers (valid v1/v2 headers and near misses) are the seeds.
+pp = os.path.join(root, "fuzz", "regressions", "proxy_protocol")
+for name in sorted(os.listdir(pp)):
+    with open(os.path.join(pp, name), "rb") as f:
+        put("proxy_protocol", f.read())
+
 for t in sorted(counts):
     print(f"{t}: {counts[t]} seeds written to {os.path.join(out, t)}")
 PY

@@ -39,6 +39,8 @@ pub struct Handle {
     pub(crate) access_log_dropped: Option<Arc<AtomicU64>>,
     /// The TLS certificates in force, when a TLS listener is on.
     pub(crate) tls: Option<Arc<crate::tls::Tls>>,
+    /// The listeners expect a PROXY protocol header.
+    pub(crate) proxy_protocol: bool,
 }
 
 /// Admin connections served at once: a fixed set of threads, each accepting and serving one connection at a
@@ -176,6 +178,7 @@ fn metrics_text(handle: &Handle) -> String {
                 })
                 .collect()
         }),
+        proxy_protocol: handle.proxy_protocol,
         redis: handle.redis.as_ref().map(|r| crate::metrics::RedisGauges {
             up: r.up.load(Relaxed),
             syncs_ok: r.syncs_ok.load(Relaxed),

@@ -22,6 +22,7 @@ pub mod log;
 pub mod metrics;
 pub mod problem;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod redis_sync;
 pub mod rules;
 pub mod server;

@@ -47,6 +47,8 @@ pub struct WorkerMetrics {
     /// TLS client connections accepted and closed (the open ones are the difference).
     pub tls_opened: AtomicU64,
     pub tls_closed: AtomicU64,
+    /// PROXY protocol headers by [`PROXY_RESULTS`] index.
+    pub proxy_headers: [AtomicU64; PROXY_RESULTS.len()],
 }
 
 /// Adds `n` to a counter this thread alone writes.
@@ -88,6 +90,14 @@ pub const TLS_FAILURES: [&str; 7] = [
     "other",
 ];
 
+/// What became of a connection's PROXY protocol header, as
+/// `portcullis_proxy_protocol_headers_total{result=...}` names it: a client address taken from it, a `LOCAL`
+/// (or address-less) header that leaves the peer's address, a malformed header or the connection ending
+/// before one was complete (closed without an answer), a connection from outside `--proxy-protocol-from`
+/// (closed at once). A connection whose header did not come within `--header-timeout` is counted as
+/// `timeout`.
+pub const PROXY_RESULTS: [&str; 5] = ["ok", "local", "invalid", "untrusted", "timeout"];
+
 /// Values read at scrape time from outside the workers.
 pub struct Gauges {
     /// Reloads by result: ok, failed.
@@ -99,6 +109,8 @@ pub struct Gauges {
     pub access_log_dropped: Option<u64>,
     /// Each TLS certificate's name and expiry (Unix seconds), when a TLS listener is on.
     pub tls_certificates: Vec<(String, u64)>,
+    /// The listeners expect a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 /// The fleet sync's state (see `crate::redis_sync::Stats`).
@@ -282,6 +294,18 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
             let _ = writeln!(o, "portcullis_tls_certificate_expiry_seconds{{name=\"{name}\"}} {at}");
         }
     }
+    if g.proxy_protocol {
+        family(
+            &mut o,
+            "portcullis_proxy_protocol_headers_total",
+            "counter",
+            "PROXY protocol headers by result: ok, local, invalid, untrusted (source), timeout.",
+        );
+        for (i, r) in PROXY_RESULTS.iter().enumerate() {
+            let n = sum(blocks, |b| &b.proxy_headers[i]);
+            let _ = writeln!(o, "portcullis_proxy_protocol_headers_total{{result=\"{r}\"}} {n}");
+        }
+    }
     family(
         &mut o,
         "portcullis_request_duration_seconds",
@@ -427,6 +451,7 @@ mod tests {
                 redis: None,
                 access_log_dropped: None,
                 tls_certificates: Vec::new(),
+                proxy_protocol: false,
             },
         );
         assert!(text.contains("portcullis_requests_total{outcome=\"forwarded\"} 2\n"));

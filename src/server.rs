@@ -81,6 +81,7 @@ impl Shared {
             redis: self.redis.clone(),
             access_log_dropped: self.access_log.as_ref().map(|h| h.dropped.clone()),
             tls: self.tls.clone(),
+            proxy_protocol: self.config.proxy_protocol.is_some(),
         }
     }
 }

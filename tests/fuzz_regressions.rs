@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "../fuzz/checks/proxy_protocol.rs"]
+mod proxy_protocol;
 #[path = "../fuzz/checks/request_head.rs"]
 mod request_head;
 #[path = "../fuzz/checks/response_head.rs"]
@@ -22,6 +24,7 @@ type Check = fn(&[u8]);
 const TARGETS: &[(&str, Check)] = &[
     ("request_head", request_head::check),
     ("response_head", response_head::check),
+    ("proxy_protocol", proxy_protocol::check),
 ];
 
 fn regressions() -> PathBuf {
@@ -92,4 +95,30 @@ fn a_missing_or_empty_directory_fails() {
     let empty = std::panic::catch_unwind(|| inputs(&tmp));
     std::fs::remove_dir(&tmp).unwrap();
     assert!(empty.is_err(), "an empty directory was accepted");
+}
+
+/// The PROXY protocol checks over every single-byte change (to bytes that matter to the grammar) and every
+/// truncation of each short reproducer: a deterministic neighbourhood of the valid and invalid headers.
+#[test]
+fn proxy_protocol_neighbourhood() {
+    const BYTES: [u8; 16] = [
+        0, 1, b'\n', b'\r', b' ', 0x11, 0x12, 0x21, 0x22, 0x31, 0x7f, 0xff, b'0', b'9', b':', b'.',
+    ];
+    let mut n = 0;
+    for f in inputs(&regressions().join("proxy_protocol")) {
+        let data = std::fs::read(&f).unwrap();
+        if data.len() > 64 {
+            continue;
+        }
+        for cut in 0..data.len() {
+            proxy_protocol::check(&data[..cut]);
+            for b in BYTES {
+                let mut m = data.clone();
+                m[cut] = b;
+                proxy_protocol::check(&m);
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 1000, "{n} mutations");
 }

@@ -6,6 +6,8 @@ complete -c portcullis -l tls-cert-dir -d 'A directory of certificates: each NAM
 complete -c portcullis -l tls-default-cert -d 'The certificate for a client without SNI or naming no configured name: NAME of NAME.crt, or the first SAN of a --tls-cert (default: the first certificate)' -r
 complete -c portcullis -l tls-min-version -d 'The lowest TLS version accepted: 1.2 or 1.3' -r
 complete -c portcullis -l tls-expiry-warn -d 'Log a certificate that expires within this, at start and at each reload' -r
+complete -c portcullis -l proxy-protocol -d 'Expect a PROXY protocol header (v1, v2 or any) at the start of every client connection, on the plain and the TLS listener (behind an L4 load balancer): the client address it carries replaces the peer\'s. Off by default; needs --proxy-protocol-from' -r
+complete -c portcullis -l proxy-protocol-from -d 'The load balancers allowed to send PROXY protocol headers: an address or CIDR block (repeatable); a connection from anywhere else is closed at once' -r
 complete -c portcullis -l upstream -d 'Upstream service as HOST:PORT. Without it a built-in echo upstream runs inside the process' -r
 complete -c portcullis -l workers -d 'Worker threads, each with its own event loop and listener (0 = one per core)' -r
 complete -c portcullis -l max-head -d 'Largest request head (request line and fields); larger is refused with 431 (414 for the line alone)' -r

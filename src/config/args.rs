@@ -49,6 +49,21 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_TLS_EXPIRY_WARN", default_value = "336h", value_parser = parse_duration)]
     pub tls_expiry_warn: Duration,
 
+    /// Expect a PROXY protocol header (v1, v2 or any) at the start of every client connection, on the plain
+    /// and the TLS listener (behind an L4 load balancer): the client address it carries replaces the peer's.
+    /// Off by default; needs --proxy-protocol-from.
+    #[arg(long, env = "PORTCULLIS_PROXY_PROTOCOL")]
+    pub proxy_protocol: Option<String>,
+
+    /// The load balancers allowed to send PROXY protocol headers: an address or CIDR block (repeatable); a
+    /// connection from anywhere else is closed at once.
+    #[arg(
+        long = "proxy-protocol-from",
+        env = "PORTCULLIS_PROXY_PROTOCOL_FROM",
+        value_delimiter = ','
+    )]
+    pub proxy_protocol_from: Vec<String>,
+
     /// Upstream service as HOST:PORT. Without it a built-in echo upstream runs inside the process.
     #[arg(long, env = "PORTCULLIS_UPSTREAM")]
     pub upstream: Option<String>,

@@ -22,6 +22,8 @@ pub enum RestartOnly {
     TlsStrictSni,
     TlsMinVersion,
     TlsExpiryWarn,
+    ProxyProtocol,
+    ProxyProtocolFrom,
     Upstream,
     Workers,
     MaxHead,
@@ -56,7 +58,7 @@ pub enum RestartOnly {
 
 impl RestartOnly {
     /// Every variant, in the order [`Config::describe`] lists the settings.
-    pub const ALL: [RestartOnly; 39] = {
+    pub const ALL: [RestartOnly; 41] = {
         use RestartOnly::*;
         [
             Listen,
@@ -68,6 +70,8 @@ impl RestartOnly {
             TlsStrictSni,
             TlsMinVersion,
             TlsExpiryWarn,
+            ProxyProtocol,
+            ProxyProtocolFrom,
             Upstream,
             Workers,
             MaxHead,
@@ -114,6 +118,8 @@ impl RestartOnly {
             TlsStrictSni => "tls-strict-sni",
             TlsMinVersion => "tls-min-version",
             TlsExpiryWarn => "tls-expiry-warn",
+            ProxyProtocol => "proxy-protocol",
+            ProxyProtocolFrom => "proxy-protocol-from",
             Upstream => "upstream",
             Workers => "workers",
             MaxHead => "max-head",
@@ -162,6 +168,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
         listen,
         // The certificates' contents are re-read by a reload; where they are and how they are served is not.
         tls,
+        proxy_protocol,
         upstream,
         workers,
         limits,
@@ -199,6 +206,14 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
     let (nl, nt) = (&new.limits, &new.timeouts);
     let mut changed = vec![
         (Listen, *listen != new.listen),
+        (
+            ProxyProtocol,
+            proxy_protocol.as_ref().map(|p| p.accept) != new.proxy_protocol.as_ref().map(|p| p.accept),
+        ),
+        (
+            ProxyProtocolFrom,
+            proxy_protocol.as_ref().map(|p| &p.from) != new.proxy_protocol.as_ref().map(|p| &p.from),
+        ),
         (Upstream, *upstream != new.upstream),
         (Workers, *workers != new.workers),
         (MaxHead, *max_head != nl.max_head),

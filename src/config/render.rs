@@ -73,6 +73,20 @@ impl Config {
                     .as_ref()
                     .map_or(Duration::from_secs(336 * 3600), |t| t.settings.expiry_warn)),
             ),
+            (
+                "proxy-protocol",
+                s(self.proxy_protocol.as_ref().map_or("", |p| p.accept.name())),
+            ),
+            (
+                "proxy-protocol-from",
+                format!(
+                    "[{}]",
+                    self.proxy_protocol
+                        .as_ref()
+                        .map(|p| p.from.iter().map(|c| s(&c.to_string())).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default()
+                ),
+            ),
             ("upstream", s(&self.upstream.map_or(String::new(), |u| u.to_string()))),
             ("workers", self.workers.to_string()),
             ("max-head", self.limits.max_head.to_string()),

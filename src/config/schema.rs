@@ -12,6 +12,8 @@ pub struct Config {
     pub listen: Option<SocketAddr>,
     /// The TLS listener and its certificates, when on.
     pub tls: Option<TlsConfig>,
+    /// `--proxy-protocol`: the header every client connection starts with, and who may send it.
+    pub proxy_protocol: Option<ProxyProtocol>,
     /// `None`: start the built-in echo upstream.
     pub upstream: Option<SocketAddr>,
     pub workers: usize,
@@ -33,6 +35,14 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     pub access_log: Option<String>,
     pub log_level: crate::log::Level,
+}
+
+/// The PROXY protocol on the client listeners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyProtocol {
+    pub accept: crate::proxy_protocol::Accept,
+    /// `--proxy-protocol-from`: the peers allowed to send it (never empty).
+    pub from: Vec<crate::limit::Cidr>,
 }
 
 /// The TLS listener.

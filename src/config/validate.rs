@@ -309,6 +309,7 @@ impl Config {
             Some(s) => Some(resolve(s).map_err(|e| format!("--admin {s:?}: {e}"))?),
             None => None,
         };
+        let proxy_protocol = proxy_protocol(&a)?;
         let log_level = crate::log::Level::parse(&a.log_level)
             .ok_or_else(|| format!("--log-level {:?}: must be error, warn, info or debug", a.log_level))?;
         Ok(Config {
@@ -341,6 +342,7 @@ impl Config {
             },
             listen,
             tls,
+            proxy_protocol,
             upstream,
             workers,
             limits: Limits {
@@ -428,6 +430,34 @@ fn tls_config(a: &Args) -> Result<Option<super::TlsConfig>, String> {
             expiry_warn: a.tls_expiry_warn,
         },
     }))
+}
+
+/// `--proxy-protocol` and the peers it is accepted from (each needs the other).
+fn proxy_protocol(a: &Args) -> Result<Option<super::ProxyProtocol>, String> {
+    let from = a
+        .proxy_protocol_from
+        .iter()
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| crate::limit::Cidr::parse(c).map_err(|e| format!("--proxy-protocol-from {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    match a
+        .proxy_protocol
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && *v != "off")
+    {
+        None if from.is_empty() => Ok(None),
+        None => Err("--proxy-protocol-from needs --proxy-protocol v1|v2|any".into()),
+        Some(_) if from.is_empty() => Err(
+            "--proxy-protocol needs --proxy-protocol-from: the load balancers' addresses (a header from anyone \
+             else would let a client choose its own address)"
+                .into(),
+        ),
+        Some(v) => Ok(Some(super::ProxyProtocol {
+            accept: crate::proxy_protocol::Accept::parse(v).map_err(|e| format!("--proxy-protocol {e}"))?,
+            from,
+        })),
+    }
 }
 
 fn resolve(s: &str) -> Result<SocketAddr, String> {

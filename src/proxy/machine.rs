@@ -273,6 +273,13 @@ impl Connection {
     }
 
     /// The connection came in on the TLS listener: forwarded requests say `X-Forwarded-Proto: https`.
+    /// The connection's PROXY protocol header named `client`: it stands for the peer from here on (the
+    /// limits' client address, X-Forwarded-For, the access log). Before any request byte.
+    pub fn proxied_from(&mut self, client: IpAddr) {
+        self.peer = client;
+        self.ip = IpText::new(client);
+    }
+
     pub fn over_tls(&mut self) {
         self.https = true;
     }

@@ -60,6 +60,8 @@ struct Client {
     conn: Connection,
     /// Over TLS: rustls's state (boxed: a plain connection stays small).
     tls: Option<Box<Tls>>,
+    /// Its PROXY protocol header is still to come (`--proxy-protocol`).
+    preamble: bool,
 }
 
 /// An upstream connection, owned by the worker's upstream slab.
@@ -298,6 +300,14 @@ impl Worker {
     }
 
     fn add_client(&mut self, mut sock: TcpStream, peer: std::net::SocketAddr, tls: bool) {
+        let preamble = self.shared.config.proxy_protocol.is_some();
+        if let Some(pp) = &self.shared.config.proxy_protocol {
+            if !pp.from.iter().any(|c| c.contains(peer.ip())) {
+                // Not one of the load balancers: closed before anything is read (dropping the socket).
+                add(&self.shared.metrics[self.id].proxy_headers[3], 1);
+                return;
+            }
+        }
         let tls = match (tls, &self.shared.tls_config) {
             (false, _) => None,
             (true, Some(config)) => match rustls::ServerConnection::new(config.clone()) {
@@ -342,6 +352,7 @@ impl Worker {
             upstream: None,
             conn,
             tls,
+            preamble,
         });
         self.arm_timer(key);
     }
@@ -401,6 +412,24 @@ impl Worker {
     /// borrow of the client and its context; an action that needs the worker's slabs (an upstream connection
     /// to attach or release, a close) ends the borrow, is performed, and is reported at the next one.
     fn drive(&mut self, key: usize) {
+        if self.clients[key].preamble {
+            let Some(pp) = &self.shared.config.proxy_protocol else {
+                return;
+            };
+            let m = &self.shared.metrics[self.id];
+            match preamble(&mut self.clients[key], pp.accept) {
+                Preamble::Wait => {
+                    self.arm_timer(key);
+                    return;
+                }
+                Preamble::Invalid => {
+                    add(&m.proxy_headers[2], 1);
+                    self.close_client(key, false);
+                    return;
+                }
+                Preamble::Done(local) => add(&m.proxy_headers[usize::from(local)], 1),
+            }
+        }
         let mut steps = 0;
         let mut attached = None;
         while steps < STEP_CAP {
@@ -467,15 +496,18 @@ impl Worker {
         if let Some(tls) = c.tls.as_deref_mut() {
             add(&m.tls_closed, 1);
             if !tls.counted {
-                // Closed before its handshake finished: the client went away, or the header timeout ran out.
-                count_failure(
-                    m,
-                    if c.conn.deadline() <= self.now {
-                        "timeout"
-                    } else {
-                        "closed"
-                    },
-                );
+                // Closed before its handshake finished: the client went away, or the header timeout ran out
+                // (one closed before its PROXY header was complete never began a handshake).
+                if !c.preamble {
+                    count_failure(
+                        m,
+                        if c.conn.deadline() <= self.now {
+                            "timeout"
+                        } else {
+                            "closed"
+                        },
+                    );
+                }
             } else if !reset && !c.io.hup {
                 // A clean close says so (close_notify), as far as the socket takes it now.
                 tls.conn.send_close_notify();
@@ -517,6 +549,12 @@ impl Worker {
                 self.arm_timer(e.key);
                 continue;
             }
+            if c.preamble {
+                // No complete PROXY header within --header-timeout: closed without an answer.
+                add(&self.shared.metrics[self.id].proxy_headers[4], 1);
+                self.close_client(e.key, false);
+                continue;
+            }
             self.with_client(e.key, |c, _, cx| c.conn.timer(cx));
             self.drive(e.key);
         }
@@ -552,6 +590,73 @@ impl Worker {
 /// Performs a socket action for client `c` and reports how it went to its machine: `Some(true)` done (poll
 /// again), `Some(false)` the connection waits (for a socket's event or a timer), `None` for an action the
 /// worker itself performs (attach, release, close).
+/// Where a connection's PROXY protocol header stands.
+enum Preamble {
+    /// Incomplete so far: wait for more bytes (or the header timeout).
+    Wait,
+    /// Malformed, or the connection ended first: close without an answer.
+    Invalid,
+    /// Taken from the socket (and the client address it named, if any, given to the machine); `true` for a
+    /// header that named none (`LOCAL`, `UNKNOWN`, other address families).
+    Done(bool),
+}
+
+/// Reads the connection's PROXY protocol header, and nothing past it: the bytes are peeked at until a whole
+/// header is there, then exactly its length is read (what follows belongs to HTTP or TLS). HAProxy reads it
+/// the same way. Runs only before a connection's first byte of HTTP or TLS.
+#[inline(never)]
+fn preamble(c: &mut Client, accept: crate::proxy_protocol::Accept) -> Preamble {
+    use crate::proxy_protocol::{parse, Parsed, PREFIX, V2_MAX};
+    let mut buf = [0u8; V2_MAX];
+    let mut want = PREFIX;
+    loop {
+        if !c.io.readable {
+            return Preamble::Wait;
+        }
+        let n = match c.sock.peek(&mut buf[..want]) {
+            Ok(0) => return Preamble::Invalid,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                c.io.readable = false;
+                return Preamble::Wait;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Preamble::Invalid,
+        };
+        match parse(&buf[..n], accept) {
+            Parsed::Incomplete { want: more } if more > n && more <= buf.len() => {
+                if n < want {
+                    // Everything that has arrived was seen: the next bytes come with the next event.
+                    if c.io.hup {
+                        return Preamble::Invalid;
+                    }
+                    c.io.readable = false;
+                    return Preamble::Wait;
+                }
+                want = more;
+            }
+            Parsed::Incomplete { .. } | Parsed::Invalid(_) => return Preamble::Invalid,
+            Parsed::Done { len, source } => {
+                let mut taken = 0;
+                while taken < len {
+                    match io::Read::read(&mut c.sock, &mut buf[taken..len]) {
+                        Ok(0) => return Preamble::Invalid,
+                        Ok(k) => taken += k,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        // The bytes were there when peeked; anything else is a broken connection.
+                        Err(_) => return Preamble::Invalid,
+                    }
+                }
+                c.preamble = false;
+                if let Some(addr) = source {
+                    c.conn.proxied_from(addr.ip());
+                }
+                return Preamble::Done(source.is_none());
+            }
+        }
+    }
+}
+
 fn perform(a: Action, c: &mut Client, up: Option<&mut Upstream>, cx: &mut Cx<'_>) -> Option<bool> {
     Some(match (a, up) {
         (Action::ReadClient, _) => match c.tls.as_deref_mut() {

@@ -307,7 +307,11 @@ impl Response {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).unwrap();
+        Client::from_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// A client on a connected stream (e.g. one bound to a chosen source address first).
+    pub fn from_stream(s: TcpStream) -> Client {
         s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         s.set_nodelay(true).unwrap();
         Client {
