@@ -58,6 +58,7 @@ fn bench(c: &mut Criterion) {
                 observe: None,
                 proto: b"http",
                 request_id: None,
+                websocket: false,
             };
             forward_head(&mut out, &h, 0, &fwd);
             black_box(out.len())

@@ -41,6 +41,8 @@ pub struct Handle {
     pub(crate) tls: Option<Arc<crate::tls::Tls>>,
     /// The listeners expect a PROXY protocol header.
     pub(crate) proxy_protocol: bool,
+    /// WebSocket tunnels are on.
+    pub(crate) tunnels: bool,
 }
 
 /// Admin connections served at once: a fixed set of threads, each accepting and serving one connection at a
@@ -179,6 +181,7 @@ fn metrics_text(handle: &Handle) -> String {
                 .collect()
         }),
         proxy_protocol: handle.proxy_protocol,
+        tunnels: handle.tunnels,
         redis: handle.redis.as_ref().map(|r| crate::metrics::RedisGauges {
             up: r.up.load(Relaxed),
             syncs_ok: r.syncs_ok.load(Relaxed),

@@ -47,6 +47,12 @@ pub struct WorkerMetrics {
     /// TLS client connections accepted and closed (the open ones are the difference).
     pub tls_opened: AtomicU64,
     pub tls_closed: AtomicU64,
+    /// WebSocket tunnels opened and closed (the open ones are the difference), and the bytes they relayed:
+    /// client to upstream, upstream to client.
+    pub tunnels_opened: AtomicU64,
+    pub tunnels_closed: AtomicU64,
+    pub tunnel_bytes_up: AtomicU64,
+    pub tunnel_bytes_down: AtomicU64,
     /// PROXY protocol headers by [`PROXY_RESULTS`] index.
     pub proxy_headers: [AtomicU64; PROXY_RESULTS.len()],
 }
@@ -111,6 +117,8 @@ pub struct Gauges {
     pub tls_certificates: Vec<(String, u64)>,
     /// The listeners expect a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// WebSocket tunnels are on (`--upgrade websocket`).
+    pub tunnels: bool,
 }
 
 /// The fleet sync's state (see `crate::redis_sync::Stats`).
@@ -151,7 +159,19 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
         sum(blocks, |b| &b.forwarded)
     );
     for r in Reason::ALL {
-        let n = sum(blocks, |b| &b.refused[r as usize]);
+        // Reasons that share a wire code (the two `too_many_tunnels`) are one series.
+        if Reason::ALL
+            .iter()
+            .take_while(|&&o| o != r)
+            .any(|o| o.code() == r.code())
+        {
+            continue;
+        }
+        let n: u64 = Reason::ALL
+            .iter()
+            .filter(|o| o.code() == r.code())
+            .map(|&o| sum(blocks, |b| &b.refused[o as usize]))
+            .sum();
         let _ = writeln!(
             o,
             "portcullis_requests_total{{outcome=\"refused\",reason=\"{}\"}} {n}",
@@ -293,6 +313,43 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
             let name = name.replace('\\', "\\\\").replace('"', "\\\"");
             let _ = writeln!(o, "portcullis_tls_certificate_expiry_seconds{{name=\"{name}\"}} {at}");
         }
+    }
+    if g.tunnels {
+        family(
+            &mut o,
+            "portcullis_tunnels_open",
+            "gauge",
+            "WebSocket tunnels open now.",
+        );
+        let open = sum(blocks, |b| &b.tunnels_opened).saturating_sub(sum(blocks, |b| &b.tunnels_closed));
+        let _ = writeln!(o, "portcullis_tunnels_open {open}");
+        family(
+            &mut o,
+            "portcullis_tunnels_opened_total",
+            "counter",
+            "WebSocket tunnels opened (upstream answered 101).",
+        );
+        let _ = writeln!(
+            o,
+            "portcullis_tunnels_opened_total {}",
+            sum(blocks, |b| &b.tunnels_opened)
+        );
+        family(
+            &mut o,
+            "portcullis_tunnel_bytes_total",
+            "counter",
+            "Bytes relayed through WebSocket tunnels, by direction.",
+        );
+        let _ = writeln!(
+            o,
+            "portcullis_tunnel_bytes_total{{direction=\"client_to_upstream\"}} {}",
+            sum(blocks, |b| &b.tunnel_bytes_up)
+        );
+        let _ = writeln!(
+            o,
+            "portcullis_tunnel_bytes_total{{direction=\"upstream_to_client\"}} {}",
+            sum(blocks, |b| &b.tunnel_bytes_down)
+        );
     }
     if g.proxy_protocol {
         family(
@@ -452,6 +509,7 @@ mod tests {
                 access_log_dropped: None,
                 tls_certificates: Vec::new(),
                 proxy_protocol: false,
+                tunnels: false,
             },
         );
         assert!(text.contains("portcullis_requests_total{outcome=\"forwarded\"} 2\n"));

@@ -45,10 +45,15 @@ pub enum Reason {
     InvalidForwardedFor,
     InvalidTarget,
     MalformedContentEncoding,
+    /// `--max-tunnels` WebSocket tunnels are open (503).
+    TooManyTunnels,
+    /// The user has `--max-tunnels-per-user` tunnels open (429); on the wire, as [`Reason::TooManyTunnels`],
+    /// `too_many_tunnels`.
+    TooManyUserTunnels,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 32] = [
         Reason::MalformedRequest,
         Reason::AmbiguousFraming,
         Reason::MalformedChunkedBody,
@@ -79,6 +84,8 @@ impl Reason {
         Reason::InvalidForwardedFor,
         Reason::InvalidTarget,
         Reason::MalformedContentEncoding,
+        Reason::TooManyTunnels,
+        Reason::TooManyUserTunnels,
     ];
 
     pub fn status(self) -> u16 {
@@ -97,7 +104,8 @@ impl Reason {
             AcceptHeaderMissing | AcceptHeaderMalformed | UnsupportedApiVersion => 406,
             ContentTypeNotJson | ContentEncodingNotSupported => 415,
             MalformedJson | JsonTooDeep | MalformedContentEncoding => 400,
-            RateLimited | IpRateLimited => 429,
+            RateLimited | IpRateLimited | TooManyUserTunnels => 429,
+            TooManyTunnels => 503,
             AmbiguousUserKey | MalformedAuthorization | InvalidForwardedFor | InvalidTarget => 400,
         }
     }
@@ -135,6 +143,7 @@ impl Reason {
             InvalidForwardedFor => "invalid_forwarded_for",
             InvalidTarget => "invalid_target",
             MalformedContentEncoding => "malformed_content_encoding",
+            TooManyTunnels | TooManyUserTunnels => "too_many_tunnels",
         }
     }
 
@@ -171,6 +180,8 @@ impl Reason {
             InvalidForwardedFor => "Invalid X-Forwarded-For",
             InvalidTarget => "Invalid request target",
             MalformedContentEncoding => "Body does not decode",
+            TooManyTunnels => "Too many WebSocket connections",
+            TooManyUserTunnels => "Too many WebSocket connections for this user",
         }
     }
 
@@ -207,13 +218,19 @@ impl Reason {
             InvalidForwardedFor => "An X-Forwarded-For hop that identifies the client is not an IP address (optionally with a port).",
             MalformedContentEncoding => "The request body is not valid data of its Content-Encoding (gzip or deflate): it is corrupt, truncated, or followed by other bytes.",
             InvalidTarget => "The request target must be an absolute path (or an absolute URI), without a fragment; '*' is for OPTIONS only.",
+            TooManyTunnels => "This API has as many WebSocket connections open as it accepts: retry later.",
+            TooManyUserTunnels => "You have as many WebSocket connections open as this API accepts from one user: close one, then retry.",
         }
     }
 
     /// Framing refusals close the connection: the ingress cannot know where the next request starts.
     pub fn closes(self) -> bool {
         use Reason::*;
-        !self.is_policy() && !matches!(self, UpstreamUnavailable | UpstreamTimeout | BadUpstreamResponse)
+        !self.is_policy()
+            && !matches!(
+                self,
+                UpstreamUnavailable | UpstreamTimeout | BadUpstreamResponse | TooManyTunnels | TooManyUserTunnels
+            )
     }
 
     /// Refusals of the product's rules (not of the protocol): the connection stays usable, and each rule has
@@ -299,6 +316,7 @@ fn status_text(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
         502 => "Bad Gateway",
+        503 => "Service Unavailable",
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "Error",
@@ -637,6 +655,8 @@ mod tests {
             Reason::UpstreamUnavailable,
             Reason::UpstreamTimeout,
             Reason::BadUpstreamResponse,
+            Reason::TooManyTunnels,
+            Reason::TooManyUserTunnels,
         ];
         // Every wire reason is exactly one layer's (or the machine's own).
         let mut all: Vec<Reason> = protocol.map(Reason::from).to_vec();

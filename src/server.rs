@@ -47,6 +47,8 @@ pub struct Shared {
     pub(crate) access_log: Option<crate::access_log::Hub>,
     /// One counter block per worker (each written only by its worker).
     pub(crate) metrics: Arc<[crate::metrics::WorkerMetrics]>,
+    /// The open WebSocket tunnels (`--max-tunnels`, `--max-tunnels-per-user`).
+    pub(crate) tunnels: crate::proxy::tunnel::Tunnels,
 }
 
 impl Shared {
@@ -82,6 +84,7 @@ impl Shared {
             access_log_dropped: self.access_log.as_ref().map(|h| h.dropped.clone()),
             tls: self.tls.clone(),
             proxy_protocol: self.config.proxy_protocol.is_some(),
+            tunnels: self.config.tunnel.is_some(),
         }
     }
 }
@@ -424,6 +427,7 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
         upstream_failures: AtomicU64::new(0),
         upstream_warned_at: AtomicU64::new(0),
         metrics: (0..config.workers).map(|_| Default::default()).collect(),
+        tunnels: crate::proxy::tunnel::Tunnels::new(config.tunnel.map_or(0, |t| t.max)),
         access_log: match &config.access_log {
             Some(p) => {
                 let sink =
@@ -548,5 +552,6 @@ fn machine_settings(config: &Config, upstream: SocketAddr) -> crate::proxy::Sett
         limits: config.limits,
         // The `Host` sent upstream when an HTTP/1.0 client sent none.
         upstream_host: upstream.to_string().into_bytes(),
+        tunnel: config.tunnel,
     }
 }

@@ -439,6 +439,131 @@ fn the_rate_limit_answers_429_with_retry_after() -> Pump {
     p
 }
 
+// ---- WebSocket tunnels ----
+
+const HANDSHAKE: &str = "GET /chat HTTP/1.1\r\nHost: api\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+const SWITCH: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
+fn tunnel_pump(flags: &[&str], answer: &str, close_on_fin: bool) -> Pump {
+    let mut all = vec!["--upgrade", "websocket"];
+    all.extend_from_slice(flags);
+    let mut p = pump(
+        &all,
+        vec![Up::Tunnel {
+            answer: answer.as_bytes().to_vec(),
+            close_on_fin,
+        }],
+    );
+    p.world.log.on = true;
+    p.send(HANDSHAKE.as_bytes()).run();
+    p
+}
+
+/// The handshake (no Accept: the rule does not apply to it) is forwarded with `Connection: Upgrade` and
+/// `Upgrade: websocket` and the client's `Sec-WebSocket-*` fields; the upstream's 101 is relayed and the
+/// connection becomes a tunnel: bytes go both ways as they are. The client's end reaches the upstream,
+/// the upstream's end the client, and then the connection closes, with one access-log line.
+fn a_websocket_handshake_becomes_a_tunnel_until_both_ends() -> Pump {
+    let mut p = tunnel_pump(&[], SWITCH, true);
+    assert_eq!(p.statuses(), [101]);
+    assert!(p.text().contains("Upgrade: websocket\r\n") && p.text().contains("Sec-WebSocket-Accept: "));
+    let fwd = String::from_utf8(p.upstream_got[0].clone()).unwrap();
+    assert!(fwd.starts_with("GET /chat HTTP/1.1\r\n"), "{fwd}");
+    assert!(fwd.contains("Connection: Upgrade\r\nUpgrade: websocket\r\n"), "{fwd}");
+    assert!(fwd.contains("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"), "{fwd}");
+    assert!(!fwd.contains("X-Api-Version"), "{fwd}");
+    assert_eq!(p.conn.state_name(), "Tunnel");
+    assert_eq!(p.world.tunnels.count(), 1);
+    let before = p.received.len();
+    // Frames are bytes to the ingress: any bytes go through, in pieces.
+    p.chunk = 3;
+    p.send(b"\x81\x05hello\x82\x02\x00\xff").run();
+    assert_eq!(&p.received[before..], b"\x81\x05hello\x82\x02\x00\xff");
+    assert!(p.closed.is_none() && p.world.log.lines.is_empty());
+    p.client_fin = true;
+    p.run();
+    assert!(p.upstream_shut && p.shut_write, "each end relayed");
+    assert_eq!(p.closed, Some(false));
+    assert_eq!(p.released, [(false, None)]);
+    assert_eq!(p.world.tunnels.count(), 0);
+    // One line when the tunnel ends: 101, the bytes each way (the heads and the frames).
+    let (status, reason, bytes_in, bytes_out) = p.world.log.lines[0].clone();
+    assert_eq!((status, reason), (101, None));
+    assert_eq!(bytes_in, (HANDSHAKE.len() + 11) as u64);
+    assert_eq!(bytes_out as usize, p.received.len());
+    p
+}
+
+/// A tunnel with no byte either way closes at --tunnel-idle-timeout; one side's end starts
+/// --tunnel-half-close-timeout.
+fn an_idle_or_half_closed_tunnel_closes_at_its_timeout() -> Pump {
+    let mut p = tunnel_pump(&["--tunnel-idle-timeout", "2m"], SWITCH, false);
+    assert_eq!(p.conn.deadline() - p.world.now, Duration::from_secs(120));
+    p.advance(Duration::from_secs(60));
+    p.send(b"x").run();
+    assert_eq!(
+        p.conn.deadline() - p.world.now,
+        Duration::from_secs(120),
+        "bytes moved: the timer restarts"
+    );
+    p.expire();
+    assert_eq!(p.closed, Some(false));
+    assert_eq!(p.world.tunnels.count(), 0);
+
+    let mut p = tunnel_pump(&["--tunnel-half-close-timeout", "7s"], SWITCH, false);
+    p.client_fin = true;
+    p.run();
+    assert!(p.upstream_shut && p.closed.is_none());
+    assert_eq!(p.conn.deadline() - p.world.now, Duration::from_secs(7));
+    p.expire();
+    assert_eq!(p.closed, Some(false));
+    p
+}
+
+/// An upstream that answers the handshake with anything but 101 is relayed as an ordinary response, and
+/// the connection stays HTTP; a 101 nobody asked for (tunnels off) is a bad upstream response.
+fn a_refused_or_unasked_upgrade_stays_http() -> Pump {
+    let p = tunnel_pump(&[], "HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno", true);
+    assert_eq!(p.statuses(), [403]);
+    assert_eq!(p.conn.state_name(), "Head");
+    assert!(p.closed.is_none());
+    assert_eq!(p.world.tunnels.count(), 0);
+
+    let mut p = pump(
+        &[],
+        vec![Up::Tunnel {
+            answer: SWITCH.as_bytes().to_vec(),
+            close_on_fin: true,
+        }],
+    );
+    p.send(
+        HANDSHAKE
+            .replace("Host: api", "Host: api\r\nAccept: application/vnd.example.v1+json")
+            .as_bytes(),
+    )
+    .run();
+    let fwd = String::from_utf8(p.upstream_got[0].clone()).unwrap();
+    assert!(!fwd.to_ascii_lowercase().contains("upgrade"), "{fwd}");
+    assert_eq!(p.statuses(), [502]);
+    p
+}
+
+/// Past --max-tunnels a handshake gets 503, past --max-tunnels-per-user 429, both `too_many_tunnels`, and
+/// nothing reaches the upstream.
+fn too_many_tunnels_are_refused() -> Pump {
+    let p = tunnel_pump(&["--max-tunnels-per-user", "0"], SWITCH, true);
+    assert_eq!(p.statuses(), [429]);
+    assert!(p.text().contains("\"reason\":\"too_many_tunnels\""), "{}", p.text());
+    assert!(p.upstream_got.is_empty());
+    let p = tunnel_pump(&["--max-tunnels", "0"], SWITCH, true);
+    assert_eq!(p.statuses(), [503]);
+    assert!(p.text().contains("\"reason\":\"too_many_tunnels\""), "{}", p.text());
+    assert!(p.upstream_got.is_empty());
+    p
+}
+
 type Scenario = (&'static str, fn() -> Pump);
 
 const ALL: &[Scenario] = &[
@@ -493,6 +618,10 @@ const ALL: &[Scenario] = &[
     ("framing_refusal", a_framing_refusal_closes_after_the_answer),
     ("chunked_too_large", an_oversized_chunked_body_is_refused_413),
     ("rate_limit", the_rate_limit_answers_429_with_retry_after),
+    ("tunnel", a_websocket_handshake_becomes_a_tunnel_until_both_ends),
+    ("tunnel_timeouts", an_idle_or_half_closed_tunnel_closes_at_its_timeout),
+    ("tunnel_refused", a_refused_or_unasked_upgrade_stays_http),
+    ("too_many_tunnels", too_many_tunnels_are_refused),
 ];
 
 macro_rules! tests {
@@ -536,6 +665,10 @@ mod transitions {
         a_framing_refusal_closes_after_the_answer,
         an_oversized_chunked_body_is_refused_413,
         the_rate_limit_answers_429_with_retry_after,
+        a_websocket_handshake_becomes_a_tunnel_until_both_ends,
+        an_idle_or_half_closed_tunnel_closes_at_its_timeout,
+        a_refused_or_unasked_upgrade_stays_http,
+        too_many_tunnels_are_refused,
     );
 }
 
@@ -553,7 +686,7 @@ fn every_state_and_action_kind_is_reached() {
         }
     }
     let want_states = [
-        "Head", "Body", "Upstream", "Relay", "Flush", "Discard", "Linger", "Closed",
+        "Head", "Body", "Upstream", "Relay", "Flush", "Discard", "Linger", "Tunnel", "Closed",
     ];
     let want_actions = [
         "ReadClient",
@@ -566,6 +699,7 @@ fn every_state_and_action_kind_is_reached() {
         "ReleaseUpstream(pool)",
         "ReleaseUpstream(close)",
         "ShutdownWrite",
+        "ShutdownUpstreamWrite",
         "Close",
         "Close(reset)",
     ];

@@ -8,6 +8,11 @@ complete -c portcullis -l tls-min-version -d 'The lowest TLS version accepted: 1
 complete -c portcullis -l tls-expiry-warn -d 'Log a certificate that expires within this, at start and at each reload' -r
 complete -c portcullis -l proxy-protocol -d 'Expect a PROXY protocol header (v1, v2 or any) at the start of every client connection, on the plain and the TLS listener (behind an L4 load balancer): the client address it carries replaces the peer\'s. Off by default; needs --proxy-protocol-from' -r
 complete -c portcullis -l proxy-protocol-from -d 'The load balancers allowed to send PROXY protocol headers: an address or CIDR block (repeatable); a connection from anywhere else is closed at once' -r
+complete -c portcullis -l upgrade -d 'Protocol upgrades relayed as tunnels: `websocket` (an upstream\'s 101 to a WebSocket handshake turns the connection into a byte tunnel both ways), or \'\' (off: Upgrade fields are removed)' -r
+complete -c portcullis -l tunnel-idle-timeout -d 'A tunnel with no byte either way for this long is closed' -r
+complete -c portcullis -l tunnel-half-close-timeout -d 'After one side of a tunnel ended (its FIN), how long the other side may still send' -r
+complete -c portcullis -l max-tunnels -d 'Tunnels open at once in the process (at most --max-connections); past it a handshake gets 503' -r
+complete -c portcullis -l max-tunnels-per-user -d 'Tunnels one user (the rate limit\'s user, else the client address) may have open; past it, 429' -r
 complete -c portcullis -l upstream -d 'Upstream service as HOST:PORT. Without it a built-in echo upstream runs inside the process' -r
 complete -c portcullis -l workers -d 'Worker threads, each with its own event loop and listener (0 = one per core)' -r
 complete -c portcullis -l max-head -d 'Largest request head (request line and fields); larger is refused with 431 (414 for the line alone)' -r

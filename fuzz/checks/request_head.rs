@@ -150,6 +150,18 @@ fn check_accepted(buf: &[u8], limits: &Limits, h: &RequestHead<'_, '_>) {
         !close && (h.version == Version::Http11 || ka),
         "keep_alive"
     );
+    // A WebSocket handshake: GET, HTTP/1.1, no body, Connection names `upgrade`, an Upgrade field lists
+    // `websocket` (RFC 6455 4.1); only then may it become a tunnel.
+    let upgrade: Vec<&[u8]> = fields(h, b"upgrade").into_iter().flat_map(items).collect();
+    assert_eq!(
+        h.websocket,
+        h.method.as_str() == "GET"
+            && h.version == Version::Http11
+            && matches!(h.framing, Framing::None | Framing::Length(0))
+            && conn.iter().any(|t| t.eq_ignore_ascii_case(b"upgrade"))
+            && upgrade.iter().any(|t| t.eq_ignore_ascii_case(b"websocket")),
+        "websocket"
+    );
     // Expect: only 100-continue.
     let expect = fields(h, b"expect");
     assert!(expect.iter().all(|v| v.eq_ignore_ascii_case(b"100-continue")));
@@ -167,8 +179,17 @@ fn check_accepted(buf: &[u8], limits: &Limits, h: &RequestHead<'_, '_>) {
     }
 }
 
-/// The forwarded head parses again: same request, body framed by Content-Length only, hop-by-hop fields gone.
+/// The forwarded head parses again: same request, body framed by Content-Length only, hop-by-hop fields gone
+/// (a tunnelled WebSocket handshake: exactly `Connection: Upgrade` and `Upgrade: websocket`, whatever the
+/// client sent).
 fn check_forwarded(h: &RequestHead<'_, '_>, chunked_len: u64) {
+    check_forwarded_as(h, chunked_len, false);
+    if h.websocket {
+        check_forwarded_as(h, chunked_len, true);
+    }
+}
+
+fn check_forwarded_as(h: &RequestHead<'_, '_>, chunked_len: u64, websocket: bool) {
     let body_len = match h.framing {
         Framing::None => 0,
         Framing::Length(n) => n,
@@ -182,6 +203,7 @@ fn check_forwarded(h: &RequestHead<'_, '_>, chunked_len: u64) {
         observe: None,
         proto: b"http",
         request_id: Some((b"X-Request-Id", b"0123456789abcdef0123456789abcdef")),
+        websocket,
     };
     let mut out = Vec::new();
     forward_head(&mut out, h, body_len, &fwd);
@@ -207,16 +229,27 @@ fn check_forwarded(h: &RequestHead<'_, '_>, chunked_len: u64) {
     };
     assert_eq!(f.framing, want, "forwarded framing\n{}", String::from_utf8_lossy(&out));
     assert!(f.keep_alive && !f.expect_continue);
-    for hop in [
-        &b"connection"[..],
-        b"keep-alive",
+    assert_eq!(
+        f.websocket,
+        websocket,
+        "forwarded handshake\n{}",
+        String::from_utf8_lossy(&out)
+    );
+    let mut hops = vec![
+        &b"keep-alive"[..],
         b"proxy-connection",
         b"te",
         b"transfer-encoding",
-        b"upgrade",
         b"expect",
         b"trailer",
-    ] {
+    ];
+    if websocket {
+        assert_eq!(fields(&f, b"connection"), vec![&b"Upgrade"[..]]);
+        assert_eq!(fields(&f, b"upgrade"), vec![&b"websocket"[..]]);
+    } else {
+        hops.extend([&b"connection"[..], b"upgrade"]);
+    }
+    for hop in hops {
         assert!(fields(&f, hop).is_empty(), "forwarded {hop:?}");
     }
     assert_eq!(fields(&f, b"x-forwarded-for").len(), 1);

@@ -121,11 +121,19 @@ fn check_relayed(h: &ResponseHead<'_, '_>, was_head: bool, client_v10: bool, for
     assert_eq!(r.version, Version::Http11);
     let want = if dechunk { BodyKind::Close } else { h.body };
     assert_eq!(r.body, want, "relayed framing\n{}", String::from_utf8_lossy(&out));
-    for hop in [&b"keep-alive"[..], b"proxy-connection", b"te", b"upgrade"] {
+    if !h.upgrade {
+        assert!(fields(&r, b"upgrade").is_empty(), "relayed upgrade");
+    }
+    for hop in [&b"keep-alive"[..], b"proxy-connection", b"te"] {
         assert!(fields(&r, hop).is_empty(), "relayed {hop:?}");
     }
     let conn: Vec<&[u8]> = fields(&r, b"connection").into_iter().flat_map(items).collect();
-    if close {
+    if h.upgrade {
+        // A switch to WebSocket says so, and nothing else, whatever the client side's closing.
+        assert_eq!(fields(&r, b"upgrade"), vec![&b"websocket"[..]]);
+        assert_eq!(conn, vec![&b"Upgrade"[..]]);
+        assert!(r.upgrade);
+    } else if close {
         assert_eq!(conn, vec![&b"close"[..]]);
     }
     assert!(

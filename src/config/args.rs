@@ -64,6 +64,27 @@ pub struct Args {
     )]
     pub proxy_protocol_from: Vec<String>,
 
+    /// Protocol upgrades relayed as tunnels: `websocket` (an upstream's 101 to a WebSocket handshake turns
+    /// the connection into a byte tunnel both ways), or '' (off: Upgrade fields are removed).
+    #[arg(long, env = "PORTCULLIS_UPGRADE", default_value = "")]
+    pub upgrade: String,
+
+    /// A tunnel with no byte either way for this long is closed.
+    #[arg(long, env = "PORTCULLIS_TUNNEL_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub tunnel_idle_timeout: Duration,
+
+    /// After one side of a tunnel ended (its FIN), how long the other side may still send.
+    #[arg(long, env = "PORTCULLIS_TUNNEL_HALF_CLOSE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub tunnel_half_close_timeout: Duration,
+
+    /// Tunnels open at once in the process (at most --max-connections); past it a handshake gets 503.
+    #[arg(long, env = "PORTCULLIS_MAX_TUNNELS", default_value_t = 1000)]
+    pub max_tunnels: usize,
+
+    /// Tunnels one user (the rate limit's user, else the client address) may have open; past it, 429.
+    #[arg(long, env = "PORTCULLIS_MAX_TUNNELS_PER_USER", default_value_t = 10)]
+    pub max_tunnels_per_user: u32,
+
     /// Upstream service as HOST:PORT. Without it a built-in echo upstream runs inside the process.
     #[arg(long, env = "PORTCULLIS_UPSTREAM")]
     pub upstream: Option<String>,

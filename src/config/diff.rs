@@ -24,6 +24,11 @@ pub enum RestartOnly {
     TlsExpiryWarn,
     ProxyProtocol,
     ProxyProtocolFrom,
+    Upgrade,
+    TunnelIdleTimeout,
+    TunnelHalfCloseTimeout,
+    MaxTunnels,
+    MaxTunnelsPerUser,
     Upstream,
     Workers,
     MaxHead,
@@ -58,7 +63,7 @@ pub enum RestartOnly {
 
 impl RestartOnly {
     /// Every variant, in the order [`Config::describe`] lists the settings.
-    pub const ALL: [RestartOnly; 41] = {
+    pub const ALL: [RestartOnly; 46] = {
         use RestartOnly::*;
         [
             Listen,
@@ -72,6 +77,11 @@ impl RestartOnly {
             TlsExpiryWarn,
             ProxyProtocol,
             ProxyProtocolFrom,
+            Upgrade,
+            TunnelIdleTimeout,
+            TunnelHalfCloseTimeout,
+            MaxTunnels,
+            MaxTunnelsPerUser,
             Upstream,
             Workers,
             MaxHead,
@@ -120,6 +130,11 @@ impl RestartOnly {
             TlsExpiryWarn => "tls-expiry-warn",
             ProxyProtocol => "proxy-protocol",
             ProxyProtocolFrom => "proxy-protocol-from",
+            Upgrade => "upgrade",
+            TunnelIdleTimeout => "tunnel-idle-timeout",
+            TunnelHalfCloseTimeout => "tunnel-half-close-timeout",
+            MaxTunnels => "max-tunnels",
+            MaxTunnelsPerUser => "max-tunnels-per-user",
             Upstream => "upstream",
             Workers => "workers",
             MaxHead => "max-head",
@@ -169,6 +184,8 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
         // The certificates' contents are re-read by a reload; where they are and how they are served is not.
         tls,
         proxy_protocol,
+        // Tunnels are built into every connection's settings at start.
+        tunnel,
         upstream,
         workers,
         limits,
@@ -213,6 +230,17 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
         (
             ProxyProtocolFrom,
             proxy_protocol.as_ref().map(|p| &p.from) != new.proxy_protocol.as_ref().map(|p| &p.from),
+        ),
+        (Upgrade, tunnel.is_some() != new.tunnel.is_some()),
+        (TunnelIdleTimeout, tunnel.map(|t| t.idle) != new.tunnel.map(|t| t.idle)),
+        (
+            TunnelHalfCloseTimeout,
+            tunnel.map(|t| t.half_close) != new.tunnel.map(|t| t.half_close),
+        ),
+        (MaxTunnels, tunnel.map(|t| t.max) != new.tunnel.map(|t| t.max)),
+        (
+            MaxTunnelsPerUser,
+            tunnel.map(|t| t.per_user) != new.tunnel.map(|t| t.per_user),
         ),
         (Upstream, *upstream != new.upstream),
         (Workers, *workers != new.workers),

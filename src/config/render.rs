@@ -87,6 +87,20 @@ impl Config {
                         .unwrap_or_default()
                 ),
             ),
+            ("upgrade", s(if self.tunnel.is_some() { "websocket" } else { "" })),
+            (
+                "tunnel-idle-timeout",
+                d(self.tunnel.map_or(Duration::from_secs(300), |t| t.idle)),
+            ),
+            (
+                "tunnel-half-close-timeout",
+                d(self.tunnel.map_or(Duration::from_secs(30), |t| t.half_close)),
+            ),
+            ("max-tunnels", self.tunnel.map_or(1000, |t| t.max).to_string()),
+            (
+                "max-tunnels-per-user",
+                self.tunnel.map_or(10, |t| t.per_user).to_string(),
+            ),
             ("upstream", s(&self.upstream.map_or(String::new(), |u| u.to_string()))),
             ("workers", self.workers.to_string()),
             ("max-head", self.limits.max_head.to_string()),

@@ -12,6 +12,8 @@ pub struct Config {
     pub listen: Option<SocketAddr>,
     /// The TLS listener and its certificates, when on.
     pub tls: Option<TlsConfig>,
+    /// `--upgrade websocket`: WebSocket handshakes become tunnels, with these limits (None: off).
+    pub tunnel: Option<crate::proxy::tunnel::TunnelSettings>,
     /// `--proxy-protocol`: the header every client connection starts with, and who may send it.
     pub proxy_protocol: Option<ProxyProtocol>,
     /// `None`: start the built-in echo upstream.

@@ -310,6 +310,16 @@ impl Config {
             None => None,
         };
         let proxy_protocol = proxy_protocol(&a)?;
+        let tunnel = match a.upgrade.trim() {
+            "" | "off" => None,
+            "websocket" => Some(crate::proxy::tunnel::TunnelSettings {
+                idle: a.tunnel_idle_timeout,
+                half_close: a.tunnel_half_close_timeout,
+                max: a.max_tunnels.min(a.max_connections),
+                per_user: a.max_tunnels_per_user,
+            }),
+            v => return Err(format!("--upgrade {v:?}: use websocket, or '' for none")),
+        };
         let log_level = crate::log::Level::parse(&a.log_level)
             .ok_or_else(|| format!("--log-level {:?}: must be error, warn, info or debug", a.log_level))?;
         Ok(Config {
@@ -343,6 +353,7 @@ impl Config {
             listen,
             tls,
             proxy_protocol,
+            tunnel,
             upstream,
             workers,
             limits: Limits {

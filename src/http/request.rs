@@ -46,8 +46,12 @@ pub struct RequestHead<'h, 'b> {
     pub content_type_count: u8,
     /// Index in `headers` of the first Content-Encoding field.
     pub content_encoding: Option<usize>,
-    /// A Connection field names fields other than `close` and `keep-alive` (they are removed when forwarding).
+    /// A Connection field names fields other than `close`, `keep-alive` and `upgrade` (they are removed
+    /// when forwarding).
     pub connection_names_fields: bool,
+    /// A WebSocket handshake (RFC 6455 4.1): GET, HTTP/1.1, no body, `Connection: upgrade` and an Upgrade
+    /// field naming `websocket`. Whether it may be tunnelled is the ingress's setting (`--upgrade`).
+    pub websocket: bool,
 }
 
 impl RequestHead<'_, '_> {
@@ -117,6 +121,7 @@ pub fn parse_head<'h, 'b>(
     let (mut accept, mut accept_count, mut content_type, mut content_type_count) = (None, 0u8, None, 0u8);
     let mut content_encoding = None;
     let mut connection_names_fields = false;
+    let (mut connection_upgrade, mut upgrade_websocket) = (false, false);
     let mut host = None;
     for (i, h) in headers.iter().enumerate() {
         let name = h.name.as_bytes();
@@ -152,12 +157,17 @@ pub fn parse_head<'h, 'b>(
                         close = true;
                     } else if eq_ci(t, b"keep-alive") {
                         keep_alive_token = true;
+                    } else if eq_ci(t, b"upgrade") {
+                        connection_upgrade = true;
                     } else if eq_ci(t, b"content-length") || eq_ci(t, b"host") || eq_ci(t, b"transfer-encoding") {
                         return Err(Refusal::InvalidConnectionHeader);
                     } else {
                         connection_names_fields = true;
                     }
                 }
+            }
+            7 if eq_ci(name, b"upgrade") => {
+                upgrade_websocket |= list_items(h.value).any(|t| eq_ci(t, b"websocket"));
             }
             14 if eq_ci(name, b"content-length") => {
                 if content_length.is_some() {
@@ -209,6 +219,11 @@ pub fn parse_head<'h, 'b>(
         return Err(Refusal::AmbiguousFraming);
     }
     let keep_alive = !close && (version == Version::Http11 || keep_alive_token);
+    let websocket = connection_upgrade
+        && upgrade_websocket
+        && method == Method::Get
+        && version == Version::Http11
+        && matches!(framing, Framing::None | Framing::Length(0));
     Ok(Some(RequestHead {
         method,
         target,
@@ -224,6 +239,7 @@ pub fn parse_head<'h, 'b>(
         content_type_count,
         content_encoding,
         connection_names_fields,
+        websocket,
     }))
 }
 

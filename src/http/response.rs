@@ -32,6 +32,9 @@ pub struct ResponseHead<'h, 'b> {
     /// response (HEAD, 204, 304): an upstream that sends a body anyway (`do_HEAD = do_GET`) would have it
     /// read as the next request's response (docs/security.md, "Upstream response-queue poisoning").
     pub reusable: bool,
+    /// A `101 Switching Protocols` to WebSocket (`Upgrade: websocket`): the connection becomes a tunnel if
+    /// the request asked for one. A 101 to anything else is refused as [`BadResponse::UnexpectedUpgrade`].
+    pub upgrade: bool,
 }
 
 impl ResponseHead<'_, '_> {
@@ -47,7 +50,7 @@ pub enum BadResponse {
     Malformed,
     /// Content-Length is malformed or repeated with different values.
     BadLength,
-    /// 101 Switching Protocols: never asked for, never relayed.
+    /// 101 Switching Protocols to anything but WebSocket (the ingress forwards no other upgrade).
     UnexpectedUpgrade,
 }
 
@@ -76,7 +79,12 @@ pub fn parse_head<'h, 'b>(
         Version::Http11
     };
     let headers: &'h [Header<'b>] = resp.headers;
-    if status == 101 {
+    let upgrade = status == 101
+        && version == Version::Http11
+        && headers
+            .iter()
+            .any(|h| eq_ci(h.name.as_bytes(), b"upgrade") && list_items(h.value).any(|t| eq_ci(t, b"websocket")));
+    if status == 101 && !upgrade {
         return Err(BadResponse::UnexpectedUpgrade);
     }
     let mut content_length: Option<u64> = None;
@@ -132,6 +140,7 @@ pub fn parse_head<'h, 'b>(
         head_len,
         body,
         reusable,
+        upgrade,
     }))
 }
 

@@ -24,6 +24,9 @@ pub struct Forward<'a> {
     pub proto: &'a [u8],
     /// `--request-id-header`: its name (any client copy is removed) and the request's id, sent in it.
     pub request_id: Option<(&'a [u8], &'a [u8])>,
+    /// A WebSocket handshake the ingress tunnels: `Connection: Upgrade` and `Upgrade: websocket` go with it
+    /// (the client's own copies are hop-by-hop and removed, with any other upgrade token).
+    pub websocket: bool,
 }
 
 /// Writes the head forwarded upstream: the request line (as HTTP/1.1), the client's fields minus hop-by-hop
@@ -111,6 +114,9 @@ pub fn forward_fields(out: &mut impl Out, head: &RequestHead<'_, '_>, fwd: &Forw
         out.put(id);
         out.put(b"\r\n");
     }
+    if fwd.websocket {
+        out.put(b"Connection: Upgrade\r\nUpgrade: websocket\r\n");
+    }
     underscores
 }
 
@@ -195,7 +201,7 @@ pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: Cl
     // The framing fields describe the body as relayed, whatever a Connection field names: Content-Length
     // only for length-delimited bodies, Transfer-Encoding only for chunked ones passed through as chunks.
     // Never on a 204 (RFC 9110 8.6: a server MUST NOT send Content-Length in a 204).
-    let keep_length = matches!(resp.body, BodyKind::Length(_) | BodyKind::None) && resp.status != 204;
+    let keep_length = matches!(resp.body, BodyKind::Length(_) | BodyKind::None) && resp.status != 204 && !resp.upgrade;
     let keep_te = resp.body == BodyKind::Chunked && !client.dechunk;
     for h in resp.headers {
         let name = h.name.as_bytes();
@@ -234,7 +240,10 @@ pub fn response_head(out: &mut impl Out, resp: &ResponseHead<'_, '_>, client: Cl
         put_u64(out, secs);
         out.put(b"\r\n");
     }
-    if client.close {
+    if resp.upgrade {
+        // The switch to WebSocket (the hop-by-hop fields were dropped above): the connection is a tunnel now.
+        out.put(b"Connection: Upgrade\r\nUpgrade: websocket\r\n");
+    } else if client.close {
         out.put(b"Connection: close\r\n");
     } else if client.version == Version::Http10 {
         out.put(b"Connection: keep-alive\r\n");
@@ -262,6 +271,7 @@ mod tests {
             observe: Some((b"x-observed", Some(b"malformed_json"))),
             proto: b"https",
             request_id: None,
+            websocket: false,
         };
         forward_head(&mut out, &head, 11, &fwd);
         assert_eq!(
@@ -284,6 +294,7 @@ mod tests {
             observe: Some((b"x-observed", None)),
             proto: b"http",
             request_id: None,
+            websocket: false,
         };
         assert_eq!(forward_head(&mut out, &head, 0, &fwd), 5);
         assert_eq!(
@@ -306,6 +317,7 @@ mod tests {
             observe: None,
             proto: b"http",
             request_id: None,
+            websocket: false,
         };
         forward_head(&mut out, &head, 0, &fwd);
         assert_eq!(

@@ -67,6 +67,9 @@ pub struct Checks<'a> {
     /// `--max-body`: a decoded body may not be larger either.
     pub max_body: u64,
     pub now: Instant,
+    /// The request is a WebSocket handshake to tunnel: the Accept rule does not apply (a browser cannot set
+    /// Accept on one); every other check does.
+    pub tunnel: bool,
 }
 
 /// One request's decisions.
@@ -160,6 +163,10 @@ impl Decision {
                     return Err(Reason::RateLimited);
                 }
             }
+        }
+        if c.tunnel {
+            // A GET without a body: Accept is the only head rule that could apply, and it does not.
+            return Ok(());
         }
         let adm = crate::guard::check_head(&rules.policy, head)?;
         self.api_version = adm.version;

@@ -24,6 +24,7 @@ use core::net::IpAddr;
 
 use super::decide::{Checks, Decision};
 use super::request_id::{self, RequestId};
+use super::tunnel::{self, Tunnel};
 use super::{Action, Cx, Entry, Input, DRAIN_IDLE_GRACE, TARGET_MAX};
 use crate::buf::{put_u64, Buf, Out};
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
@@ -123,6 +124,9 @@ enum State {
     /// Write side shut; reading and dropping until the client closes, stops sending for
     /// `--linger-timeout`, or `until` (`--linger-time` after it began).
     Linger { until: Instant },
+    /// A WebSocket tunnel (after the upstream's 101): client bytes go upstream through `inbuf`, upstream
+    /// bytes to the client through `out`; a side is read only when the other took what was read before.
+    Tunnel(Box<Tunnel>),
     /// Done: the worker closes the connection (`reset`: with a TCP reset).
     Closed { reset: bool },
 }
@@ -147,6 +151,8 @@ struct Exchange {
     target: [u8; TARGET_MAX],
     target_len: u8,
     target_cut: bool,
+    /// A WebSocket handshake the ingress may tunnel (`--upgrade websocket`).
+    websocket: bool,
 }
 
 impl Exchange {
@@ -164,6 +170,7 @@ impl Exchange {
         self.bytes_out = 0;
         self.target_len = 0;
         self.target_cut = false;
+        self.websocket = false;
     }
 
     fn new(now: Instant) -> Exchange {
@@ -181,6 +188,7 @@ impl Exchange {
             target: [0; TARGET_MAX],
             target_len: 0,
             target_cut: false,
+            websocket: false,
         }
     }
 }
@@ -320,6 +328,7 @@ impl Connection {
             State::Flush => "Flush",
             State::Discard { .. } => "Discard",
             State::Linger { .. } => "Linger",
+            State::Tunnel(_) => "Tunnel",
             State::Closed { .. } => "Closed",
         }
     }
@@ -329,7 +338,8 @@ impl Connection {
         match self.state {
             State::Head { started, .. } => started,
             State::Flush => self.out.as_ref().is_some_and(|o| !o.is_empty()),
-            State::Linger { .. } | State::Closed { .. } => false,
+            // A tunnel's request was answered (101): what it carries is no request.
+            State::Linger { .. } | State::Closed { .. } | State::Tunnel(_) => false,
             State::Body { .. } | State::Upstream { .. } | State::Relay { .. } | State::Discard { .. } => true,
         }
     }
@@ -345,14 +355,32 @@ impl Connection {
         }
     }
 
-    /// The worker stops driving this connection until an event: buffers that hold nothing go back.
+    /// The worker stops driving this connection until an event: buffers that hold nothing go back (an idle
+    /// tunnel holds none).
     pub fn park(&mut self, cx: &mut Cx<'_>) {
         cx.bufs.put_if_empty(&mut self.inbuf);
         if matches!(
             self.state,
-            State::Head { .. } | State::Discard { .. } | State::Linger { .. }
+            State::Head { .. } | State::Discard { .. } | State::Linger { .. } | State::Tunnel(_)
         ) {
             cx.bufs.put_if_empty(&mut self.out);
+        }
+        if let State::Tunnel(t) = &mut self.state {
+            // The next event may unblock any side: each is tried again.
+            t.blocked = 0;
+        }
+    }
+
+    /// The worker could not perform the last action for want of readiness. In a tunnel the other sides may
+    /// still move: `true` if the machine has another action to try (poll again), `false` to park and wait.
+    pub fn blocked(&mut self) -> bool {
+        match &mut self.state {
+            State::Tunnel(t) if t.last != 0 => {
+                t.blocked |= t.last;
+                t.last = 0;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -373,10 +401,11 @@ impl Connection {
         self.out.get_or_insert_with(|| cx.bufs.get())
     }
 
-    /// The request bytes still to write to the upstream.
+    /// The request bytes still to write to the upstream (in a tunnel: the client's bytes).
     pub fn upstream_out(&self) -> &[u8] {
         match &self.state {
             State::Upstream { fwd, sent, .. } => &fwd.data()[*sent..],
+            State::Tunnel(_) => self.inbuf.as_ref().map_or(&[], |b| b.data()),
             _ => &[],
         }
     }
@@ -393,6 +422,11 @@ impl Connection {
             }
             (State::Body { .. } | State::Discard { .. }, Input::Data) => {}
             (State::Body { .. }, Input::Full) => self.respond(cx, Reason::BodyTooLarge),
+            (State::Tunnel(_), Input::Data | Input::Full) => {}
+            (State::Tunnel(t), Input::Eof) => {
+                t.client_eof = true;
+                t.half_closed_at.get_or_insert(cx.now);
+            }
             // A client that closes mid-head or mid-body gets no answer; Full cannot happen below the head limit.
             _ => self.state = State::Closed { reset: false },
         }
@@ -437,11 +471,19 @@ impl Connection {
 
     /// `n` bytes of [`Connection::upstream_out`] were written.
     pub fn upstream_wrote(&mut self, n: usize, cx: &mut Cx<'_>) {
-        if let State::Upstream { fwd, sent, .. } = &mut self.state {
-            *sent += n;
-            if *sent == fwd.len() {
-                self.deadline = cx.now + cx.settings.timeouts.upstream;
+        match &mut self.state {
+            State::Upstream { fwd, sent, .. } => {
+                *sent += n;
+                if *sent == fwd.len() {
+                    self.deadline = cx.now + cx.settings.timeouts.upstream;
+                }
             }
+            State::Tunnel(_) => {
+                if let Some(b) = self.inbuf.as_mut() {
+                    b.consume(n);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -449,7 +491,7 @@ impl Connection {
     pub fn upstream_closed(&mut self, cx: &mut Cx<'_>) {
         match self.state {
             State::Upstream { .. } => self.failed_before_response(cx),
-            State::Relay { .. } => self.close(cx),
+            State::Relay { .. } | State::Tunnel(_) => self.close(cx),
             _ => {}
         }
     }
@@ -459,6 +501,11 @@ impl Connection {
         match (&mut self.state, input) {
             (State::Upstream { scanned, .. }, Input::Data) => *scanned = false,
             (State::Upstream { .. }, Input::Full) => self.fail(cx, Reason::BadUpstreamResponse),
+            (State::Tunnel(_), Input::Data | Input::Full) => {}
+            (State::Tunnel(t), Input::Eof) => {
+                t.upstream_eof = true;
+                t.half_closed_at.get_or_insert(cx.now);
+            }
             (State::Upstream { .. }, Input::Eof) => {
                 if self.out.as_ref().is_some_and(|o| !o.is_empty()) {
                     self.fail(cx, Reason::BadUpstreamResponse);
@@ -504,11 +551,13 @@ impl Connection {
                 self.respond(cx, Reason::RequestTimeout);
             }
             State::Upstream { .. } => self.fail(cx, Reason::UpstreamTimeout),
+            // A tunnel idle for --tunnel-idle-timeout, or half-closed for --tunnel-half-close-timeout.
             State::Head { started: false, .. }
             | State::Linger { .. }
             | State::Flush
             | State::Relay { .. }
             | State::Discard { .. }
+            | State::Tunnel(_)
             | State::Closed { .. } => self.close(cx),
         }
     }
@@ -564,6 +613,7 @@ impl Connection {
                 }
                 None
             }
+            State::Tunnel(_) => self.tunnel(cx),
             State::Linger { until } => {
                 if cx.now >= *until {
                     self.state = State::Closed { reset: false };
@@ -677,10 +727,16 @@ impl Connection {
                 _ => r.set(&cx.scratch.ids.generate()),
             }
         }
+        self.ex.websocket = head.websocket && cx.settings.tunnel.is_some();
         let mut checks = checks(cx);
-        let verdict = self.ex.decision.head(&mut checks, head, self.peer);
+        checks.tunnel = self.ex.websocket;
+        let mut verdict = self.ex.decision.head(&mut checks, head, self.peer);
         if let (Some(ip), Some(f)) = (self.ex.decision.client, self.logf.as_mut()) {
             f.client = Some(IpText::new(ip));
+        }
+        if let (Ok(()), Some(s), true) = (verdict, &cx.settings.tunnel, self.ex.websocket) {
+            // Refused now when the tunnel could not open anyway (decided again when the upstream agrees).
+            verdict = cx.tunnels.admits(self.tunnel_user(), s);
         }
         if let Err(reason) = verdict {
             // Keep the connection when the body is small enough to read and drop; else close it.
@@ -709,6 +765,7 @@ impl Connection {
             observe: rules.observe_header.as_deref().map(|h| (h, None)),
             proto: if self.https { b"https" } else { b"http" },
             request_id: self.request_id(cx.rules),
+            websocket: self.ex.websocket,
         };
         let underscores = write::forward_fields(&mut fwd, head, &info);
         if underscores > 0 {
@@ -958,6 +1015,7 @@ impl Connection {
     #[inline(never)]
     fn parse_response_head(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
         let is_head = self.ex.method == Method::Head;
+        let user = self.tunnel_user();
         let out = self.out.get_or_insert_with(|| cx.bufs.get());
         while !out.is_empty() {
             let mut storage = request::header_storage();
@@ -975,8 +1033,27 @@ impl Connection {
                 }
                 Ok(Some(h)) => h,
             };
+            if h.upgrade {
+                let verdict = match (&cx.settings.tunnel, self.ex.websocket) {
+                    (Some(s), true) => cx.tunnels.open(user, s),
+                    // A 101 the request did not ask for.
+                    _ => Err(Reason::BadUpstreamResponse),
+                };
+                match verdict {
+                    Ok(()) => {}
+                    Err(Reason::BadUpstreamResponse) => {
+                        self.fail(cx, Reason::BadUpstreamResponse);
+                        return None;
+                    }
+                    Err(reason) => {
+                        // The limits were reached since the head was checked: the upstream's tunnel is closed.
+                        self.refuse_upgraded(cx, reason);
+                        return None;
+                    }
+                }
+            }
             let dechunk = h.body == BodyKind::Chunked && self.ex.version == Version::Http10;
-            let close = self.ex.close_after || h.body == BodyKind::Close || dechunk || cx.draining;
+            let close = !h.upgrade && (self.ex.close_after || h.body == BodyKind::Close || dechunk || cx.draining);
             // The forwarded request's buffer becomes the response buffer, unless a large body grew it: a
             // slow reader would hold that for as long as it reads.
             let State::Upstream { fwd, .. } = std::mem::replace(&mut self.state, State::Flush) else {
@@ -1017,10 +1094,14 @@ impl Connection {
             if let Some(f) = self.logf.as_mut() {
                 f.up_response_us = since.min(u32::MAX as u128 - 1) as u32;
             }
-            let (body, reusable) = (h.body, h.reusable);
+            let (body, reusable, upgrade) = (h.body, h.reusable, h.upgrade);
             self.ex.close_after = close;
             let old = std::mem::replace(out, next);
             cx.bufs.put(old);
+            if upgrade {
+                self.begin_tunnel(cx, from);
+                return None;
+            }
             self.state = State::Relay {
                 framer: BodyFramer::new(body),
                 dechunk,
@@ -1164,6 +1245,130 @@ impl Connection {
         Some(Action::ReadUpstream)
     }
 
+    // ---- WebSocket tunnels ----
+
+    /// The key a tunnel counts against in `--max-tunnels-per-user`: the rate limit's user id, else the
+    /// client's address.
+    fn tunnel_user(&self) -> u64 {
+        self.ex
+            .decision
+            .user
+            .unwrap_or_else(|| tunnel::address_key(self.ex.decision.client.unwrap_or(self.peer)))
+    }
+
+    /// The upstream switched to WebSocket: `out` holds the relayed 101 head (`head` bytes) and whatever the
+    /// upstream sent after it; `inbuf`, whatever the client sent after its handshake. Both become the tunnel's.
+    fn begin_tunnel(&mut self, cx: &mut Cx<'_>, head: usize) {
+        add(&cx.metrics.bytes_out, head as u64);
+        self.ex.bytes_out += head as u64;
+        add(&cx.metrics.tunnels_opened, 1);
+        // The handshake is one request (forwarded, 101); its access-log line is written when the tunnel ends.
+        cx.metrics.request(self.ex.status, None, self.elapsed_us(cx));
+        let user = self.tunnel_user();
+        self.state = State::Tunnel(Box::new(Tunnel::new(user, 0, head, cx.now)));
+    }
+
+    /// The tunnel's next socket action, after counting what moved since the last one.
+    fn tunnel(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
+        let State::Tunnel(t) = &mut self.state else {
+            return None;
+        };
+        let s = cx.settings.tunnel?;
+        let up = self.inbuf.as_ref().map_or(0, |b| b.len());
+        let down = self.out.as_ref().map_or(0, |b| b.len());
+        if up > t.up_held {
+            let n = (up - t.up_held) as u64;
+            t.up_bytes += n;
+            self.ex.bytes_in += n;
+            add(&cx.metrics.tunnel_bytes_up, n);
+            add(&cx.metrics.bytes_in, n);
+        }
+        if down > t.down_held {
+            let n = (down - t.down_held) as u64;
+            t.down_bytes += n;
+            self.ex.bytes_out += n;
+            add(&cx.metrics.tunnel_bytes_down, n);
+            add(&cx.metrics.bytes_out, n);
+        }
+        if up != t.up_held || down != t.down_held {
+            // Bytes moved: the idle timer restarts, and every side may be tried again.
+            t.active = cx.now;
+            t.blocked = 0;
+        }
+        (t.up_held, t.down_held) = (up, down);
+        self.deadline = t.active + s.idle;
+        if let Some(at) = t.half_closed_at {
+            self.deadline = self.deadline.min(at + s.half_close);
+        }
+        // Each side is read only when what was read from it before is written out (backpressure both ways).
+        let free = |bit: u8| t.blocked & bit == 0;
+        let next = if up > 0 && free(tunnel::WRITE_UPSTREAM) {
+            Some((tunnel::WRITE_UPSTREAM, Action::WriteUpstream))
+        } else if down > 0 && free(tunnel::WRITE_CLIENT) {
+            Some((tunnel::WRITE_CLIENT, Action::WriteClient))
+        } else if up == 0 && !t.client_eof && free(tunnel::READ_CLIENT) {
+            Some((tunnel::READ_CLIENT, Action::ReadClient))
+        } else if down == 0 && !t.upstream_eof && free(tunnel::READ_UPSTREAM) {
+            Some((tunnel::READ_UPSTREAM, Action::ReadUpstream))
+        } else {
+            None
+        };
+        if let Some((bit, action)) = next {
+            t.last = bit;
+            return Some(action);
+        }
+        t.last = 0;
+        // A side's end is relayed once everything it sent before is out.
+        if t.client_eof && up == 0 && !t.upstream_shut {
+            t.upstream_shut = true;
+            t.blocked = 0;
+            return Some(Action::ShutdownUpstreamWrite);
+        }
+        if t.upstream_eof && down == 0 && !t.client_shut {
+            t.client_shut = true;
+            t.blocked = 0;
+            return Some(Action::ShutdownWrite);
+        }
+        if t.upstream_shut && t.client_shut {
+            self.close(cx);
+            return None;
+        }
+        Some(Action::Wait)
+    }
+
+    /// The tunnel (if any) ends: its slot is given back, and its access-log line written (status 101, the
+    /// bytes each way, the time from the handshake to the end).
+    fn end_tunnel(&mut self, cx: &mut Cx<'_>) {
+        let State::Tunnel(t) = &self.state else {
+            return;
+        };
+        cx.tunnels.close(t.user);
+        add(&cx.metrics.tunnels_closed, 1);
+        self.log_request(cx, self.ex.status, None);
+        self.state = State::Closed { reset: false };
+        // The upstream connection carried the tunnel: it is closed, never pooled.
+        self.pending.get_or_insert(Action::ReleaseUpstream {
+            reusable: false,
+            failure: None,
+        });
+    }
+
+    /// The upstream agreed to a tunnel the limits no longer allow: its connection is closed, and the client
+    /// answered `reason`.
+    fn refuse_upgraded(&mut self, cx: &mut Cx<'_>, reason: Reason) {
+        if let State::Upstream { fwd, .. } = std::mem::replace(&mut self.state, State::Flush) {
+            cx.bufs.put(fwd);
+        }
+        if let Some(out) = self.out.as_mut() {
+            out.clear();
+        }
+        self.pending = Some(Action::ReleaseUpstream {
+            reusable: false,
+            failure: None,
+        });
+        self.respond(cx, reason);
+    }
+
     fn flush(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
         if self.out.as_ref().is_some_and(|o| !o.is_empty()) {
             return Some(Action::WriteClient);
@@ -1274,6 +1479,7 @@ impl Connection {
             add(&cx.metrics.aborted, 1);
             self.log_request(cx, self.ex.status, Some("aborted"));
         }
+        self.end_tunnel(cx);
         if let State::Body { fwd, .. } | State::Upstream { fwd, .. } =
             std::mem::replace(&mut self.state, State::Closed { reset: cut })
         {
@@ -1283,6 +1489,7 @@ impl Connection {
 
     /// Gives the connection's buffers back to `cx`'s pool (the worker calls it when it closes the connection).
     pub fn release_buffers(&mut self, cx: &mut Cx<'_>) {
+        self.end_tunnel(cx);
         for b in [self.inbuf.take(), self.out.take()].into_iter().flatten() {
             cx.bufs.put(b);
         }
@@ -1345,5 +1552,6 @@ fn checks<'a>(cx: &'a mut Cx<'_>) -> Checks<'a> {
         scratch: cx.scratch,
         max_body: cx.settings.limits.max_body,
         now: cx.now,
+        tunnel: false,
     }
 }

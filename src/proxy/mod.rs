@@ -19,6 +19,7 @@
 pub mod decide;
 mod machine;
 pub mod request_id;
+pub mod tunnel;
 
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,8 @@ pub struct Settings {
     pub limits: Limits,
     /// `Host` sent upstream when an HTTP/1.0 client sent none.
     pub upstream_host: Vec<u8>,
+    /// `--upgrade websocket`: WebSocket handshakes become tunnels (None: off).
+    pub tunnel: Option<tunnel::TunnelSettings>,
 }
 
 /// One request, as the access log writes it.
@@ -153,6 +156,8 @@ pub struct Cx<'a> {
     pub now: Instant,
     /// The process is shutting down: answers close their connection, upstreams are not pooled.
     pub draining: bool,
+    /// The process's open WebSocket tunnels (for `--max-tunnels` and `--max-tunnels-per-user`).
+    pub tunnels: &'a tunnel::Tunnels,
 }
 
 /// What the worker does for a connection next.
@@ -180,8 +185,11 @@ pub enum Action {
         reusable: bool,
         failure: Option<&'static str>,
     },
-    /// Shut the client connection's write side (the answer is out; a lingering close follows).
+    /// Shut the client connection's write side (the answer is out; a lingering close follows; in a tunnel,
+    /// the upstream's end is relayed).
     ShutdownWrite,
+    /// Shut the upstream connection's write side (in a tunnel: the client's end is relayed).
+    ShutdownUpstreamWrite,
     /// Close the client connection (and any upstream, unpooled); `reset`: with a TCP reset, because a
     /// response was cut and a clean close could pass for its end.
     Close { reset: bool },

@@ -403,6 +403,7 @@ impl Worker {
             wall_ms: *wall_ms,
             now: *now,
             draining: *draining,
+            tunnels: &shared.tunnels,
         };
         let up = c.upstream.map(|k| &mut ups[k]);
         f(c, up, &mut cx)
@@ -445,6 +446,8 @@ impl Worker {
                     let a = c.conn.poll(cx);
                     match perform(a, c, up.as_deref_mut(), cx) {
                         Some(true) => {}
+                        // A tunnel's other side may still move.
+                        Some(false) if c.conn.blocked() => {}
                         Some(false) => {
                             c.conn.park(cx);
                             return (Some(Action::Wait), n);
@@ -694,6 +697,12 @@ fn perform(a: Action, c: &mut Client, up: Option<&mut Upstream>, cx: &mut Cx<'_>
                 let _ = tls_flush(&mut c.sock, &mut c.io, tls);
             }
             let _ = c.sock.shutdown(std::net::Shutdown::Write);
+            true
+        }
+        (Action::ShutdownUpstreamWrite, up) => {
+            if let Some(u) = up {
+                let _ = u.sock.shutdown(std::net::Shutdown::Write);
+            }
             true
         }
         (Action::AwaitUpstream, Some(u)) => await_connect(u, &mut c.conn, cx),

@@ -85,7 +85,9 @@ pub fn request_framing(method: &str, version: Version, fields: &[(&[u8], &[u8])]
 }
 
 /// The body kind and reusability of a response, or `None` if the ingress must refuse it (a bad upstream
-/// response): a status outside 100-599, 101 (never asked for), a malformed or repeated Content-Length.
+/// response): a status outside 100-599, a 101 other than an HTTP/1.1 switch to WebSocket (an Upgrade field
+/// naming `websocket`: no body, not reusable, the connection becomes a tunnel), a malformed or repeated
+/// Content-Length.
 ///
 /// The body: none after HEAD and for 1xx, 204, 304; else chunked when the last transfer coding (of all the
 /// Transfer-Encoding fields as one list) is `chunked`, read until close for any other last coding; else the
@@ -99,8 +101,16 @@ pub fn response_framing(
     was_head: bool,
     fields: &[(&[u8], &[u8])],
 ) -> Option<(BodyKind, bool)> {
-    if !(100..600).contains(&status) || status == 101 {
+    if !(100..600).contains(&status) {
         return None;
+    }
+    if status == 101 {
+        let websocket = list(fields, b"upgrade")
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(b"websocket"));
+        if version != Version::Http11 || !websocket {
+            return None;
+        }
     }
     let length = match &values(fields, b"content-length")[..] {
         [] => None,

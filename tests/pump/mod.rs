@@ -31,6 +31,9 @@ pub enum Up {
     NeverConnects,
     /// The connect fails after the attach (an asynchronous connect error).
     ConnectFails,
+    /// A WebSocket server: answers the handshake with `answer` (a 101, or a refusal), then echoes every byte
+    /// it receives, and closes its side once the client's end reached it (if `close_on_fin`).
+    Tunnel { answer: Vec<u8>, close_on_fin: bool },
 }
 
 /// The log the machine reports to: lines kept as (status, reason).
@@ -61,6 +64,7 @@ pub struct World {
     pub log: Lines,
     pub now: Instant,
     pub draining: bool,
+    pub tunnels: portcullis::proxy::tunnel::Tunnels,
 }
 
 pub const HEADER: Duration = Duration::from_secs(10);
@@ -95,7 +99,9 @@ impl World {
                 },
                 limits: config.limits,
                 upstream_host: b"up".to_vec(),
+                tunnel: config.tunnel,
             },
+            tunnels: portcullis::proxy::tunnel::Tunnels::new(config.tunnel.map_or(0, |t| t.max)),
             scratch: Scratch::new(&rules),
             rules,
             limiter,
@@ -121,6 +127,7 @@ impl World {
             wall_ms: 0,
             now: self.now,
             draining: self.draining,
+            tunnels: &self.tunnels,
         }
     }
 }
@@ -160,6 +167,8 @@ pub struct Pump {
     pub states: BTreeSet<&'static str>,
     pub released: Vec<(bool, Option<&'static str>)>,
     pub shut_write: bool,
+    /// The machine shut the upstream connection's write side (a tunnel relayed the client's end).
+    pub upstream_shut: bool,
     pub closed: Option<bool>,
 }
 
@@ -182,6 +191,7 @@ impl Pump {
             states: BTreeSet::new(),
             released: Vec::new(),
             shut_write: false,
+            upstream_shut: false,
             closed: None,
         }
     }
@@ -306,9 +316,13 @@ impl Pump {
                     if link.closed {
                         self.conn.upstream_closed(&mut cx);
                     } else {
+                        let echo = matches!(link.plan, Up::Tunnel { .. }) && !link.got.is_empty();
                         link.got.extend_from_slice(&data);
                         self.upstream_got.last_mut().unwrap().extend_from_slice(&data);
                         self.conn.upstream_wrote(data.len(), &mut cx);
+                        if echo {
+                            link.send.extend(&data);
+                        }
                         // A whole request received: the upstream reacts.
                         match &link.plan {
                             Up::Answer { answers, .. } => {
@@ -322,6 +336,7 @@ impl Pump {
                                 link.send.extend(bytes);
                                 link.closed = true;
                             }
+                            Up::Tunnel { answer, .. } if !echo => link.send.extend(answer),
                             _ => {}
                         }
                     }
@@ -359,6 +374,14 @@ impl Pump {
                     self.shut_write = true;
                     true
                 }
+                Action::ShutdownUpstreamWrite => {
+                    // The echo server ends its side once the client's end reached it.
+                    if let Some(link) = self.link.as_mut() {
+                        link.closed |= matches!(link.plan, Up::Tunnel { close_on_fin: true, .. });
+                    }
+                    self.upstream_shut = true;
+                    true
+                }
                 Action::Close { reset } => {
                     self.closed = Some(reset);
                     let _ = &cx;
@@ -369,6 +392,10 @@ impl Pump {
                 Action::Wait => false,
             };
             if !progressed {
+                // A tunnel's other sides may still move.
+                if a != Action::Wait && self.conn.blocked() {
+                    continue;
+                }
                 let mut cx = self.world.cx();
                 self.conn.park(&mut cx);
                 return self;
@@ -409,6 +436,7 @@ pub fn kind(a: &Action) -> &'static str {
         Action::ReleaseUpstream { reusable: true, .. } => "ReleaseUpstream(pool)",
         Action::ReleaseUpstream { reusable: false, .. } => "ReleaseUpstream(close)",
         Action::ShutdownWrite => "ShutdownWrite",
+        Action::ShutdownUpstreamWrite => "ShutdownUpstreamWrite",
         Action::Close { reset: false } => "Close",
         Action::Close { reset: true } => "Close(reset)",
         Action::Wait => "Wait",
