@@ -373,6 +373,7 @@ impl Connection {
 
     /// The worker could not perform the last action for want of readiness. In a tunnel the other sides may
     /// still move: `true` if the machine has another action to try (poll again), `false` to park and wait.
+    #[inline]
     pub fn blocked(&mut self) -> bool {
         match &mut self.state {
             State::Tunnel(t) if t.last != 0 => {
@@ -629,6 +630,7 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn next_request(&mut self, cx: &mut Cx<'_>) {
         self.state = State::Head {
             started: false,
@@ -1015,7 +1017,8 @@ impl Connection {
     #[inline(never)]
     fn parse_response_head(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
         let is_head = self.ex.method == Method::Head;
-        let user = self.tunnel_user();
+        // The tunnel's key, for a handshake the upstream may switch (worked out before `out` is borrowed).
+        let user = if self.ex.websocket { self.tunnel_user() } else { 0 };
         let out = self.out.get_or_insert_with(|| cx.bufs.get());
         while !out.is_empty() {
             let mut storage = request::header_storage();
