@@ -122,3 +122,41 @@ fn proxy_protocol_neighbourhood() {
     }
     assert!(n > 1000, "{n} mutations");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 4000, ..Default::default() })]
+
+    /// The PROXY protocol checks over random inputs that start like a header of either version (or not at
+    /// all): a short, deterministic fuzz run inside `cargo test`.
+    #[test]
+    fn proxy_protocol_random_inputs(
+        start in 0u8..3,
+        fam in proptest::sample::select(vec![0x00u8, 0x11, 0x12, 0x21, 0x22, 0x31, 0x41]),
+        cmd in proptest::sample::select(vec![0x20u8, 0x21, 0x22, 0x11]),
+        len in 0u16..80,
+        tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+        words in proptest::collection::vec(
+            proptest::sample::select(vec!["TCP4", "TCP6", "UNKNOWN", "1.2.3.4", "::1", "80", "65536", " ", "\r\n", "\n"]),
+            0..8,
+        ),
+    ) {
+        let mut data = Vec::new();
+        match start {
+            0 => {
+                data.extend_from_slice(b"\r\n\r\n\0\r\nQUIT\n");
+                data.extend_from_slice(&[cmd, fam]);
+                data.extend_from_slice(&len.to_be_bytes());
+            }
+            1 => {
+                data.extend_from_slice(b"PROXY ");
+                for w in &words {
+                    data.extend_from_slice(w.as_bytes());
+                    data.push(b' ');
+                }
+            }
+            _ => {}
+        }
+        data.extend_from_slice(&tail);
+        proxy_protocol::check(&data);
+    }
+}

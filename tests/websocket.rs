@@ -538,3 +538,54 @@ fn a_thousand_idle_tunnels_hold_no_buffers() {
     // one holds none (about 0.9 KiB measured).
     assert!(per_tunnel < 4 * 1024, "{per_tunnel} bytes per idle tunnel");
 }
+
+/// A real WebSocket client (Python `websockets`) over the TLS listener (wss://, certificate checked against a
+/// test CA made by openssl) and over plain HTTP: messages go through and the close handshake completes.
+#[test]
+fn a_real_client_over_tls_and_plain() {
+    let server = WsServer::start();
+    let dir = temp_dir("ws-tls");
+    let (crt, key) = (dir.join("api.crt"), dir.join("api.key"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=api.test"])
+        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args(["-addext", "subjectAltName=DNS:api.test,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let p = upgrade_proxy(
+        server.addr,
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            crt.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/ws_client.py");
+    for (url, ca) in [
+        (format!("wss://127.0.0.1:{}/echo", p.tls_addr().port()), Some(&crt)),
+        (format!("ws://{}/echo", p.addr), None),
+    ] {
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg(client).arg(&url);
+        if let Some(ca) = ca {
+            cmd.arg(ca);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ok",
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(p.metric("portcullis_tunnels_opened_total"), Some(2.0));
+    p.wait_metric("portcullis_tunnels_open", 0.0);
+}
