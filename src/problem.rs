@@ -589,8 +589,8 @@ mod tests {
 
     #[test]
     fn each_layer_refuses_with_its_own_reasons() {
+        use crate::http::Refusal as H;
         use guard::Refusal as G;
-        use http::Refusal as H;
         use limit::Refusal as L;
         let protocol = [
             H::MalformedRequest,

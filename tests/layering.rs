@@ -22,7 +22,7 @@ fn pure_modules_import_no_io_and_read_no_clock() {
             rust_files(&root.join(d), &mut files);
         }
     }
-    for f in ["timer.rs", "buf.rs", "metrics.rs", "problem.rs"] {
+    for f in ["timer.rs", "buf.rs", "metrics.rs", "problem.rs", "check.rs"] {
         files.push(root.join(f));
     }
     assert!(files.len() >= 10, "expected the pure modules, found {files:?}");
@@ -63,7 +63,8 @@ fn pure_modules_import_no_io_and_read_no_clock() {
 
 /// The `crate::` modules a pure module may name: the other pure modules, never upward (configuration, the
 /// process, the event loop, the helper threads).
-const PURE: [&str; 9] = [
+const PURE: [&str; 10] = [
+    "check",
     "http",
     "problem",
     "guard",
@@ -112,7 +113,14 @@ fn pure_modules_import_only_pure_modules() {
     for d in ["http", "guard", "limit", "proxy"] {
         rust_files(&root.join(d), &mut files);
     }
-    for f in ["timer.rs", "buf.rs", "toml_subset.rs", "metrics.rs", "problem.rs"] {
+    for f in [
+        "timer.rs",
+        "buf.rs",
+        "toml_subset.rs",
+        "metrics.rs",
+        "problem.rs",
+        "check.rs",
+    ] {
         files.push(root.join(f));
     }
     let mut edges = Vec::new();
@@ -196,4 +204,32 @@ fn helper_threads_do_not_import_the_server() {
         "helper threads importing the server:\n{}",
         edges.join("\n")
     );
+}
+
+/// The embeddable library (`check`) is the pure layers and nothing else: besides the rules above (no I/O, no
+/// clock, only pure modules), it names no async runtime, no Redis client and no thread.
+#[test]
+fn the_library_is_pure() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let text = std::fs::read_to_string(root.join("check.rs")).unwrap();
+    let code = text.split("#[cfg(test)]").next().unwrap();
+    for (i, line) in code.lines().enumerate() {
+        // Doc examples may spawn a thread: they are the caller's code. Comments say what the library is not.
+        let code = line.split("//").next().unwrap();
+        for word in [
+            "tokio",
+            "redis",
+            "mio",
+            "std::thread",
+            "std::fs",
+            "std::io",
+            "hyper",
+            "axum",
+        ] {
+            assert!(!code.contains(word), "src/check.rs:{}: `{word}`: {line}", i + 1);
+        }
+    }
+    // The modules it builds on do not reach the fleet sync or the server either.
+    assert!(upward_paths("use crate::redis_sync::Sync;").len() == 1);
+    assert!(upward_paths(&text).is_empty(), "{:?}", upward_paths(&text));
 }

@@ -299,6 +299,22 @@ impl Limiter {
         Ok(canonical)
     }
 
+    /// The id of the user whose canonical key is `key` (for [`Limiter::decide`]): the same id a request
+    /// naming that user gets, keyed by the limiter's seed (or secret), so that no one can choose keys that
+    /// share a slot.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use portcullis::limit::{Gcra, KeyMode, Limiter, Seed};
+    ///
+    /// let limiter = Limiter::new(Gcra::new(10, 10), 1024, KeyMode::Authorization, 0, Instant::now(), Seed([7; 8]));
+    /// assert_eq!(limiter.key_id(b"Bearer abc"), limiter.key_id(b"Bearer abc"));
+    /// assert_ne!(limiter.key_id(b"Bearer abc"), limiter.key_id(b"Bearer abd"));
+    /// ```
+    pub fn key_id(&self, key: &[u8]) -> u64 {
+        self.id(1, key)
+    }
+
     fn id(&self, tag: u8, bytes: &[u8]) -> u64 {
         match &self.ids {
             Ids::Process(s) => s.hash_one((tag, bytes)),
@@ -321,7 +337,25 @@ impl Limiter {
         self.slots.hash_one(id)
     }
 
-    /// Decides one request of user `id` at `now`, with the limit given at construction.
+    /// Decides one request of user `id` at `now`, with the limit given at construction. The caller passes
+    /// the time (nothing here reads a clock); the table is the fixed one allocated by [`Limiter::new`], so
+    /// memory stays the same whatever the number of users. A refused request changes nothing.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use portcullis::limit::{Decision, Gcra, KeyMode, Limiter, Seed};
+    ///
+    /// let start = Instant::now();
+    /// // 1 request per second, bursts of 2.
+    /// let limiter = Limiter::new(Gcra::new(1, 2), 1024, KeyMode::Authorization, 0, start, Seed([7; 8]));
+    /// let alice = limiter.key_id(b"Bearer alice");
+    /// assert!(matches!(limiter.decide(alice, start), Decision::Allow { remaining: 1, .. }));
+    /// assert!(matches!(limiter.decide(alice, start), Decision::Allow { remaining: 0, .. }));
+    /// assert_eq!(limiter.decide(alice, start), Decision::Deny { retry_after_us: 1_000_000 });
+    /// // A second later, one more.
+    /// let later = start + Duration::from_secs(1);
+    /// assert!(matches!(limiter.decide(alice, later), Decision::Allow { .. }));
+    /// ```
     pub fn decide(&self, id: u64, now: Instant) -> Decision {
         self.table.decide(&self.gcra, self.slot(id), self.micros(now))
     }
