@@ -382,6 +382,18 @@ impl Refusal {
         }
     }
 
+    /// A refusal your server decides itself, answered like the checks' own (for example `BodyTooLarge` for a
+    /// body that streams past `max_body` without having announced its length).
+    ///
+    /// ```
+    /// use portcullis::check::{Reason, Refusal};
+    /// let r = Refusal::of(Reason::BodyTooLarge);
+    /// assert_eq!((r.status(), r.code(), r.retry_after()), (413, "body_too_large", None));
+    /// ```
+    pub fn of(reason: Reason) -> Refusal {
+        Refusal::new(reason, false)
+    }
+
     /// The wire reason (its stable code is the answer's `reason` field).
     ///
     /// ```
@@ -649,6 +661,18 @@ impl Checker {
                 max_body: o.max_body,
             },
         })
+    }
+
+    /// The largest body accepted (`max_body`): buffer no more than this for [`Checker::check_body`].
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use portcullis::check::{Checker, Options, Seed};
+    /// let checker = Checker::new(&Options { max_body: 4096, ..Options::default() }, Instant::now(), Seed([9; 8])).unwrap();
+    /// assert_eq!(checker.max_body(), 4096);
+    /// ```
+    pub fn max_body(&self) -> u64 {
+        self.limits.max_body
     }
 
     /// Fresh working memory for the checks (one per thread or task).

@@ -23,6 +23,8 @@ pub mod echo;
 pub mod guard;
 pub mod http;
 pub mod inherit;
+#[cfg(feature = "tower")]
+pub mod layer;
 pub mod limit;
 pub mod listen;
 pub mod log;

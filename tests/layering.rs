@@ -233,3 +233,16 @@ fn the_library_is_pure() {
     assert!(upward_paths("use crate::redis_sync::Sync;").len() == 1);
     assert!(upward_paths(&text).is_empty(), "{:?}", upward_paths(&text));
 }
+
+/// The tower layer (`layer.rs`, feature `tower`) stands on the library alone: it names `crate::check` and
+/// nothing else of the crate (not the binary's configuration, server or workers).
+#[test]
+fn the_tower_layer_uses_only_the_library() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let text = std::fs::read_to_string(root.join("layer.rs")).unwrap();
+    let planted = "use crate::check::Checker;\nuse crate::config::Config;\n";
+    assert_eq!(paths_outside(planted, |n| n == "check"), ["line 2: crate::config"]);
+    let edges = paths_outside(&text, |n| n == "check");
+    assert!(edges.is_empty(), "layer.rs names more than the library: {edges:?}");
+    assert!(text.contains("crate::check::"), "layer.rs builds on crate::check");
+}
