@@ -13,6 +13,12 @@ use crate::http::{self, Version};
 use crate::limit;
 
 /// Why the ingress answered a request itself. `code()` is the stable, machine-readable reason.
+///
+/// ```
+/// use portcullis::problem::Reason;
+/// let r = Reason::UnsupportedApiVersion;
+/// assert_eq!((r.status(), r.code(), r.is_policy(), r.closes()), (406, "unsupported_api_version", true, false));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     MalformedRequest,

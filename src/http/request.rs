@@ -25,6 +25,17 @@ pub enum Framing {
 pub const ALLOWED_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// A parsed, validated request head: a view over the client's bytes.
+///
+/// ```
+/// use portcullis::http::request::{header_storage, parse_head, Framing};
+/// use portcullis::http::Limits;
+///
+/// let mut storage = header_storage();
+/// let raw = b"POST /a HTTP/1.1\r\nHost: api\r\nContent-Length: 2\r\n\r\n{}";
+/// let head = parse_head(raw, &Limits::default(), &mut storage).unwrap().unwrap();
+/// assert_eq!((head.target, head.framing, head.head_len), ("/a", Framing::Length(2), raw.len() - 2));
+/// assert_eq!(head.header(b"host"), Some(&b"api"[..]));
+/// ```
 #[derive(Debug)]
 pub struct RequestHead<'h, 'b> {
     pub method: Method,
@@ -61,9 +72,20 @@ impl RequestHead<'_, '_> {
 }
 
 /// The storage `parse_head` fills: one per worker, on its stack.
+///
+/// ```
+/// let storage: portcullis::http::request::HeaderStorage<'_> = portcullis::http::request::header_storage();
+/// assert_eq!(storage.len(), portcullis::http::MAX_HEADERS_LIMIT);
+/// ```
 pub type HeaderStorage<'b> = [MaybeUninit<Header<'b>>; crate::http::MAX_HEADERS_LIMIT];
 
 /// A fresh, uninitialised field array (costs nothing: no memset).
+///
+/// ```
+/// let mut storage = portcullis::http::request::header_storage();
+/// let limits = portcullis::http::Limits::default();
+/// assert!(portcullis::http::request::parse_head(b"GET / HT", &limits, &mut storage).unwrap().is_none());
+/// ```
 pub fn header_storage<'b>() -> HeaderStorage<'b> {
     [const { MaybeUninit::uninit() }; crate::http::MAX_HEADERS_LIMIT]
 }

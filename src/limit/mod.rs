@@ -40,6 +40,12 @@ pub enum Refusal {
 }
 
 /// Who the user is.
+///
+/// ```
+/// use portcullis::limit::KeyMode;
+/// assert_eq!(KeyMode::parse("header:X-Api-Key").unwrap(), KeyMode::Header("x-api-key".into()));
+/// assert_eq!(KeyMode::Authorization.field(), Some(&b"authorization"[..]));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyMode {
     /// The canonical Authorization credential; the client address without one.
@@ -162,6 +168,16 @@ pub struct IpBackstop {
 /// themselves. The caller draws it once per process (the server, from the OS's randomness), so that no one can
 /// compute offline which keys share a slot; tests and benchmarks pass a fixed one. `limit` draws no randomness
 /// of its own.
+///
+/// ```
+/// use std::collections::hash_map::RandomState;
+/// use std::hash::BuildHasher;
+/// use portcullis::limit::Seed;
+///
+/// let random = RandomState::new();
+/// let seed = Seed(std::array::from_fn(|i| random.hash_one(i)));
+/// # let _ = seed;
+/// ```
 #[derive(Clone, Copy)]
 pub struct Seed(pub [u64; 8]);
 
@@ -185,6 +201,20 @@ pub struct UserKey<'s> {
     pub ip: IpAddr,
 }
 
+/// The rate limiter: who the user is ([`KeyMode`]) and a GCRA decision in a fixed-size table of atomics
+/// (shared by threads without a lock; memory fixed at construction).
+///
+/// ```
+/// use std::time::Instant;
+/// use portcullis::limit::{Decision, Gcra, KeyMode, Limiter, Seed};
+///
+/// let now = Instant::now();
+/// let limiter = Limiter::new(Gcra::new(10, 1), 1 << 10, KeyMode::Ip, 0, now, Seed([1; 8]));
+/// let id = limiter.key_id(b"some key");
+/// assert!(matches!(limiter.decide(id, now), Decision::Allow { .. }));
+/// assert_eq!(limiter.decide(id, now), Decision::Deny { retry_after_us: 100_000 });
+/// assert_eq!(limiter.table().bytes(), 8 << 10);
+/// ```
 pub struct Limiter {
     pub gcra: Gcra,
     table: Table,
