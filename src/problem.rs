@@ -13,6 +13,12 @@ use crate::http::{self, Version};
 use crate::limit;
 
 /// Why the ingress answered a request itself. `code()` is the stable, machine-readable reason.
+///
+/// ```
+/// use portcullis::problem::Reason;
+/// let r = Reason::UnsupportedApiVersion;
+/// assert_eq!((r.status(), r.code(), r.is_policy(), r.closes()), (406, "unsupported_api_version", true, false));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     MalformedRequest,
@@ -607,8 +613,8 @@ mod tests {
 
     #[test]
     fn each_layer_refuses_with_its_own_reasons() {
+        use crate::http::Refusal as H;
         use guard::Refusal as G;
-        use http::Refusal as H;
         use limit::Refusal as L;
         let protocol = [
             H::MalformedRequest,

@@ -17,7 +17,7 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 fn pure_modules_import_no_io_and_read_no_clock() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
-    for d in ["http", "guard", "limit", "proxy"] {
+    for d in ["http", "guard", "limit", "proxy", "check"] {
         if root.join(d).is_dir() {
             rust_files(&root.join(d), &mut files);
         }
@@ -45,8 +45,19 @@ fn pure_modules_import_no_io_and_read_no_clock() {
     ];
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
-        // Unit tests may use a real clock to make instants; the module's own code may not.
-        let code_part = text.split("#[cfg(test)]").next().unwrap();
+        // Unit tests may use a real clock to make instants; the module's own code may not. A `tests.rs` is all
+        // unit tests: its module is declared under `#[cfg(test)]` (checked).
+        let code_part = if f.ends_with("tests.rs") {
+            let parent = std::fs::read_to_string(f.with_file_name("mod.rs")).unwrap();
+            assert!(
+                parent.contains("#[cfg(test)]\nmod tests;"),
+                "{}: not test-only",
+                f.display()
+            );
+            ""
+        } else {
+            text.split("#[cfg(test)]").next().unwrap()
+        };
         for (i, line) in code_part.lines().enumerate() {
             let code = line.split("//").next().unwrap();
             for word in forbidden {
@@ -63,7 +74,8 @@ fn pure_modules_import_no_io_and_read_no_clock() {
 
 /// The `crate::` modules a pure module may name: the other pure modules, never upward (configuration, the
 /// process, the event loop, the helper threads).
-const PURE: [&str; 10] = [
+const PURE: [&str; 11] = [
+    "check",
     "http",
     "proxy_protocol",
     "problem",
@@ -110,7 +122,7 @@ fn pure_modules_import_only_pure_modules() {
     assert_eq!(upward_paths(planted), ["line 3: crate::config"]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
-    for d in ["http", "guard", "limit", "proxy"] {
+    for d in ["http", "guard", "limit", "proxy", "check"] {
         rust_files(&root.join(d), &mut files);
     }
     for f in [
@@ -204,4 +216,55 @@ fn helper_threads_do_not_import_the_server() {
         "helper threads importing the server:\n{}",
         edges.join("\n")
     );
+}
+
+/// The embeddable library (`check/`) is the pure layers and nothing else: besides the rules above (no I/O, no
+/// clock, only pure modules), it names no async runtime, no Redis client and no thread.
+#[test]
+fn the_library_is_pure() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&root.join("check"), &mut files);
+    assert!(files.len() >= 3, "the library's files: {files:?}");
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for (i, line) in code.lines().enumerate() {
+            // Doc examples may spawn a thread: they are the caller's code. Comments say what the library is not.
+            let code = line.split("//").next().unwrap();
+            for word in [
+                "tokio",
+                "redis",
+                "mio",
+                "std::thread",
+                "std::fs",
+                "std::io",
+                "hyper",
+                "axum",
+            ] {
+                assert!(!code.contains(word), "{}:{}: `{word}`: {line}", f.display(), i + 1);
+            }
+        }
+        assert!(
+            upward_paths(&text).is_empty(),
+            "{}: {:?}",
+            f.display(),
+            upward_paths(&text)
+        );
+    }
+    // The check above sees an upward edge.
+    assert_eq!(upward_paths("use crate::redis_sync::Sync;").len(), 1);
+}
+
+/// The tower layer (`layer.rs`, feature `tower`) stands on the library alone: it names `crate::check` and
+/// nothing else of the crate (not the binary's configuration, server or workers).
+#[test]
+fn the_tower_layer_uses_only_the_library() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let text = std::fs::read_to_string(root.join("layer.rs")).unwrap();
+    let planted = "use crate::check::Checker;\nuse crate::config::Config;\n";
+    assert_eq!(paths_outside(planted, |n| n == "check"), ["line 2: crate::config"]);
+    let edges = paths_outside(&text, |n| n == "check");
+    assert!(edges.is_empty(), "layer.rs names more than the library: {edges:?}");
+    assert!(text.contains("crate::check::"), "layer.rs builds on crate::check");
 }

@@ -119,6 +119,12 @@ pub enum Refusal {
 
 /// What a policy rule does: refuse (`enforce`), forward but count and log the refusal it would have given
 /// (`observe`), or nothing (`off`).
+///
+/// ```
+/// use portcullis::guard::Mode;
+/// assert_eq!(Mode::parse("observe"), Ok(Mode::Observe));
+/// assert_eq!(Mode::Off.name(), "off");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Enforce,

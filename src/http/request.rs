@@ -25,6 +25,17 @@ pub enum Framing {
 pub const ALLOWED_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// A parsed, validated request head: a view over the client's bytes.
+///
+/// ```
+/// use portcullis::http::request::{header_storage, parse_head, Framing};
+/// use portcullis::http::Limits;
+///
+/// let mut storage = header_storage();
+/// let raw = b"POST /a HTTP/1.1\r\nHost: api\r\nContent-Length: 2\r\n\r\n{}";
+/// let head = parse_head(raw, &Limits::default(), &mut storage).unwrap().unwrap();
+/// assert_eq!((head.target, head.framing, head.head_len), ("/a", Framing::Length(2), raw.len() - 2));
+/// assert_eq!(head.header(b"host"), Some(&b"api"[..]));
+/// ```
 #[derive(Debug)]
 pub struct RequestHead<'h, 'b> {
     pub method: Method,
@@ -65,9 +76,20 @@ impl RequestHead<'_, '_> {
 }
 
 /// The storage `parse_head` fills: one per worker, on its stack.
+///
+/// ```
+/// let storage: portcullis::http::request::HeaderStorage<'_> = portcullis::http::request::header_storage();
+/// assert_eq!(storage.len(), portcullis::http::MAX_HEADERS_LIMIT);
+/// ```
 pub type HeaderStorage<'b> = [MaybeUninit<Header<'b>>; crate::http::MAX_HEADERS_LIMIT];
 
 /// A fresh, uninitialised field array (costs nothing: no memset).
+///
+/// ```
+/// let mut storage = portcullis::http::request::header_storage();
+/// let limits = portcullis::http::Limits::default();
+/// assert!(portcullis::http::request::parse_head(b"GET / HT", &limits, &mut storage).unwrap().is_none());
+/// ```
 pub fn header_storage<'b>() -> HeaderStorage<'b> {
     [const { MaybeUninit::uninit() }; crate::http::MAX_HEADERS_LIMIT]
 }
@@ -108,16 +130,35 @@ pub fn parse_head<'h, 'b>(
     if bare_lf_scan(&buf[..head_len]) {
         return Err(Refusal::MalformedRequest);
     }
+    let Some(method) = Method::parse(method) else {
+        return Err(Refusal::UnsupportedMethod);
+    };
+    check_fields(method, version, headers, head_len, limits, |host| {
+        check_target(method, target.as_bytes(), host)?;
+        Ok(target)
+    })
+    .map(Some)
+}
 
+/// The checks of a head whose request line and fields were already split (by httparse here, or by another
+/// HTTP implementation that hands over its parsed fields, as `crate::check` does): the field rules and the
+/// framing decision of RFC 9112 section 6.3, in one pass over `headers`. `target` checks the request target
+/// against the Host value (once the Host rules passed; its form depends on how it was parsed) and gives it.
+/// `head_len` is only carried into the result.
+pub fn check_fields<'h, 'b>(
+    method: Method,
+    version: Version,
+    headers: &'h [Header<'b>],
+    head_len: usize,
+    limits: &Limits,
+    target: impl FnOnce(Option<&'b [u8]>) -> Result<&'b str, Refusal>,
+) -> Result<RequestHead<'h, 'b>, Refusal> {
     let mut content_length: Option<u64> = None;
     let mut te: Option<&[u8]> = None;
     let mut hosts = 0u32;
     let mut close = false;
     let mut keep_alive_token = false;
     let mut expect_continue = false;
-    let Some(method) = Method::parse(method) else {
-        return Err(Refusal::UnsupportedMethod);
-    };
     let (mut accept, mut accept_count, mut content_type, mut content_type_count) = (None, 0u8, None, 0u8);
     let mut content_encoding = None;
     let mut connection_names_fields = false;
@@ -191,7 +232,7 @@ pub fn parse_head<'h, 'b>(
     if host.is_some_and(|h| !valid_host(h)) {
         return Err(Refusal::InvalidHost);
     }
-    check_target(method, target.as_bytes(), host)?;
+    let target = target(host)?;
     let framing = match (te, content_length) {
         (Some(_), Some(_)) => return Err(Refusal::AmbiguousFraming),
         (Some(_), None) if version == Version::Http10 => return Err(Refusal::AmbiguousFraming),
@@ -224,7 +265,7 @@ pub fn parse_head<'h, 'b>(
         && method == Method::Get
         && version == Version::Http11
         && matches!(framing, Framing::None | Framing::Length(0));
-    Ok(Some(RequestHead {
+    Ok(RequestHead {
         method,
         target,
         version,
@@ -240,7 +281,7 @@ pub fn parse_head<'h, 'b>(
         content_encoding,
         connection_names_fields,
         websocket,
-    }))
+    })
 }
 
 /// RFC 9112 section 3.2: `Host = uri-host [ ":" port ]`, where `uri-host` is an IP-literal (`[` IPv6 `]`),
@@ -298,7 +339,7 @@ fn reg_name(h: &[u8]) -> bool {
 /// RFC 9112 section 3.2: origin-form (`/path?query`), absolute-form (`http://authority/path`, whose authority
 /// must then be the Host), and `*` for OPTIONS only. Authority-form belongs to CONNECT, which is refused
 /// earlier. No fragment (`#`) is part of a request target.
-fn check_target(method: Method, t: &[u8], host: Option<&[u8]>) -> Result<(), Refusal> {
+pub fn check_target(method: Method, t: &[u8], host: Option<&[u8]>) -> Result<(), Refusal> {
     if t.contains(&b'#') {
         return Err(Refusal::InvalidTarget);
     }
@@ -324,27 +365,30 @@ fn check_target(method: Method, t: &[u8], host: Option<&[u8]>) -> Result<(), Ref
                 .iter()
                 .position(|&b| matches!(b, b'/' | b'?'))
                 .unwrap_or(rest.len());
-            let authority = &rest[..end];
-            // userinfo is deprecated in http(s) URIs (RFC 9110 section 4.2.4) and a classic confusion vector.
-            if authority.contains(&b'@') || !valid_host(authority) {
-                return Err(Refusal::InvalidTarget);
-            }
-            // The same authority, with the scheme's default port written or not.
-            let default_port: &[u8] = if scheme_len == 7 { b":80" } else { b":443" };
-            let bare = |a: &'_ [u8]| -> usize {
-                if a.len() > default_port.len() && a.ends_with(default_port) {
-                    a.len() - default_port.len()
-                } else {
-                    a.len()
-                }
-            };
-            match host {
-                Some(h) if !h[..bare(h)].eq_ignore_ascii_case(&authority[..bare(authority)]) => {
-                    Err(Refusal::InvalidHost)
-                }
-                _ => Ok(()),
-            }
+            check_authority(scheme_len == 8, &rest[..end], host)
         }
+    }
+}
+
+/// The authority of an absolute request target (`https`: of an `https://` one): a valid host and port without
+/// userinfo, and the same as the Host value (with the scheme's default port written or not).
+pub fn check_authority(https: bool, authority: &[u8], host: Option<&[u8]>) -> Result<(), Refusal> {
+    // userinfo is deprecated in http(s) URIs (RFC 9110 section 4.2.4) and a classic confusion vector.
+    if authority.contains(&b'@') || !valid_host(authority) {
+        return Err(Refusal::InvalidTarget);
+    }
+    // The same authority, with the scheme's default port written or not.
+    let default_port: &[u8] = if https { b":443" } else { b":80" };
+    let bare = |a: &'_ [u8]| -> usize {
+        if a.len() > default_port.len() && a.ends_with(default_port) {
+            a.len() - default_port.len()
+        } else {
+            a.len()
+        }
+    };
+    match host {
+        Some(h) if !h[..bare(h)].eq_ignore_ascii_case(&authority[..bare(authority)]) => Err(Refusal::InvalidHost),
+        _ => Ok(()),
     }
 }
 

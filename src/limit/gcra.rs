@@ -6,6 +6,13 @@
 //! Time is passed in; nothing here reads a clock.
 
 /// The limit: `rate` requests per second with bursts of `burst`.
+///
+/// ```
+/// use portcullis::limit::{Decision, Gcra};
+/// let g = Gcra::new(10, 2);
+/// assert_eq!((g.interval, g.tolerance), (100_000, 100_000));
+/// assert!(matches!(g.decide(0, 1_000_000), Decision::Allow { remaining: 1, .. }));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gcra {
     /// Emission interval T, microseconds.
@@ -17,6 +24,12 @@ pub struct Gcra {
 }
 
 /// The outcome of one decision.
+///
+/// ```
+/// use portcullis::limit::{Decision, Gcra};
+/// // A user whose schedule is 2 s ahead, under a limit of 1 per second without burst: wait 2 s.
+/// assert_eq!(Gcra::new(1, 1).decide(3_000_000, 1_000_000), Decision::Deny { retry_after_us: 2_000_000 });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Allowed: the new TAT, the requests still allowed right now, and microseconds until the quota is full.

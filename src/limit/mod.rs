@@ -40,6 +40,12 @@ pub enum Refusal {
 }
 
 /// Who the user is.
+///
+/// ```
+/// use portcullis::limit::KeyMode;
+/// assert_eq!(KeyMode::parse("header:X-Api-Key").unwrap(), KeyMode::Header("x-api-key".into()));
+/// assert_eq!(KeyMode::Authorization.field(), Some(&b"authorization"[..]));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyMode {
     /// The canonical Authorization credential; the client address without one.
@@ -162,6 +168,16 @@ pub struct IpBackstop {
 /// themselves. The caller draws it once per process (the server, from the OS's randomness), so that no one can
 /// compute offline which keys share a slot; tests and benchmarks pass a fixed one. `limit` draws no randomness
 /// of its own.
+///
+/// ```
+/// use std::collections::hash_map::RandomState;
+/// use std::hash::BuildHasher;
+/// use portcullis::limit::Seed;
+///
+/// let random = RandomState::new();
+/// let seed = Seed(std::array::from_fn(|i| random.hash_one(i)));
+/// # let _ = seed;
+/// ```
 #[derive(Clone, Copy)]
 pub struct Seed(pub [u64; 8]);
 
@@ -185,6 +201,20 @@ pub struct UserKey<'s> {
     pub ip: IpAddr,
 }
 
+/// The rate limiter: who the user is ([`KeyMode`]) and a GCRA decision in a fixed-size table of atomics
+/// (shared by threads without a lock; memory fixed at construction).
+///
+/// ```
+/// use std::time::Instant;
+/// use portcullis::limit::{Decision, Gcra, KeyMode, Limiter, Seed};
+///
+/// let now = Instant::now();
+/// let limiter = Limiter::new(Gcra::new(10, 1), 1 << 10, KeyMode::Ip, 0, now, Seed([1; 8]));
+/// let id = limiter.key_id(b"some key");
+/// assert!(matches!(limiter.decide(id, now), Decision::Allow { .. }));
+/// assert_eq!(limiter.decide(id, now), Decision::Deny { retry_after_us: 100_000 });
+/// assert_eq!(limiter.table().bytes(), 8 << 10);
+/// ```
 pub struct Limiter {
     pub gcra: Gcra,
     table: Table,
@@ -299,6 +329,22 @@ impl Limiter {
         Ok(canonical)
     }
 
+    /// The id of the user whose canonical key is `key` (for [`Limiter::decide`]): the same id a request
+    /// naming that user gets, keyed by the limiter's seed (or secret), so that no one can choose keys that
+    /// share a slot.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use portcullis::limit::{Gcra, KeyMode, Limiter, Seed};
+    ///
+    /// let limiter = Limiter::new(Gcra::new(10, 10), 1024, KeyMode::Authorization, 0, Instant::now(), Seed([7; 8]));
+    /// assert_eq!(limiter.key_id(b"Bearer abc"), limiter.key_id(b"Bearer abc"));
+    /// assert_ne!(limiter.key_id(b"Bearer abc"), limiter.key_id(b"Bearer abd"));
+    /// ```
+    pub fn key_id(&self, key: &[u8]) -> u64 {
+        self.id(1, key)
+    }
+
     fn id(&self, tag: u8, bytes: &[u8]) -> u64 {
         match &self.ids {
             Ids::Process(s) => s.hash_one((tag, bytes)),
@@ -321,7 +367,25 @@ impl Limiter {
         self.slots.hash_one(id)
     }
 
-    /// Decides one request of user `id` at `now`, with the limit given at construction.
+    /// Decides one request of user `id` at `now`, with the limit given at construction. The caller passes
+    /// the time (nothing here reads a clock); the table is the fixed one allocated by [`Limiter::new`], so
+    /// memory stays the same whatever the number of users. A refused request changes nothing.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use portcullis::limit::{Decision, Gcra, KeyMode, Limiter, Seed};
+    ///
+    /// let start = Instant::now();
+    /// // 1 request per second, bursts of 2.
+    /// let limiter = Limiter::new(Gcra::new(1, 2), 1024, KeyMode::Authorization, 0, start, Seed([7; 8]));
+    /// let alice = limiter.key_id(b"Bearer alice");
+    /// assert!(matches!(limiter.decide(alice, start), Decision::Allow { remaining: 1, .. }));
+    /// assert!(matches!(limiter.decide(alice, start), Decision::Allow { remaining: 0, .. }));
+    /// assert_eq!(limiter.decide(alice, start), Decision::Deny { retry_after_us: 1_000_000 });
+    /// // A second later, one more.
+    /// let later = start + Duration::from_secs(1);
+    /// assert!(matches!(limiter.decide(alice, later), Decision::Allow { .. }));
+    /// ```
     pub fn decide(&self, id: u64, now: Instant) -> Decision {
         self.table.decide(&self.gcra, self.slot(id), self.micros(now))
     }

@@ -137,7 +137,8 @@ pub struct Tunnel {
     /// Bytes relayed: client to upstream, upstream to client.
     pub up_bytes: u64,
     pub down_bytes: u64,
-    /// The socket actions tried since the last event that could not proceed (bit per [`Side`]).
+    /// The socket actions tried since the last event that could not proceed (one bit each: [`WRITE_UPSTREAM`],
+    /// [`WRITE_CLIENT`], [`READ_CLIENT`], [`READ_UPSTREAM`]).
     pub blocked: u8,
     /// The last socket action asked for (its bit), to be marked blocked if the worker cannot perform it.
     pub last: u8,
