@@ -272,6 +272,13 @@ impl AccessLog {
             json_escape(b, tp);
             b.push(b'"');
         }
+        if let Some((pool, server)) = e.upstream {
+            b.extend_from_slice(b",\"pool\":\"");
+            json_escape(b, pool.as_bytes());
+            b.extend_from_slice(b"\",\"server\":\"");
+            json_escape(b, server.as_bytes());
+            b.push(b'"');
+        }
         b.extend_from_slice(b",\"bytes_in\":");
         put_u64(b, e.bytes_in);
         b.extend_from_slice(b",\"bytes_out\":");
@@ -400,6 +407,7 @@ mod tests {
             would_refuse: None,
             tls: Some(("TLSv1.3", b"api.example")),
             request_id: Some(b"4bf92f3577b34da6a3ce929d0e0e4736"),
+            upstream: Some(("default", "127.0.0.1:9000")),
             traceparent: Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         });
         let line = String::from_utf8(log.buf.clone()).unwrap();

@@ -43,6 +43,8 @@ pub struct Handle {
     pub(crate) proxy_protocol: bool,
     /// WebSocket tunnels are on.
     pub(crate) tunnels: bool,
+    /// The upstream pools (their servers' health and counts).
+    pub(crate) pools: Arc<crate::pool::Pools>,
 }
 
 /// Admin connections served at once: a fixed set of threads, each accepting and serving one connection at a
@@ -182,6 +184,11 @@ fn metrics_text(handle: &Handle) -> String {
         }),
         proxy_protocol: handle.proxy_protocol,
         tunnels: handle.tunnels,
+        upstreams: handle.pools.stats(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        ),
         redis: handle.redis.as_ref().map(|r| crate::metrics::RedisGauges {
             up: r.up.load(Relaxed),
             syncs_ok: r.syncs_ok.load(Relaxed),

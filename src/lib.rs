@@ -29,6 +29,7 @@ pub mod limit;
 pub mod listen;
 pub mod log;
 pub mod metrics;
+pub mod pool;
 pub mod problem;
 pub mod proxy;
 pub mod proxy_protocol;

@@ -111,10 +111,10 @@ fn main() {
                 fail(format!("--access-log {p}: {e}"));
             }
         }
-        if let Some(u) = config.upstream {
+        for s in config.upstreams.pools.iter().flat_map(|p| &p.servers) {
             // A warning only: the upstream may start after the ingress.
-            if let Err(e) = std::net::TcpStream::connect_timeout(&u, std::time::Duration::from_secs(1)) {
-                eprintln!("portcullis: warning: --upstream {u}: not reachable now ({e})");
+            if let Err(e) = std::net::TcpStream::connect_timeout(&s.addr, std::time::Duration::from_secs(1)) {
+                eprintln!("portcullis: warning: --upstream {}: not reachable now ({e})", s.name);
             }
         }
         print!("{}", config.describe());
@@ -261,7 +261,14 @@ fn summary(c: &Config) -> String {
         "portcullis {}: {} workers, upstream {}, {rate}, max body {} B, accept rule {}, JSON rule {}",
         env!("CARGO_PKG_VERSION"),
         c.workers,
-        c.upstream.map_or("built-in echo".to_string(), |u| u.to_string()),
+        match c.upstreams.pools.len() {
+            0 => "built-in echo".to_string(),
+            1 if c.upstreams.pools[0].servers.len() == 1 => c.upstreams.pools[0].servers[0].name.clone(),
+            n => format!(
+                "{n} pools of {} servers",
+                c.upstreams.pools.iter().map(|p| p.servers.len()).sum::<usize>()
+            ),
+        },
         c.limits.max_body,
         c.policy.accept_mode.name(),
         c.policy.json_mode.name(),

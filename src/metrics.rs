@@ -19,9 +19,9 @@ pub const DURATION_BUCKETS_US: [u64; 12] = [
 pub struct WorkerMetrics {
     pub forwarded: AtomicU64,
     /// Requests the ingress answered itself, by `Reason` index.
-    pub refused: [AtomicU64; Reason::ALL.len()],
+    pub refused: Counters<{ Reason::ALL.len() }>,
     /// Forwarded requests an `observe` rule would have refused, by `Reason` index.
-    pub observed: [AtomicU64; Reason::ALL.len()],
+    pub observed: Counters<{ Reason::ALL.len() }>,
     /// Forwarded requests whose response was cut (upstream failure or timeout mid-body, client gone).
     pub aborted: AtomicU64,
     /// Responses by status class 1xx..5xx.
@@ -55,6 +55,22 @@ pub struct WorkerMetrics {
     pub tunnel_bytes_down: AtomicU64,
     /// PROXY protocol headers by [`PROXY_RESULTS`] index.
     pub proxy_headers: [AtomicU64; PROXY_RESULTS.len()],
+}
+
+/// A fixed array of counters (any length: `Default` for arrays stops at 32).
+pub struct Counters<const N: usize>(pub [AtomicU64; N]);
+
+impl<const N: usize> Default for Counters<N> {
+    fn default() -> Self {
+        Counters(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> std::ops::Deref for Counters<N> {
+    type Target = [AtomicU64; N];
+    fn deref(&self) -> &[AtomicU64; N] {
+        &self.0
+    }
 }
 
 /// Adds `n` to a counter this thread alone writes.
@@ -119,6 +135,8 @@ pub struct Gauges {
     pub proxy_protocol: bool,
     /// WebSocket tunnels are on (`--upgrade websocket`).
     pub tunnels: bool,
+    /// Each upstream server's figures.
+    pub upstreams: Vec<crate::pool::ServerStats>,
 }
 
 /// The fleet sync's state (see `crate::redis_sync::Stats`).
@@ -312,6 +330,55 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
         for (name, at) in &g.tls_certificates {
             let name = name.replace('\\', "\\\\").replace('"', "\\\"");
             let _ = writeln!(o, "portcullis_tls_certificate_expiry_seconds{{name=\"{name}\"}} {at}");
+        }
+    }
+    if !g.upstreams.is_empty() {
+        let label = |s: &crate::pool::ServerStats| {
+            let q = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+            format!("pool=\"{}\",server=\"{}\"", q(&s.pool), q(&s.server))
+        };
+        family(
+            &mut o,
+            "portcullis_upstream_requests_total",
+            "counter",
+            "Requests sent to each upstream server, by the class of its answer (failed: no answer).",
+        );
+        for s in &g.upstreams {
+            for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx", "failed"].iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "portcullis_upstream_requests_total{{{},class=\"{class}\"}} {}",
+                    label(s),
+                    s.requests[i]
+                );
+            }
+        }
+        family(
+            &mut o,
+            "portcullis_upstream_healthy",
+            "gauge",
+            "1 while the server takes requests, 0 while it is ejected.",
+        );
+        for s in &g.upstreams {
+            let _ = writeln!(o, "portcullis_upstream_healthy{{{}}} {}", label(s), u8::from(s.healthy));
+        }
+        family(
+            &mut o,
+            "portcullis_upstream_ejections_total",
+            "counter",
+            "Passive-health ejections of each server.",
+        );
+        for s in &g.upstreams {
+            let _ = writeln!(o, "portcullis_upstream_ejections_total{{{}}} {}", label(s), s.ejections);
+        }
+        family(
+            &mut o,
+            "portcullis_upstream_outstanding",
+            "gauge",
+            "Requests in flight to each server.",
+        );
+        for s in &g.upstreams {
+            let _ = writeln!(o, "portcullis_upstream_outstanding{{{}}} {}", label(s), s.outstanding);
         }
     }
     if g.tunnels {
@@ -510,6 +577,7 @@ mod tests {
                 tls_certificates: Vec::new(),
                 proxy_protocol: false,
                 tunnels: false,
+                upstreams: Vec::new(),
             },
         );
         assert!(text.contains("portcullis_requests_total{outcome=\"forwarded\"} 2\n"));

@@ -56,10 +56,14 @@ pub enum Reason {
     /// The user has `--max-tunnels-per-user` tunnels open (429); on the wire, as [`Reason::TooManyTunnels`],
     /// `too_many_tunnels`.
     TooManyUserTunnels,
+    /// No route matches the request and there is no default pool (404).
+    NoRoute,
+    /// Every server of the request's pool is ejected and `--panic-threshold` is 0 (503, `Retry-After: 1`).
+    NoHealthyUpstream,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 32] = [
+    pub const ALL: [Reason; 34] = [
         Reason::MalformedRequest,
         Reason::AmbiguousFraming,
         Reason::MalformedChunkedBody,
@@ -92,6 +96,8 @@ impl Reason {
         Reason::MalformedContentEncoding,
         Reason::TooManyTunnels,
         Reason::TooManyUserTunnels,
+        Reason::NoRoute,
+        Reason::NoHealthyUpstream,
     ];
 
     pub fn status(self) -> u16 {
@@ -111,7 +117,8 @@ impl Reason {
             ContentTypeNotJson | ContentEncodingNotSupported => 415,
             MalformedJson | JsonTooDeep | MalformedContentEncoding => 400,
             RateLimited | IpRateLimited | TooManyUserTunnels => 429,
-            TooManyTunnels => 503,
+            TooManyTunnels | NoHealthyUpstream => 503,
+            NoRoute => 404,
             AmbiguousUserKey | MalformedAuthorization | InvalidForwardedFor | InvalidTarget => 400,
         }
     }
@@ -150,6 +157,8 @@ impl Reason {
             InvalidTarget => "invalid_target",
             MalformedContentEncoding => "malformed_content_encoding",
             TooManyTunnels | TooManyUserTunnels => "too_many_tunnels",
+            NoRoute => "no_route",
+            NoHealthyUpstream => "no_healthy_upstream",
         }
     }
 
@@ -188,6 +197,8 @@ impl Reason {
             MalformedContentEncoding => "Body does not decode",
             TooManyTunnels => "Too many WebSocket connections",
             TooManyUserTunnels => "Too many WebSocket connections for this user",
+            NoRoute => "No route",
+            NoHealthyUpstream => "No healthy upstream",
         }
     }
 
@@ -226,6 +237,8 @@ impl Reason {
             InvalidTarget => "The request target must be an absolute path (or an absolute URI), without a fragment; '*' is for OPTIONS only.",
             TooManyTunnels => "This API has as many WebSocket connections open as it accepts: retry later.",
             TooManyUserTunnels => "You have as many WebSocket connections open as this API accepts from one user: close one, then retry.",
+            NoRoute => "No service of this API answers this request's version and path: check the path and the version your Accept header names.",
+            NoHealthyUpstream => "The service that answers this request is unavailable: retry after Retry-After seconds.",
         }
     }
 
@@ -235,7 +248,13 @@ impl Reason {
         !self.is_policy()
             && !matches!(
                 self,
-                UpstreamUnavailable | UpstreamTimeout | BadUpstreamResponse | TooManyTunnels | TooManyUserTunnels
+                UpstreamUnavailable
+                    | UpstreamTimeout
+                    | BadUpstreamResponse
+                    | TooManyTunnels
+                    | TooManyUserTunnels
+                    | NoRoute
+                    | NoHealthyUpstream
             )
     }
 
@@ -321,6 +340,7 @@ fn status_text(status: u16) -> &'static str {
         417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
+        404 => "Not Found",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
@@ -663,6 +683,8 @@ mod tests {
             Reason::BadUpstreamResponse,
             Reason::TooManyTunnels,
             Reason::TooManyUserTunnels,
+            Reason::NoRoute,
+            Reason::NoHealthyUpstream,
         ];
         // Every wire reason is exactly one layer's (or the machine's own).
         let mut all: Vec<Reason> = protocol.map(Reason::from).to_vec();

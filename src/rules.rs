@@ -67,6 +67,11 @@ impl Rules {
                     header: h.as_bytes().to_vec(),
                     trust: config.trust_request_id,
                 }),
+            stable_user_hash: config
+                .upstreams
+                .pools
+                .iter()
+                .any(|p| p.balance == crate::pool::Balance::Hash),
         })
     }
 }

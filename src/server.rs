@@ -49,12 +49,14 @@ pub struct Shared {
     pub(crate) metrics: Arc<[crate::metrics::WorkerMetrics]>,
     /// The open WebSocket tunnels (`--max-tunnels`, `--max-tunnels-per-user`).
     pub(crate) tunnels: crate::proxy::tunnel::Tunnels,
+    /// The upstream pools, their servers' shared health, and the routes.
+    pub(crate) pools: Arc<crate::pool::Pools>,
 }
 
 impl Shared {
     /// Counts an upstream failure (`what`: refused, timed out, a bad response...) and logs at `warn` at most
     /// one line a second for the process, with how many there were since the last line.
-    pub(crate) fn upstream_failed(&self, what: &str) {
+    pub(crate) fn upstream_failed(&self, server: SocketAddr, what: &str) {
         self.upstream_failures.fetch_add(1, Ordering::Relaxed);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -67,10 +69,7 @@ impl Shared {
                 .is_ok()
         {
             let n = self.upstream_failures.swap(0, Ordering::Relaxed).max(1);
-            crate::warn!(
-                "upstream {}: {what} ({n} upstream failures since the last line)",
-                self.upstream
-            );
+            crate::warn!("upstream {server}: {what} ({n} upstream failures since the last line)");
         }
     }
 
@@ -85,6 +84,7 @@ impl Shared {
             tls: self.tls.clone(),
             proxy_protocol: self.config.proxy_protocol.is_some(),
             tunnels: self.config.tunnel.is_some(),
+            pools: self.pools.clone(),
         }
     }
 }
@@ -360,14 +360,28 @@ pub fn start(config: Config) -> io::Result<Running> {
 
 /// [`start`], with listeners handed over (systemd socket activation, or an in-place upgrade) instead of bound.
 pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) -> io::Result<Running> {
-    let upstream = match config.upstream {
-        Some(u) => u,
-        None => {
-            let a = crate::echo::start()?;
-            crate::warn!("no --upstream given: relaying to the built-in echo upstream on {a} (for trying it out)");
-            a
-        }
-    };
+    let mut upstreams = config.upstreams.clone();
+    if upstreams.pools.is_empty() {
+        let a = crate::echo::start()?;
+        crate::warn!("no --upstream given: relaying to the built-in echo upstream on {a} (for trying it out)");
+        upstreams.pools.push(crate::pool::PoolSpec {
+            name: "default".into(),
+            servers: vec![crate::pool::ServerSpec {
+                addr: a,
+                name: a.to_string(),
+                weight: 1,
+            }],
+            balance: crate::pool::Balance::P2c,
+        });
+    }
+    // Named in the start-up line and sent as Host for HTTP/1.0 requests without one.
+    let upstream = upstreams.default_pool().unwrap_or(&upstreams.pools[0]).servers[0].addr;
+    let pools = Arc::new(crate::pool::Pools::new(
+        upstreams.pools.clone(),
+        upstreams.routes.clone(),
+        upstreams.health,
+        config.workers,
+    ));
     let syncer = match config.rate.as_ref().filter(|r| r.fleet()) {
         Some(r) => Some(crate::redis_sync::Syncer::for_config(r).map_err(io::Error::other)?),
         None => None,
@@ -428,6 +442,7 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
         upstream_warned_at: AtomicU64::new(0),
         metrics: (0..config.workers).map(|_| Default::default()).collect(),
         tunnels: crate::proxy::tunnel::Tunnels::new(config.tunnel.map_or(0, |t| t.max)),
+        pools,
         access_log: match &config.access_log {
             Some(p) => {
                 let sink =
@@ -553,5 +568,6 @@ fn machine_settings(config: &Config, upstream: SocketAddr) -> crate::proxy::Sett
         // The `Host` sent upstream when an HTTP/1.0 client sent none.
         upstream_host: upstream.to_string().into_bytes(),
         tunnel: config.tunnel,
+        retries: config.upstreams.retries,
     }
 }

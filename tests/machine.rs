@@ -209,11 +209,24 @@ fn upstream_refused_answers_502() -> Pump {
     p
 }
 
+/// A connect failure is retried (nothing was sent, so for any method) on a fresh connection (to another
+/// server, the worker's choice), within --retries; then 502.
 fn asynchronous_connect_failure_answers_502() -> Pump {
-    let mut p = pump(&[], vec![Up::ConnectFails]);
-    p.send(get("/r").as_bytes()).run();
+    let mut p = pump(&["--retries", "0"], vec![Up::ConnectFails]);
+    p.send(post("/r", "{}").as_bytes()).run();
     assert_eq!(p.statuses(), [502]);
     assert_eq!(p.released, [(false, Some("connection refused or failed"))]);
+
+    let mut p = pump(&[], vec![Up::ConnectFails, answering(&["second server"])]);
+    p.send(post("/r", "{}").as_bytes()).run();
+    assert_eq!(p.statuses(), [200]);
+    assert!(p.text().ends_with("second server"));
+    assert_eq!(p.released[0], (false, Some("connection refused or failed")));
+
+    let mut p = pump(&["--retries", "2"], vec![Up::ConnectFails]);
+    p.send(get("/r").as_bytes()).run();
+    assert_eq!(p.statuses(), [502]);
+    assert_eq!(p.released, [(false, Some("connection refused or failed")); 3]);
     p
 }
 
@@ -245,8 +258,24 @@ fn a_post_sent_on_a_pooled_connection_that_closed_is_not_retried() -> Pump {
     p
 }
 
+/// A fresh connection closed before any response byte: an idempotent request is retried (its server is held
+/// responsible: the release names the failure), a POST is not; with --retries 0, nothing is.
 fn a_fresh_connection_closed_before_any_byte_is_not_retried() -> Pump {
+    let mut p = pump(&[], vec![Up::CloseAtOnce { reused: false }, answering(&["retried"])]);
+    p.send(get("/once").as_bytes()).run();
+    assert_eq!(p.statuses(), [200]);
+    assert_eq!(p.upstream_got.len(), 2);
+    assert_eq!(p.released[0], (false, Some("connection closed before answering")));
+
     let mut p = pump(&[], vec![Up::CloseAtOnce { reused: false }, answering(&["never"])]);
+    p.send(post("/once", "{}").as_bytes()).run();
+    assert_eq!(p.statuses(), [502]);
+    assert_eq!(p.upstream_got.len(), 1);
+
+    let mut p = pump(
+        &["--retries", "0"],
+        vec![Up::CloseAtOnce { reused: false }, answering(&["never"])],
+    );
     p.send(get("/once").as_bytes()).run();
     assert_eq!(p.statuses(), [502]);
     assert_eq!(p.upstream_got.len(), 1);

@@ -13,7 +13,14 @@ complete -c portcullis -l tunnel-idle-timeout -d 'A tunnel with no byte either w
 complete -c portcullis -l tunnel-half-close-timeout -d 'After one side of a tunnel ended (its FIN), how long the other side may still send' -r
 complete -c portcullis -l max-tunnels -d 'Tunnels open at once in the process (at most --max-connections); past it a handshake gets 503' -r
 complete -c portcullis -l max-tunnels-per-user -d 'Tunnels one user (the rate limit\'s user, else the client address) may have open; past it, 429' -r
-complete -c portcullis -l upstream -d 'Upstream service as HOST:PORT. Without it a built-in echo upstream runs inside the process' -r
+complete -c portcullis -l upstream -d 'Upstream servers: HOST:PORT (the pool named `default`), or NAME=HOST:PORT[,HOST:PORT...] (a named pool; repeatable); `HOST:PORT@W` gives a server weight W. Without any, a built-in echo upstream runs inside the process' -r
+complete -c portcullis -l route -d 'A route to a pool (repeatable): [version:V,][prefix:/P,]POOL, e.g. version:v2,backend-v2 or prefix:/billing/,billing. Precedence: version and prefix, version, longest prefix, then `default`' -r
+complete -c portcullis -l balance -d 'How a pool spreads its requests (repeatable): NAME=p2c|round-robin|hash (default p2c)' -r
+complete -c portcullis -l eject-after -d 'Consecutive failures (connect failures, timeouts, 502/503/504 answers) that eject a server' -r
+complete -c portcullis -l eject-time -d 'How long an ejected server gets no request (doubling with each repeated ejection, at most 5m)' -r
+complete -c portcullis -l eject-max-percent -d 'The most of a pool\'s servers ejected at once, in percent' -r
+complete -c portcullis -l panic-threshold -d 'Below this percentage of healthy servers a pool uses all of them as if healthy (0: a pool with no healthy server answers 503 no_healthy_upstream)' -r
+complete -c portcullis -l retries -d 'Retries of a request on another server: after a connect failure (any method), or a reset before any response byte (idempotent methods only); never after a timeout' -r
 complete -c portcullis -l workers -d 'Worker threads, each with its own event loop and listener (0 = one per core)' -r
 complete -c portcullis -l max-head -d 'Largest request head (request line and fields); larger is refused with 431 (414 for the line alone)' -r
 complete -c portcullis -l max-headers -d 'Most header fields in a request; more is refused with 431 (at most 512)' -r

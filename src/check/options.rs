@@ -281,6 +281,7 @@ pub(super) fn build(options: &Options, epoch: Instant, seed: Seed) -> Result<Che
             ratelimit_headers: o.ratelimit_headers,
             observe_header: None,
             request_id: None,
+            stable_user_hash: false,
         },
         limiter,
         limits: Limits {

@@ -85,9 +85,42 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_MAX_TUNNELS_PER_USER", default_value_t = 10)]
     pub max_tunnels_per_user: u32,
 
-    /// Upstream service as HOST:PORT. Without it a built-in echo upstream runs inside the process.
+    /// Upstream servers: HOST:PORT (the pool named `default`), or NAME=HOST:PORT[,HOST:PORT...] (a named
+    /// pool; repeatable); `HOST:PORT@W` gives a server weight W. Without any, a built-in echo upstream runs
+    /// inside the process.
     #[arg(long, env = "PORTCULLIS_UPSTREAM")]
-    pub upstream: Option<String>,
+    pub upstream: Vec<String>,
+
+    /// A route to a pool (repeatable): [version:V,][prefix:/P,]POOL, e.g. version:v2,backend-v2 or
+    /// prefix:/billing/,billing. Precedence: version and prefix, version, longest prefix, then `default`.
+    #[arg(long, env = "PORTCULLIS_ROUTE")]
+    pub route: Vec<String>,
+
+    /// How a pool spreads its requests (repeatable): NAME=p2c|round-robin|hash (default p2c).
+    #[arg(long, env = "PORTCULLIS_BALANCE")]
+    pub balance: Vec<String>,
+
+    /// Consecutive failures (connect failures, timeouts, 502/503/504 answers) that eject a server.
+    #[arg(long, env = "PORTCULLIS_EJECT_AFTER", default_value_t = 5)]
+    pub eject_after: u32,
+
+    /// How long an ejected server gets no request (doubling with each repeated ejection, at most 5m).
+    #[arg(long, env = "PORTCULLIS_EJECT_TIME", default_value = "30s", value_parser = parse_duration)]
+    pub eject_time: Duration,
+
+    /// The most of a pool's servers ejected at once, in percent.
+    #[arg(long, env = "PORTCULLIS_EJECT_MAX_PERCENT", default_value_t = 50)]
+    pub eject_max_percent: u32,
+
+    /// Below this percentage of healthy servers a pool uses all of them as if healthy (0: a pool with no
+    /// healthy server answers 503 no_healthy_upstream).
+    #[arg(long, env = "PORTCULLIS_PANIC_THRESHOLD", default_value_t = 50)]
+    pub panic_threshold: u32,
+
+    /// Retries of a request on another server: after a connect failure (any method), or a reset before any
+    /// response byte (idempotent methods only); never after a timeout.
+    #[arg(long, env = "PORTCULLIS_RETRIES", default_value_t = 1)]
+    pub retries: u32,
 
     /// Worker threads, each with its own event loop and listener (0 = one per core).
     #[arg(long, env = "PORTCULLIS_WORKERS", default_value_t = 0)]

@@ -30,6 +30,13 @@ pub enum RestartOnly {
     MaxTunnels,
     MaxTunnelsPerUser,
     Upstream,
+    Route,
+    Balance,
+    EjectAfter,
+    EjectTime,
+    EjectMaxPercent,
+    PanicThreshold,
+    Retries,
     Workers,
     MaxHead,
     MaxHeaders,
@@ -63,7 +70,7 @@ pub enum RestartOnly {
 
 impl RestartOnly {
     /// Every variant, in the order [`Config::describe`] lists the settings.
-    pub const ALL: [RestartOnly; 46] = {
+    pub const ALL: [RestartOnly; 53] = {
         use RestartOnly::*;
         [
             Listen,
@@ -83,6 +90,13 @@ impl RestartOnly {
             MaxTunnels,
             MaxTunnelsPerUser,
             Upstream,
+            Route,
+            Balance,
+            EjectAfter,
+            EjectTime,
+            EjectMaxPercent,
+            PanicThreshold,
+            Retries,
             Workers,
             MaxHead,
             MaxHeaders,
@@ -136,6 +150,13 @@ impl RestartOnly {
             MaxTunnels => "max-tunnels",
             MaxTunnelsPerUser => "max-tunnels-per-user",
             Upstream => "upstream",
+            Route => "route",
+            Balance => "balance",
+            EjectAfter => "eject-after",
+            EjectTime => "eject-time",
+            EjectMaxPercent => "eject-max-percent",
+            PanicThreshold => "panic-threshold",
+            Retries => "retries",
             Workers => "workers",
             MaxHead => "max-head",
             MaxHeaders => "max-headers",
@@ -186,7 +207,8 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
         proxy_protocol,
         // Tunnels are built into every connection's settings at start.
         tunnel,
-        upstream,
+        // Pools, routes and health are built into the workers at start.
+        upstreams,
         workers,
         limits,
         timeouts,
@@ -242,7 +264,43 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
             MaxTunnelsPerUser,
             tunnel.map(|t| t.per_user) != new.tunnel.map(|t| t.per_user),
         ),
-        (Upstream, *upstream != new.upstream),
+        (
+            Upstream,
+            upstreams
+                .pools
+                .iter()
+                .map(|p| (&p.name, &p.servers))
+                .collect::<Vec<_>>()
+                != new
+                    .upstreams
+                    .pools
+                    .iter()
+                    .map(|p| (&p.name, &p.servers))
+                    .collect::<Vec<_>>(),
+        ),
+        (Route, upstreams.routes != new.upstreams.routes),
+        (
+            Balance,
+            upstreams.pools.iter().map(|p| p.balance).collect::<Vec<_>>()
+                != new.upstreams.pools.iter().map(|p| p.balance).collect::<Vec<_>>(),
+        ),
+        (
+            EjectAfter,
+            upstreams.health.eject_after != new.upstreams.health.eject_after,
+        ),
+        (
+            EjectTime,
+            upstreams.health.eject_time != new.upstreams.health.eject_time,
+        ),
+        (
+            EjectMaxPercent,
+            upstreams.health.eject_max_percent != new.upstreams.health.eject_max_percent,
+        ),
+        (
+            PanicThreshold,
+            upstreams.health.panic_threshold != new.upstreams.health.panic_threshold,
+        ),
+        (Retries, upstreams.retries != new.upstreams.retries),
         (Workers, *workers != new.workers),
         (MaxHead, *max_head != nl.max_head),
         (MaxHeaders, *max_headers != nl.max_headers),

@@ -101,7 +101,51 @@ impl Config {
                 "max-tunnels-per-user",
                 self.tunnel.map_or(10, |t| t.per_user).to_string(),
             ),
-            ("upstream", s(&self.upstream.map_or(String::new(), |u| u.to_string()))),
+            (
+                "upstream",
+                list(self.upstreams.pools.iter().flat_map(|p| {
+                    p.servers.iter().enumerate().map(move |(i, s)| {
+                        let w = if s.weight == 1 {
+                            String::new()
+                        } else {
+                            format!("@{}", s.weight)
+                        };
+                        if i == 0 {
+                            format!("{}={}{w}", p.name, s.name)
+                        } else {
+                            format!("{}{w}", s.name)
+                        }
+                    })
+                })),
+            ),
+            (
+                "route",
+                list(self.upstreams.routes.entries().iter().flat_map(|r| {
+                    let mut v = Vec::new();
+                    if let Some(x) = &r.version {
+                        v.push(format!("version:{x}"));
+                    }
+                    if let Some(x) = &r.prefix {
+                        v.push(format!("prefix:{x}"));
+                    }
+                    v.push(self.upstreams.pools[r.pool].name.clone());
+                    v
+                })),
+            ),
+            (
+                "balance",
+                list(
+                    self.upstreams
+                        .pools
+                        .iter()
+                        .map(|p| format!("{}={}", p.name, p.balance.name())),
+                ),
+            ),
+            ("eject-after", self.upstreams.health.eject_after.to_string()),
+            ("eject-time", d(self.upstreams.health.eject_time)),
+            ("eject-max-percent", self.upstreams.health.eject_max_percent.to_string()),
+            ("panic-threshold", self.upstreams.health.panic_threshold.to_string()),
+            ("retries", self.upstreams.retries.to_string()),
             ("workers", self.workers.to_string()),
             ("max-head", self.limits.max_head.to_string()),
             ("max-headers", self.limits.max_headers.to_string()),
@@ -228,6 +272,14 @@ impl Config {
                 ]);
             }
         }
-        lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+        let mut out: String = lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+        // The route table as requests meet it (comments: the settings above are what a file would hold).
+        if !self.upstreams.pools.is_empty() {
+            out.push_str("# routes, in precedence order:\n");
+            for r in self.upstreams.routes.describe(&self.upstreams.pools) {
+                out.push_str(&format!("#   {r}\n"));
+            }
+        }
+        out
     }
 }

@@ -16,8 +16,8 @@ pub struct Config {
     pub tunnel: Option<crate::proxy::tunnel::TunnelSettings>,
     /// `--proxy-protocol`: the header every client connection starts with, and who may send it.
     pub proxy_protocol: Option<ProxyProtocol>,
-    /// `None`: start the built-in echo upstream.
-    pub upstream: Option<SocketAddr>,
+    /// The upstream pools and routes (no pool: start the built-in echo upstream as the pool `default`).
+    pub upstreams: super::Upstreams,
     pub workers: usize,
     pub limits: Limits,
     pub timeouts: Timeouts,

@@ -39,16 +39,7 @@ impl Config {
         if listen.is_none() && tls.is_none() {
             return Err("--listen '': give --tls-listen too, or there is nothing to accept clients on".to_string());
         }
-        let upstream = match a.upstream.as_ref().filter(|u| !u.is_empty()) {
-            Some(u) if u.contains("://") => {
-                let bare = u.split_once("://").map_or("", |(_, r)| r).trim_end_matches('/');
-                return Err(format!(
-                    "--upstream {u:?}: give HOST:PORT without a scheme (e.g. --upstream {bare}); the upstream speaks plain HTTP/1.1"
-                ));
-            }
-            Some(u) => Some(resolve(u).map_err(|e| format!("--upstream {u:?}: {e}"))?),
-            None => None,
-        };
+        let upstreams = super::upstreams::upstreams(&a)?;
         let workers = if a.workers == 0 {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         } else {
@@ -354,7 +345,7 @@ impl Config {
             tls,
             proxy_protocol,
             tunnel,
-            upstream,
+            upstreams,
             workers,
             limits: Limits {
                 max_head: a.max_head as usize,
@@ -580,7 +571,7 @@ mod tests {
     fn defaults_and_checks() {
         let c = Config::parse_from(["portcullis"]).unwrap();
         assert_eq!(c.listen.unwrap().to_string(), "127.0.0.1:8080");
-        assert!(c.upstream.is_none());
+        assert!(c.upstreams.pools.is_empty());
         assert_eq!(c.limits.max_head, 16384);
         assert_eq!(c.limits.max_body, 1 << 20);
         assert_eq!(c.timeouts.header, Duration::from_secs(10));

@@ -93,6 +93,9 @@ pub struct Decision {
     pub tier: u8,
     /// Rate limit: the user key's hash (for the access log).
     pub user: Option<u64>,
+    /// A hash of the user's canonical key that every process computes alike (only when a pool balances by
+    /// user: `Rules::stable_user_hash`).
+    pub route_key: Option<u64>,
     /// The client's address through a trusted X-Forwarded-For, when it is not the peer's.
     pub client: Option<IpAddr>,
     /// The first refusal an `observe` rule would have given (the request is forwarded).
@@ -130,6 +133,15 @@ impl Decision {
                 Err(reason) => return Err(reason.into()),
             };
             self.user = Some(key.id);
+            if rules.stable_user_hash {
+                self.route_key = Some(match key.value {
+                    // FNV-1a of the canonical key: no per-process seed.
+                    Some(v) => v.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+                    }),
+                    None => super::tunnel::address_key(key.ip),
+                });
+            }
             self.client = (key.ip != peer).then_some(key.ip);
             self.tier = tiers.lookup(key.id, key.value, &mut c.scratch.memo);
             let tier = &tiers.tiers[self.tier as usize];

@@ -107,7 +107,8 @@ enum State {
         link: Link,
         /// The connection came from the pool (a retry is allowed if it fails before responding).
         reused: bool,
-        retried: bool,
+        /// Retries spent on this request (`--retries`).
+        tries: u8,
         /// `out` was parsed and holds no complete response head.
         scanned: bool,
     },
@@ -153,6 +154,10 @@ struct Exchange {
     target_cut: bool,
     /// A WebSocket handshake the ingress may tunnel (`--upgrade websocket`).
     websocket: bool,
+    /// The pool the request was routed to, and the server its upstream connection went to (`u32::MAX`:
+    /// none yet), as indexes into `Cx::pools`.
+    pool: u16,
+    server: u32,
 }
 
 impl Exchange {
@@ -171,6 +176,8 @@ impl Exchange {
         self.target_len = 0;
         self.target_cut = false;
         self.websocket = false;
+        self.pool = 0;
+        self.server = u32::MAX;
     }
 
     fn new(now: Instant) -> Exchange {
@@ -189,6 +196,8 @@ impl Exchange {
             target_len: 0,
             target_cut: false,
             websocket: false,
+            pool: 0,
+            server: u32::MAX,
         }
     }
 }
@@ -463,11 +472,46 @@ impl Connection {
         }
     }
 
-    /// No upstream connection could be made (or the one attached failed to connect).
+    /// No upstream connection could be made (or the one attached failed to connect): nothing was sent, so
+    /// any request is retried on another server of its pool, within `--retries`.
     pub fn upstream_connect_failed(&mut self, cx: &mut Cx<'_>) {
-        if matches!(self.state, State::Upstream { .. }) {
+        if let State::Upstream { link, sent, tries, .. } = &mut self.state {
+            if (*tries as u32) < cx.settings.retries {
+                *tries += 1;
+                *sent = 0;
+                *link = Link::None;
+                add(&cx.metrics.upstream_connect_failures, 1);
+                self.pending = Some(Action::ReleaseUpstream {
+                    reusable: false,
+                    failure: Some("connection refused or failed"),
+                });
+                return;
+            }
             self.fail(cx, Reason::UpstreamUnavailable);
         }
+    }
+
+    /// The request's pool has no healthy server (and `--panic-threshold` is 0): 503 `no_healthy_upstream`.
+    pub fn no_healthy_upstream(&mut self, cx: &mut Cx<'_>) {
+        if let State::Upstream { fwd, .. } = std::mem::replace(&mut self.state, State::Flush) {
+            cx.bufs.put(fwd);
+        }
+        self.respond(cx, Reason::NoHealthyUpstream);
+    }
+
+    /// The server (an index into `Cx::pools`) the attached upstream connection goes to, for the access log.
+    pub fn upstream_server(&mut self, server: usize) {
+        self.ex.server = server as u32;
+    }
+
+    /// The pool the current request was routed to (an index into `Cx::pools`).
+    pub fn pool(&self) -> usize {
+        self.ex.pool as usize
+    }
+
+    /// The status the upstream answered the current request with (0: none yet).
+    pub fn upstream_status(&self) -> u16 {
+        self.ex.status
     }
 
     /// `n` bytes of [`Connection::upstream_out`] were written.
@@ -740,6 +784,19 @@ impl Connection {
             // Refused now when the tunnel could not open anyway (decided again when the upstream agrees).
             verdict = cx.tunnels.admits(self.tunnel_user(), s);
         }
+        if verdict.is_ok() {
+            // The route: by the API version the Accept rule matched, and the path.
+            let version = self
+                .ex
+                .decision
+                .api_version
+                .and_then(|i| cx.rules.policy.accept.get(i))
+                .map(|t| t.version.as_str());
+            match cx.pools.routes.route(version, path_of(head.target.as_bytes())) {
+                Some(p) => self.ex.pool = p as u16,
+                None => verdict = Err(Reason::NoRoute),
+            }
+        }
         if let Err(reason) = verdict {
             // Keep the connection when the body is small enough to read and drop; else close it.
             match head.framing {
@@ -986,7 +1043,7 @@ impl Connection {
             sent: 0,
             link: Link::None,
             reused: false,
-            retried: false,
+            tries: 0,
             scanned: false,
         };
     }
@@ -996,7 +1053,7 @@ impl Connection {
             fwd,
             sent,
             link,
-            retried,
+            tries,
             scanned,
             ..
         } = &mut self.state
@@ -1004,7 +1061,7 @@ impl Connection {
             return None;
         };
         match link {
-            Link::None => return Some(Action::OpenUpstream { fresh: *retried }),
+            Link::None => return Some(Action::OpenUpstream { fresh: *tries > 0 }),
             Link::Connecting => return Some(Action::AwaitUpstream),
             Link::Connected if *sent < fwd.len() => return Some(Action::WriteUpstream),
             Link::Connected if *scanned => return Some(Action::ReadUpstream),
@@ -1126,28 +1183,34 @@ impl Connection {
         Some(Action::ReadUpstream)
     }
 
-    /// The upstream failed before any byte of its response: retry once if the connection was a pooled one
-    /// (it may have been closed by the upstream as the request went out), and if the request is idempotent
-    /// (RFC 9110 9.2.2) or none of it was written: the upstream may have processed a POST or PATCH before
-    /// closing, and sending it again would apply it twice. nginx's `proxy_next_upstream` draws the same line.
+    /// The upstream closed or reset the connection before any byte of its response: retried (within
+    /// `--retries`) on a fresh connection if the request is idempotent (RFC 9110 9.2.2) or none of it was
+    /// written: the upstream may have processed a POST or PATCH before closing, and sending it again would
+    /// apply it twice (nginx's `proxy_next_upstream` draws the same line). A pooled connection may simply
+    /// have been closed by the upstream as the request went out: its server is not held responsible; a fresh
+    /// one's failure counts against its server, which the retry avoids.
     fn failed_before_response(&mut self, cx: &mut Cx<'_>) {
         add(&cx.metrics.upstream_resets, 1);
         let idempotent = self.ex.method.idempotent();
         if let State::Upstream {
             sent,
             link,
-            reused: true,
-            retried: retried @ false,
+            reused,
+            tries,
             ..
         } = &mut self.state
         {
-            if idempotent || *sent == 0 {
-                *retried = true;
+            if (*tries as u32) < cx.settings.retries && (idempotent || *sent == 0) {
+                *tries += 1;
                 *sent = 0;
                 *link = Link::None;
                 self.pending = Some(Action::ReleaseUpstream {
                     reusable: false,
-                    failure: None,
+                    failure: Some(if *reused {
+                        super::POOLED_CLOSED
+                    } else {
+                        "connection closed before answering"
+                    }),
                 });
                 return;
             }
@@ -1249,6 +1312,12 @@ impl Connection {
     }
 
     // ---- WebSocket tunnels ----
+
+    /// The current request's user, as `--balance hash` keys it: the rate limit's user id, else the client's
+    /// address.
+    pub fn user_hash(&self) -> u64 {
+        self.ex.decision.route_key.unwrap_or_else(|| self.tunnel_user())
+    }
 
     /// The key a tunnel counts against in `--max-tunnels-per-user`: the rate limit's user id, else the
     /// client's address.
@@ -1434,6 +1503,9 @@ impl Connection {
             o.put(b"Date: ");
             o.put(date);
             o.put(b"\r\n");
+            if reason == Reason::NoHealthyUpstream {
+                o.put(b"Retry-After: 1\r\n");
+            }
             if let Some(tier) = tier {
                 o.put(b"Retry-After: ");
                 put_u64(o, secs);
@@ -1543,8 +1615,22 @@ impl Connection {
             tls: self.tls.as_deref().map(|t| (t.version, &t.sni[..t.sni_len as usize])),
             request_id: self.request_id(cx.rules).map(|(_, id)| id),
             traceparent: f.and_then(|f| f.traceparent_len.map(|n| &f.traceparent[..n as usize])),
+            upstream: (self.ex.server != u32::MAX).then(|| cx.pools.names(self.ex.server as usize)),
         });
     }
+}
+
+/// The path of a request target: itself in origin form (`/a?b`), the part after the authority in absolute
+/// form (`http://host/a?b`).
+fn path_of(target: &[u8]) -> &[u8] {
+    if target.first() == Some(&b'/') {
+        return target;
+    }
+    let rest = target
+        .windows(3)
+        .position(|w| w == b"://")
+        .map_or(target, |i| &target[i + 3..]);
+    rest.iter().position(|&b| b == b'/').map_or(b"/", |i| &rest[i..])
 }
 
 fn checks<'a>(cx: &'a mut Cx<'_>) -> Checks<'a> {

@@ -38,6 +38,10 @@ pub use machine::{Connection, IpText};
 /// `Connection: close`), and the longest a lingering close may last.
 pub const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
+/// The failure a `ReleaseUpstream` names when a pooled connection was closed by its server before answering
+/// (it had gone stale): the retry goes to another server, but the server is not held responsible.
+pub const POOLED_CLOSED: &str = "pooled connection closed before answering";
+
 /// Bytes of the request target kept for the access log.
 pub const TARGET_MAX: usize = 128;
 
@@ -56,6 +60,10 @@ pub struct Rules {
     pub observe_header: Option<Vec<u8>>,
     /// `--request-id-header` / `--trust-request-id` (None: off).
     pub request_id: Option<request_id::Rule>,
+    /// Some pool balances by a hash of the user (`--balance NAME=hash`): the decision works out a hash of
+    /// the user's canonical key that is the same in every process (the limiter's ids may be keyed per
+    /// process).
+    pub stable_user_hash: bool,
 }
 
 /// How long the machine waits for each thing.
@@ -85,6 +93,9 @@ pub struct Settings {
     pub upstream_host: Vec<u8>,
     /// `--upgrade websocket`: WebSocket handshakes become tunnels (None: off).
     pub tunnel: Option<tunnel::TunnelSettings>,
+    /// `--retries`: a request's retries on another server (after a connect failure, or a reset before any
+    /// response byte of an idempotent request).
+    pub retries: u32,
 }
 
 /// One request, as the access log writes it.
@@ -116,6 +127,8 @@ pub struct Entry<'a> {
     pub request_id: Option<&'a [u8]>,
     /// The client's W3C `traceparent` (its first bytes), when it sent one.
     pub traceparent: Option<&'a [u8]>,
+    /// The pool and the server the request was sent to (the last one tried), when it was sent.
+    pub upstream: Option<(&'a str, &'a str)>,
 }
 
 /// Where the machine reports finished requests (the access log) and its own refusals (the debug log).
@@ -158,6 +171,8 @@ pub struct Cx<'a> {
     pub draining: bool,
     /// The process's open WebSocket tunnels (for `--max-tunnels` and `--max-tunnels-per-user`).
     pub tunnels: &'a tunnel::Tunnels,
+    /// The upstream pools and the routes.
+    pub pools: &'a crate::pool::Pools,
 }
 
 /// What the worker does for a connection next.

@@ -57,6 +57,10 @@ struct Client {
     /// The tick of this connection's live wheel entry (0: none).
     timer_tick: u64,
     upstream: Option<usize>,
+    /// The server (in `Shared::pools`) of the attached upstream connection, and the servers of its pool
+    /// already tried for the current request (a bit each).
+    server: Option<u32>,
+    tried: u64,
     conn: Connection,
     /// Over TLS: rustls's state (boxed: a plain connection stays small).
     tls: Option<Box<Tls>>,
@@ -72,6 +76,8 @@ struct Upstream {
     connected: bool,
     /// The client (key, generation) this connection serves; `None` while pooled.
     owner: Option<(usize, u32)>,
+    /// Its server (in `Shared::pools`).
+    server: u32,
     idle_since: Instant,
 }
 
@@ -95,7 +101,10 @@ pub struct Worker {
     shared: Arc<Shared>,
     clients: Slab<Client>,
     ups: Slab<Upstream>,
-    idle_ups: Vec<usize>,
+    /// Pooled upstream connections, per server (LIFO).
+    idle_ups: Vec<Vec<usize>>,
+    /// This worker's balancing state.
+    chooser: crate::pool::Chooser,
     bufs: BufPool,
     /// The policy this worker decides with, and its generation (see `crate::rules`).
     rules: Arc<Rules>,
@@ -140,6 +149,8 @@ impl Worker {
         // Request ids: this worker's generator, from a fresh process-random seed mixed with its index.
         scratch.ids = crate::proxy::request_id::Ids::new(crate::server::random_seed().0[0], id);
         let log = shared.access_log.as_ref().and_then(|hub| hub.worker(id, now));
+        let idle_ups = (0..shared.pools.len()).map(|_| Vec::with_capacity(64)).collect();
+        let chooser = crate::pool::Chooser::new(crate::server::random_seed().0[1] ^ id as u64, &shared.pools);
         Ok(Worker {
             id,
             poll,
@@ -148,7 +159,8 @@ impl Worker {
             shared,
             clients: Slab::with_capacity(1024),
             ups: Slab::with_capacity(1024),
-            idle_ups: Vec::with_capacity(1024),
+            idle_ups,
+            chooser,
             bufs: BufPool::new(buf_size, max_free),
             rules,
             rules_gen,
@@ -350,6 +362,8 @@ impl Worker {
             },
             timer_tick: 0,
             upstream: None,
+            server: None,
+            tried: 0,
             conn,
             tls,
             preamble,
@@ -404,6 +418,7 @@ impl Worker {
             now: *now,
             draining: *draining,
             tunnels: &shared.tunnels,
+            pools: &shared.pools,
         };
         let up = c.upstream.map(|k| &mut ups[k]);
         f(c, up, &mut cx)
@@ -436,8 +451,9 @@ impl Worker {
         while steps < STEP_CAP {
             let (action, n) = self.with_client(key, |c, mut up, cx| {
                 match attached.take() {
-                    Some(Some((reused, connected))) => c.conn.upstream_attached(reused, connected, cx),
-                    Some(None) => c.conn.upstream_connect_failed(cx),
+                    Some(Attach::Ok { reused, connected }) => c.conn.upstream_attached(reused, connected, cx),
+                    Some(Attach::Failed) => c.conn.upstream_connect_failed(cx),
+                    Some(Attach::NoHealthy) => c.conn.no_healthy_upstream(cx),
                     None => {}
                 }
                 let mut n = 0;
@@ -461,9 +477,22 @@ impl Worker {
             match action {
                 Some(Action::OpenUpstream { fresh }) => attached = Some(self.attach_upstream(key, fresh)),
                 Some(Action::ReleaseUpstream { reusable, failure }) => {
-                    self.release_upstream(key, reusable);
-                    if let Some(what) = failure {
-                        self.shared.upstream_failed(what);
+                    let c = &mut self.clients[key];
+                    let stale = failure == Some(crate::proxy::POOLED_CLOSED);
+                    let outcome = match (failure, c.conn.upstream_status()) {
+                        (Some(_), _) if stale => None,
+                        (Some(_), _) => Some(crate::pool::Outcome::Failed),
+                        (None, 0) => None,
+                        (None, status) => Some(crate::pool::Outcome::Status(status)),
+                    };
+                    let server = c.server;
+                    if let (Some(s), Some(_)) = (server, failure) {
+                        // The retry goes to another server of the pool.
+                        c.tried |= self.shared.pools.bit(s as usize);
+                    }
+                    self.release_upstream(key, reusable, outcome);
+                    if let (Some(what), Some(s), false) = (failure, server, stale) {
+                        self.shared.upstream_failed(self.shared.pools.addr(s as usize), what);
                     }
                 }
                 Some(Action::Close { reset }) => {
@@ -480,8 +509,9 @@ impl Worker {
         if let Some(attached) = attached {
             // The cap fell between an attach and its report.
             self.with_client(key, |c, _, cx| match attached {
-                Some((reused, connected)) => c.conn.upstream_attached(reused, connected, cx),
-                None => c.conn.upstream_connect_failed(cx),
+                Attach::Ok { reused, connected } => c.conn.upstream_attached(reused, connected, cx),
+                Attach::Failed => c.conn.upstream_connect_failed(cx),
+                Attach::NoHealthy => c.conn.no_healthy_upstream(cx),
             });
         }
         let gen = self.clients[key].gen;
@@ -517,7 +547,7 @@ impl Worker {
                 let _ = tls_flush(&mut c.sock, &mut c.io, tls);
             }
         }
-        self.release_upstream(key, false);
+        self.release_upstream(key, false, None);
         self.with_client(key, |c, _, cx| c.conn.release_buffers(cx));
         self.clients.remove(key);
         add(&self.shared.metrics[self.id].conns_closed, 1);
@@ -570,8 +600,10 @@ impl Worker {
         for l in &mut self.listeners {
             l.close(self.poll.registry());
         }
-        for k in std::mem::take(&mut self.idle_ups) {
-            self.ups.remove(k);
+        for list in &mut self.idle_ups {
+            for k in list.drain(..) {
+                self.ups.remove(k);
+            }
         }
         // Idle keep-alive connections are closed after a short grace, not at once: a client about to send its
         // next request gets it answered (with `Connection: close`) instead of finding the connection closed under
@@ -593,6 +625,17 @@ impl Worker {
 /// Performs a socket action for client `c` and reports how it went to its machine: `Some(true)` done (poll
 /// again), `Some(false)` the connection waits (for a socket's event or a timer), `None` for an action the
 /// worker itself performs (attach, release, close).
+/// What [`Worker::attach_upstream`] found for a client.
+#[derive(Debug, Clone, Copy)]
+enum Attach {
+    /// An upstream connection: from the pool (`reused`), already `connected` or connecting.
+    Ok { reused: bool, connected: bool },
+    /// No connection could be made (the connect failed at once, or every usable server was tried).
+    Failed,
+    /// The pool has no healthy server (`--panic-threshold 0`).
+    NoHealthy,
+}
+
 /// Where a connection's PROXY protocol header stands.
 enum Preamble {
     /// Incomplete so far: wait for more bytes (or the header timeout).

@@ -9,8 +9,9 @@
 use mio::net::TcpStream;
 use mio::Interest;
 
-use super::{token, Ready, Upstream, Worker, UPSTREAM_IDLE_MAX};
+use super::{token, Attach, Ready, Upstream, Worker, UPSTREAM_IDLE_MAX};
 use crate::metrics::add;
+use crate::pool::{Outcome, Pick};
 
 impl Worker {
     pub(super) fn upstream_event(&mut self, key: usize, gen: u32, readable: bool, writable: bool, hup: bool) {
@@ -35,20 +36,36 @@ impl Worker {
     /// unasked and is closed. The run loop calls this for every such event of a batch before any other
     /// event, so no client can take a pooled connection whose bytes are already known to be waiting.
     pub(super) fn pooled_event(&mut self, key: usize, gen: u32) {
-        if self.ups.get(key).is_some_and(|u| u.gen == gen && u.owner.is_none()) {
-            self.idle_ups.retain(|&k| k != key);
+        if let Some(u) = self.ups.get(key).filter(|u| u.gen == gen && u.owner.is_none()) {
+            self.idle_ups[u.server as usize].retain(|&k| k != key);
             self.ups.remove(key);
         }
     }
 
-    /// Gives client `key` an upstream connection: a pooled one unless `fresh`, else a new connect. Returns
-    /// whether it came from the pool and whether it is connected, or `None` if no connection could be made.
-    pub(super) fn attach_upstream(&mut self, key: usize, fresh: bool) -> Option<(bool, bool)> {
-        let cgen = self.clients[key].gen;
+    /// Gives client `key` an upstream connection to a server of its request's pool (chosen by the pool's
+    /// balancing, among the servers not tried yet for this request): a pooled one unless `fresh`, else a new
+    /// connect.
+    pub(super) fn attach_upstream(&mut self, key: usize, fresh: bool) -> Attach {
+        let c = &mut self.clients[key];
+        let cgen = c.gen;
+        if !fresh {
+            // A new request (a retry asks for a fresh connection): every server may be tried again.
+            c.tried = 0;
+        }
+        let pools = &self.shared.pools;
+        let pool = c.conn.pool();
+        let user = if pools.by_user(pool) { c.conn.user_hash() } else { 0 };
+        let server = match pools.pick(pool, user, c.tried, self.wall_ms, &mut self.chooser) {
+            Pick::Server(s) => s,
+            Pick::NoHealthy => return Attach::NoHealthy,
+            Pick::Exhausted => return Attach::Failed,
+        };
+        c.server = Some(server as u32);
+        c.conn.upstream_server(server);
         let mut reused = false;
         let mut uk = None;
         if !fresh {
-            while let Some(k) = self.idle_ups.pop() {
+            while let Some(k) = self.idle_ups[server].pop() {
                 let u = &self.ups[k];
                 // A pending readable event (bytes or EOF the poller reported) disqualifies it.
                 let clean = !u.io.readable && !u.io.hup;
@@ -60,24 +77,33 @@ impl Worker {
                 self.ups.remove(k);
             }
         }
+        // Counted as outstanding from here until it is released (an attach that fails is released too).
+        self.shared.pools.attached(server, self.id);
         let uk = match uk {
             Some(k) => k,
             None => {
-                let mut sock = TcpStream::connect(self.shared.upstream).ok()?;
+                let Ok(mut sock) = TcpStream::connect(self.shared.pools.addr(server)) else {
+                    return Attach::Failed;
+                };
                 let _ = sock.set_nodelay(true);
                 let gen = self.next_gen();
                 let entry = self.ups.vacant_entry();
                 let k = entry.key();
-                self.poll
+                if self
+                    .poll
                     .registry()
                     .register(&mut sock, token(k, gen, true), Interest::READABLE | Interest::WRITABLE)
-                    .ok()?;
+                    .is_err()
+                {
+                    return Attach::Failed;
+                }
                 entry.insert(Upstream {
                     sock,
                     gen,
                     io: Ready::default(),
                     connected: false,
                     owner: None,
+                    server: server as u32,
                     idle_since: self.now,
                 });
                 k
@@ -88,22 +114,33 @@ impl Worker {
         let u = &mut self.ups[uk];
         u.owner = Some((key, cgen));
         self.clients[key].upstream = Some(uk);
-        Some((reused, u.connected))
+        Attach::Ok {
+            reused,
+            connected: u.connected,
+        }
     }
 
-    pub(super) fn release_upstream(&mut self, key: usize, reusable: bool) {
-        let Some(uk) = self.clients[key].upstream.take() else {
+    /// Detaches client `key`'s upstream connection (pooled if `reusable` and clean, else closed) and reports
+    /// how the request to its server ended (`None`: no answer to hold against the server, e.g. a pooled
+    /// connection the server had closed, or a client gone).
+    pub(super) fn release_upstream(&mut self, key: usize, reusable: bool, outcome: Option<Outcome>) {
+        let c = &mut self.clients[key];
+        if let Some(s) = c.server.take() {
+            self.shared.pools.released(s as usize, self.id, outcome, self.wall_ms);
+        }
+        let Some(uk) = c.upstream.take() else {
             return;
         };
         // Pool only a connection known to be drained (its last read was short) and not half-closed: bytes
         // past a response must never be read as the next request's response.
         let u = &self.ups[uk];
         let clean = !u.io.readable && !u.io.hup;
-        if reusable && clean && !self.draining && self.idle_ups.len() < self.shared.config.upstream_pool {
+        let list = &mut self.idle_ups[u.server as usize];
+        if reusable && clean && !self.draining && list.len() < self.shared.config.upstream_pool {
             let u = &mut self.ups[uk];
             u.owner = None;
             u.idle_since = self.now;
-            self.idle_ups.push(uk);
+            list.push(uk);
         } else {
             self.ups.remove(uk);
         }

@@ -65,6 +65,27 @@ pub struct World {
     pub now: Instant,
     pub draining: bool,
     pub tunnels: portcullis::proxy::tunnel::Tunnels,
+    pub pools: portcullis::pool::Pools,
+}
+
+/// The configuration's pools, or (without `--upstream`) one pool `default` of one server: the pump's
+/// scripted upstream stands for every server.
+fn pump_pools(config: &Config) -> portcullis::pool::Pools {
+    use portcullis::pool::*;
+    let u = &config.upstreams;
+    let mut specs = u.pools.clone();
+    if specs.is_empty() {
+        specs.push(PoolSpec {
+            name: "default".into(),
+            servers: vec![ServerSpec {
+                addr: "127.0.0.1:9".parse().unwrap(),
+                name: "up".into(),
+                weight: 1,
+            }],
+            balance: Balance::P2c,
+        });
+    }
+    Pools::new(specs, u.routes.clone(), u.health, 1)
 }
 
 pub const HEADER: Duration = Duration::from_secs(10);
@@ -100,7 +121,9 @@ impl World {
                 limits: config.limits,
                 upstream_host: b"up".to_vec(),
                 tunnel: config.tunnel,
+                retries: config.upstreams.retries,
             },
+            pools: pump_pools(&config),
             tunnels: portcullis::proxy::tunnel::Tunnels::new(config.tunnel.map_or(0, |t| t.max)),
             scratch: Scratch::new(&rules),
             rules,
@@ -128,6 +151,7 @@ impl World {
             now: self.now,
             draining: self.draining,
             tunnels: &self.tunnels,
+            pools: &self.pools,
         }
     }
 }

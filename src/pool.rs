@@ -1,0 +1,697 @@
+//! Named upstream pools: their servers, how a request's server is chosen (power of two choices, round robin,
+//! or a consistent hash of the user), the passive health every worker shares (consecutive failures eject a
+//! server for a while), and the routes from a request's API version and path to a pool.
+//!
+//! Pure: times are passed in (Unix milliseconds), randomness comes from the caller's seed, nothing here opens
+//! a socket. The workers share one [`Pools`]: the health of a server and its outstanding requests are atomics
+//! every worker reads; each worker writes only its own slot of a server's counters.
+
+use core::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// How a pool spreads its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Power of two choices on outstanding requests (Envoy's least-request, HAProxy's `random(2)`).
+    P2c,
+    /// Weighted round robin (nginx's smooth weighted round robin), per worker.
+    RoundRobin,
+    /// A consistent hash of the user key (weighted rendezvous hashing): a user sticks to one server, and a
+    /// server that leaves moves only its own users.
+    Hash,
+}
+
+impl Balance {
+    pub fn parse(s: &str) -> Result<Balance, String> {
+        match s.trim() {
+            "p2c" => Ok(Balance::P2c),
+            "round-robin" => Ok(Balance::RoundRobin),
+            "hash" => Ok(Balance::Hash),
+            v => Err(format!("{v:?}: use p2c, round-robin or hash")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Balance::P2c => "p2c",
+            Balance::RoundRobin => "round-robin",
+            Balance::Hash => "hash",
+        }
+    }
+}
+
+/// One server of a pool, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub addr: SocketAddr,
+    /// As written in the configuration (`host:port`), for metrics and logs.
+    pub name: String,
+    pub weight: u32,
+}
+
+/// A named pool, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub name: String,
+    pub servers: Vec<ServerSpec>,
+    pub balance: Balance,
+}
+
+/// Passive health and the panic threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// `--eject-after`: consecutive failures that eject a server.
+    pub eject_after: u32,
+    /// `--eject-time`: the first ejection's length (doubling with each repeated one, at most 5 minutes).
+    pub eject_time: Duration,
+    /// `--eject-max-percent`: never more than this share of a pool ejected at once.
+    pub eject_max_percent: u32,
+    /// `--panic-threshold`: below this share of healthy servers, a pool uses all of them as if healthy (0:
+    /// never; a pool without a healthy server then refuses).
+    pub panic_threshold: u32,
+}
+
+/// The longest ejection.
+pub const EJECT_MAX: Duration = Duration::from_secs(300);
+
+/// A route: requests of API `version` (if given) whose path starts with `prefix` (if given) go to `pool`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub version: Option<String>,
+    pub prefix: Option<String>,
+    pub pool: usize,
+}
+
+/// The route table, in precedence order: version and prefix, then version, then the longest prefix, then
+/// the default pool (the one named `default`), never the order the routes were written in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routes {
+    /// Sorted: version+prefix (longest prefix first), version only, prefix only (longest first).
+    routes: Vec<Route>,
+    pub default: Option<usize>,
+}
+
+impl Routes {
+    pub fn new(mut routes: Vec<Route>, default: Option<usize>) -> Routes {
+        let rank = |r: &Route| match (&r.version, &r.prefix) {
+            (Some(_), Some(p)) => (0, usize::MAX - p.len()),
+            (Some(_), None) => (1, 0),
+            (None, Some(p)) => (2, usize::MAX - p.len()),
+            (None, None) => (3, 0),
+        };
+        routes.sort_by_key(rank);
+        Routes { routes, default }
+    }
+
+    /// The routes, in precedence order.
+    pub fn entries(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// No route but the default pool (today's single upstream): nothing to look up per request.
+    pub fn trivial(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The pool of a request of API `version` (the one its Accept matched, if any) for `path`.
+    pub fn route(&self, version: Option<&str>, path: &[u8]) -> Option<usize> {
+        self.routes
+            .iter()
+            .find(|r| {
+                r.version.as_deref().is_none_or(|v| Some(v) == version)
+                    && r.prefix.as_deref().is_none_or(|p| path.starts_with(p.as_bytes()))
+            })
+            .map(|r| r.pool)
+            .or(self.default)
+    }
+
+    /// The table as `--check-config` prints it, in precedence order.
+    pub fn describe(&self, pools: &[PoolSpec]) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .routes
+            .iter()
+            .map(|r| {
+                let mut m = Vec::new();
+                if let Some(v) = &r.version {
+                    m.push(format!("version:{v}"));
+                }
+                if let Some(p) = &r.prefix {
+                    m.push(format!("prefix:{p}"));
+                }
+                format!("{} -> {}", m.join(","), pools[r.pool].name)
+            })
+            .collect();
+        out.push(match self.default {
+            Some(p) => format!("(default) -> {}", pools[p].name),
+            None => "(default) -> none: 404 no_route".to_string(),
+        });
+        out
+    }
+}
+
+/// A server's state shared by every worker.
+struct Server {
+    spec: ServerSpec,
+    pool: usize,
+    /// A hash of the server's name: its identity for `hash` balancing (not its position, so that removing
+    /// one server moves no other server's users), the same on every node.
+    id: u64,
+    /// Consecutive failures.
+    failures: AtomicU32,
+    /// Ejected until this Unix millisecond (0: not ejected).
+    ejected_until: AtomicU64,
+    /// Ejections so far in a row (each doubles the next one's length); cleared by a success.
+    ejections: AtomicU32,
+    ejections_total: AtomicU64,
+    /// Per worker: outstanding requests and requests by status class (1xx..5xx, then failures without one).
+    slots: Box<[Slot]>,
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Slot {
+    outstanding: AtomicU64,
+    requests: [AtomicU64; 6],
+}
+
+/// How a request to a server ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server answered with this status.
+    Status(u16),
+    /// No answer: the connect failed, it timed out, it reset or closed before answering, or answered
+    /// something that is not HTTP.
+    Failed,
+}
+
+/// A worker's own balancing state (its random stream and its round-robin positions).
+#[derive(Debug, Clone)]
+pub struct Chooser {
+    rng: u64,
+    /// Smooth weighted round robin: each server's current weight, by global index.
+    current: Vec<i64>,
+}
+
+impl Chooser {
+    pub fn new(seed: u64, pools: &Pools) -> Chooser {
+        Chooser {
+            rng: seed,
+            current: vec![0; pools.servers.len()],
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        // SplitMix64.
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// What [`Pools::pick`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// This server (its global index).
+    Server(usize),
+    /// Every server of the pool is ejected and the panic threshold is 0.
+    NoHealthy,
+    /// Every usable server was tried already for this request.
+    Exhausted,
+}
+
+/// Every pool, every server, the routes.
+pub struct Pools {
+    specs: Vec<PoolSpec>,
+    /// Each pool's servers: a range of `servers`.
+    ranges: Vec<core::ops::Range<usize>>,
+    servers: Vec<Server>,
+    pub routes: Routes,
+    health: Health,
+}
+
+/// Mixes a user key with a server's index (the same on every node: no per-process seed).
+fn mix(key: u64, server: u64) -> u64 {
+    let mut z = key ^ server.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Pools {
+    pub fn new(specs: Vec<PoolSpec>, routes: Routes, health: Health, workers: usize) -> Pools {
+        let mut ranges = Vec::new();
+        let mut servers = Vec::new();
+        for (p, spec) in specs.iter().enumerate() {
+            let start = servers.len();
+            for s in &spec.servers {
+                servers.push(Server {
+                    spec: s.clone(),
+                    pool: p,
+                    id: s.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+                    }),
+                    failures: AtomicU32::new(0),
+                    ejected_until: AtomicU64::new(0),
+                    ejections: AtomicU32::new(0),
+                    ejections_total: AtomicU64::new(0),
+                    slots: (0..workers.max(1)).map(|_| Slot::default()).collect(),
+                });
+            }
+            ranges.push(start..servers.len());
+        }
+        Pools {
+            specs,
+            ranges,
+            servers,
+            routes,
+            health,
+        }
+    }
+
+    pub fn specs(&self) -> &[PoolSpec] {
+        &self.specs
+    }
+
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    /// Whether `pool` balances by the user (its choice needs the request's user key).
+    pub fn by_user(&self, pool: usize) -> bool {
+        self.specs[pool].balance == Balance::Hash && self.ranges[pool].len() > 1
+    }
+
+    pub fn addr(&self, server: usize) -> SocketAddr {
+        self.servers[server].spec.addr
+    }
+
+    /// (pool name, server name) of a server.
+    pub fn names(&self, server: usize) -> (&str, &str) {
+        let s = &self.servers[server];
+        (&self.specs[s.pool].name, &s.spec.name)
+    }
+
+    fn ejected(&self, s: usize, now_ms: u64) -> bool {
+        self.servers[s].ejected_until.load(Relaxed) > now_ms
+    }
+
+    fn outstanding(&self, s: usize) -> u64 {
+        self.servers[s].slots.iter().map(|x| x.outstanding.load(Relaxed)).sum()
+    }
+
+    /// Chooses a server of `pool` for a request of user `key`, not among `tried` (a bit per server of the
+    /// pool, in order).
+    pub fn pick(&self, pool: usize, key: u64, tried: u64, now_ms: u64, c: &mut Chooser) -> Pick {
+        let range = self.ranges[pool].clone();
+        let n = range.len();
+        if n == 1 {
+            // One server: nothing to balance (and, alone, it is never ejected: see `eject_max_percent`).
+            return if tried & 1 == 0 {
+                Pick::Server(range.start)
+            } else {
+                Pick::Exhausted
+            };
+        }
+        let healthy = range.clone().filter(|&s| !self.ejected(s, now_ms)).count();
+        let panic = healthy * 100 < self.health.panic_threshold as usize * n;
+        if healthy == 0 && !panic {
+            return Pick::NoHealthy;
+        }
+        let usable = |s: usize| tried & (1u64 << ((s - range.start) & 63)) == 0 && (panic || !self.ejected(s, now_ms));
+        let candidates = range.clone().filter(|&s| usable(s)).count();
+        if candidates == 0 {
+            return Pick::Exhausted;
+        }
+        let pick = match self.specs[pool].balance {
+            Balance::Hash => {
+                // Weighted rendezvous hashing: the server with the highest weight / -ln(u) for u drawn from
+                // hash(key, server) keeps the user; removing a server moves only the users it had.
+                range
+                    .clone()
+                    .filter(|&s| usable(s))
+                    .map(|s| {
+                        let h = mix(key, self.servers[s].id);
+                        let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                        (self.servers[s].spec.weight as f64 / -u.ln(), s)
+                    })
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, s)| s)
+            }
+            Balance::RoundRobin => {
+                // Smooth weighted round robin (nginx): every usable server gains its weight, the largest is
+                // chosen and loses the total.
+                let mut total = 0i64;
+                let mut best: Option<usize> = None;
+                for s in range.clone().filter(|&s| usable(s)) {
+                    let w = self.servers[s].spec.weight as i64;
+                    c.current[s] += w;
+                    total += w;
+                    if best.is_none_or(|b| c.current[s] > c.current[b]) {
+                        best = Some(s);
+                    }
+                }
+                if let Some(b) = best {
+                    c.current[b] -= total;
+                }
+                best
+            }
+            Balance::P2c => {
+                // Two distinct usable servers drawn by weight; the one with fewer outstanding requests per
+                // unit of weight wins.
+                let total: u64 = range
+                    .clone()
+                    .filter(|&s| usable(s))
+                    .map(|s| self.servers[s].spec.weight as u64)
+                    .sum();
+                let draw = |c: &mut Chooser, skip: Option<usize>| {
+                    let skip_w = skip.map_or(0, |s| self.servers[s].spec.weight as u64);
+                    let mut r = c.next() % (total - skip_w).max(1);
+                    for s in range.clone().filter(|&s| usable(s) && Some(s) != skip) {
+                        let w = self.servers[s].spec.weight as u64;
+                        if r < w {
+                            return Some(s);
+                        }
+                        r -= w;
+                    }
+                    None
+                };
+                let a = draw(c, None);
+                let b = if candidates > 1 { draw(c, a) } else { None };
+                match (a, b) {
+                    (Some(a), Some(b)) => {
+                        let load = |s: usize| (self.outstanding(s) + 1) * 1000 / self.servers[s].spec.weight as u64;
+                        Some(if load(b) < load(a) { b } else { a })
+                    }
+                    (a, _) => a,
+                }
+            }
+        };
+        pick.map_or(Pick::Exhausted, Pick::Server)
+    }
+
+    /// The bit of `server` in a `tried` set of its pool.
+    pub fn bit(&self, server: usize) -> u64 {
+        let pool = self.servers[server].pool;
+        1u64 << ((server - self.ranges[pool].start) & 63)
+    }
+
+    /// A request was sent (or is being sent) to `server` by `worker`.
+    /// Whether `server` is ejected at `now_ms`.
+    pub fn is_ejected(&self, server: usize, now_ms: u64) -> bool {
+        self.ejected(server, now_ms)
+    }
+
+    pub fn attached(&self, server: usize, worker: usize) {
+        let c = &self.servers[server].slots[worker].outstanding;
+        c.store(c.load(Relaxed) + 1, Relaxed);
+    }
+
+    /// `worker`'s request to `server` ended as `outcome`: counted, and its health updated (a failure or a
+    /// 502/503/504 answer counts towards an ejection; any other answer clears the failures).
+    pub fn released(&self, server: usize, worker: usize, outcome: Option<Outcome>, now_ms: u64) {
+        let s = &self.servers[server];
+        let slot = &s.slots[worker];
+        slot.outstanding
+            .store(slot.outstanding.load(Relaxed).saturating_sub(1), Relaxed);
+        let Some(outcome) = outcome else {
+            return;
+        };
+        let class = match outcome {
+            Outcome::Status(st) if (100..600).contains(&st) => (st / 100 - 1) as usize,
+            _ => 5,
+        };
+        slot.requests[class].store(slot.requests[class].load(Relaxed) + 1, Relaxed);
+        let failed = matches!(outcome, Outcome::Failed | Outcome::Status(502..=504));
+        if !failed {
+            if s.failures.load(Relaxed) != 0 {
+                s.failures.store(0, Relaxed);
+            }
+            if s.ejections.load(Relaxed) != 0 && !self.ejected(server, now_ms) {
+                s.ejections.store(0, Relaxed);
+            }
+            return;
+        }
+        let n = s.failures.fetch_add(1, Relaxed) + 1;
+        if n >= self.health.eject_after && !self.ejected(server, now_ms) {
+            self.eject(server, now_ms);
+        }
+    }
+
+    /// Ejects `server` unless that would eject more than `--eject-max-percent` of its pool.
+    fn eject(&self, server: usize, now_ms: u64) {
+        let s = &self.servers[server];
+        let range = self.ranges[s.pool].clone();
+        let ejected = range.clone().filter(|&x| self.ejected(x, now_ms)).count();
+        let max = range.len() * self.health.eject_max_percent as usize / 100;
+        if ejected + 1 > max {
+            return;
+        }
+        let k = s.ejections.fetch_add(1, Relaxed).min(16);
+        let ms = (self.health.eject_time.as_millis() as u64)
+            .saturating_mul(1 << k)
+            .min(EJECT_MAX.as_millis() as u64);
+        s.ejected_until.store(now_ms + ms.max(1), Relaxed);
+        s.failures.store(0, Relaxed);
+        s.ejections_total.fetch_add(1, Relaxed);
+    }
+
+    /// For the metrics: each server's (pool, name, healthy now, ejections, outstanding, requests by class).
+    pub fn stats(&self, now_ms: u64) -> Vec<ServerStats> {
+        (0..self.servers.len())
+            .map(|i| {
+                let s = &self.servers[i];
+                let mut requests = [0u64; 6];
+                for slot in s.slots.iter() {
+                    for (c, r) in requests.iter_mut().zip(&slot.requests) {
+                        *c += r.load(Relaxed);
+                    }
+                }
+                ServerStats {
+                    pool: self.specs[s.pool].name.clone(),
+                    server: s.spec.name.clone(),
+                    healthy: !self.ejected(i, now_ms),
+                    ejections: s.ejections_total.load(Relaxed),
+                    outstanding: self.outstanding(i),
+                    requests,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One server's figures for the metrics.
+#[derive(Debug, Clone)]
+pub struct ServerStats {
+    pub pool: String,
+    pub server: String,
+    pub healthy: bool,
+    pub ejections: u64,
+    pub outstanding: u64,
+    /// By class: 1xx, 2xx, 3xx, 4xx, 5xx, then failures without a status.
+    pub requests: [u64; 6],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pools(balance: Balance, n: usize, health: Health) -> Pools {
+        let servers = (0..n)
+            .map(|i| ServerSpec {
+                addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
+                name: format!("s{i}"),
+                weight: 1,
+            })
+            .collect();
+        Pools::new(
+            vec![PoolSpec {
+                name: "p".into(),
+                servers,
+                balance,
+            }],
+            Routes::new(Vec::new(), Some(0)),
+            health,
+            1,
+        )
+    }
+
+    fn health() -> Health {
+        Health {
+            eject_after: 2,
+            eject_time: Duration::from_secs(10),
+            eject_max_percent: 50,
+            panic_threshold: 0,
+        }
+    }
+
+    fn server(p: Pick) -> usize {
+        match p {
+            Pick::Server(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn round_robin_and_p2c_spread_evenly() {
+        for balance in [Balance::RoundRobin, Balance::P2c] {
+            let p = pools(balance, 3, health());
+            let mut c = Chooser::new(7, &p);
+            let mut n = [0; 3];
+            for _ in 0..3000 {
+                n[server(p.pick(0, 0, 0, 0, &mut c))] += 1;
+            }
+            for x in n {
+                assert!((900..=1100).contains(&x), "{balance:?}: {n:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn p2c_prefers_the_less_loaded() {
+        let p = pools(Balance::P2c, 2, health());
+        let mut c = Chooser::new(1, &p);
+        for _ in 0..10 {
+            p.attached(0, 0);
+        }
+        let picks: Vec<usize> = (0..100).map(|_| server(p.pick(0, 0, 0, 0, &mut c))).collect();
+        assert!(picks.iter().all(|&s| s == 1), "{picks:?}");
+    }
+
+    #[test]
+    fn hash_sticks_and_moves_only_the_leavers_users() {
+        let p = pools(
+            Balance::Hash,
+            3,
+            Health {
+                eject_max_percent: 100,
+                ..health()
+            },
+        );
+        let mut c = Chooser::new(1, &p);
+        let before: Vec<usize> = (0..3000u64)
+            .map(|u| server(p.pick(0, mix(u, 99), 0, 0, &mut c)))
+            .collect();
+        let again: Vec<usize> = (0..3000u64)
+            .map(|u| server(p.pick(0, mix(u, 99), 0, 0, &mut c)))
+            .collect();
+        assert_eq!(before, again);
+        let mut n = [0; 3];
+        before.iter().for_each(|&s| n[s] += 1);
+        assert!(n.iter().all(|&x| (850..=1150).contains(&x)), "{n:?}");
+        // Server 1 leaves (ejected): only its users move.
+        p.released(1, 0, Some(Outcome::Failed), 0);
+        p.released(1, 0, Some(Outcome::Failed), 0);
+        let after: Vec<usize> = (0..3000u64)
+            .map(|u| server(p.pick(0, mix(u, 99), 0, 1, &mut c)))
+            .collect();
+        for (b, a) in before.iter().zip(&after) {
+            if *b != 1 {
+                assert_eq!(a, b);
+            } else {
+                assert_ne!(*a, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn ejection_doubles_caps_and_respects_the_max_percent() {
+        let p = pools(Balance::RoundRobin, 4, health());
+        // 502..504 and failures count; other statuses clear.
+        p.released(0, 0, Some(Outcome::Status(503)), 0);
+        p.released(0, 0, Some(Outcome::Status(404)), 0);
+        p.released(0, 0, Some(Outcome::Status(500)), 0);
+        assert!(!p.ejected(0, 1));
+        p.released(0, 0, Some(Outcome::Status(502)), 0);
+        p.released(0, 0, Some(Outcome::Failed), 0);
+        assert!(p.ejected(0, 1) && p.ejected(0, 9_999) && !p.ejected(0, 10_000));
+        // Half the pool at most: a second server is ejected, a third is not.
+        for s in [1, 2] {
+            p.released(s, 0, Some(Outcome::Failed), 0);
+            p.released(s, 0, Some(Outcome::Failed), 0);
+        }
+        assert!(p.ejected(1, 1) && !p.ejected(2, 1));
+        // Ejected again after the first ended: twice as long.
+        p.released(0, 0, Some(Outcome::Failed), 10_000);
+        p.released(0, 0, Some(Outcome::Failed), 10_000);
+        assert!(p.ejected(0, 29_999) && !p.ejected(0, 30_000));
+        assert_eq!(p.stats(0)[0].ejections, 2);
+        // Ejected servers are not picked (0, again; 1's ejection has ended); tried ones neither.
+        let mut c = Chooser::new(3, &p);
+        for _ in 0..50 {
+            let s = server(p.pick(0, 0, p.bit(3), 10_001, &mut c));
+            assert!(s == 1 || s == 2);
+            assert_eq!(server(p.pick(0, 0, p.bit(1) | p.bit(3), 10_001, &mut c)), 2);
+        }
+        assert_eq!(
+            p.pick(0, 0, p.bit(1) | p.bit(2) | p.bit(3), 10_001, &mut c),
+            Pick::Exhausted
+        );
+    }
+
+    #[test]
+    fn panic_threshold_and_no_healthy_upstream() {
+        let all = Health {
+            eject_max_percent: 100,
+            ..health()
+        };
+        let p = pools(Balance::RoundRobin, 2, all);
+        for s in [0, 1] {
+            p.released(s, 0, Some(Outcome::Failed), 0);
+            p.released(s, 0, Some(Outcome::Failed), 0);
+        }
+        let mut c = Chooser::new(3, &p);
+        assert_eq!(p.pick(0, 0, 0, 1, &mut c), Pick::NoHealthy);
+        let p = pools(
+            Balance::RoundRobin,
+            2,
+            Health {
+                panic_threshold: 50,
+                ..all
+            },
+        );
+        for s in [0, 1] {
+            p.released(s, 0, Some(Outcome::Failed), 0);
+            p.released(s, 0, Some(Outcome::Failed), 0);
+        }
+        // Below the threshold: every server, as if healthy.
+        assert!(matches!(p.pick(0, 0, 0, 1, &mut c), Pick::Server(_)));
+        // A single server is never ejected (50% of 1 is 0).
+        let p = pools(Balance::P2c, 1, health());
+        for _ in 0..10 {
+            p.released(0, 0, Some(Outcome::Failed), 0);
+        }
+        assert_eq!(p.pick(0, 0, 0, 1, &mut c), Pick::Server(0));
+    }
+
+    #[test]
+    fn routes_have_a_fixed_precedence() {
+        let r = |v: Option<&str>, p: Option<&str>, pool| Route {
+            version: v.map(Into::into),
+            prefix: p.map(Into::into),
+            pool,
+        };
+        // Written in the "wrong" order on purpose.
+        let routes = Routes::new(
+            vec![
+                r(None, Some("/b"), 1),
+                r(None, Some("/billing/"), 2),
+                r(Some("v2"), None, 3),
+                r(Some("v2"), Some("/billing/"), 4),
+            ],
+            Some(0),
+        );
+        assert_eq!(routes.route(Some("v2"), b"/billing/x"), Some(4));
+        assert_eq!(routes.route(Some("v2"), b"/other"), Some(3));
+        assert_eq!(routes.route(Some("v1"), b"/billing/x"), Some(2));
+        assert_eq!(routes.route(None, b"/bx"), Some(1));
+        assert_eq!(routes.route(None, b"/x"), Some(0));
+        assert_eq!(Routes::new(vec![r(None, Some("/a"), 1)], None).route(None, b"/x"), None);
+    }
+}

@@ -1,0 +1,349 @@
+//! Upstream pools through the real binary: named pools of scripted servers that name themselves in their
+//! answers, routes by API version and path, balancing, passive health (ejection), retries and failover (a
+//! server process killed mid-load and started again).
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use support::*;
+
+const V1: &str = "application/vnd.acme.v1+json";
+const V2: &str = "application/vnd.acme.v2+json";
+
+fn get_as(path: &str, accept: &str, auth: Option<&str>) -> Vec<u8> {
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: Bearer {a}\r\n"));
+    format!("GET {path} HTTP/1.1\r\nHost: api\r\nAccept: {accept}\r\n{auth}\r\n").into_bytes()
+}
+
+/// Which server answered (the body names it), or the status when the ingress answered itself.
+fn who(c: &mut Client, path: &str, accept: &str, auth: Option<&str>) -> String {
+    let r = c.roundtrip(&get_as(path, accept, auth));
+    if r.status == 200 {
+        String::from_utf8(r.body).unwrap()
+    } else {
+        format!("{} {}", r.status, r.json()["reason"].as_str().unwrap_or(""))
+    }
+}
+
+fn servers(names: &[&'static str]) -> Vec<Upstream> {
+    names.iter().map(|n| Upstream::ok(n)).collect()
+}
+
+fn list(ups: &[Upstream]) -> String {
+    ups.iter().map(|u| u.addr.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Versions and prefixes reach their pools with a fixed precedence (version and prefix, version, longest
+/// prefix, default), whatever the order of the flags; no route and no default pool: 404 `no_route`.
+#[test]
+fn routes_by_version_and_prefix() {
+    let (d, v2, billing, billing_v2, docs) = (
+        Upstream::ok("default"),
+        Upstream::ok("v2"),
+        Upstream::ok("billing"),
+        Upstream::ok("billing-v2"),
+        Upstream::ok("docs"),
+    );
+    let p = Proxy::start(&[
+        "--workers",
+        "1",
+        "--rate",
+        "0",
+        "--accept",
+        &format!("{V1},{V2}"),
+        "--upstream",
+        &d.addr.to_string(),
+        "--upstream",
+        &format!("v2={}", v2.addr),
+        "--upstream",
+        &format!("billing={}", billing.addr),
+        "--upstream",
+        &format!("billing-v2={}", billing_v2.addr),
+        "--upstream",
+        &format!("docs={}", docs.addr),
+        // Written with the broadest first: precedence does not depend on the order.
+        "--route",
+        "prefix:/b,docs",
+        "--route",
+        "prefix:/billing/,billing",
+        "--route",
+        "version:v2,v2",
+        "--route",
+        "version:v2,prefix:/billing/,billing-v2",
+    ]);
+    let mut c = p.connect();
+    assert_eq!(who(&mut c, "/x", V1, None), "default");
+    assert_eq!(who(&mut c, "/x", V2, None), "v2");
+    assert_eq!(who(&mut c, "/billing/1", V1, None), "billing");
+    assert_eq!(who(&mut c, "/billing/1", V2, None), "billing-v2");
+    assert_eq!(who(&mut c, "/bx", V1, None), "docs");
+    assert_eq!(
+        who(&mut c, "/bx", V2, None),
+        "v2",
+        "a version route wins over a prefix route"
+    );
+    // The route table, as --check-config prints it.
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "--check-config",
+            "--upstream",
+            &format!("a={}", d.addr),
+            "--route",
+            "prefix:/a/,a",
+        ])
+        .args(["--route", "version:v3,prefix:/a/b/,a", "--route", "version:v3,a"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "# routes, in precedence order:\n#   version:v3,prefix:/a/b/ -> a\n#   version:v3 -> a\n#   prefix:/a/ -> a\n#   (default) -> none: 404 no_route\n"
+        ),
+        "{text}"
+    );
+
+    // Only named pools, no default: a request no route matches gets 404.
+    let p = Proxy::start(&[
+        "--workers",
+        "1",
+        "--rate",
+        "0",
+        "--upstream",
+        &format!("billing={}", billing.addr),
+        "--route",
+        "prefix:/billing/,billing",
+    ]);
+    let mut c = p.connect();
+    assert_eq!(who(&mut c, "/billing/x", "application/json", None), "billing");
+    assert_eq!(who(&mut c, "/other", "application/json", None), "404 no_route");
+    // The connection stays usable after a 404.
+    assert_eq!(who(&mut c, "/billing/y", "application/json", None), "billing");
+}
+
+fn spread(balance: &str, n: usize) -> HashMap<String, usize> {
+    let ups = servers(&["s1", "s2", "s3"]);
+    let p = Proxy::start(&[
+        "--workers",
+        "1",
+        "--rate",
+        "0",
+        "--upstream",
+        &format!("api={}", list(&ups)),
+        "--route",
+        "prefix:/,api",
+        "--balance",
+        &format!("api={balance}"),
+    ]);
+    let mut counts = HashMap::new();
+    let mut clients: Vec<Client> = (0..4).map(|_| p.connect()).collect();
+    for i in 0..n {
+        *counts
+            .entry(who(&mut clients[i % 4], "/x", "application/json", None))
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+/// 3 000 requests over 3 servers: power of two choices and round robin within 10% of even.
+#[test]
+fn p2c_and_round_robin_spread_evenly() {
+    for balance in ["p2c", "round-robin"] {
+        let counts = spread(balance, 3000);
+        assert_eq!(counts.len(), 3, "{balance}: {counts:?}");
+        for (s, n) in &counts {
+            assert!((900..=1100).contains(n), "{balance}: {s} got {n} of 3000 ({counts:?})");
+        }
+    }
+}
+
+/// Hash balancing: one user always reaches one server; without one of the servers, only that server's users
+/// move.
+#[test]
+fn hash_keeps_users_and_moves_only_the_leavers() {
+    let ups = servers(&["s1", "s2", "s3"]);
+    let assign = |pool: &[&Upstream]| -> HashMap<String, String> {
+        let addrs = pool.iter().map(|u| u.addr.to_string()).collect::<Vec<_>>().join(",");
+        let p = Proxy::start(&[
+            "--workers",
+            "2",
+            "--rate",
+            "1000",
+            "--upstream",
+            &format!("api={addrs}"),
+            "--route",
+            "prefix:/,api",
+            "--balance",
+            "api=hash",
+        ]);
+        let mut out = HashMap::new();
+        for u in 0..300 {
+            let user = format!("user-{u}");
+            // Two requests on two connections (two workers may take them): the same server.
+            let a = who(&mut p.connect(), "/x", "application/json", Some(&user));
+            let b = who(&mut p.connect(), "/y", "application/json", Some(&user));
+            assert_eq!(a, b, "{user}");
+            out.insert(user, a);
+        }
+        out
+    };
+    let all = assign(&[&ups[0], &ups[1], &ups[2]]);
+    let per: Vec<usize> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|s| all.values().filter(|v| v == s).count())
+        .collect();
+    assert!(per.iter().all(|&n| n > 50), "{per:?}");
+    let without_s2 = assign(&[&ups[0], &ups[2]]);
+    for (user, before) in &all {
+        if before != "s2" {
+            assert_eq!(&without_s2[user], before, "{user} moved though its server stayed");
+        }
+    }
+}
+
+/// A server process the test can kill and start again on the same port.
+struct Named {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Named {
+    fn start(name: &str, port: u16) -> Named {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/named_server.py");
+        let mut cmd = Command::new("/usr/bin/python3");
+        die_with_test(&mut cmd);
+        let mut child = cmd
+            .args([script, name, &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().strip_prefix("listening on ").expect(&line).parse().unwrap();
+        Named {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One of three servers killed (SIGKILL) mid-load: every GET still gets a 200 (connect failures and
+/// connections reset before an answer are retried on another server), the dead server is ejected after
+/// --eject-after failures and gets no request while ejected. (That an ejection ends after --eject-time, and
+/// doubles when repeated, is checked with a moved clock in the unit tests of src/pool.rs.)
+#[test]
+fn failover_when_a_server_dies() {
+    let mut s = [Named::start("a", 0), Named::start("b", 0), Named::start("c", 0)];
+    let addrs = s.iter().map(|n| n.addr.to_string()).collect::<Vec<_>>().join(",");
+    let p = Proxy::start(&[
+        "--workers",
+        "2",
+        "--rate",
+        "0",
+        "--upstream",
+        &addrs,
+        "--eject-after",
+        "2",
+        "--eject-time",
+        "60s",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let mut clients: Vec<Client> = (0..4).map(|_| p.connect()).collect();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut bad = Vec::new();
+    for i in 0..600 {
+        if i == 200 {
+            s[1].kill();
+        }
+        let r = clients[i % 4].roundtrip(&get_as("/x", "application/json", None));
+        if r.status == 200 {
+            *seen.entry(String::from_utf8(r.body).unwrap()).or_insert(0) += 1;
+        } else {
+            bad.push(r.status);
+        }
+    }
+    assert!(bad.is_empty(), "non-2xx answers while a server died: {bad:?}");
+    let label = format!("{{pool=\"default\",server=\"{}\"}}", s[1].addr);
+    assert_eq!(
+        p.metric(&format!("portcullis_upstream_healthy{label}")),
+        Some(0.0),
+        "ejected"
+    );
+    assert!(
+        p.metric(&format!("portcullis_upstream_ejections_total{label}"))
+            .unwrap()
+            >= 1.0
+    );
+    // While ejected (60 s), the dead server is not tried: no new failure is counted for it, even once it
+    // listens again.
+    let failed_label = format!(
+        "portcullis_upstream_requests_total{{pool=\"default\",server=\"{}\",class=\"failed\"}}",
+        s[1].addr
+    );
+    let before = p.metric(&failed_label).unwrap();
+    assert!(before >= 2.0, "{before}");
+    s[1] = Named::start("b", s[1].addr.port());
+    for i in 0..60 {
+        let r = clients[i % 4].roundtrip(&get_as("/x", "application/json", None));
+        assert_eq!(r.status, 200);
+        assert_ne!(r.body, b"b", "an ejected server was sent a request");
+    }
+    assert_eq!(p.metric(&failed_label), Some(before));
+    assert!(seen["a"] > 100 && seen["c"] > 100, "{seen:?}");
+}
+
+/// A server that accepts and never answers: its requests time out (504, never retried: a timeout may mean
+/// the request is being processed) and it is ejected; the others keep answering.
+#[test]
+fn a_hanging_server_times_out_and_is_ejected() {
+    let good = Upstream::ok("good");
+    let hang = Upstream::start(|_| Action::Silent);
+    let p = Proxy::start(&[
+        "--workers",
+        "1",
+        "--rate",
+        "0",
+        "--upstream",
+        &format!("{},{}", good.addr, hang.addr),
+        "--balance",
+        "default=round-robin",
+        "--upstream-timeout",
+        "1s",
+        "--eject-after",
+        "2",
+        "--eject-time",
+        "60s",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let mut c = p.connect();
+        statuses.push(c.roundtrip(&get_as("/x", "application/json", None)).status);
+    }
+    assert_eq!(statuses.iter().filter(|&&s| s == 504).count(), 2, "{statuses:?}");
+    assert!(statuses.iter().all(|&s| s == 200 || s == 504), "{statuses:?}");
+    // Ejected after its second timeout: the rest all went to the good server.
+    let last: Vec<u16> = statuses.iter().rev().take(6).copied().collect();
+    assert!(last.iter().all(|&s| s == 200), "{statuses:?}");
+    let label = format!("{{pool=\"default\",server=\"{}\"}}", hang.addr);
+    assert_eq!(p.metric(&format!("portcullis_upstream_healthy{label}")), Some(0.0));
+}
