@@ -201,6 +201,11 @@ impl Chooser {
         }
     }
 
+    /// A number below `n` (Lemire's multiply-shift: no division).
+    fn below(&mut self, n: u64) -> u64 {
+        ((self.next() as u128 * n as u128) >> 64) as u64
+    }
+
     fn next(&mut self) -> u64 {
         // SplitMix64.
         self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -227,9 +232,30 @@ pub struct Pools {
     specs: Vec<PoolSpec>,
     /// Each pool's servers: a range of `servers`.
     ranges: Vec<core::ops::Range<usize>>,
+    /// Each pool's servers all have the same weight.
+    uniform: Vec<bool>,
     servers: Vec<Server>,
     pub routes: Routes,
     health: Health,
+}
+
+/// The set bits of `set`, lowest first.
+fn bits(mut set: u64) -> impl Iterator<Item = u32> {
+    std::iter::from_fn(move || {
+        (set != 0).then(|| {
+            let i = set.trailing_zeros();
+            set &= set - 1;
+            i
+        })
+    })
+}
+
+/// The position of the `n`-th (from 0) set bit of `set` (which has more than `n`).
+fn nth_bit(mut set: u64, n: u64) -> u32 {
+    for _ in 0..n {
+        set &= set - 1;
+    }
+    set.trailing_zeros()
 }
 
 /// Mixes a user key with a server's index (the same on every node: no per-process seed).
@@ -263,6 +289,10 @@ impl Pools {
             ranges.push(start..servers.len());
         }
         Pools {
+            uniform: specs
+                .iter()
+                .map(|p| p.servers.windows(2).all(|w| w[0].weight == w[1].weight))
+                .collect(),
             specs,
             ranges,
             servers,
@@ -281,6 +311,14 @@ impl Pools {
 
     pub fn is_empty(&self) -> bool {
         self.servers.is_empty()
+    }
+
+    /// The server of a pool of one (nothing to balance, and, alone, never ejected: see
+    /// `--eject-max-percent`), or `None` for a pool of several.
+    #[inline]
+    pub fn single(&self, pool: usize) -> Option<usize> {
+        let r = &self.ranges[pool];
+        (r.end - r.start == 1).then_some(r.start)
     }
 
     /// Whether `pool` balances by the user (its choice needs the request's user key).
@@ -302,98 +340,115 @@ impl Pools {
         self.servers[s].ejected_until.load(Relaxed) > now_ms
     }
 
+    #[inline(always)]
     fn outstanding(&self, s: usize) -> u64 {
-        self.servers[s].slots.iter().map(|x| x.outstanding.load(Relaxed)).sum()
+        let mut n = 0u64;
+        for slot in self.servers[s].slots.iter() {
+            n = n.wrapping_add(slot.outstanding.load(Relaxed));
+        }
+        n
     }
 
     /// Chooses a server of `pool` for a request of user `key`, not among `tried` (a bit per server of the
-    /// pool, in order).
+    /// pool, in order). One pass over the pool's servers (an atomic load each) makes a bit set of the usable
+    /// ones; the choice works on that set.
     pub fn pick(&self, pool: usize, key: u64, tried: u64, now_ms: u64, c: &mut Chooser) -> Pick {
         let range = self.ranges[pool].clone();
-        let n = range.len();
+        let (base, n) = (range.start, range.len());
+        let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         if n == 1 {
             // One server: nothing to balance (and, alone, it is never ejected: see `eject_max_percent`).
-            return if tried & 1 == 0 {
-                Pick::Server(range.start)
-            } else {
-                Pick::Exhausted
-            };
+            return if tried & 1 == 0 { Pick::Server(base) } else { Pick::Exhausted };
         }
-        let healthy = range.clone().filter(|&s| !self.ejected(s, now_ms)).count();
+        let mut ejected = 0u64;
+        for i in 0..n {
+            if self.servers[base + i].ejected_until.load(Relaxed) > now_ms {
+                ejected |= 1 << i;
+            }
+        }
+        let healthy = n - ejected.count_ones() as usize;
         let panic = healthy * 100 < self.health.panic_threshold as usize * n;
         if healthy == 0 && !panic {
             return Pick::NoHealthy;
         }
-        let usable = |s: usize| tried & (1u64 << ((s - range.start) & 63)) == 0 && (panic || !self.ejected(s, now_ms));
-        let candidates = range.clone().filter(|&s| usable(s)).count();
-        if candidates == 0 {
+        let usable = all & !tried & if panic { all } else { !ejected };
+        if usable == 0 {
             return Pick::Exhausted;
         }
+        let weight = |i: u32| self.servers[base + i as usize].spec.weight as u64;
         let pick = match self.specs[pool].balance {
             Balance::Hash => {
                 // Weighted rendezvous hashing: the server with the highest weight / -ln(u) for u drawn from
                 // hash(key, server) keeps the user; removing a server moves only the users it had.
-                range
-                    .clone()
-                    .filter(|&s| usable(s))
-                    .map(|s| {
-                        let h = mix(key, self.servers[s].id);
+                bits(usable)
+                    .map(|i| {
+                        let h = mix(key, self.servers[base + i as usize].id);
                         let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-                        (self.servers[s].spec.weight as f64 / -u.ln(), s)
+                        (weight(i) as f64 / -u.ln(), i)
                     })
                     .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .map(|(_, s)| s)
+                    .map(|(_, i)| i)
             }
             Balance::RoundRobin => {
                 // Smooth weighted round robin (nginx): every usable server gains its weight, the largest is
                 // chosen and loses the total.
                 let mut total = 0i64;
-                let mut best: Option<usize> = None;
-                for s in range.clone().filter(|&s| usable(s)) {
-                    let w = self.servers[s].spec.weight as i64;
-                    c.current[s] += w;
-                    total += w;
-                    if best.is_none_or(|b| c.current[s] > c.current[b]) {
-                        best = Some(s);
+                let mut best: Option<u32> = None;
+                for i in bits(usable) {
+                    let s = base + i as usize;
+                    c.current[s] += weight(i) as i64;
+                    total += weight(i) as i64;
+                    if best.is_none_or(|b| c.current[s] > c.current[base + b as usize]) {
+                        best = Some(i);
                     }
                 }
                 if let Some(b) = best {
-                    c.current[b] -= total;
+                    c.current[base + b as usize] -= total;
                 }
                 best
+            }
+            Balance::P2c if self.uniform[pool] => {
+                // Equal weights (the usual case): two distinct usable servers drawn uniformly (a multiply,
+                // not a division), the one with fewer outstanding requests wins.
+                let count = usable.count_ones() as u64;
+                let a = nth_bit(usable, c.below(count));
+                if count == 1 {
+                    Some(a)
+                } else {
+                    let b = nth_bit(usable & !(1 << a), c.below(count - 1));
+                    let (la, lb) = (self.outstanding(base + a as usize), self.outstanding(base + b as usize));
+                    Some(if lb < la { b } else { a })
+                }
             }
             Balance::P2c => {
                 // Two distinct usable servers drawn by weight; the one with fewer outstanding requests per
                 // unit of weight wins.
-                let total: u64 = range
-                    .clone()
-                    .filter(|&s| usable(s))
-                    .map(|s| self.servers[s].spec.weight as u64)
-                    .sum();
-                let draw = |c: &mut Chooser, skip: Option<usize>| {
-                    let skip_w = skip.map_or(0, |s| self.servers[s].spec.weight as u64);
-                    let mut r = c.next() % (total - skip_w).max(1);
-                    for s in range.clone().filter(|&s| usable(s) && Some(s) != skip) {
-                        let w = self.servers[s].spec.weight as u64;
-                        if r < w {
-                            return Some(s);
+                let draw = |c: &mut Chooser, set: u64| -> Option<u32> {
+                    let total: u64 = bits(set).map(weight).sum();
+                    let mut r = c.next() % total.max(1);
+                    for i in bits(set) {
+                        if r < weight(i) {
+                            return Some(i);
                         }
-                        r -= w;
+                        r -= weight(i);
                     }
                     None
                 };
-                let a = draw(c, None);
-                let b = if candidates > 1 { draw(c, a) } else { None };
+                let a = draw(c, usable);
+                let b = a.and_then(|a| {
+                    let rest = usable & !(1 << a);
+                    (rest != 0).then(|| draw(c, rest)).flatten()
+                });
                 match (a, b) {
                     (Some(a), Some(b)) => {
-                        let load = |s: usize| (self.outstanding(s) + 1) * 1000 / self.servers[s].spec.weight as u64;
+                        let load = |i: u32| (self.outstanding(base + i as usize) + 1) * 1000 / weight(i);
                         Some(if load(b) < load(a) { b } else { a })
                     }
                     (a, _) => a,
                 }
             }
         };
-        pick.map_or(Pick::Exhausted, Pick::Server)
+        pick.map_or(Pick::Exhausted, |i| Pick::Server(base + i as usize))
     }
 
     /// The bit of `server` in a `tried` set of its pool.
@@ -408,6 +463,7 @@ impl Pools {
         self.ejected(server, now_ms)
     }
 
+    #[inline]
     pub fn attached(&self, server: usize, worker: usize) {
         let c = &self.servers[server].slots[worker].outstanding;
         c.store(c.load(Relaxed) + 1, Relaxed);
@@ -415,11 +471,12 @@ impl Pools {
 
     /// `worker`'s request to `server` ended as `outcome`: counted, and its health updated (a failure or a
     /// 502/503/504 answer counts towards an ejection; any other answer clears the failures).
+    #[inline]
     pub fn released(&self, server: usize, worker: usize, outcome: Option<Outcome>, now_ms: u64) {
         let s = &self.servers[server];
         let slot = &s.slots[worker];
         slot.outstanding
-            .store(slot.outstanding.load(Relaxed).saturating_sub(1), Relaxed);
+            .store(slot.outstanding.load(Relaxed).wrapping_sub(1), Relaxed);
         let Some(outcome) = outcome else {
             return;
         };
@@ -428,8 +485,8 @@ impl Pools {
             _ => 5,
         };
         slot.requests[class].store(slot.requests[class].load(Relaxed) + 1, Relaxed);
-        let failed = matches!(outcome, Outcome::Failed | Outcome::Status(502..=504));
-        if !failed {
+        if !matches!(outcome, Outcome::Failed | Outcome::Status(502..=504)) {
+            // The common case: nothing to clear unless the server had failed before.
             if s.failures.load(Relaxed) != 0 {
                 s.failures.store(0, Relaxed);
             }
@@ -438,6 +495,13 @@ impl Pools {
             }
             return;
         }
+        self.failed(server, now_ms);
+    }
+
+    /// A failure of `server`: counted, and it is ejected at `--eject-after` in a row.
+    #[cold]
+    fn failed(&self, server: usize, now_ms: u64) {
+        let s = &self.servers[server];
         let n = s.failures.fetch_add(1, Relaxed) + 1;
         if n >= self.health.eject_after && !self.ejected(server, now_ms) {
             self.eject(server, now_ms);

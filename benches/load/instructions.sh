@@ -5,6 +5,8 @@
 #
 #   A_BIN=./target/release/portcullis B_BIN=/tmp/old-portcullis SCRIPT=benches/load/users-pre.lua \
 #     ARGS="--rate 10 --ip-rate 10000000 --ip-burst 10000000" bash benches/load/instructions.sh
+#   UPSTREAMS=3: the upstream is a pool of three servers (the same nginx on 127.0.0.1, .2 and .3), balanced
+#   by the pool's default (p2c);
 #   (DURATION=10 CONNS=16 ROUNDS=3 by default; each binary runs under callgrind, warmed up for 2 s, then its
 #   counters are zeroed, wrk runs DURATION seconds, and the count is read; prints instructions per request per
 #   round, the medians and the ratio A/B)
@@ -24,6 +26,14 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep
 trap cleanup EXIT
 UP=$(free_port)
 ok_upstream_conf "$work" "$UP" 4096
+UPSTREAMS=${UPSTREAMS:-1}
+UPSTREAM="127.0.0.1:$UP"
+if [ "$UPSTREAMS" -gt 1 ]; then
+  for i in $(seq 2 "$UPSTREAMS"); do
+    sed -i "s|listen 127.0.0.1:$UP backlog=4096;|& listen 127.0.0.$i:$UP;|" "$work/nginx.conf"
+    UPSTREAM="$UPSTREAM,127.0.0.$i:$UP"
+  done
+fi
 nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
 wait_port "$UP"
 script_arg=(); [ -n "$SCRIPT" ] && script_arg=(-s "$SCRIPT")
@@ -33,7 +43,7 @@ measure() {
   port=$(free_port)
   # shellcheck disable=SC2086
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
-    "$bin" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$UP" --workers 1 $ARGS 2>/dev/null &
+    "$bin" --listen "127.0.0.1:$port" --upstream "$UPSTREAM" --workers 1 $ARGS 2>/dev/null &
   pid=$!
   for _ in $(seq 600); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
   wrk -t1 -c"$CONNS" -d2s "${script_arg[@]}" "http://127.0.0.1:$port/" >/dev/null

@@ -786,13 +786,19 @@ impl Connection {
         }
         if verdict.is_ok() {
             // The route: by the API version the Accept rule matched, and the path.
-            let version = self
-                .ex
-                .decision
-                .api_version
-                .and_then(|i| cx.rules.policy.accept.get(i))
-                .map(|t| t.version.as_str());
-            match cx.pools.routes.route(version, path_of(head.target.as_bytes())) {
+            let routes = &cx.pools.routes;
+            let pool = if routes.trivial() {
+                routes.default
+            } else {
+                let version = self
+                    .ex
+                    .decision
+                    .api_version
+                    .and_then(|i| cx.rules.policy.accept.get(i))
+                    .map(|t| t.version.as_str());
+                routes.route(version, path_of(head.target.as_bytes()))
+            };
+            match pool {
                 Some(p) => self.ex.pool = p as u16,
                 None => verdict = Err(Reason::NoRoute),
             }

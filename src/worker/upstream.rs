@@ -54,11 +54,18 @@ impl Worker {
         }
         let pools = &self.shared.pools;
         let pool = c.conn.pool();
-        let user = if pools.by_user(pool) { c.conn.user_hash() } else { 0 };
-        let server = match pools.pick(pool, user, c.tried, self.wall_ms, &mut self.chooser) {
-            Pick::Server(s) => s,
-            Pick::NoHealthy => return Attach::NoHealthy,
-            Pick::Exhausted => return Attach::Failed,
+        let server = match pools.single(pool) {
+            // A pool of one server: nothing to choose; a retry goes to it again (on a fresh connection: after a
+            // stale pooled one, that is the right retry; after a failure, `--retries` bounds the attempts).
+            Some(s) => s,
+            None => {
+                let user = if pools.by_user(pool) { c.conn.user_hash() } else { 0 };
+                match pools.pick(pool, user, c.tried, self.wall_ms, &mut self.chooser) {
+                    Pick::Server(s) => s,
+                    Pick::NoHealthy => return Attach::NoHealthy,
+                    Pick::Exhausted => return Attach::Failed,
+                }
+            }
         };
         c.server = Some(server as u32);
         c.conn.upstream_server(server);
