@@ -21,6 +21,7 @@ pub mod config;
 pub mod config_file;
 pub mod echo;
 pub mod guard;
+pub mod health;
 pub mod http;
 pub mod inherit;
 #[cfg(feature = "tower")]

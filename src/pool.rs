@@ -56,6 +56,8 @@ pub struct PoolSpec {
     pub name: String,
     pub servers: Vec<ServerSpec>,
     pub balance: Balance,
+    /// `--health NAME=/path`: the path its servers are checked on (None: passive health only).
+    pub health: Option<String>,
 }
 
 /// Passive health and the panic threshold.
@@ -163,6 +165,11 @@ struct Server {
     ejected_until: AtomicU64,
     /// Ejections so far in a row (each doubles the next one's length); cleared by a success.
     ejections: AtomicU32,
+    /// Active health (`--health`): down after `--health-fall` failed checks in a row, up again after
+    /// `--health-rise` passed ones; the counts of the current run.
+    down: std::sync::atomic::AtomicBool,
+    checks_passed: AtomicU32,
+    checks_failed: AtomicU32,
     ejections_total: AtomicU64,
     /// Per worker: outstanding requests and requests by status class (1xx..5xx, then failures without one).
     slots: Box<[Slot]>,
@@ -282,6 +289,9 @@ impl Pools {
                     failures: AtomicU32::new(0),
                     ejected_until: AtomicU64::new(0),
                     ejections: AtomicU32::new(0),
+                    down: std::sync::atomic::AtomicBool::new(false),
+                    checks_passed: AtomicU32::new(0),
+                    checks_failed: AtomicU32::new(0),
                     ejections_total: AtomicU64::new(0),
                     slots: (0..workers.max(1)).map(|_| Slot::default()).collect(),
                 });
@@ -318,7 +328,7 @@ impl Pools {
     #[inline]
     pub fn single(&self, pool: usize) -> Option<usize> {
         let r = &self.ranges[pool];
-        (r.end - r.start == 1).then_some(r.start)
+        (r.end - r.start == 1 && self.specs[pool].health.is_none()).then_some(r.start)
     }
 
     /// Whether `pool` balances by the user (its choice needs the request's user key).
@@ -336,8 +346,43 @@ impl Pools {
         (&self.specs[s.pool].name, &s.spec.name)
     }
 
+    /// Not taking requests: ejected (passive health) or down (active health).
     fn ejected(&self, s: usize, now_ms: u64) -> bool {
-        self.servers[s].ejected_until.load(Relaxed) > now_ms
+        let s = &self.servers[s];
+        s.ejected_until.load(Relaxed) > now_ms || s.down.load(Relaxed)
+    }
+
+    /// The result of an active check of `server` (`--health`): `rise` passes in a row bring a server that
+    /// is down back (and end a passive ejection early), `fall` failures in a row take it down.
+    pub fn checked(&self, server: usize, passed: bool, rise: u32, fall: u32) {
+        let s = &self.servers[server];
+        if passed {
+            s.checks_failed.store(0, Relaxed);
+            let n = s.checks_passed.fetch_add(1, Relaxed) + 1;
+            if n >= rise {
+                s.down.store(false, Relaxed);
+                if s.ejected_until.load(Relaxed) != 0 {
+                    s.ejected_until.store(0, Relaxed);
+                    s.failures.store(0, Relaxed);
+                }
+            }
+        } else {
+            s.checks_passed.store(0, Relaxed);
+            let n = s.checks_failed.fetch_add(1, Relaxed) + 1;
+            if n >= fall {
+                s.down.store(true, Relaxed);
+            }
+        }
+    }
+
+    /// Whether active checks have taken `server` out.
+    pub fn is_down(&self, server: usize) -> bool {
+        self.servers[server].down.load(Relaxed)
+    }
+
+    /// The servers of `pool` (global indexes).
+    pub fn servers_of(&self, pool: usize) -> core::ops::Range<usize> {
+        self.ranges[pool].clone()
     }
 
     #[inline(always)]
@@ -357,12 +402,19 @@ impl Pools {
         let (base, n) = (range.start, range.len());
         let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         if n == 1 {
-            // One server: nothing to balance (and, alone, it is never ejected: see `eject_max_percent`).
-            return if tried & 1 == 0 { Pick::Server(base) } else { Pick::Exhausted };
+            // One server: nothing to balance (and, alone, it is never ejected: see `eject_max_percent`; active
+            // checks may take it down: then the panic threshold decides).
+            return if self.ejected(base, now_ms) && self.health.panic_threshold == 0 {
+                Pick::NoHealthy
+            } else if tried & 1 == 0 {
+                Pick::Server(base)
+            } else {
+                Pick::Exhausted
+            };
         }
         let mut ejected = 0u64;
         for i in 0..n {
-            if self.servers[base + i].ejected_until.load(Relaxed) > now_ms {
+            if self.ejected(base + i, now_ms) {
                 ejected |= 1 << i;
             }
         }
@@ -579,6 +631,7 @@ mod tests {
                 name: "p".into(),
                 servers,
                 balance,
+                health: None,
             }],
             Routes::new(Vec::new(), Some(0)),
             health,
@@ -732,6 +785,35 @@ mod tests {
             p.released(0, 0, Some(Outcome::Failed), 0);
         }
         assert_eq!(p.pick(0, 0, 0, 1, &mut c), Pick::Server(0));
+    }
+
+    #[test]
+    fn active_checks_take_servers_down_and_bring_them_back() {
+        let p = pools(Balance::RoundRobin, 3, health());
+        let mut c = Chooser::new(1, &p);
+        // Two failed checks of three (fall 3): still up.
+        p.checked(1, false, 2, 3);
+        p.checked(1, false, 2, 3);
+        assert!(!p.is_ejected(1, 0));
+        p.checked(1, false, 2, 3);
+        assert!(p.is_ejected(1, 0));
+        for _ in 0..30 {
+            assert_ne!(server(p.pick(0, 0, 0, 0, &mut c)), 1);
+        }
+        // One pass of two (rise 2): still down; a failure restarts the count.
+        p.checked(1, true, 2, 3);
+        p.checked(1, false, 2, 3);
+        p.checked(1, true, 2, 3);
+        assert!(p.is_ejected(1, 0));
+        p.checked(1, true, 2, 3);
+        assert!(!p.is_ejected(1, 0));
+        // Passing checks end a passive ejection early.
+        p.released(2, 0, Some(Outcome::Failed), 0);
+        p.released(2, 0, Some(Outcome::Failed), 0);
+        assert!(p.is_ejected(2, 1));
+        p.checked(2, true, 2, 3);
+        p.checked(2, true, 2, 3);
+        assert!(!p.is_ejected(2, 1));
     }
 
     #[test]

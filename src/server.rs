@@ -372,6 +372,7 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
                 weight: 1,
             }],
             balance: crate::pool::Balance::P2c,
+            health: None,
         });
     }
     // Named in the start-up line and sent as Host for HTTP/1.0 requests without one.
@@ -472,6 +473,11 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
         let bound = crate::admin::serve_on(listener, shared.admin_handle())?;
         crate::info!("admin listening on {bound}");
     }
+    crate::health::start(
+        shared.pools.clone(),
+        shared.config.upstreams.checks,
+        shared.shutdown.clone(),
+    )?;
     let mut wakers = Vec::new();
     let mut threads = Vec::new();
     for (id, (plain, tls)) in plain.into_iter().zip(tls_listeners).enumerate() {

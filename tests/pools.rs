@@ -347,3 +347,61 @@ fn a_hanging_server_times_out_and_is_ejected() {
     let label = format!("{{pool=\"default\",server=\"{}\"}}", hang.addr);
     assert_eq!(p.metric(&format!("portcullis_upstream_healthy{label}")), Some(0.0));
 }
+
+/// Active health (`--health`): a server that stops answering its checks is taken out after
+/// --health-fall failed checks (no client request is needed to find out), and is back after --health-rise
+/// passed ones once it answers again.
+#[test]
+fn active_checks_take_a_dead_server_out_and_bring_it_back() {
+    let mut s = [Named::start("a", 0), Named::start("b", 0)];
+    let addrs = s.iter().map(|n| n.addr.to_string()).collect::<Vec<_>>().join(",");
+    let p = Proxy::start(&[
+        "--workers",
+        "1",
+        "--rate",
+        "0",
+        "--upstream",
+        &format!("api={addrs}"),
+        "--route",
+        "prefix:/,api",
+        "--balance",
+        "api=round-robin",
+        "--health",
+        "api=/healthz",
+        "--health-interval",
+        "100ms",
+        "--health-timeout",
+        "500ms",
+        "--health-rise",
+        "2",
+        "--health-fall",
+        "2",
+        "--panic-threshold",
+        "0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let label = format!("portcullis_upstream_healthy{{pool=\"api\",server=\"{}\"}}", s[1].addr);
+    assert_eq!(p.metric(&label), Some(1.0));
+    s[1].kill();
+    p.wait_metric(&label, 0.0);
+    let failed_label = format!(
+        "portcullis_upstream_requests_total{{pool=\"api\",server=\"{}\",class=\"failed\"}}",
+        s[1].addr
+    );
+    assert_eq!(
+        p.metric(&failed_label),
+        Some(0.0),
+        "taken out before any request failed"
+    );
+    let mut c = p.connect();
+    for _ in 0..10 {
+        assert_eq!(who(&mut c, "/x", "application/json", None), "a");
+    }
+    s[1] = Named::start("b", s[1].addr.port());
+    p.wait_metric(&label, 1.0);
+    let names: Vec<String> = (0..4).map(|_| who(&mut c, "/x", "application/json", None)).collect();
+    assert!(names.contains(&"b".to_string()), "{names:?}");
+    assert_eq!(p.metric(&failed_label), Some(0.0));
+    assert!(p.log.lock().unwrap().contains(": out"), "the change is logged");
+}

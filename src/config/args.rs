@@ -100,6 +100,27 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_BALANCE")]
     pub balance: Vec<String>,
 
+    /// Check a pool's servers actively (repeatable): NAME=/path, a GET every --health-interval; any 2xx
+    /// passes.
+    #[arg(long, env = "PORTCULLIS_HEALTH")]
+    pub health: Vec<String>,
+
+    /// How often each checked server is checked.
+    #[arg(long, env = "PORTCULLIS_HEALTH_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub health_interval: Duration,
+
+    /// A check not answered within this fails.
+    #[arg(long, env = "PORTCULLIS_HEALTH_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub health_timeout: Duration,
+
+    /// Passed checks in a row that bring a server back (and end a passive ejection early).
+    #[arg(long, env = "PORTCULLIS_HEALTH_RISE", default_value_t = 2)]
+    pub health_rise: u32,
+
+    /// Failed checks in a row that take a server out.
+    #[arg(long, env = "PORTCULLIS_HEALTH_FALL", default_value_t = 3)]
+    pub health_fall: u32,
+
     /// Consecutive failures (connect failures, timeouts, 502/503/504 answers) that eject a server.
     #[arg(long, env = "PORTCULLIS_EJECT_AFTER", default_value_t = 5)]
     pub eject_after: u32,

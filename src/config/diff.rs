@@ -37,6 +37,8 @@ pub enum RestartOnly {
     EjectMaxPercent,
     PanicThreshold,
     Retries,
+    Health,
+    HealthChecks,
     Workers,
     MaxHead,
     MaxHeaders,
@@ -70,7 +72,7 @@ pub enum RestartOnly {
 
 impl RestartOnly {
     /// Every variant, in the order [`Config::describe`] lists the settings.
-    pub const ALL: [RestartOnly; 53] = {
+    pub const ALL: [RestartOnly; 55] = {
         use RestartOnly::*;
         [
             Listen,
@@ -97,6 +99,8 @@ impl RestartOnly {
             EjectMaxPercent,
             PanicThreshold,
             Retries,
+            Health,
+            HealthChecks,
             Workers,
             MaxHead,
             MaxHeaders,
@@ -157,6 +161,8 @@ impl RestartOnly {
             EjectMaxPercent => "eject-max-percent",
             PanicThreshold => "panic-threshold",
             Retries => "retries",
+            Health => "health",
+            HealthChecks => "health-interval",
             Workers => "workers",
             MaxHead => "max-head",
             MaxHeaders => "max-headers",
@@ -301,6 +307,12 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
             upstreams.health.panic_threshold != new.upstreams.health.panic_threshold,
         ),
         (Retries, upstreams.retries != new.upstreams.retries),
+        (
+            Health,
+            upstreams.pools.iter().map(|p| &p.health).collect::<Vec<_>>()
+                != new.upstreams.pools.iter().map(|p| &p.health).collect::<Vec<_>>(),
+        ),
+        (HealthChecks, upstreams.checks != new.upstreams.checks),
         (Workers, *workers != new.workers),
         (MaxHead, *max_head != nl.max_head),
         (MaxHeaders, *max_headers != nl.max_headers),

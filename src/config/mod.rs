@@ -19,5 +19,5 @@ pub use diff::{restart_only_changes, RestartOnly};
 /// The HTTP layer's size limits: owned by `http` (a pure layer imports nothing of the configuration), built here.
 pub use schema::Limits;
 pub use schema::{Config, ProxyProtocol, RateConfig, Secret, Timeouts, TlsConfig};
-pub use upstreams::Upstreams;
+pub use upstreams::{Checks, Upstreams};
 pub use validate::{parse_duration, parse_size, read_secret, MIN_SECRET};

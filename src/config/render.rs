@@ -146,6 +146,19 @@ impl Config {
             ("eject-max-percent", self.upstreams.health.eject_max_percent.to_string()),
             ("panic-threshold", self.upstreams.health.panic_threshold.to_string()),
             ("retries", self.upstreams.retries.to_string()),
+            (
+                "health",
+                list(
+                    self.upstreams
+                        .pools
+                        .iter()
+                        .filter_map(|p| p.health.as_ref().map(|h| format!("{}={h}", p.name))),
+                ),
+            ),
+            ("health-interval", d(self.upstreams.checks.interval)),
+            ("health-timeout", d(self.upstreams.checks.timeout)),
+            ("health-rise", self.upstreams.checks.rise.to_string()),
+            ("health-fall", self.upstreams.checks.fall.to_string()),
             ("workers", self.workers.to_string()),
             ("max-head", self.limits.max_head.to_string()),
             ("max-headers", self.limits.max_headers.to_string()),

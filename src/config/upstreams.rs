@@ -14,6 +14,18 @@ pub struct Upstreams {
     pub routes: Routes,
     pub health: Health,
     pub retries: u32,
+    /// `--health-interval`, `--health-timeout`, `--health-rise`, `--health-fall` (for the pools with a
+    /// `--health` path).
+    pub checks: Checks,
+}
+
+/// How the active health checks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checks {
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+    pub rise: u32,
+    pub fall: u32,
 }
 
 impl Upstreams {
@@ -82,6 +94,7 @@ pub fn upstreams(a: &Args) -> Result<Upstreams, String> {
                     name: name.to_string(),
                     servers: Vec::new(),
                     balance: Balance::P2c,
+                    health: None,
                 });
                 current = Some(pools.len() - 1);
                 addr.trim()
@@ -95,6 +108,7 @@ pub fn upstreams(a: &Args) -> Result<Upstreams, String> {
                     name: "default".into(),
                     servers: Vec::new(),
                     balance: Balance::P2c,
+                    health: None,
                 });
                 current = Some(pools.len() - 1);
                 pools.len() - 1
@@ -124,6 +138,20 @@ pub fn upstreams(a: &Args) -> Result<Upstreams, String> {
         };
         let p = pool_of(&pools, name.trim(), "--balance")?;
         pools[p].balance = Balance::parse(mode).map_err(|e| format!("--balance {name}: {e}"))?;
+    }
+    for item in items(&a.health) {
+        let Some((name, path)) = item.split_once('=') else {
+            return Err(format!("--health {item:?}: give NAME=/path"));
+        };
+        let p = pool_of(&pools, name.trim(), "--health")?;
+        let path = path.trim();
+        if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!("--health {item:?}: the path starts with / and has no spaces"));
+        }
+        pools[p].health = Some(path.to_string());
+    }
+    if a.health_rise == 0 || a.health_fall == 0 || a.health_interval.is_zero() || a.health_timeout.is_zero() {
+        return Err("--health-rise, --health-fall, --health-interval and --health-timeout must be above 0".into());
     }
     // A route is `version:V` and/or `prefix:/P`, ended by its pool's name.
     let mut routes = Vec::new();
@@ -185,6 +213,12 @@ pub fn upstreams(a: &Args) -> Result<Upstreams, String> {
             panic_threshold: a.panic_threshold,
         },
         retries: a.retries,
+        checks: Checks {
+            interval: a.health_interval,
+            timeout: a.health_timeout,
+            rise: a.health_rise,
+            fall: a.health_fall,
+        },
     })
 }
 

@@ -83,6 +83,7 @@ fn pump_pools(config: &Config) -> portcullis::pool::Pools {
                 weight: 1,
             }],
             balance: Balance::P2c,
+            health: None,
         });
     }
     Pools::new(specs, u.routes.clone(), u.health, 1)

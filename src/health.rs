@@ -1,0 +1,99 @@
+//! Active health checks (`--health NAME=/path`): one thread, never a request worker, checks every server of
+//! each checked pool every `--health-interval` with a plain `GET path` (any 2xx passes, within
+//! `--health-timeout`), starting at once, and reports each result to the shared pool state
+//! (`Pools::checked`), which takes a server out after `--health-fall` failures in a row and brings it back
+//! after `--health-rise` passes.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Checks;
+use crate::pool::Pools;
+
+/// Starts the health thread if some pool is checked.
+pub fn start(pools: Arc<Pools>, checks: Checks, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    let targets: Vec<(usize, SocketAddr, String, String)> = pools
+        .specs()
+        .iter()
+        .enumerate()
+        .filter_map(|(p, spec)| spec.health.clone().map(|path| (p, path)))
+        .flat_map(|(p, path)| {
+            let pools = &pools;
+            pools.servers_of(p).map(move |s| {
+                let (_, name) = pools.names(s);
+                (s, pools.addr(s), name.to_string(), path.clone())
+            })
+        })
+        .collect();
+    if targets.is_empty() {
+        return Ok(());
+    }
+    std::thread::Builder::new().name("health".into()).spawn(move || {
+        let mut down = vec![false; targets.len()];
+        while !stop.load(Ordering::Relaxed) {
+            let round = Instant::now();
+            for (i, (server, addr, name, path)) in targets.iter().enumerate() {
+                let passed = check(*addr, name, path, checks.timeout);
+                pools.checked(*server, passed, checks.rise, checks.fall);
+                let now_down = pools.is_down(*server);
+                if now_down != down[i] {
+                    down[i] = now_down;
+                    if now_down {
+                        crate::warn!(
+                            "upstream {name}: {} health checks of {path} failed in a row: out",
+                            checks.fall
+                        );
+                    } else {
+                        crate::info!("upstream {name}: {} health checks of {path} passed: back", checks.rise);
+                    }
+                }
+            }
+            // The next round an interval after this one began (a slow round starts the next at once).
+            while round.elapsed() < checks.interval && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(
+                    (checks.interval - round.elapsed().min(checks.interval)).min(Duration::from_millis(100)),
+                );
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// One check: `GET path` on a new connection; passes on a 2xx status line within `timeout` in all.
+fn check(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    let _ = s.set_write_timeout(Some(left()));
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: portcullis-health\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 16];
+    let mut n = 0;
+    while n < 12 {
+        if Instant::now() >= deadline || s.set_read_timeout(Some(left())).is_err() {
+            return false;
+        }
+        match s.read(&mut head[n..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(k) => n += k,
+        }
+    }
+    // "HTTP/1.x 2xx"
+    head.starts_with(b"HTTP/1.")
+        && head[8] == b' '
+        && head[9] == b'2'
+        && head[10].is_ascii_digit()
+        && head[11].is_ascii_digit()
+}
