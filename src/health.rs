@@ -62,6 +62,43 @@ pub fn start(pools: Arc<Pools>, checks: Checks, stop: Arc<AtomicBool>) -> std::i
     Ok(())
 }
 
+/// Starts the thread that resolves the servers given by name again every `every` (`--dns-refresh`), if
+/// there are any and it is not 0. A change is logged; a failure once, until the name resolves again.
+pub fn start_dns(pools: Arc<Pools>, every: Duration, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    use std::net::ToSocketAddrs;
+    let named = (0..pools.len()).any(|s| pools.names(s).1.parse::<SocketAddr>().is_err());
+    if every.is_zero() || !named {
+        return Ok(());
+    }
+    std::thread::Builder::new().name("dns".into()).spawn(move || {
+        let mut failing = std::collections::HashSet::new();
+        loop {
+            let start = Instant::now();
+            while start.elapsed() < every {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep((every - start.elapsed().min(every)).min(Duration::from_millis(100)));
+            }
+            let events = pools.refresh(|name| name.to_socket_addrs().map(|a| a.collect()).map_err(|e| e.to_string()));
+            let mut still = std::collections::HashSet::new();
+            for (name, r) in events {
+                match r {
+                    Ok(addr) => crate::info!("upstream {name}: now resolves to {addr}"),
+                    Err(e) => {
+                        if !failing.contains(&name) {
+                            crate::warn!("upstream {name}: resolving failed ({e}); keeping its last address");
+                        }
+                        still.insert(name);
+                    }
+                }
+            }
+            failing = still;
+        }
+    })?;
+    Ok(())
+}
+
 /// One check: `GET path` on a new connection; passes on a 2xx status line within `timeout` in all.
 fn check(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;

@@ -155,6 +155,9 @@ impl Routes {
 /// A server's state shared by every worker.
 struct Server {
     spec: ServerSpec,
+    /// Where it is now: `spec.addr` at start, then as `--dns-refresh` last resolved its name (read at each
+    /// new connection, never per request).
+    addr: std::sync::Mutex<SocketAddr>,
     pool: usize,
     /// A hash of the server's name: its identity for `hash` balancing (not its position, so that removing
     /// one server moves no other server's users), the same on every node.
@@ -281,6 +284,7 @@ impl Pools {
             let start = servers.len();
             for s in &spec.servers {
                 servers.push(Server {
+                    addr: std::sync::Mutex::new(s.addr),
                     spec: s.clone(),
                     pool: p,
                     id: s.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -337,7 +341,7 @@ impl Pools {
     }
 
     pub fn addr(&self, server: usize) -> SocketAddr {
-        self.servers[server].spec.addr
+        *self.servers[server].addr.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// (pool name, server name) of a server.
@@ -373,6 +377,35 @@ impl Pools {
                 s.down.store(true, Relaxed);
             }
         }
+    }
+
+    /// Re-resolves every server given by name with `resolve` (the system resolver in the binary): a new
+    /// answer's first address replaces the old one (connections made from then on use it); a failed or empty
+    /// answer keeps the last good address. Returns what changed and what failed, for the log: (server name,
+    /// `Ok(new address)` or `Err(why)`).
+    pub fn refresh(
+        &self,
+        resolve: impl Fn(&str) -> Result<Vec<SocketAddr>, String>,
+    ) -> Vec<(String, Result<SocketAddr, String>)> {
+        let mut events = Vec::new();
+        for s in &self.servers {
+            if s.spec.name.parse::<SocketAddr>().is_ok() {
+                continue;
+            }
+            let mut addr = s.addr.lock().unwrap_or_else(|e| e.into_inner());
+            match resolve(&s.spec.name) {
+                Ok(list) => match list.first() {
+                    Some(&new) if new != *addr && !list.contains(&addr) => {
+                        *addr = new;
+                        events.push((s.spec.name.clone(), Ok(new)));
+                    }
+                    Some(_) => {}
+                    None => events.push((s.spec.name.clone(), Err("no address".into()))),
+                },
+                Err(e) => events.push((s.spec.name.clone(), Err(e))),
+            }
+        }
+        events
     }
 
     /// Whether active checks have taken `server` out.
@@ -814,6 +847,47 @@ mod tests {
         p.checked(2, true, 2, 3);
         p.checked(2, true, 2, 3);
         assert!(!p.is_ejected(2, 1));
+    }
+
+    #[test]
+    fn dns_refresh_follows_changes_and_keeps_the_last_good_address() {
+        let spec = |name: &str, port| ServerSpec {
+            addr: SocketAddr::from(([10, 0, 0, 1], port)),
+            name: name.into(),
+            weight: 1,
+        };
+        let p = Pools::new(
+            vec![PoolSpec {
+                name: "p".into(),
+                servers: vec![spec("api.internal:80", 80), spec("10.0.0.9:81", 81)],
+                balance: Balance::P2c,
+                health: None,
+            }],
+            Routes::new(Vec::new(), Some(0)),
+            health(),
+            1,
+        );
+        let answer = std::cell::RefCell::new(Ok(vec![SocketAddr::from(([10, 0, 0, 2], 80))]));
+        let resolve = |name: &str| {
+            assert_eq!(name, "api.internal:80", "an address is never resolved");
+            answer.borrow().clone()
+        };
+        assert_eq!(
+            p.refresh(resolve),
+            [("api.internal:80".to_string(), Ok("10.0.0.2:80".parse().unwrap()))]
+        );
+        assert_eq!(p.addr(0), "10.0.0.2:80".parse().unwrap());
+        // The same answer (or one that still lists the current address): nothing changes.
+        assert!(p.refresh(resolve).is_empty());
+        *answer.borrow_mut() = Ok(vec!["10.0.0.7:80".parse().unwrap(), "10.0.0.2:80".parse().unwrap()]);
+        assert!(p.refresh(resolve).is_empty());
+        // Failed or empty answers keep the last good address.
+        *answer.borrow_mut() = Err("timed out".into());
+        assert_eq!(p.refresh(resolve)[0].1, Err("timed out".to_string()));
+        *answer.borrow_mut() = Ok(Vec::new());
+        assert!(p.refresh(resolve)[0].1.is_err());
+        assert_eq!(p.addr(0), "10.0.0.2:80".parse().unwrap());
+        assert_eq!(p.addr(1), "10.0.0.1:81".parse().unwrap());
     }
 
     #[test]

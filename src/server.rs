@@ -478,6 +478,11 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
         shared.config.upstreams.checks,
         shared.shutdown.clone(),
     )?;
+    crate::health::start_dns(
+        shared.pools.clone(),
+        shared.config.upstreams.dns_refresh,
+        shared.shutdown.clone(),
+    )?;
     let mut wakers = Vec::new();
     let mut threads = Vec::new();
     for (id, (plain, tls)) in plain.into_iter().zip(tls_listeners).enumerate() {

@@ -23,7 +23,7 @@ _portcullis() {
 
     case "${cmd}" in
         portcullis)
-            opts="-h -V --listen --tls-listen --tls-cert --tls-key --tls-cert-dir --tls-default-cert --tls-strict-sni --tls-min-version --tls-expiry-warn --proxy-protocol --proxy-protocol-from --upgrade --tunnel-idle-timeout --tunnel-half-close-timeout --max-tunnels --max-tunnels-per-user --upstream --route --balance --health --health-interval --health-timeout --health-rise --health-fall --eject-after --eject-time --eject-max-percent --panic-threshold --retries --workers --max-head --max-headers --max-body --max-connections --header-timeout --body-timeout --idle-timeout --upstream-connect-timeout --upstream-timeout --upstream-pool --linger-timeout --linger-time --drain-delay --shutdown-timeout --docs-url --contact --accept --version-header --json-methods --json-allow-empty --json-decode --max-decode-ratio --max-json-depth --rate --burst --user-key --trust-forwarded-for --redis-url --redis-sync --redis-cluster --redis-groups --redis-share --secret-file --ip-rate --ip-burst --ip-rate-exempt --rate-table-slots --config --check-config --log-level --access-log --admin --accept-rule --content-type-rule --json-rule --rate-rule --observe-header --request-id-header --trust-request-id --limits --ratelimit-headers --help --version"
+            opts="-h -V --listen --tls-listen --tls-cert --tls-key --tls-cert-dir --tls-default-cert --tls-strict-sni --tls-min-version --tls-expiry-warn --proxy-protocol --proxy-protocol-from --upgrade --tunnel-idle-timeout --tunnel-half-close-timeout --max-tunnels --max-tunnels-per-user --upstream --route --balance --dns-refresh --health --health-interval --health-timeout --health-rise --health-fall --eject-after --eject-time --eject-max-percent --panic-threshold --retries --workers --max-head --max-headers --max-body --max-connections --header-timeout --body-timeout --idle-timeout --upstream-connect-timeout --upstream-timeout --upstream-pool --linger-timeout --linger-time --drain-delay --shutdown-timeout --docs-url --contact --accept --version-header --json-methods --json-allow-empty --json-decode --max-decode-ratio --max-json-depth --rate --burst --user-key --trust-forwarded-for --redis-url --redis-sync --redis-cluster --redis-groups --redis-share --secret-file --ip-rate --ip-burst --ip-rate-exempt --rate-table-slots --config --check-config --log-level --access-log --admin --accept-rule --content-type-rule --json-rule --rate-rule --observe-header --request-id-header --trust-request-id --limits --ratelimit-headers --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -98,6 +98,10 @@ _portcullis() {
                     return 0
                     ;;
                 --balance)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-refresh)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -16,6 +16,7 @@ complete -c portcullis -l max-tunnels-per-user -d 'Tunnels one user (the rate li
 complete -c portcullis -l upstream -d 'Upstream servers: HOST:PORT (the pool named `default`), or NAME=HOST:PORT[,HOST:PORT...] (a named pool; repeatable); `HOST:PORT@W` gives a server weight W. Without any, a built-in echo upstream runs inside the process' -r
 complete -c portcullis -l route -d 'A route to a pool (repeatable): [version:V,][prefix:/P,]POOL, e.g. version:v2,backend-v2 or prefix:/billing/,billing. Precedence: version and prefix, version, longest prefix, then `default`' -r
 complete -c portcullis -l balance -d 'How a pool spreads its requests (repeatable): NAME=p2c|round-robin|hash (default p2c)' -r
+complete -c portcullis -l dns-refresh -d 'How often upstream servers given by name are resolved again (off the request path; a failed or empty answer keeps the last good address); 0 turns it off' -r
 complete -c portcullis -l health -d 'Check a pool\'s servers actively (repeatable): NAME=/path, a GET every --health-interval; any 2xx passes' -r
 complete -c portcullis -l health-interval -d 'How often each checked server is checked' -r
 complete -c portcullis -l health-timeout -d 'A check not answered within this fails' -r

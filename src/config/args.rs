@@ -100,6 +100,11 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_BALANCE")]
     pub balance: Vec<String>,
 
+    /// How often upstream servers given by name are resolved again (off the request path; a failed or empty
+    /// answer keeps the last good address); 0 turns it off.
+    #[arg(long, env = "PORTCULLIS_DNS_REFRESH", default_value = "5s", value_parser = parse_duration)]
+    pub dns_refresh: Duration,
+
     /// Check a pool's servers actively (repeatable): NAME=/path, a GET every --health-interval; any 2xx
     /// passes.
     #[arg(long, env = "PORTCULLIS_HEALTH")]

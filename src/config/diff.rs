@@ -39,6 +39,7 @@ pub enum RestartOnly {
     Retries,
     Health,
     HealthChecks,
+    DnsRefresh,
     Workers,
     MaxHead,
     MaxHeaders,
@@ -72,7 +73,7 @@ pub enum RestartOnly {
 
 impl RestartOnly {
     /// Every variant, in the order [`Config::describe`] lists the settings.
-    pub const ALL: [RestartOnly; 55] = {
+    pub const ALL: [RestartOnly; 56] = {
         use RestartOnly::*;
         [
             Listen,
@@ -101,6 +102,7 @@ impl RestartOnly {
             Retries,
             Health,
             HealthChecks,
+            DnsRefresh,
             Workers,
             MaxHead,
             MaxHeaders,
@@ -163,6 +165,7 @@ impl RestartOnly {
             Retries => "retries",
             Health => "health",
             HealthChecks => "health-interval",
+            DnsRefresh => "dns-refresh",
             Workers => "workers",
             MaxHead => "max-head",
             MaxHeaders => "max-headers",
@@ -313,6 +316,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
                 != new.upstreams.pools.iter().map(|p| &p.health).collect::<Vec<_>>(),
         ),
         (HealthChecks, upstreams.checks != new.upstreams.checks),
+        (DnsRefresh, upstreams.dns_refresh != new.upstreams.dns_refresh),
         (Workers, *workers != new.workers),
         (MaxHead, *max_head != nl.max_head),
         (MaxHeaders, *max_headers != nl.max_headers),

@@ -159,6 +159,7 @@ impl Config {
             ("health-timeout", d(self.upstreams.checks.timeout)),
             ("health-rise", self.upstreams.checks.rise.to_string()),
             ("health-fall", self.upstreams.checks.fall.to_string()),
+            ("dns-refresh", d(self.upstreams.dns_refresh)),
             ("workers", self.workers.to_string()),
             ("max-head", self.limits.max_head.to_string()),
             ("max-headers", self.limits.max_headers.to_string()),

@@ -17,6 +17,8 @@ pub struct Upstreams {
     /// `--health-interval`, `--health-timeout`, `--health-rise`, `--health-fall` (for the pools with a
     /// `--health` path).
     pub checks: Checks,
+    /// `--dns-refresh` (zero: off).
+    pub dns_refresh: std::time::Duration,
 }
 
 /// How the active health checks run.
@@ -213,6 +215,7 @@ pub fn upstreams(a: &Args) -> Result<Upstreams, String> {
             panic_threshold: a.panic_threshold,
         },
         retries: a.retries,
+        dns_refresh: a.dns_refresh,
         checks: Checks {
             interval: a.health_interval,
             timeout: a.health_timeout,
