@@ -184,6 +184,7 @@ fn metrics_text(handle: &Handle) -> String {
         }),
         proxy_protocol: handle.proxy_protocol,
         tunnels: handle.tunnels,
+        pool_latency: handle.pools.latency(),
         upstreams: handle.pools.stats(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

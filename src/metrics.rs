@@ -137,6 +137,8 @@ pub struct Gauges {
     pub tunnels: bool,
     /// Each upstream server's figures.
     pub upstreams: Vec<crate::pool::ServerStats>,
+    /// Each pool's request durations: (name, buckets, sum in microseconds).
+    pub pool_latency: Vec<(String, Vec<u64>, u64)>,
 }
 
 /// The fleet sync's state (see `crate::redis_sync::Stats`).
@@ -381,6 +383,40 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
             let _ = writeln!(o, "portcullis_upstream_outstanding{{{}}} {}", label(s), s.outstanding);
         }
     }
+    if !g.pool_latency.is_empty() {
+        family(
+            &mut o,
+            "portcullis_upstream_request_duration_seconds",
+            "histogram",
+            "Per pool: from an upstream connection given to a request to its release (the upstream's part).",
+        );
+        for (name, buckets, sum) in &g.pool_latency {
+            let name = name.replace('\\', "\\\\").replace('"', "\\\"");
+            let mut cum = 0;
+            for (i, ub) in DURATION_BUCKETS_US.iter().enumerate() {
+                cum += buckets[i];
+                let _ = writeln!(
+                    o,
+                    "portcullis_upstream_request_duration_seconds_bucket{{pool=\"{name}\",le=\"{}\"}} {cum}",
+                    *ub as f64 / 1e6
+                );
+            }
+            cum += buckets[DURATION_BUCKETS_US.len()];
+            let _ = writeln!(
+                o,
+                "portcullis_upstream_request_duration_seconds_bucket{{pool=\"{name}\",le=\"+Inf\"}} {cum}"
+            );
+            let _ = writeln!(
+                o,
+                "portcullis_upstream_request_duration_seconds_sum{{pool=\"{name}\"}} {}",
+                *sum as f64 / 1e6
+            );
+            let _ = writeln!(
+                o,
+                "portcullis_upstream_request_duration_seconds_count{{pool=\"{name}\"}} {cum}"
+            );
+        }
+    }
     if g.tunnels {
         family(
             &mut o,
@@ -578,6 +614,7 @@ mod tests {
                 proxy_protocol: false,
                 tunnels: false,
                 upstreams: Vec::new(),
+                pool_latency: Vec::new(),
             },
         );
         assert!(text.contains("portcullis_requests_total{outcome=\"forwarded\"} 2\n"));

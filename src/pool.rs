@@ -185,6 +185,14 @@ struct Slot {
     requests: [AtomicU64; 6],
 }
 
+/// A pool's request durations, per worker (buckets as `metrics::DURATION_BUCKETS_US`, then the sum).
+#[derive(Default)]
+#[repr(align(128))]
+struct Latency {
+    buckets: crate::metrics::Counters<{ crate::metrics::DURATION_BUCKETS_US.len() + 1 }>,
+    sum_us: AtomicU64,
+}
+
 /// How a request to a server ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -244,6 +252,8 @@ pub struct Pools {
     ranges: Vec<core::ops::Range<usize>>,
     /// Each pool's servers all have the same weight.
     uniform: Vec<bool>,
+    /// Per pool, per worker: how long its requests took, from the upstream connection's attach to its release.
+    latency: Vec<Box<[Latency]>>,
     servers: Vec<Server>,
     pub routes: Routes,
     health: Health,
@@ -303,6 +313,10 @@ impl Pools {
             ranges.push(start..servers.len());
         }
         Pools {
+            latency: specs
+                .iter()
+                .map(|_| (0..workers.max(1)).map(|_| Latency::default()).collect())
+                .collect(),
             uniform: specs
                 .iter()
                 .map(|p| p.servers.windows(2).all(|w| w[0].weight == w[1].weight))
@@ -581,6 +595,38 @@ impl Pools {
             return;
         }
         self.failed(server, now_ms);
+    }
+
+    /// `worker`'s request to `server` took `us` microseconds (from attach to release).
+    #[inline]
+    pub fn took(&self, server: usize, worker: usize, us: u64) {
+        let l = &self.latency[self.servers[server].pool][worker];
+        let b = crate::metrics::DURATION_BUCKETS_US
+            .iter()
+            .position(|&ub| us <= ub)
+            .unwrap_or(crate::metrics::DURATION_BUCKETS_US.len());
+        l.buckets[b].store(l.buckets[b].load(Relaxed) + 1, Relaxed);
+        l.sum_us.store(l.sum_us.load(Relaxed) + us, Relaxed);
+    }
+
+    /// Each pool's name, its duration buckets (not cumulative) and its sum in microseconds, summed over the
+    /// workers.
+    pub fn latency(&self) -> Vec<(String, Vec<u64>, u64)> {
+        self.specs
+            .iter()
+            .zip(&self.latency)
+            .map(|(spec, per)| {
+                let mut b = vec![0u64; crate::metrics::DURATION_BUCKETS_US.len() + 1];
+                let mut sum = 0;
+                for l in per.iter() {
+                    for (x, c) in b.iter_mut().zip(l.buckets.iter()) {
+                        *x += c.load(Relaxed);
+                    }
+                    sum += l.sum_us.load(Relaxed);
+                }
+                (spec.name.clone(), b, sum)
+            })
+            .collect()
     }
 
     /// A failure of `server`: counted, and it is ejected at `--eject-after` in a row.

@@ -308,6 +308,11 @@ fn failover_when_a_server_dies() {
     }
     assert_eq!(p.metric(&failed_label), Some(before));
     assert!(seen["a"] > 100 && seen["c"] > 100, "{seen:?}");
+    // The pool's latency histogram counted every request that got an answer or failed.
+    let count = p
+        .metric("portcullis_upstream_request_duration_seconds_count{pool=\"default\"}")
+        .unwrap();
+    assert!(count >= 660.0, "{count}");
 }
 
 /// A server that accepts and never answers: its requests time out (504, never retried: a timeout may mean

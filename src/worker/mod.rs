@@ -61,6 +61,8 @@ struct Client {
     /// already tried for the current request (a bit each).
     server: Option<u32>,
     tried: u64,
+    /// When the attached upstream connection was given to the current request.
+    attached_at: Instant,
     conn: Connection,
     /// Over TLS: rustls's state (boxed: a plain connection stays small).
     tls: Option<Box<Tls>>,
@@ -364,6 +366,7 @@ impl Worker {
             upstream: None,
             server: None,
             tried: 0,
+            attached_at: self.now,
             conn,
             tls,
             preamble,

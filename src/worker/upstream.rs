@@ -68,6 +68,7 @@ impl Worker {
             }
         };
         c.server = Some(server as u32);
+        c.attached_at = self.now;
         c.conn.upstream_server(server);
         let mut reused = false;
         let mut uk = None;
@@ -133,7 +134,12 @@ impl Worker {
     pub(super) fn release_upstream(&mut self, key: usize, reusable: bool, outcome: Option<Outcome>) {
         let c = &mut self.clients[key];
         if let Some(s) = c.server.take() {
-            self.shared.pools.released(s as usize, self.id, outcome, self.wall_ms);
+            let pools = &self.shared.pools;
+            pools.released(s as usize, self.id, outcome, self.wall_ms);
+            if outcome.is_some() {
+                let us = self.now.saturating_duration_since(c.attached_at).as_micros() as u64;
+                pools.took(s as usize, self.id, us);
+            }
         }
         let Some(uk) = c.upstream.take() else {
             return;
