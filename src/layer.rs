@@ -220,56 +220,74 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // The clone is the one polled ready: take it, leave the fresh clone for the next call.
+        // The head is checked here, before any await: a refusal never reaches the inner service, and a
+        // request without a body to validate goes on to it at once (no clone of it, one future).
+        let shared = &self.shared;
+        let checker = &shared.checker;
+        let (parts, body) = request.into_parts();
+        let version = parts.version;
+        let peer = (shared.peer)(&parts).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let mut scratch = shared.take();
+        let verdict = match checker.check_parts(&mut scratch, &parts, peer, Instant::now()) {
+            Ok(v) => v,
+            Err(r) => {
+                shared.give(scratch);
+                let response = refuse(checker, &r, version);
+                return Box::pin(async move { Ok(response) });
+            }
+        };
+        if !verdict.json_body() {
+            shared.give(scratch);
+            let ratelimit = ratelimit_field(checker, &verdict);
+            let future = self.inner.call(http::Request::from_parts(parts, body));
+            return Box::pin(async move {
+                let mut response = future.await?;
+                if let Some((name, value)) = ratelimit {
+                    response.headers_mut().insert(name, value);
+                }
+                Ok(response)
+            });
+        }
+        // A JSON body: buffered and validated before the inner service is called. The clone is the one
+        // polled ready: take it, leave the fresh clone for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
+        let mut verdict = verdict;
         Box::pin(async move {
             let checker = &shared.checker;
-            let (parts, body) = request.into_parts();
-            let version = parts.version;
-            let peer = (shared.peer)(&parts).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-            let mut scratch = shared.take();
-            let mut verdict = match checker.check_parts(&mut scratch, &parts, peer, Instant::now()) {
-                Ok(v) => v,
-                Err(r) => {
+            let limit = usize::try_from(checker.max_body()).unwrap_or(usize::MAX);
+            let bytes = match Limited::new(body, limit).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) => {
                     shared.give(scratch);
-                    return Ok(refuse(checker, &r, version));
+                    // Past the limit: 413, as the binary. A body that fails to arrive (the client went
+                    // away): the answer will not be read; say what happened anyway.
+                    let reason = if e.is::<LengthLimitError>() {
+                        Reason::BodyTooLarge
+                    } else {
+                        Reason::MalformedRequest
+                    };
+                    return Ok(refuse(checker, &Refusal::of(reason), version));
                 }
             };
-            let body = if verdict.json_body() {
-                let limit = usize::try_from(checker.max_body()).unwrap_or(usize::MAX);
-                let bytes = match Limited::new(body, limit).collect().await {
-                    Ok(collected) => collected.to_bytes(),
-                    Err(e) => {
-                        shared.give(scratch);
-                        // Past the limit: 413, as the binary. A body that fails to arrive (the client went
-                        // away): the answer will not be read; say what happened anyway.
-                        let reason = if e.is::<LengthLimitError>() {
-                            Reason::BodyTooLarge
-                        } else {
-                            Reason::MalformedRequest
-                        };
-                        return Ok(refuse(checker, &Refusal::of(reason), version));
-                    }
-                };
-                if let Err(r) = checker.check_body(&mut scratch, &mut verdict, &bytes) {
-                    shared.give(scratch);
-                    return Ok(refuse(checker, &r, version));
-                }
-                B::from(bytes)
-            } else {
-                body
-            };
+            let checked = checker.check_body(&mut scratch, &mut verdict, &bytes);
             shared.give(scratch);
-            let ratelimit = checker.ratelimit_header(&verdict);
-            let mut response = inner.call(http::Request::from_parts(parts, body)).await?;
+            if let Err(r) = checked {
+                return Ok(refuse(checker, &r, version));
+            }
+            let ratelimit = ratelimit_field(checker, &verdict);
+            let mut response = inner.call(http::Request::from_parts(parts, B::from(bytes))).await?;
             if let Some((name, value)) = ratelimit {
-                if let Ok(v) = http::HeaderValue::from_str(&value) {
-                    response.headers_mut().insert(name, v);
-                }
+                response.headers_mut().insert(name, value);
             }
             Ok(response)
         })
     }
+}
+
+/// The `RateLimit` field for an admitted request's response (with `ratelimit_headers`).
+fn ratelimit_field(checker: &Checker, verdict: &crate::check::Verdict) -> Option<(&'static str, http::HeaderValue)> {
+    let (name, value) = checker.ratelimit_header(verdict)?;
+    Some((name, http::HeaderValue::from_str(&value).ok()?))
 }

@@ -14,7 +14,10 @@ use portcullis::check::{header_storage, Checker, Options, Refusal, Seed, Verdict
 use support::*;
 
 const DOCS: &str = "https://docs.example.com/errors";
-const TIERS: &str = "[tiers.gold]\nrate = 50\nburst = 50\nusers = [\"Bearer gold-user\"]\n";
+/// The gold tier: a larger burst than the default tier's, at the same (lowest) rate, so that its sequence
+/// below depends on the clock no more than the others do (one request a second refills; at 50 a second,
+/// a 20 ms stall of the binary between two requests would have changed the `RateLimit` field).
+const TIERS: &str = "[tiers.gold]\nrate = 1\nburst = 50\nusers = [\"Bearer gold-user\"]\n";
 
 /// The binary's flags and the library's options, the same settings.
 fn settings(tiers_path: &str) -> (Vec<String>, Options) {
@@ -413,8 +416,10 @@ fn the_binary_and_the_library_answer_alike() {
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let proxy = Proxy::with_upstream(up.addr, &args);
 
-    // Two checkers (raw bytes, `Parts`) under one seed and one fake clock that stands still: every rate
-    // sequence below runs within its first second, on the binary as well.
+    // Two checkers (raw bytes, `Parts`) under one seed and one fake clock that stands still. The binary runs
+    // on its own clock: every rate sequence below is at one request a second (the lowest rate there is), so
+    // its answers are the same whenever it takes less than a second from a sequence's first request to its
+    // last (a few milliseconds here, over one kept connection). The binary has no clock a test can hold.
     let now = Instant::now();
     let seed = Seed([11, 12, 13, 14, 15, 16, 17, 18]);
     let raw_checker = Checker::new(&options, now, seed).unwrap();
