@@ -55,7 +55,12 @@ pub fn parse(text: &str) -> Result<Vec<Table>, String> {
                 .ok_or_else(|| at("expected [table]"))?
                 .trim()
                 .replace('"', "");
-            if let Some(first) = tables.iter().find(|t| t.name.as_deref() == Some(name.as_str())) {
+            // `[[name]]` (an array of tables: one more element each time) is named `[name]` and may repeat.
+            let array = name.starts_with('[') && name.ends_with(']');
+            if let Some(first) = tables
+                .iter()
+                .find(|t| !array && t.name.as_deref() == Some(name.as_str()))
+            {
                 return Err(at(&format!("[{name}] given twice (first on line {})", first.line)));
             }
             tables.push(Table {

@@ -410,3 +410,39 @@ fn active_checks_take_a_dead_server_out_and_bring_it_back() {
     assert_eq!(p.metric(&failed_label), Some(0.0));
     assert!(p.log.lock().unwrap().contains(": out"), "the change is logged");
 }
+
+/// Pools and routes as TOML tables in a --config file (`[upstreams.NAME]`, `[[routes]]`), next to the
+/// top-level keys; --check-config prints the route table they make.
+#[test]
+fn pools_and_routes_from_a_config_file() {
+    let (d, v2) = (Upstream::ok("default"), Upstream::ok("v2"));
+    let dir = temp_dir("pools-config");
+    let file = dir.join("portcullis.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "workers = 1\nrate = 0\naccept = [\"{V1}\", \"{V2}\"]\nupstream = [\"{}\"]\n\n\
+             [upstreams.backend-v2]\nservers = [\"{}\"]\nbalance = \"round-robin\"\n\n\
+             [[routes]]\nversion = \"v2\"\npool = \"backend-v2\"\n",
+            d.addr, v2.addr
+        ),
+    )
+    .unwrap();
+    let p = Proxy::start(&["--config", file.to_str().unwrap()]);
+    let mut c = p.connect();
+    assert_eq!(who(&mut c, "/x", V1, None), "default");
+    assert_eq!(who(&mut c, "/x", V2, None), "v2");
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["--config", file.to_str().unwrap(), "--check-config"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("#   version:v2 -> backend-v2\n#   (default) -> default\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("balance = [\"default=p2c\", \"backend-v2=round-robin\"]"),
+        "{text}"
+    );
+}
