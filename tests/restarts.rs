@@ -229,7 +229,9 @@ fn socket_activated(l: &TcpListener, up: SocketAddr) -> (Child, mpsc::Receiver<S
         "LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=listen exec \"$0\" --listen 127.0.0.1:1 --upstream {up} --workers 2 --rate 0 3<&{}",
         l.as_raw_fd()
     );
-    let mut child = Command::new("sh")
+    // bash, not sh: dash reads only one-digit descriptors in a redirection (`3<&12` is a syntax error), and
+    // the listener's number depends on what the other tests have open.
+    let mut child = Command::new("bash")
         .args(["-c", &script, env!("CARGO_BIN_EXE_portcullis")])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
