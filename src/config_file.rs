@@ -90,6 +90,34 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
+/// The settings `text`'s `[upstreams.NAME]` and `[[routes]]` tables feed (`upstream`, `balance`, `health`,
+/// `route`): the binary refuses them given a second time by the environment or the command line, which
+/// would otherwise replace the tables' pools silently.
+pub fn table_settings(text: &str) -> Vec<&'static str> {
+    let Ok(tables) = toml_subset::parse(text) else {
+        return Vec::new();
+    };
+    let mut keys = Vec::new();
+    for t in &tables[1..] {
+        let name = t.name.as_deref().unwrap_or("");
+        let has = |k: &str| t.entries.iter().any(|e| e.key.replace('_', "-") == k);
+        if name.starts_with("upstreams.") {
+            keys.push("upstream");
+            if has("balance") {
+                keys.push("balance");
+            }
+            if has("health") {
+                keys.push("health");
+            }
+        } else if name == "[routes]" {
+            keys.push("route");
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// A value as the flag reads it (an array: its items joined with commas).
 fn flat(v: &Value) -> String {
     match v {

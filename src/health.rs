@@ -15,7 +15,7 @@ use crate::pool::Pools;
 
 /// Starts the health thread if some pool is checked.
 pub fn start(pools: Arc<Pools>, checks: Checks, stop: Arc<AtomicBool>) -> std::io::Result<()> {
-    let targets: Vec<(usize, SocketAddr, String, String)> = pools
+    let targets: Vec<(usize, String, String)> = pools
         .specs()
         .iter()
         .enumerate()
@@ -24,7 +24,7 @@ pub fn start(pools: Arc<Pools>, checks: Checks, stop: Arc<AtomicBool>) -> std::i
             let pools = &pools;
             pools.servers_of(p).map(move |s| {
                 let (_, name) = pools.names(s);
-                (s, pools.addr(s), name.to_string(), path.clone())
+                (s, name.to_string(), path.clone())
             })
         })
         .collect();
@@ -35,9 +35,13 @@ pub fn start(pools: Arc<Pools>, checks: Checks, stop: Arc<AtomicBool>) -> std::i
         let mut down = vec![false; targets.len()];
         while !stop.load(Ordering::Relaxed) {
             let round = Instant::now();
-            for (i, (server, addr, name, path)) in targets.iter().enumerate() {
-                let passed = check(*addr, name, path, checks.timeout);
-                pools.checked(*server, passed, checks.rise, checks.fall);
+            for (i, (server, name, path)) in targets.iter().enumerate() {
+                // The address as it is now (`--dns-refresh` may have moved it).
+                let passed = check(pools.addr(*server), name, path, checks.timeout);
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                pools.checked(*server, passed, checks.rise, checks.fall, now_ms);
                 let now_down = pools.is_down(*server);
                 if now_down != down[i] {
                     down[i] = now_down;

@@ -22,6 +22,7 @@ fn command_line(argv: &[String]) -> Result<Vec<String>, String> {
     };
     let text = std::fs::read_to_string(&path).map_err(|e| format!("--config {path}: {e}"))?;
     let settings = portcullis::config_file::parse(&text).map_err(|e| format!("--config {path}: {e}"))?;
+    let from_tables = portcullis::config_file::table_settings(&text);
     let command = Args::command();
     let mut line = vec![argv[0].clone()];
     for (key, value) in settings {
@@ -34,7 +35,15 @@ fn command_line(argv: &[String]) -> Result<Vec<String>, String> {
         let in_argv = argv[1..]
             .iter()
             .any(|a| *a == flag || a.strip_prefix(&flag).is_some_and(|r| r.starts_with('=')));
-        if in_argv || std::env::var_os(portcullis::config_file::env_name(&key)).is_some() {
+        let in_env = std::env::var_os(portcullis::config_file::env_name(&key)).is_some();
+        if (in_argv || in_env) && from_tables.contains(&key.as_str()) {
+            // The file's pool tables would be replaced whole, not added to: say so rather than drop them.
+            return Err(format!(
+                "--config {path}: its [upstreams] / [[routes]] tables set {key}, and so does {}: give the pools in one place",
+                if in_argv { format!("--{key}") } else { portcullis::config_file::env_name(&key) }
+            ));
+        }
+        if in_argv || in_env {
             continue;
         }
         if arg.get_action().takes_values() {

@@ -158,6 +158,8 @@ struct Server {
     /// Where it is now: `spec.addr` at start, then as `--dns-refresh` last resolved its name (read at each
     /// new connection, never per request).
     addr: std::sync::Mutex<SocketAddr>,
+    /// Bumped each time `addr` changes: a pooled connection made to an older address is not reused.
+    addr_gen: AtomicU32,
     pool: usize,
     /// A hash of the server's name: its identity for `hash` balancing (not its position, so that removing
     /// one server moves no other server's users), the same on every node.
@@ -295,6 +297,7 @@ impl Pools {
             for s in &spec.servers {
                 servers.push(Server {
                     addr: std::sync::Mutex::new(s.addr),
+                    addr_gen: AtomicU32::new(0),
                     spec: s.clone(),
                     pool: p,
                     id: s.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -372,14 +375,15 @@ impl Pools {
 
     /// The result of an active check of `server` (`--health`): `rise` passes in a row bring a server that
     /// is down back (and end a passive ejection early), `fall` failures in a row take it down.
-    pub fn checked(&self, server: usize, passed: bool, rise: u32, fall: u32) {
+    pub fn checked(&self, server: usize, passed: bool, rise: u32, fall: u32, now_ms: u64) {
         let s = &self.servers[server];
         if passed {
             s.checks_failed.store(0, Relaxed);
             let n = s.checks_passed.fetch_add(1, Relaxed) + 1;
             if n >= rise {
                 s.down.store(false, Relaxed);
-                if s.ejected_until.load(Relaxed) != 0 {
+                // `rise` passes since the ejection began (it resets the count) end it early.
+                if s.ejected_until.load(Relaxed) > now_ms {
                     s.ejected_until.store(0, Relaxed);
                     s.failures.store(0, Relaxed);
                 }
@@ -406,11 +410,14 @@ impl Pools {
             if s.spec.name.parse::<SocketAddr>().is_ok() {
                 continue;
             }
+            // Resolved without the lock: a slow resolver must never hold up a worker opening a connection.
+            let answer = resolve(&s.spec.name);
             let mut addr = s.addr.lock().unwrap_or_else(|e| e.into_inner());
-            match resolve(&s.spec.name) {
+            match answer {
                 Ok(list) => match list.first() {
                     Some(&new) if new != *addr && !list.contains(&addr) => {
                         *addr = new;
+                        s.addr_gen.fetch_add(1, Relaxed);
                         events.push((s.spec.name.clone(), Ok(new)));
                     }
                     Some(_) => {}
@@ -420,6 +427,13 @@ impl Pools {
             }
         }
         events
+    }
+
+    /// The generation of `server`'s address (see `--dns-refresh`): a connection made under another one goes
+    /// to an address the name no longer has.
+    #[inline]
+    pub fn addr_gen(&self, server: usize) -> u32 {
+        self.servers[server].addr_gen.load(Relaxed)
     }
 
     /// Whether active checks have taken `server` out.
@@ -654,6 +668,8 @@ impl Pools {
             .min(EJECT_MAX.as_millis() as u64);
         s.ejected_until.store(now_ms + ms.max(1), Relaxed);
         s.failures.store(0, Relaxed);
+        // Active checks need `--health-rise` new passes to end it early.
+        s.checks_passed.store(0, Relaxed);
         s.ejections_total.fetch_add(1, Relaxed);
     }
 
@@ -871,27 +887,30 @@ mod tests {
         let p = pools(Balance::RoundRobin, 3, health());
         let mut c = Chooser::new(1, &p);
         // Two failed checks of three (fall 3): still up.
-        p.checked(1, false, 2, 3);
-        p.checked(1, false, 2, 3);
+        p.checked(1, false, 2, 3, 1);
+        p.checked(1, false, 2, 3, 1);
         assert!(!p.is_ejected(1, 0));
-        p.checked(1, false, 2, 3);
+        p.checked(1, false, 2, 3, 1);
         assert!(p.is_ejected(1, 0));
         for _ in 0..30 {
             assert_ne!(server(p.pick(0, 0, 0, 0, &mut c)), 1);
         }
         // One pass of two (rise 2): still down; a failure restarts the count.
-        p.checked(1, true, 2, 3);
-        p.checked(1, false, 2, 3);
-        p.checked(1, true, 2, 3);
+        p.checked(1, true, 2, 3, 1);
+        p.checked(1, false, 2, 3, 1);
+        p.checked(1, true, 2, 3, 1);
         assert!(p.is_ejected(1, 0));
-        p.checked(1, true, 2, 3);
+        p.checked(1, true, 2, 3, 1);
         assert!(!p.is_ejected(1, 0));
-        // Passing checks end a passive ejection early.
+        // Passing checks end a passive ejection early, but only `rise` passes counted since it began.
+        p.checked(2, true, 2, 3, 1);
+        p.checked(2, true, 2, 3, 1);
         p.released(2, 0, Some(Outcome::Failed), 0);
         p.released(2, 0, Some(Outcome::Failed), 0);
         assert!(p.is_ejected(2, 1));
-        p.checked(2, true, 2, 3);
-        p.checked(2, true, 2, 3);
+        p.checked(2, true, 2, 3, 1);
+        assert!(p.is_ejected(2, 1), "one pass after the ejection is not enough");
+        p.checked(2, true, 2, 3, 1);
         assert!(!p.is_ejected(2, 1));
     }
 

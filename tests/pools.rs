@@ -446,3 +446,64 @@ fn pools_and_routes_from_a_config_file() {
         "{text}"
     );
 }
+
+/// The file's pool tables are not silently replaced by the environment or a flag setting the same thing.
+#[test]
+fn pool_tables_and_a_flag_for_the_same_setting_are_refused() {
+    let dir = temp_dir("pools-conflict");
+    let file = dir.join("portcullis.toml");
+    std::fs::write(&file, "[upstreams.billing]\nservers = [\"127.0.0.1:9\"]\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "--config",
+            file.to_str().unwrap(),
+            "--upstream",
+            "127.0.0.1:8",
+            "--check-config",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tables set upstream, and so does --upstream"));
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["--config", file.to_str().unwrap(), "--check-config"])
+        .env("PORTCULLIS_UPSTREAM", "127.0.0.1:8")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("and so does PORTCULLIS_UPSTREAM"));
+}
+
+/// A pooled connection the server had closed (the keep-alive race) is retried on a fresh connection even
+/// when no other server can take it: here a pool of one checked server (so the choice goes through the
+/// balancer), whose server answers one request per connection and closes the next without a word.
+#[test]
+fn a_stale_pooled_connection_is_retried_on_the_same_lone_server() {
+    let seen = std::sync::Mutex::new(HashMap::<usize, usize>::new());
+    let up = Upstream::start(move |r| {
+        let mut seen = seen.lock().unwrap();
+        let n = seen.entry(r.conn).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            Action::Respond(response(200, "ok"))
+        } else {
+            Action::Close
+        }
+    });
+    let p = Proxy::start(&[
+        "--workers",
+        "1",
+        "--rate",
+        "0",
+        "--upstream",
+        &up.addr.to_string(),
+        "--health",
+        "default=/h",
+        "--health-interval",
+        "60s",
+    ]);
+    let mut c = p.connect();
+    for i in 0..5 {
+        let r = c.roundtrip(&get_as(&format!("/{i}"), "application/json", None));
+        assert_eq!(r.status, 200, "request {i}: {}", String::from_utf8_lossy(&r.body));
+    }
+}

@@ -324,18 +324,7 @@ fn an_incomplete_header_is_closed_at_the_header_timeout() {
 fn tls_behind_a_tcp_balancer() {
     let up = Upstream::ok("ok");
     let dir = temp_dir("pp-tls");
-    let (crt, key) = (dir.join("api.crt"), dir.join("api.key"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=api.test"])
-        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
-        .args(["-addext", "subjectAltName=DNS:api.test"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (crt, key) = self_signed(&dir, "api.test");
     let p = Proxy::with_upstream(
         up.addr,
         &[

@@ -545,18 +545,7 @@ fn a_thousand_idle_tunnels_hold_no_buffers() {
 fn a_real_client_over_tls_and_plain() {
     let server = WsServer::start();
     let dir = temp_dir("ws-tls");
-    let (crt, key) = (dir.join("api.crt"), dir.join("api.key"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=api.test"])
-        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
-        .args(["-addext", "subjectAltName=DNS:api.test,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (crt, key) = self_signed(&dir, "api.test");
     let p = upgrade_proxy(
         server.addr,
         &[

@@ -1236,6 +1236,12 @@ impl Connection {
             Reason::UpstreamTimeout => add(&cx.metrics.upstream_timeouts, 1),
             _ => {}
         }
+        self.drop_upstream_and_respond(cx, reason, Some(failure));
+    }
+
+    /// Ends the exchange with the upstream (its connection closed, `failure` for the operator's log) and
+    /// answers `reason` instead.
+    fn drop_upstream_and_respond(&mut self, cx: &mut Cx<'_>, reason: Reason, failure: Option<&'static str>) {
         if let State::Upstream { fwd, .. } = std::mem::replace(&mut self.state, State::Flush) {
             cx.bufs.put(fwd);
         }
@@ -1245,7 +1251,7 @@ impl Connection {
         }
         self.pending = Some(Action::ReleaseUpstream {
             reusable: false,
-            failure: Some(failure),
+            failure,
         });
         self.respond(cx, reason);
     }
@@ -1351,7 +1357,11 @@ impl Connection {
         let State::Tunnel(t) = &mut self.state else {
             return None;
         };
-        let s = cx.settings.tunnel?;
+        let Some(s) = cx.settings.tunnel else {
+            // Cannot happen (tunnels exist only with the setting): end it rather than spin.
+            self.close(cx);
+            return None;
+        };
         let up = self.inbuf.as_ref().map_or(0, |b| b.len());
         let down = self.out.as_ref().map_or(0, |b| b.len());
         if up > t.up_held {
@@ -1434,17 +1444,7 @@ impl Connection {
     /// The upstream agreed to a tunnel the limits no longer allow: its connection is closed, and the client
     /// answered `reason`.
     fn refuse_upgraded(&mut self, cx: &mut Cx<'_>, reason: Reason) {
-        if let State::Upstream { fwd, .. } = std::mem::replace(&mut self.state, State::Flush) {
-            cx.bufs.put(fwd);
-        }
-        if let Some(out) = self.out.as_mut() {
-            out.clear();
-        }
-        self.pending = Some(Action::ReleaseUpstream {
-            reusable: false,
-            failure: None,
-        });
-        self.respond(cx, reason);
+        self.drop_upstream_and_respond(cx, reason, None);
     }
 
     fn flush(&mut self, cx: &mut Cx<'_>) -> Option<Action> {

@@ -61,6 +61,12 @@ struct Client {
     /// already tried for the current request (a bit each).
     server: Option<u32>,
     tried: u64,
+    /// Servers whose pooled connection had gone stale for this request: avoided if another server can take
+    /// the retry, not excluded (a pool of one, or with the others out, retries the same server).
+    avoid: u64,
+    /// Over TLS: the write side is to be shut once rustls's last records (the close_notify among them) are
+    /// on the socket.
+    shut_pending: bool,
     /// When the attached upstream connection was given to the current request.
     attached_at: Instant,
     conn: Connection,
@@ -78,8 +84,9 @@ struct Upstream {
     connected: bool,
     /// The client (key, generation) this connection serves; `None` while pooled.
     owner: Option<(usize, u32)>,
-    /// Its server (in `Shared::pools`).
+    /// Its server (in `Shared::pools`), and the generation of that server's address it was made to.
     server: u32,
+    addr_gen: u32,
     idle_since: Instant,
 }
 
@@ -366,6 +373,8 @@ impl Worker {
             upstream: None,
             server: None,
             tried: 0,
+            avoid: 0,
+            shut_pending: false,
             attached_at: self.now,
             conn,
             tls,
@@ -431,6 +440,18 @@ impl Worker {
     /// borrow of the client and its context; an action that needs the worker's slabs (an upstream connection
     /// to attach or release, a close) ends the borrow, is performed, and is reported at the next one.
     fn drive(&mut self, key: usize) {
+        let c = &mut self.clients[key];
+        if let Some(tls) = c.tls.as_deref_mut() {
+            // Records rustls still holds go out as soon as the socket takes them (a tunnel may have nothing
+            // else to write to this side for a while), and a shutdown waiting for them follows.
+            if tls.conn.wants_write() && c.io.writable {
+                let _ = tls_flush(&mut c.sock, &mut c.io, tls);
+            }
+            if c.shut_pending && !tls.conn.wants_write() {
+                c.shut_pending = false;
+                let _ = c.sock.shutdown(std::net::Shutdown::Write);
+            }
+        }
         if self.clients[key].preamble {
             let Some(pp) = &self.shared.config.proxy_protocol else {
                 return;
@@ -490,8 +511,14 @@ impl Worker {
                     };
                     let server = c.server;
                     if let (Some(s), Some(_)) = (server, failure) {
-                        // The retry goes to another server of the pool.
-                        c.tried |= self.shared.pools.bit(s as usize);
+                        // The retry goes to another server of the pool (after a stale pooled connection, only
+                        // if one can take it).
+                        let bit = self.shared.pools.bit(s as usize);
+                        if stale {
+                            c.avoid |= bit;
+                        } else {
+                            c.tried |= bit;
+                        }
                     }
                     self.release_upstream(key, reusable, outcome);
                     if let (Some(what), Some(s), false) = (failure, server, stale) {
@@ -740,7 +767,11 @@ fn perform(a: Action, c: &mut Client, up: Option<&mut Upstream>, cx: &mut Cx<'_>
         (Action::ShutdownWrite, _) => {
             if let Some(tls) = c.tls.as_deref_mut() {
                 tls.conn.send_close_notify();
-                let _ = tls_flush(&mut c.sock, &mut c.io, tls);
+                if !matches!(tls_flush(&mut c.sock, &mut c.io, tls), Ok(true) | Err(_)) {
+                    // The socket is full: the FIN waits for the last records (see `drive`).
+                    c.shut_pending = true;
+                    return Some(true);
+                }
             }
             let _ = c.sock.shutdown(std::net::Shutdown::Write);
             true

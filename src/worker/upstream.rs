@@ -51,6 +51,7 @@ impl Worker {
         if !fresh {
             // A new request (a retry asks for a fresh connection): every server may be tried again.
             c.tried = 0;
+            c.avoid = 0;
         }
         let pools = &self.shared.pools;
         let pool = c.conn.pool();
@@ -60,7 +61,12 @@ impl Worker {
             Some(s) => s,
             None => {
                 let user = if pools.by_user(pool) { c.conn.user_hash() } else { 0 };
-                match pools.pick(pool, user, c.tried, self.wall_ms, &mut self.chooser) {
+                let mut pick = pools.pick(pool, user, c.tried | c.avoid, self.wall_ms, &mut self.chooser);
+                if pick == Pick::Exhausted && c.avoid != 0 {
+                    // Only servers with a stale connection are left: one of them takes the retry.
+                    pick = pools.pick(pool, user, c.tried, self.wall_ms, &mut self.chooser);
+                }
+                match pick {
                     Pick::Server(s) => s,
                     Pick::NoHealthy => return Attach::NoHealthy,
                     Pick::Exhausted => return Attach::Failed,
@@ -73,10 +79,12 @@ impl Worker {
         let mut reused = false;
         let mut uk = None;
         if !fresh {
+            let addr_gen = self.shared.pools.addr_gen(server);
             while let Some(k) = self.idle_ups[server].pop() {
                 let u = &self.ups[k];
-                // A pending readable event (bytes or EOF the poller reported) disqualifies it.
-                let clean = !u.io.readable && !u.io.hup;
+                // A pending readable event (bytes or EOF the poller reported) disqualifies it; so does an
+                // address the server's name no longer resolves to.
+                let clean = !u.io.readable && !u.io.hup && u.addr_gen == addr_gen;
                 if clean && self.now.saturating_duration_since(u.idle_since) < UPSTREAM_IDLE_MAX {
                     uk = Some(k);
                     reused = true;
@@ -106,6 +114,7 @@ impl Worker {
                     return Attach::Failed;
                 }
                 entry.insert(Upstream {
+                    addr_gen: self.shared.pools.addr_gen(server),
                     sock,
                     gen,
                     io: Ready::default(),
@@ -136,7 +145,8 @@ impl Worker {
         if let Some(s) = c.server.take() {
             let pools = &self.shared.pools;
             pools.released(s as usize, self.id, outcome, self.wall_ms);
-            if outcome.is_some() {
+            // A tunnel's lifetime is no request duration.
+            if outcome.is_some_and(|o| o != Outcome::Status(101)) {
                 let us = self.now.saturating_duration_since(c.attached_at).as_micros() as u64;
                 pools.took(s as usize, self.id, us);
             }

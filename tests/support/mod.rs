@@ -428,6 +428,24 @@ pub fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: application/json\r\n\r\n").into_bytes()
 }
 
+/// A self-signed ECDSA P-256 certificate for `name` (a DNS SAN, and 127.0.0.1) with its key, made by
+/// `openssl req` in `dir`: (certificate, key).
+pub fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (crt, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
+        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args(["-addext", &format!("subjectAltName=DNS:{name},IP:127.0.0.1")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (crt, key)
+}
+
 /// A port with nothing listening on it.
 pub fn dead_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
