@@ -44,7 +44,7 @@ pub struct Handle {
     /// WebSocket tunnels are on.
     pub(crate) tunnels: bool,
     /// The upstream pools (their servers' health and counts).
-    pub(crate) pools: Arc<crate::pool::Pools>,
+    pub(crate) pools: Arc<crate::pool::Live>,
 }
 
 /// Admin connections served at once: a fixed set of threads, each accepting and serving one connection at a
@@ -184,8 +184,8 @@ fn metrics_text(handle: &Handle) -> String {
         }),
         proxy_protocol: handle.proxy_protocol,
         tunnels: handle.tunnels,
-        pool_latency: handle.pools.latency(),
-        upstreams: handle.pools.stats(
+        pool_latency: handle.pools.get().0.latency(),
+        upstreams: handle.pools.get().0.stats(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),

@@ -11,30 +11,37 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Checks;
-use crate::pool::Pools;
+use crate::pool::{Live, Pools};
 
-/// Starts the health thread if some pool is checked.
-pub fn start(pools: Arc<Pools>, checks: Checks, stop: Arc<AtomicBool>) -> std::io::Result<()> {
-    let targets: Vec<(usize, String, String)> = pools
+/// The servers to check: (server, name, path).
+fn targets(pools: &Pools) -> Vec<(usize, String, String)> {
+    pools
         .specs()
         .iter()
         .enumerate()
         .filter_map(|(p, spec)| spec.health.clone().map(|path| (p, path)))
         .flat_map(|(p, path)| {
-            let pools = &pools;
             pools.servers_of(p).map(move |s| {
                 let (_, name) = pools.names(s);
                 (s, name.to_string(), path.clone())
             })
         })
-        .collect();
-    if targets.is_empty() {
-        return Ok(());
-    }
+        .collect()
+}
+
+/// Starts the health thread (it checks the pools in force, following reloads; idle while none is checked).
+pub fn start(live: Arc<Live>, checks: Checks, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     std::thread::Builder::new().name("health".into()).spawn(move || {
-        let mut down = vec![false; targets.len()];
+        let mut gen = u64::MAX;
+        let (mut pools, mut targets, mut down) = (live.get().0, Vec::new(), Vec::new());
         while !stop.load(Ordering::Relaxed) {
             let round = Instant::now();
+            if live.generation() != gen {
+                let (p, g) = live.get();
+                targets = self::targets(&p);
+                down = vec![false; targets.len()];
+                (pools, gen) = (p, g);
+            }
             for (i, (server, name, path)) in targets.iter().enumerate() {
                 // The address as it is now (`--dns-refresh` may have moved it).
                 let passed = check(pools.addr(*server), name, path, checks.timeout);
@@ -68,10 +75,9 @@ pub fn start(pools: Arc<Pools>, checks: Checks, stop: Arc<AtomicBool>) -> std::i
 
 /// Starts the thread that resolves the servers given by name again every `every` (`--dns-refresh`), if
 /// there are any and it is not 0. A change is logged; a failure once, until the name resolves again.
-pub fn start_dns(pools: Arc<Pools>, every: Duration, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+pub fn start_dns(live: Arc<Live>, every: Duration, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     use std::net::ToSocketAddrs;
-    let named = (0..pools.len()).any(|s| pools.names(s).1.parse::<SocketAddr>().is_err());
-    if every.is_zero() || !named {
+    if every.is_zero() {
         return Ok(());
     }
     std::thread::Builder::new().name("dns".into()).spawn(move || {
@@ -84,7 +90,10 @@ pub fn start_dns(pools: Arc<Pools>, every: Duration, stop: Arc<AtomicBool>) -> s
                 }
                 std::thread::sleep((every - start.elapsed().min(every)).min(Duration::from_millis(100)));
             }
-            let events = pools.refresh(|name| name.to_socket_addrs().map(|a| a.collect()).map_err(|e| e.to_string()));
+            let events = live
+                .get()
+                .0
+                .refresh(|name| name.to_socket_addrs().map(|a| a.collect()).map_err(|e| e.to_string()));
             let mut still = std::collections::HashSet::new();
             for (name, r) in events {
                 match r {

@@ -261,6 +261,38 @@ pub struct Pools {
     health: Health,
 }
 
+/// The pools in force, replaced whole by a reload (as `rules::Current` does for the policy): workers take the
+/// new one at the top of their next loop iteration; requests already sent finish on their old server.
+pub struct Live {
+    current: std::sync::Mutex<std::sync::Arc<Pools>>,
+    generation: AtomicU64,
+}
+
+impl Live {
+    pub fn new(pools: Pools) -> Live {
+        Live {
+            current: std::sync::Mutex::new(std::sync::Arc::new(pools)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The pools in force and their generation.
+    pub fn get(&self) -> (std::sync::Arc<Pools>, u64) {
+        let g = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        (g.clone(), self.generation())
+    }
+
+    pub fn replace(&self, pools: Pools) {
+        let mut g = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        *g = std::sync::Arc::new(pools);
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// The set bits of `set`, lowest first.
 fn bits(mut set: u64) -> impl Iterator<Item = u32> {
     std::iter::from_fn(move || {
@@ -334,6 +366,16 @@ impl Pools {
 
     pub fn specs(&self) -> &[PoolSpec] {
         &self.specs
+    }
+
+    /// Passive health and the panic threshold.
+    pub fn health(&self) -> Health {
+        self.health
+    }
+
+    /// The index of the pool named `name`.
+    pub fn pool_named(&self, name: &str) -> Option<usize> {
+        self.specs.iter().position(|p| p.name == name)
     }
 
     pub fn len(&self) -> usize {

@@ -49,8 +49,10 @@ pub struct Shared {
     pub(crate) metrics: Arc<[crate::metrics::WorkerMetrics]>,
     /// The open WebSocket tunnels (`--max-tunnels`, `--max-tunnels-per-user`).
     pub(crate) tunnels: crate::proxy::tunnel::Tunnels,
-    /// The upstream pools, their servers' shared health, and the routes.
-    pub(crate) pools: Arc<crate::pool::Pools>,
+    /// The upstream pools, their servers' shared health, and the routes (replaced whole by a reload).
+    pub(crate) pools: Arc<crate::pool::Live>,
+    /// The built-in echo upstream's address, when no `--upstream` is given (a reload without one keeps it).
+    echo: Option<SocketAddr>,
 }
 
 impl Shared {
@@ -175,8 +177,23 @@ impl ShutdownHandle {
         }
         let rules = crate::rules::Rules::build(config, self.shared.limiter.as_deref())?;
         let ignored = restart_only_changes(old, config);
+        if config.upstreams.pools.is_empty() && self.shared.echo.is_none() {
+            return Err(
+                "the built-in echo upstream is started only with no --upstream at start: give --upstream".into(),
+            );
+        }
         crate::log::set_level(config.log_level);
         self.shared.rules.replace(rules);
+        // Pools, routes and health: the workers take the new ones at their next iteration (requests already
+        // sent finish on their old server; pooled connections are closed).
+        let pools = build_pools(config, self.shared.echo);
+        let (current, _) = self.shared.pools.get();
+        let same =
+            current.specs() == pools.specs() && current.routes == pools.routes && current.health() == pools.health();
+        if !same {
+            self.shared.pools.replace(pools);
+            crate::info!("upstream pools and routes reloaded");
+        }
         if let Some(tls) = &self.shared.tls {
             // The certificates are re-read from the same files; a failure keeps the old set (and the policy
             // reload stands).
@@ -360,29 +377,21 @@ pub fn start(config: Config) -> io::Result<Running> {
 
 /// [`start`], with listeners handed over (systemd socket activation, or an in-place upgrade) instead of bound.
 pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) -> io::Result<Running> {
-    let mut upstreams = config.upstreams.clone();
-    if upstreams.pools.is_empty() {
+    let echo = if config.upstreams.pools.is_empty() {
         let a = crate::echo::start()?;
         crate::warn!("no --upstream given: relaying to the built-in echo upstream on {a} (for trying it out)");
-        upstreams.pools.push(crate::pool::PoolSpec {
-            name: "default".into(),
-            servers: vec![crate::pool::ServerSpec {
-                addr: a,
-                name: a.to_string(),
-                weight: 1,
-            }],
-            balance: crate::pool::Balance::P2c,
-            health: None,
-        });
-    }
+        Some(a)
+    } else {
+        None
+    };
+    let pools = build_pools(&config, echo);
     // Named in the start-up line and sent as Host for HTTP/1.0 requests without one.
-    let upstream = upstreams.default_pool().unwrap_or(&upstreams.pools[0]).servers[0].addr;
-    let pools = Arc::new(crate::pool::Pools::new(
-        upstreams.pools.clone(),
-        upstreams.routes.clone(),
-        upstreams.health,
-        config.workers,
-    ));
+    let upstream = {
+        let specs = pools.specs();
+        let p = pools.pool_named("default").unwrap_or(0);
+        specs[p].servers[0].addr
+    };
+    let pools = Arc::new(crate::pool::Live::new(pools));
     let syncer = match config.rate.as_ref().filter(|r| r.fleet()) {
         Some(r) => Some(crate::redis_sync::Syncer::for_config(r).map_err(io::Error::other)?),
         None => None,
@@ -444,6 +453,7 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
         metrics: (0..config.workers).map(|_| Default::default()).collect(),
         tunnels: crate::proxy::tunnel::Tunnels::new(config.tunnel.map_or(0, |t| t.max)),
         pools,
+        echo,
         access_log: match &config.access_log {
             Some(p) => {
                 let sink =
@@ -560,6 +570,24 @@ fn per_worker(
         .map(|l| l.try_clone())
         .collect::<io::Result<Vec<_>>>()?;
     Ok((listeners.into_iter().map(Some).collect(), handover))
+}
+
+/// The pools `config` describes (the echo upstream as the pool `default` when it names none).
+fn build_pools(config: &Config, echo: Option<SocketAddr>) -> crate::pool::Pools {
+    let mut upstreams = config.upstreams.clone();
+    if let (true, Some(a)) = (upstreams.pools.is_empty(), echo) {
+        upstreams.pools.push(crate::pool::PoolSpec {
+            name: "default".into(),
+            servers: vec![crate::pool::ServerSpec {
+                addr: a,
+                name: a.to_string(),
+                weight: 1,
+            }],
+            balance: crate::pool::Balance::P2c,
+            health: None,
+        });
+    }
+    crate::pool::Pools::new(upstreams.pools, upstreams.routes, upstreams.health, config.workers)
 }
 
 /// The connection machine's settings from the configuration.

@@ -507,3 +507,54 @@ fn a_stale_pooled_connection_is_retried_on_the_same_lone_server() {
         assert_eq!(r.status, 200, "request {i}: {}", String::from_utf8_lossy(&r.body));
     }
 }
+
+/// A reload (SIGHUP re-reading --config) changes pools, servers and routes under traffic: no client
+/// connection is dropped and no request fails; a server added takes requests, one removed takes none once
+/// the reload is in force, and a new route applies.
+#[test]
+fn pools_and_routes_change_on_reload_under_traffic() {
+    let (s1, s2, s3) = (Upstream::ok("s1"), Upstream::ok("s2"), Upstream::ok("s3"));
+    let dir = temp_dir("pools-reload");
+    let file = dir.join("portcullis.toml");
+    let write = |servers: &str, extra: &str| {
+        std::fs::write(
+            &file,
+            format!("rate = 0\nworkers = 2\n[upstreams.api]\nservers = [{servers}]\nbalance = \"round-robin\"\n[[routes]]\nprefix = \"/\"\npool = \"api\"\n{extra}"),
+        )
+        .unwrap();
+    };
+    write(&format!("\"{}\", \"{}\"", s1.addr, s2.addr), "");
+    let p = Proxy::start(&["--config", file.to_str().unwrap()]);
+    let mut clients: Vec<Client> = (0..4).map(|_| p.connect()).collect();
+    let run = |n: usize, clients: &mut Vec<Client>| -> HashMap<String, usize> {
+        let mut seen = HashMap::new();
+        for i in 0..n {
+            *seen
+                .entry(who(&mut clients[i % 4], "/x", "application/json", None))
+                .or_insert(0) += 1;
+        }
+        seen
+    };
+    let before = run(40, &mut clients);
+    assert!(before.contains_key("s1") && before.contains_key("s2"), "{before:?}");
+    // s2 out, s3 in, and a billing pool with its route.
+    write(
+        &format!("\"{}\", \"{}\"", s1.addr, s3.addr),
+        &format!(
+            "[upstreams.billing]\nservers = [\"{}\"]\n[[routes]]\nprefix = \"/billing/\"\npool = \"billing\"\n",
+            s2.addr
+        ),
+    );
+    p.signal("HUP");
+    p.wait_log("upstream pools and routes reloaded");
+    // The same client connections go on; every worker takes the new pools at its next iteration.
+    let after = run(80, &mut clients);
+    assert_eq!(after.get("s2"), None, "a removed server took requests: {after:?}");
+    assert!(after.contains_key("s1") && after.contains_key("s3"), "{after:?}");
+    assert_eq!(who(&mut clients[0], "/billing/7", "application/json", None), "s2");
+    assert!(
+        !p.log.lock().unwrap().contains("ignored until a restart"),
+        "{}",
+        p.log.lock().unwrap()
+    );
+}

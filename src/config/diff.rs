@@ -29,15 +29,7 @@ pub enum RestartOnly {
     TunnelHalfCloseTimeout,
     MaxTunnels,
     MaxTunnelsPerUser,
-    Upstream,
-    Route,
-    Balance,
-    EjectAfter,
-    EjectTime,
-    EjectMaxPercent,
-    PanicThreshold,
     Retries,
-    Health,
     HealthChecks,
     DnsRefresh,
     Workers,
@@ -73,7 +65,7 @@ pub enum RestartOnly {
 
 impl RestartOnly {
     /// Every variant, in the order [`Config::describe`] lists the settings.
-    pub const ALL: [RestartOnly; 56] = {
+    pub const ALL: [RestartOnly; 48] = {
         use RestartOnly::*;
         [
             Listen,
@@ -92,15 +84,7 @@ impl RestartOnly {
             TunnelHalfCloseTimeout,
             MaxTunnels,
             MaxTunnelsPerUser,
-            Upstream,
-            Route,
-            Balance,
-            EjectAfter,
-            EjectTime,
-            EjectMaxPercent,
-            PanicThreshold,
             Retries,
-            Health,
             HealthChecks,
             DnsRefresh,
             Workers,
@@ -155,15 +139,7 @@ impl RestartOnly {
             TunnelHalfCloseTimeout => "tunnel-half-close-timeout",
             MaxTunnels => "max-tunnels",
             MaxTunnelsPerUser => "max-tunnels-per-user",
-            Upstream => "upstream",
-            Route => "route",
-            Balance => "balance",
-            EjectAfter => "eject-after",
-            EjectTime => "eject-time",
-            EjectMaxPercent => "eject-max-percent",
-            PanicThreshold => "panic-threshold",
             Retries => "retries",
-            Health => "health",
             HealthChecks => "health-interval",
             DnsRefresh => "dns-refresh",
             Workers => "workers",
@@ -216,7 +192,8 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
         proxy_protocol,
         // Tunnels are built into every connection's settings at start.
         tunnel,
-        // Pools, routes and health are built into the workers at start.
+        // Pools, routes, balancing and health are reloaded; retries, the checks' timing and the DNS refresh
+        // are built in at start.
         upstreams,
         workers,
         limits,
@@ -273,48 +250,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<RestartOnly> {
             MaxTunnelsPerUser,
             tunnel.map(|t| t.per_user) != new.tunnel.map(|t| t.per_user),
         ),
-        (
-            Upstream,
-            upstreams
-                .pools
-                .iter()
-                .map(|p| (&p.name, &p.servers))
-                .collect::<Vec<_>>()
-                != new
-                    .upstreams
-                    .pools
-                    .iter()
-                    .map(|p| (&p.name, &p.servers))
-                    .collect::<Vec<_>>(),
-        ),
-        (Route, upstreams.routes != new.upstreams.routes),
-        (
-            Balance,
-            upstreams.pools.iter().map(|p| p.balance).collect::<Vec<_>>()
-                != new.upstreams.pools.iter().map(|p| p.balance).collect::<Vec<_>>(),
-        ),
-        (
-            EjectAfter,
-            upstreams.health.eject_after != new.upstreams.health.eject_after,
-        ),
-        (
-            EjectTime,
-            upstreams.health.eject_time != new.upstreams.health.eject_time,
-        ),
-        (
-            EjectMaxPercent,
-            upstreams.health.eject_max_percent != new.upstreams.health.eject_max_percent,
-        ),
-        (
-            PanicThreshold,
-            upstreams.health.panic_threshold != new.upstreams.health.panic_threshold,
-        ),
         (Retries, upstreams.retries != new.upstreams.retries),
-        (
-            Health,
-            upstreams.pools.iter().map(|p| &p.health).collect::<Vec<_>>()
-                != new.upstreams.pools.iter().map(|p| &p.health).collect::<Vec<_>>(),
-        ),
         (HealthChecks, upstreams.checks != new.upstreams.checks),
         (DnsRefresh, upstreams.dns_refresh != new.upstreams.dns_refresh),
         (Workers, *workers != new.workers),

@@ -158,6 +158,9 @@ struct Exchange {
     /// none yet), as indexes into `Cx::pools`.
     pool: u16,
     server: u32,
+    /// The pools' generation the request was routed under, and the one its server index belongs to.
+    routed_gen: u32,
+    server_gen: u32,
 }
 
 impl Exchange {
@@ -178,6 +181,8 @@ impl Exchange {
         self.websocket = false;
         self.pool = 0;
         self.server = u32::MAX;
+        self.routed_gen = 0;
+        self.server_gen = 0;
     }
 
     fn new(now: Instant) -> Exchange {
@@ -198,6 +203,8 @@ impl Exchange {
             websocket: false,
             pool: 0,
             server: u32::MAX,
+            routed_gen: 0,
+            server_gen: 0,
         }
     }
 }
@@ -499,14 +506,21 @@ impl Connection {
         self.respond(cx, Reason::NoHealthyUpstream);
     }
 
-    /// The server (an index into `Cx::pools`) the attached upstream connection goes to, for the access log.
-    pub fn upstream_server(&mut self, server: usize) {
+    /// The server (an index into the pools of generation `gen`) the attached upstream connection goes to,
+    /// for the access log.
+    pub fn upstream_server(&mut self, server: usize, gen: u32) {
         self.ex.server = server as u32;
+        self.ex.server_gen = gen;
     }
 
-    /// The pool the current request was routed to (an index into `Cx::pools`).
+    /// The pool the current request was routed to (an index into the pools of generation
+    /// [`Connection::routed_gen`]).
     pub fn pool(&self) -> usize {
         self.ex.pool as usize
+    }
+
+    pub fn routed_gen(&self) -> u32 {
+        self.ex.routed_gen
     }
 
     /// The status the upstream answered the current request with (0: none yet).
@@ -798,6 +812,7 @@ impl Connection {
                     .map(|t| t.version.as_str());
                 routes.route(version, path_of(head.target.as_bytes()))
             };
+            self.ex.routed_gen = cx.pools_gen;
             match pool {
                 Some(p) => self.ex.pool = p as u16,
                 None => verdict = Err(Reason::NoRoute),
@@ -1621,7 +1636,11 @@ impl Connection {
             tls: self.tls.as_deref().map(|t| (t.version, &t.sni[..t.sni_len as usize])),
             request_id: self.request_id(cx.rules).map(|(_, id)| id),
             traceparent: f.and_then(|f| f.traceparent_len.map(|n| &f.traceparent[..n as usize])),
-            upstream: (self.ex.server != u32::MAX).then(|| cx.pools.names(self.ex.server as usize)),
+            // Named only from the pools it was chosen in (a reload in between leaves it unnamed).
+            upstream: (self.ex.server != u32::MAX
+                && self.ex.server_gen == cx.pools_gen
+                && (self.ex.server as usize) < cx.pools.len())
+            .then(|| cx.pools.names(self.ex.server as usize)),
         });
     }
 }

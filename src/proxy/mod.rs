@@ -171,8 +171,9 @@ pub struct Cx<'a> {
     pub draining: bool,
     /// The process's open WebSocket tunnels (for `--max-tunnels` and `--max-tunnels-per-user`).
     pub tunnels: &'a tunnel::Tunnels,
-    /// The upstream pools and the routes.
+    /// The upstream pools and the routes, and their generation (a reload replaces them).
     pub pools: &'a crate::pool::Pools,
+    pub pools_gen: u32,
 }
 
 /// What the worker does for a connection next.

@@ -69,6 +69,8 @@ struct Client {
     shut_pending: bool,
     /// When the attached upstream connection was given to the current request.
     attached_at: Instant,
+    /// The pools' generation `server` belongs to.
+    server_gen: u32,
     conn: Connection,
     /// Over TLS: rustls's state (boxed: a plain connection stays small).
     tls: Option<Box<Tls>>,
@@ -114,6 +116,11 @@ pub struct Worker {
     idle_ups: Vec<Vec<usize>>,
     /// This worker's balancing state.
     chooser: crate::pool::Chooser,
+    /// The pools in force for this worker, their generation, and the ones before (for the requests routed
+    /// under them and not yet sent).
+    pools: Arc<crate::pool::Pools>,
+    pools_gen: u64,
+    prev_pools: Option<(Arc<crate::pool::Pools>, u64)>,
     bufs: BufPool,
     /// The policy this worker decides with, and its generation (see `crate::rules`).
     rules: Arc<Rules>,
@@ -158,8 +165,9 @@ impl Worker {
         // Request ids: this worker's generator, from a fresh process-random seed mixed with its index.
         scratch.ids = crate::proxy::request_id::Ids::new(crate::server::random_seed().0[0], id);
         let log = shared.access_log.as_ref().and_then(|hub| hub.worker(id, now));
-        let idle_ups = (0..shared.pools.len()).map(|_| Vec::with_capacity(64)).collect();
-        let chooser = crate::pool::Chooser::new(crate::server::random_seed().0[1] ^ id as u64, &shared.pools);
+        let (pools, pools_gen) = shared.pools.get();
+        let idle_ups = (0..pools.len()).map(|_| Vec::with_capacity(64)).collect();
+        let chooser = crate::pool::Chooser::new(crate::server::random_seed().0[1] ^ id as u64, &pools);
         Ok(Worker {
             id,
             poll,
@@ -170,6 +178,9 @@ impl Worker {
             ups: Slab::with_capacity(1024),
             idle_ups,
             chooser,
+            pools,
+            pools_gen,
+            prev_pools: None,
             bufs: BufPool::new(buf_size, max_free),
             rules,
             rules_gen,
@@ -209,6 +220,9 @@ impl Worker {
                 self.scratch.policy_changed(&self.rules, &rules);
                 self.rules = rules;
                 self.rules_gen = generation;
+            }
+            if self.shared.pools.generation() != self.pools_gen {
+                self.pools_changed();
             }
             self.wall_ms = self.wall.unix_ms(self.now);
             self.date.set(self.wall_ms / 1000);
@@ -282,6 +296,23 @@ impl Worker {
                 return Ok(());
             }
         }
+    }
+
+    /// A reload replaced the pools: pooled connections (indexed by the old servers) are closed, the
+    /// balancing state starts again; requests in flight finish on their old server and their connections are
+    /// not pooled.
+    fn pools_changed(&mut self) {
+        let (pools, gen) = self.shared.pools.get();
+        for list in &mut self.idle_ups {
+            for k in list.drain(..) {
+                self.ups.remove(k);
+            }
+        }
+        self.idle_ups = (0..pools.len()).map(|_| Vec::with_capacity(64)).collect();
+        self.chooser = crate::pool::Chooser::new(crate::server::random_seed().0[1] ^ self.id as u64, &pools);
+        let old = std::mem::replace(&mut self.pools, pools);
+        self.prev_pools = Some((old, self.pools_gen));
+        self.pools_gen = gen;
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -376,6 +407,7 @@ impl Worker {
             avoid: 0,
             shut_pending: false,
             attached_at: self.now,
+            server_gen: 0,
             conn,
             tls,
             preamble,
@@ -412,6 +444,8 @@ impl Worker {
             shared,
             now,
             draining,
+            pools,
+            pools_gen,
             ..
         } = self;
         let c = &mut clients[key];
@@ -430,7 +464,8 @@ impl Worker {
             now: *now,
             draining: *draining,
             tunnels: &shared.tunnels,
-            pools: &shared.pools,
+            pools,
+            pools_gen: *pools_gen as u32,
         };
         let up = c.upstream.map(|k| &mut ups[k]);
         f(c, up, &mut cx)
@@ -509,11 +544,12 @@ impl Worker {
                         (None, 0) => None,
                         (None, status) => Some(crate::pool::Outcome::Status(status)),
                     };
-                    let server = c.server;
+                    // A server of pools a reload has replaced since is nobody's concern any more.
+                    let server = c.server.filter(|_| c.server_gen == self.pools_gen as u32);
                     if let (Some(s), Some(_)) = (server, failure) {
                         // The retry goes to another server of the pool (after a stale pooled connection, only
                         // if one can take it).
-                        let bit = self.shared.pools.bit(s as usize);
+                        let bit = self.pools.bit(s as usize);
                         if stale {
                             c.avoid |= bit;
                         } else {
@@ -522,7 +558,7 @@ impl Worker {
                     }
                     self.release_upstream(key, reusable, outcome);
                     if let (Some(what), Some(s), false) = (failure, server, stale) {
-                        self.shared.upstream_failed(self.shared.pools.addr(s as usize), what);
+                        self.shared.upstream_failed(self.pools.addr(s as usize), what);
                     }
                 }
                 Some(Action::Close { reset }) => {

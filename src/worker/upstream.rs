@@ -53,8 +53,20 @@ impl Worker {
             c.tried = 0;
             c.avoid = 0;
         }
-        let pools = &self.shared.pools;
-        let pool = c.conn.pool();
+        let pools = &self.pools;
+        let gen = self.pools_gen as u32;
+        let mut pool = c.conn.pool();
+        if c.conn.routed_gen() != gen {
+            // Routed under the pools a reload just replaced: the pool of the same name now, if any.
+            let name = match &self.prev_pools {
+                Some((prev, g)) if *g as u32 == c.conn.routed_gen() => prev.specs().get(pool).map(|p| p.name.as_str()),
+                _ => None,
+            };
+            match name.and_then(|n| pools.pool_named(n)) {
+                Some(p) => pool = p,
+                None => return Attach::Failed,
+            }
+        }
         let server = match pools.single(pool) {
             // A pool of one server: nothing to choose; a retry goes to it again (on a fresh connection: after a
             // stale pooled one, that is the right retry; after a failure, `--retries` bounds the attempts).
@@ -74,12 +86,13 @@ impl Worker {
             }
         };
         c.server = Some(server as u32);
+        c.server_gen = gen;
         c.attached_at = self.now;
-        c.conn.upstream_server(server);
+        c.conn.upstream_server(server, gen);
         let mut reused = false;
         let mut uk = None;
         if !fresh {
-            let addr_gen = self.shared.pools.addr_gen(server);
+            let addr_gen = self.pools.addr_gen(server);
             while let Some(k) = self.idle_ups[server].pop() {
                 let u = &self.ups[k];
                 // A pending readable event (bytes or EOF the poller reported) disqualifies it; so does an
@@ -94,11 +107,11 @@ impl Worker {
             }
         }
         // Counted as outstanding from here until it is released (an attach that fails is released too).
-        self.shared.pools.attached(server, self.id);
+        self.pools.attached(server, self.id);
         let uk = match uk {
             Some(k) => k,
             None => {
-                let Ok(mut sock) = TcpStream::connect(self.shared.pools.addr(server)) else {
+                let Ok(mut sock) = TcpStream::connect(self.pools.addr(server)) else {
                     return Attach::Failed;
                 };
                 let _ = sock.set_nodelay(true);
@@ -114,7 +127,7 @@ impl Worker {
                     return Attach::Failed;
                 }
                 entry.insert(Upstream {
-                    addr_gen: self.shared.pools.addr_gen(server),
+                    addr_gen: self.pools.addr_gen(server),
                     sock,
                     gen,
                     io: Ready::default(),
@@ -142,8 +155,9 @@ impl Worker {
     /// connection the server had closed, or a client gone).
     pub(super) fn release_upstream(&mut self, key: usize, reusable: bool, outcome: Option<Outcome>) {
         let c = &mut self.clients[key];
-        if let Some(s) = c.server.take() {
-            let pools = &self.shared.pools;
+        let current = c.server_gen == self.pools_gen as u32;
+        if let Some(s) = c.server.take().filter(|_| current) {
+            let pools = &self.pools;
             pools.released(s as usize, self.id, outcome, self.wall_ms);
             // A tunnel's lifetime is no request duration.
             if outcome.is_some_and(|o| o != Outcome::Status(101)) {
@@ -157,8 +171,9 @@ impl Worker {
         // Pool only a connection known to be drained (its last read was short) and not half-closed: bytes
         // past a response must never be read as the next request's response.
         let u = &self.ups[uk];
-        let clean = !u.io.readable && !u.io.hup;
-        let list = &mut self.idle_ups[u.server as usize];
+        let clean = !u.io.readable && !u.io.hup && current;
+        let slot = (u.server as usize).min(self.idle_ups.len().saturating_sub(1));
+        let list = &mut self.idle_ups[slot];
         if reusable && clean && !self.draining && list.len() < self.shared.config.upstream_pool {
             let u = &mut self.ups[uk];
             u.owner = None;

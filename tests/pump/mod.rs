@@ -153,6 +153,7 @@ impl World {
             draining: self.draining,
             tunnels: &self.tunnels,
             pools: &self.pools,
+            pools_gen: 0,
         }
     }
 }
