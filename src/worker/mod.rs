@@ -68,7 +68,7 @@ struct Client {
     /// on the socket.
     shut_pending: bool,
     /// When the attached upstream connection was given to the current request.
-    attached_at: Instant,
+    attached_us: u64,
     /// The pools' generation `server` belongs to.
     server_gen: u32,
     conn: Connection,
@@ -136,6 +136,9 @@ pub struct Worker {
     pending: Vec<(usize, u32)>,
     next_gen: u32,
     now: Instant,
+    /// `now` as Unix microseconds (worked out once per iteration with `wall_ms`: request durations are
+    /// then one subtraction).
+    now_us: u64,
     draining: bool,
     drain_deadline: Instant,
 }
@@ -194,6 +197,7 @@ impl Worker {
             pending: Vec::with_capacity(64),
             next_gen: 1,
             now,
+            now_us: 0,
             draining: false,
             drain_deadline: now,
         })
@@ -224,7 +228,9 @@ impl Worker {
             if self.shared.pools.generation() != self.pools_gen {
                 self.pools_changed();
             }
-            self.wall_ms = self.wall.unix_ms(self.now);
+            // One reading for both (a refresh of the real clock may step it: durations saturate at 0).
+            self.now_us = self.wall.unix_us(self.now);
+            self.wall_ms = self.now_us / 1000;
             self.date.set(self.wall_ms / 1000);
             spin = if events.is_empty() { 0 } else { SPIN };
             // Pooled upstream connections first: one that spoke or closed unasked is closed before a client
@@ -406,7 +412,7 @@ impl Worker {
             tried: 0,
             avoid: 0,
             shut_pending: false,
-            attached_at: self.now,
+            attached_us: self.now_us,
             server_gen: 0,
             conn,
             tls,
@@ -475,6 +481,17 @@ impl Worker {
     /// borrow of the client and its context; an action that needs the worker's slabs (an upstream connection
     /// to attach or release, a close) ends the borrow, is performed, and is reported at the next one.
     fn drive(&mut self, key: usize) {
+        let c = &self.clients[key];
+        if (c.tls.is_some() || c.preamble) && !self.drive_prelude(key) {
+            return;
+        }
+        self.drive_machine(key);
+    }
+
+    /// What comes before the machine on TLS and PROXY-protocol connections; `false` when the connection
+    /// waits or was closed. Out of line: a plain connection's drive pays one test for both.
+    #[inline(never)]
+    fn drive_prelude(&mut self, key: usize) -> bool {
         let c = &mut self.clients[key];
         if let Some(tls) = c.tls.as_deref_mut() {
             // Records rustls still holds go out as soon as the socket takes them (a tunnel may have nothing
@@ -489,22 +506,27 @@ impl Worker {
         }
         if self.clients[key].preamble {
             let Some(pp) = &self.shared.config.proxy_protocol else {
-                return;
+                return false;
             };
             let m = &self.shared.metrics[self.id];
             match preamble(&mut self.clients[key], pp.accept) {
                 Preamble::Wait => {
                     self.arm_timer(key);
-                    return;
+                    return false;
                 }
                 Preamble::Invalid => {
                     add(&m.proxy_headers[2], 1);
                     self.close_client(key, false);
-                    return;
+                    return false;
                 }
                 Preamble::Done(local) => add(&m.proxy_headers[usize::from(local)], 1),
             }
         }
+        true
+    }
+
+    /// Runs the machine of client `key` (see [`Worker::drive`]).
+    fn drive_machine(&mut self, key: usize) {
         let mut steps = 0;
         let mut attached = None;
         while steps < STEP_CAP {
