@@ -385,6 +385,9 @@ pub fn start_with(config: Config, inherited: Option<crate::inherit::Inherited>) 
         None
     };
     let pools = build_pools(&config, echo);
+    if pools.routes.default.is_none() && pools.routes.trivial() {
+        crate::warn!("no pool named default and no --route: every request will be answered 404 no_route");
+    }
     // Named in the start-up line and sent as Host for HTTP/1.0 requests without one.
     let upstream = {
         let specs = pools.specs();
