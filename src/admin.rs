@@ -165,6 +165,7 @@ fn metrics_text(handle: &Handle) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let l = handle.limiter.as_deref();
     let reloads = &handle.status.reloads;
+    let (pools, _) = handle.pools.get();
     let gauges = Gauges {
         reloads: [reloads[0].load(Relaxed), reloads[1].load(Relaxed)],
         rate_table_live: l.map(|l| l.table().live(l.micros(Instant::now())) as u64),
@@ -184,8 +185,8 @@ fn metrics_text(handle: &Handle) -> String {
         }),
         proxy_protocol: handle.proxy_protocol,
         tunnels: handle.tunnels,
-        pool_latency: handle.pools.get().0.latency(),
-        upstreams: handle.pools.get().0.stats(
+        pool_latency: pools.latency(),
+        upstreams: pools.stats(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),

@@ -1,8 +1,7 @@
 //! `--upstream`, `--route`, `--balance` and the health flags: the named pools, their servers and the route
 //! table.
 
-use std::net::{SocketAddr, ToSocketAddrs};
-
+use super::validate::resolve;
 use super::Args;
 use crate::pool::{Balance, Health, PoolSpec, Route, Routes, ServerSpec};
 
@@ -45,11 +44,6 @@ fn items(values: &[String]) -> impl Iterator<Item = &str> {
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-}
-
-fn resolve(s: &str) -> Result<SocketAddr, String> {
-    let mut it = s.to_socket_addrs().map_err(|e| e.to_string())?;
-    it.next().ok_or_else(|| "resolves to no address".to_string())
 }
 
 fn server(item: &str) -> Result<ServerSpec, String> {

@@ -462,7 +462,7 @@ fn proxy_protocol(a: &Args) -> Result<Option<super::ProxyProtocol>, String> {
     }
 }
 
-fn resolve(s: &str) -> Result<SocketAddr, String> {
+pub(super) fn resolve(s: &str) -> Result<SocketAddr, String> {
     let mut it = s.to_socket_addrs().map_err(|e| e.to_string())?;
     it.next().ok_or_else(|| "resolves to no address".to_string())
 }

@@ -7,6 +7,7 @@
 //! re-registered. Tokens carry a generation so an event for a closed connection never reaches a new one
 //! that reused its slab slot.
 
+mod prelude;
 mod upstream;
 
 use std::io;
@@ -488,43 +489,6 @@ impl Worker {
         self.drive_machine(key);
     }
 
-    /// What comes before the machine on TLS and PROXY-protocol connections; `false` when the connection
-    /// waits or was closed. Out of line: a plain connection's drive pays one test for both.
-    #[inline(never)]
-    fn drive_prelude(&mut self, key: usize) -> bool {
-        let c = &mut self.clients[key];
-        if let Some(tls) = c.tls.as_deref_mut() {
-            // Records rustls still holds go out as soon as the socket takes them (a tunnel may have nothing
-            // else to write to this side for a while), and a shutdown waiting for them follows.
-            if tls.conn.wants_write() && c.io.writable {
-                let _ = tls_flush(&mut c.sock, &mut c.io, tls);
-            }
-            if c.shut_pending && !tls.conn.wants_write() {
-                c.shut_pending = false;
-                let _ = c.sock.shutdown(std::net::Shutdown::Write);
-            }
-        }
-        if self.clients[key].preamble {
-            let Some(pp) = &self.shared.config.proxy_protocol else {
-                return false;
-            };
-            let m = &self.shared.metrics[self.id];
-            match preamble(&mut self.clients[key], pp.accept) {
-                Preamble::Wait => {
-                    self.arm_timer(key);
-                    return false;
-                }
-                Preamble::Invalid => {
-                    add(&m.proxy_headers[2], 1);
-                    self.close_client(key, false);
-                    return false;
-                }
-                Preamble::Done(local) => add(&m.proxy_headers[usize::from(local)], 1),
-            }
-        }
-        true
-    }
-
     /// Runs the machine of client `key` (see [`Worker::drive`]).
     fn drive_machine(&mut self, key: usize) {
         let mut steps = 0;
@@ -710,9 +674,6 @@ impl Worker {
     }
 }
 
-/// Performs a socket action for client `c` and reports how it went to its machine: `Some(true)` done (poll
-/// again), `Some(false)` the connection waits (for a socket's event or a timer), `None` for an action the
-/// worker itself performs (attach, release, close).
 /// What [`Worker::attach_upstream`] found for a client.
 #[derive(Debug, Clone, Copy)]
 enum Attach {
@@ -724,73 +685,9 @@ enum Attach {
     NoHealthy,
 }
 
-/// Where a connection's PROXY protocol header stands.
-enum Preamble {
-    /// Incomplete so far: wait for more bytes (or the header timeout).
-    Wait,
-    /// Malformed, or the connection ended first: close without an answer.
-    Invalid,
-    /// Taken from the socket (and the client address it named, if any, given to the machine); `true` for a
-    /// header that named none (`LOCAL`, `UNKNOWN`, other address families).
-    Done(bool),
-}
-
-/// Reads the connection's PROXY protocol header, and nothing past it: the bytes are peeked at until a whole
-/// header is there, then exactly its length is read (what follows belongs to HTTP or TLS). HAProxy reads it
-/// the same way. Runs only before a connection's first byte of HTTP or TLS.
-#[inline(never)]
-fn preamble(c: &mut Client, accept: crate::proxy_protocol::Accept) -> Preamble {
-    use crate::proxy_protocol::{parse, Parsed, PREFIX, V2_MAX};
-    let mut buf = [0u8; V2_MAX];
-    let mut want = PREFIX;
-    loop {
-        if !c.io.readable {
-            return Preamble::Wait;
-        }
-        let n = match c.sock.peek(&mut buf[..want]) {
-            Ok(0) => return Preamble::Invalid,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                c.io.readable = false;
-                return Preamble::Wait;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return Preamble::Invalid,
-        };
-        match parse(&buf[..n], accept) {
-            Parsed::Incomplete { want: more } if more > n && more <= buf.len() => {
-                if n < want {
-                    // Everything that has arrived was seen: the next bytes come with the next event.
-                    if c.io.hup {
-                        return Preamble::Invalid;
-                    }
-                    c.io.readable = false;
-                    return Preamble::Wait;
-                }
-                want = more;
-            }
-            Parsed::Incomplete { .. } | Parsed::Invalid(_) => return Preamble::Invalid,
-            Parsed::Done { len, source } => {
-                let mut taken = 0;
-                while taken < len {
-                    match io::Read::read(&mut c.sock, &mut buf[taken..len]) {
-                        Ok(0) => return Preamble::Invalid,
-                        Ok(k) => taken += k,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        // The bytes were there when peeked; anything else is a broken connection.
-                        Err(_) => return Preamble::Invalid,
-                    }
-                }
-                c.preamble = false;
-                if let Some(addr) = source {
-                    c.conn.proxied_from(addr.ip());
-                }
-                return Preamble::Done(source.is_none());
-            }
-        }
-    }
-}
-
+/// Performs a socket action for client `c` and reports how it went to its machine: `Some(true)` done (poll
+/// again), `Some(false)` the connection waits (for a socket's event or a timer), `None` for an action the
+/// worker itself performs (attach, release, close).
 fn perform(a: Action, c: &mut Client, up: Option<&mut Upstream>, cx: &mut Cx<'_>) -> Option<bool> {
     Some(match (a, up) {
         (Action::ReadClient, _) => match c.tls.as_deref_mut() {
