@@ -9,7 +9,8 @@
 #   by the pool's default (p2c);
 #   (DURATION=10 CONNS=16 ROUNDS=3 by default; each binary runs under callgrind, warmed up for 2 s, then its
 #   counters are zeroed, wrk runs DURATION seconds, and the count is read; prints instructions per request per
-#   round, the medians and the ratio A/B)
+#   round, the medians and the ratio A/B; KEEP=DIR keeps each round's callgrind output there, named
+#   BINARY.PID.nREQUESTS.out, for callgrind_annotate)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . benches/load/lib.sh
@@ -42,7 +43,7 @@ measure() {
   local bin=$1 port pid out n ir
   port=$(free_port)
   # shellcheck disable=SC2086
-  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" ${KEEP:+--compress-strings=no --compress-pos=no} \
     "$bin" --listen "127.0.0.1:$port" --upstream "$UPSTREAM" --workers 1 $ARGS 2>/dev/null &
   pid=$!
   for _ in $(seq 600); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
@@ -53,6 +54,7 @@ measure() {
   n=$(awk '/requests in/ {print $1}' <<<"$out")
   # The dump after the zeroing holds the counts since it; its `summary:` (or `totals:`) line is the total.
   ir=$(cat "$work"/cg."$pid".* 2>/dev/null | awk '/^(summary|totals):/ {print $2}' | sort -n | tail -1)
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cat "$work"/cg."$pid".* > "$KEEP/$(basename "$bin").$pid.n$n.out"; fi
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -f "$work"/cg."$pid"*
   awk -v ir="$ir" -v n="$n" 'BEGIN {printf "%.0f\n", ir / n}'

@@ -181,15 +181,28 @@ pub enum Pick {
 /// Every pool, every server, the routes.
 pub struct Pools {
     specs: Vec<PoolSpec>,
-    /// Each pool's servers: a range of `servers`.
-    ranges: Vec<core::ops::Range<usize>>,
-    /// Each pool's servers all have the same weight.
-    uniform: Vec<bool>,
+    /// What a pick reads of each pool, in one place.
+    meta: Vec<Meta>,
     /// Per pool, per worker: how long its requests took, from the upstream connection's attach to its release.
     latency: Vec<Box<[Latency]>>,
     servers: Vec<Server>,
     pub routes: Routes,
     health: Health,
+}
+
+/// What [`Pools::pick`] reads of a pool.
+struct Meta {
+    /// Its servers: a range of `Pools::servers`.
+    range: core::ops::Range<usize>,
+    balance: Balance,
+    /// Its servers all have the same weight.
+    uniform: bool,
+    /// A summary of its servers' health, so that a pick in a pool with every server in (the usual case) reads
+    /// two atomics instead of two per server: no server of the pool is ejected at or after `ejected_until`
+    /// (the latest ejection's end; an ejection ended early by active checks leaves it later than need be,
+    /// which only costs the per-server look until then), and `down` servers are down by active checks.
+    ejected_until: AtomicU64,
+    down: AtomicU32,
 }
 
 /// The set bits of `set`, lowest first.
@@ -221,7 +234,7 @@ fn mix(key: u64, server: u64) -> u64 {
 
 impl Pools {
     pub fn new(specs: Vec<PoolSpec>, routes: Routes, health: Health, workers: usize) -> Pools {
-        let mut ranges = Vec::new();
+        let mut meta = Vec::new();
         let mut servers = Vec::new();
         for (p, spec) in specs.iter().enumerate() {
             let start = servers.len();
@@ -244,19 +257,21 @@ impl Pools {
                     slots: (0..workers.max(1)).map(|_| Slot::default()).collect(),
                 });
             }
-            ranges.push(start..servers.len());
+            meta.push(Meta {
+                range: start..servers.len(),
+                balance: spec.balance,
+                uniform: spec.servers.windows(2).all(|w| w[0].weight == w[1].weight),
+                ejected_until: AtomicU64::new(0),
+                down: AtomicU32::new(0),
+            });
         }
         Pools {
             latency: specs
                 .iter()
                 .map(|_| (0..workers.max(1)).map(|_| Latency::default()).collect())
                 .collect(),
-            uniform: specs
-                .iter()
-                .map(|p| p.servers.windows(2).all(|w| w[0].weight == w[1].weight))
-                .collect(),
             specs,
-            ranges,
+            meta,
             servers,
             routes,
             health,
@@ -289,13 +304,14 @@ impl Pools {
     /// `--eject-max-percent`), or `None` for a pool of several.
     #[inline]
     pub fn single(&self, pool: usize) -> Option<usize> {
-        let r = &self.ranges[pool];
+        let r = &self.meta[pool].range;
         (r.end - r.start == 1 && self.specs[pool].health.is_none()).then_some(r.start)
     }
 
     /// Whether `pool` balances by the user (its choice needs the request's user key).
     pub fn by_user(&self, pool: usize) -> bool {
-        self.specs[pool].balance == Balance::Hash && self.ranges[pool].len() > 1
+        let m = &self.meta[pool];
+        m.balance == Balance::Hash && m.range.len() > 1
     }
 
     pub fn addr(&self, server: usize) -> SocketAddr {
@@ -322,7 +338,9 @@ impl Pools {
             s.checks_failed.store(0, Relaxed);
             let n = s.checks_passed.fetch_add(1, Relaxed) + 1;
             if n >= rise {
-                s.down.store(false, Relaxed);
+                if s.down.swap(false, Relaxed) {
+                    self.meta[s.pool].down.fetch_sub(1, Relaxed);
+                }
                 // `rise` passes since the ejection began (it resets the count) end it early.
                 if s.ejected_until.load(Relaxed) > now_ms {
                     s.ejected_until.store(0, Relaxed);
@@ -332,8 +350,8 @@ impl Pools {
         } else {
             s.checks_passed.store(0, Relaxed);
             let n = s.checks_failed.fetch_add(1, Relaxed) + 1;
-            if n >= fall {
-                s.down.store(true, Relaxed);
+            if n >= fall && !s.down.swap(true, Relaxed) {
+                self.meta[s.pool].down.fetch_add(1, Relaxed);
             }
         }
     }
@@ -384,7 +402,7 @@ impl Pools {
 
     /// The servers of `pool` (global indexes).
     pub fn servers_of(&self, pool: usize) -> core::ops::Range<usize> {
-        self.ranges[pool].clone()
+        self.meta[pool].range.clone()
     }
 
     #[inline(always)]
@@ -400,8 +418,8 @@ impl Pools {
     /// pool, in order). One pass over the pool's servers (an atomic load each) makes a bit set of the usable
     /// ones; the choice works on that set.
     pub fn pick(&self, pool: usize, key: u64, tried: u64, now_ms: u64, c: &mut Chooser) -> Pick {
-        let range = self.ranges[pool].clone();
-        let (base, n) = (range.start, range.len());
+        let m = &self.meta[pool];
+        let (base, n) = (m.range.start, m.range.len());
         let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         if n == 1 {
             // One server: nothing to balance (and, alone, it is never ejected: see `eject_max_percent`; active
@@ -414,23 +432,28 @@ impl Pools {
                 Pick::Exhausted
             };
         }
-        let mut ejected = 0u64;
-        for i in 0..n {
-            if self.ejected(base + i, now_ms) {
-                ejected |= 1 << i;
+        let usable = if m.ejected_until.load(Relaxed) <= now_ms && m.down.load(Relaxed) == 0 {
+            // Every server is in (the pool's summary says so without a look at each).
+            all & !tried
+        } else {
+            let mut ejected = 0u64;
+            for i in 0..n {
+                if self.ejected(base + i, now_ms) {
+                    ejected |= 1 << i;
+                }
             }
-        }
-        let healthy = n - ejected.count_ones() as usize;
-        let panic = healthy * 100 < self.health.panic_threshold as usize * n;
-        if healthy == 0 && !panic {
-            return Pick::NoHealthy;
-        }
-        let usable = all & !tried & if panic { all } else { !ejected };
+            let healthy = n - ejected.count_ones() as usize;
+            let panic = healthy * 100 < self.health.panic_threshold as usize * n;
+            if healthy == 0 && !panic {
+                return Pick::NoHealthy;
+            }
+            all & !tried & if panic { all } else { !ejected }
+        };
         if usable == 0 {
             return Pick::Exhausted;
         }
         let weight = |i: u32| self.servers[base + i as usize].spec.weight as u64;
-        let pick = match self.specs[pool].balance {
+        let pick = match m.balance {
             Balance::Hash => {
                 // Weighted rendezvous hashing: the server with the highest weight / -ln(u) for u drawn from
                 // hash(key, server) keeps the user; removing a server moves only the users it had.
@@ -461,18 +484,24 @@ impl Pools {
                 }
                 best
             }
-            Balance::P2c if self.uniform[pool] => {
+            Balance::P2c if m.uniform => {
                 // Equal weights (the usual case): two distinct usable servers drawn uniformly (a multiply,
-                // not a division), the one with fewer outstanding requests wins.
-                let count = usable.count_ones() as u64;
-                let a = nth_bit(usable, c.below(count));
-                if count == 1 {
-                    Some(a)
+                // not a division), the one with fewer outstanding requests wins. With every server usable
+                // (the usual case) the draws are the positions themselves.
+                let (a, b) = if usable == all {
+                    let a = c.below(n as u64) as u32;
+                    let b = c.below(n as u64 - 1) as u32;
+                    (a, b + (b >= a) as u32)
                 } else {
-                    let b = nth_bit(usable & !(1 << a), c.below(count - 1));
-                    let (la, lb) = (self.outstanding(base + a as usize), self.outstanding(base + b as usize));
-                    Some(if lb < la { b } else { a })
-                }
+                    let count = usable.count_ones() as u64;
+                    let a = nth_bit(usable, c.below(count));
+                    if count == 1 {
+                        return Pick::Server(base + a as usize);
+                    }
+                    (a, nth_bit(usable & !(1 << a), c.below(count - 1)))
+                };
+                let (la, lb) = (self.outstanding(base + a as usize), self.outstanding(base + b as usize));
+                Some(if lb < la { b } else { a })
             }
             Balance::P2c => {
                 // Two distinct usable servers drawn by weight; the one with fewer outstanding requests per
@@ -508,7 +537,7 @@ impl Pools {
     /// The bit of `server` in a `tried` set of its pool.
     pub fn bit(&self, server: usize) -> u64 {
         let pool = self.servers[server].pool;
-        1u64 << ((server - self.ranges[pool].start) & 63)
+        1u64 << ((server - self.meta[pool].range.start) & 63)
     }
 
     /// A request was sent (or is being sent) to `server` by `worker`.
@@ -597,7 +626,7 @@ impl Pools {
     /// Ejects `server` unless that would eject more than `--eject-max-percent` of its pool.
     fn eject(&self, server: usize, now_ms: u64) {
         let s = &self.servers[server];
-        let range = self.ranges[s.pool].clone();
+        let range = self.meta[s.pool].range.clone();
         let ejected = range.clone().filter(|&x| self.ejected(x, now_ms)).count();
         let max = range.len() * self.health.eject_max_percent as usize / 100;
         if ejected + 1 > max {
@@ -607,7 +636,9 @@ impl Pools {
         let ms = (self.health.eject_time.as_millis() as u64)
             .saturating_mul(1 << k)
             .min(EJECT_MAX.as_millis() as u64);
-        s.ejected_until.store(now_ms + ms.max(1), Relaxed);
+        let until = now_ms + ms.max(1);
+        s.ejected_until.store(until, Relaxed);
+        self.meta[s.pool].ejected_until.fetch_max(until, Relaxed);
         s.failures.store(0, Relaxed);
         // Active checks need `--health-rise` new passes to end it early.
         s.checks_passed.store(0, Relaxed);

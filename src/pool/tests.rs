@@ -268,3 +268,42 @@ fn routes_have_a_fixed_precedence() {
     assert_eq!(routes.route(None, b"/x"), Some(0));
     assert_eq!(Routes::new(vec![r(None, Some("/a"), 1)], None).route(None, b"/x"), None);
 }
+
+#[test]
+fn the_pool_summary_follows_ejections_and_checks() {
+    let p = pools(Balance::P2c, 4, health());
+    let mut c = Chooser::new(7, &p);
+    let picks = |c: &mut Chooser, now: u64| {
+        let mut seen = [0u32; 4];
+        for _ in 0..400 {
+            seen[server(p.pick(0, 0, 0, now, c))] += 1;
+        }
+        seen
+    };
+    // Ejected: the summary sends every pick through the per-server look, which skips it.
+    for _ in 0..2 {
+        p.attached(3, 0);
+        p.released(3, 0, Some(Outcome::Failed), 0);
+    }
+    assert!(p.meta[0].ejected_until.load(Relaxed) > 1);
+    assert_eq!(picks(&mut c, 1)[3], 0);
+    // Ended early by active checks while the summary still says "until later": picked again.
+    p.checked(3, true, 2, 3, 1);
+    p.checked(3, true, 2, 3, 1);
+    assert!(!p.is_ejected(3, 1));
+    assert!(picks(&mut c, 1)[3] > 0);
+    // Past the summary's time: the fast path again, every server in.
+    let later = p.meta[0].ejected_until.load(Relaxed);
+    assert!(picks(&mut c, later).iter().all(|&n| n > 0));
+    // Down by checks: counted once however many failed checks follow, and uncounted when it rises.
+    for _ in 0..5 {
+        p.checked(1, false, 2, 3, later);
+    }
+    assert_eq!(p.meta[0].down.load(Relaxed), 1);
+    assert_eq!(picks(&mut c, later)[1], 0);
+    for _ in 0..3 {
+        p.checked(1, true, 2, 3, later);
+    }
+    assert_eq!(p.meta[0].down.load(Relaxed), 0);
+    assert!(picks(&mut c, later)[1] > 0);
+}

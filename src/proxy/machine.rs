@@ -141,7 +141,8 @@ struct Exchange {
     method: Method,
     version: Version,
     /// When the head was complete (for the duration metric).
-    started: Instant,
+    /// When it began, in the worker's microseconds ([`Cx::now_us`]).
+    started_us: u64,
     decision: Decision,
     /// The upstream's status, once its head arrived.
     status: u16,
@@ -165,12 +166,12 @@ struct Exchange {
 
 impl Exchange {
     /// Starts the next exchange in place (the target's bytes stay: `target_len` says how many count).
-    fn reset(&mut self, now: Instant) {
+    fn reset(&mut self, now_us: u64) {
         self.keep_alive = true;
         self.close_after = false;
         self.method = Method::Get;
         self.version = Version::Http11;
-        self.started = now;
+        self.started_us = now_us;
         self.decision = Decision::default();
         self.status = 0;
         self.discard = 0;
@@ -185,13 +186,13 @@ impl Exchange {
         self.server_gen = 0;
     }
 
-    fn new(now: Instant) -> Exchange {
+    fn new() -> Exchange {
         Exchange {
             keep_alive: true,
             close_after: false,
             method: Method::Get,
             version: Version::Http11,
-            started: now,
+            started_us: 0,
             decision: Decision::default(),
             status: 0,
             discard: 0,
@@ -282,7 +283,7 @@ impl Connection {
                 started: false,
                 scanned: false,
             },
-            ex: Exchange::new(now),
+            ex: Exchange::new(),
             inbuf: None,
             out: None,
             deadline: now + header_timeout,
@@ -472,9 +473,9 @@ impl Connection {
     pub fn upstream_connected(&mut self, cx: &mut Cx<'_>) {
         if let State::Upstream { link, .. } = &mut self.state {
             *link = Link::Connected;
-            let since = cx.now.saturating_duration_since(self.ex.started).as_micros();
+            let since = self.elapsed_us(cx);
             if let Some(f) = self.logf.as_mut() {
-                f.up_connect_us = since.min(u32::MAX as u128 - 1) as u32;
+                f.up_connect_us = since.min(u32::MAX as u64 - 1) as u32;
             }
         }
     }
@@ -601,7 +602,7 @@ impl Connection {
         match self.state {
             State::Head { started: true, .. } => {
                 // The head never completed: a fresh exchange (not the previous request's) is answered.
-                self.begin_exchange(cx.now);
+                self.begin_exchange(cx.now_us);
                 self.ex.keep_alive = false;
                 self.respond(cx, Reason::RequestTimeout);
             }
@@ -698,8 +699,8 @@ impl Connection {
     }
 
     /// Starts a new exchange: nothing of the previous request's state (nor its access-log fields) carries over.
-    fn begin_exchange(&mut self, now: Instant) {
-        self.ex.reset(now);
+    fn begin_exchange(&mut self, now_us: u64) {
+        self.ex.reset(now_us);
         if let Some(r) = self.rid.as_mut() {
             r.clear();
         }
@@ -728,7 +729,7 @@ impl Connection {
         match request::parse_head(inb.data(), &limits, &mut storage) {
             Err(reason) => {
                 // Nothing of the previous exchange belongs to this refusal.
-                self.begin_exchange(cx.now);
+                self.begin_exchange(cx.now_us);
                 self.ex.bytes_in = inb.len() as u64;
                 self.inbuf = Some(inb);
                 self.respond(cx, reason.into());
@@ -759,7 +760,7 @@ impl Connection {
     /// A complete, valid head is at the start of `data`: decide, then forward, read the body, or refuse.
     /// Returns the input bytes to consume and the room to reserve for the body.
     fn accept_head(&mut self, data: &[u8], head: &RequestHead<'_, '_>, cx: &mut Cx<'_>) -> (usize, usize) {
-        self.begin_exchange(cx.now);
+        self.begin_exchange(cx.now_us);
         self.ex.keep_alive = head.keep_alive;
         self.ex.close_after = !head.keep_alive;
         self.ex.method = head.method;
@@ -1171,9 +1172,9 @@ impl Connection {
             let from = next.len();
             next.put(&out.data()[h.head_len..]);
             self.ex.status = h.status;
-            let since = cx.now.saturating_duration_since(self.ex.started).as_micros();
+            let since = cx.now_us.saturating_sub(self.ex.started_us);
             if let Some(f) = self.logf.as_mut() {
-                f.up_response_us = since.min(u32::MAX as u128 - 1) as u32;
+                f.up_response_us = since.min(u32::MAX as u64 - 1) as u32;
             }
             let (body, reusable, upgrade) = (h.body, h.reusable, h.upgrade);
             self.ex.close_after = close;
@@ -1605,7 +1606,7 @@ impl Connection {
     }
 
     fn elapsed_us(&self, cx: &Cx<'_>) -> u64 {
-        cx.now.saturating_duration_since(self.ex.started).as_micros() as u64
+        cx.now_us.saturating_sub(self.ex.started_us)
     }
 
     /// Appends this request's access-log line (when the log is on); `reason`: the refusal code, or `aborted`.
@@ -1630,7 +1631,7 @@ impl Connection {
             reason,
             bytes_in: self.ex.bytes_in,
             bytes_out: self.ex.bytes_out,
-            duration_us: cx.now.saturating_duration_since(self.ex.started).as_micros() as u64,
+            duration_us: self.elapsed_us(cx),
             user: self.ex.decision.user,
             would_refuse: self.ex.decision.observed.map(|r| r.code()),
             tls: self.tls.as_deref().map(|t| (t.version, &t.sni[..t.sni_len as usize])),

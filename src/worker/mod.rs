@@ -55,8 +55,11 @@ struct Client {
     sock: TcpStream,
     gen: u32,
     io: Ready,
-    /// The tick of this connection's live wheel entry (0: none).
+    /// The tick of this connection's live wheel entry (0: none), and the deadline it was scheduled for: a
+    /// deadline at or after that one needs no new entry (the entry fires no later than its tick, and the
+    /// expiry re-arms for the later deadline), which spares the tick arithmetic on most calls.
     timer_tick: u64,
+    timer_deadline: Instant,
     upstream: Option<usize>,
     /// The server (in `Shared::pools`) of the attached upstream connection, and the servers of its pool
     /// already tried for the current request (a bit each).
@@ -408,6 +411,7 @@ impl Worker {
                 hup: false,
             },
             timer_tick: 0,
+            timer_deadline: self.now,
             upstream: None,
             server: None,
             tried: 0,
@@ -422,13 +426,24 @@ impl Worker {
         self.arm_timer(key);
     }
 
-    /// Makes sure the wheel will look at `key` no later than its deadline.
+    /// Makes sure the wheel will look at `key` no later than its deadline (inline: most calls find the
+    /// entry in place and return).
+    #[inline]
     fn arm_timer(&mut self, key: usize) {
+        let c = &self.clients[key];
+        if c.timer_tick == 0 || c.conn.deadline() < c.timer_deadline {
+            self.schedule_timer(key);
+        }
+    }
+
+    #[inline(never)]
+    fn schedule_timer(&mut self, key: usize) {
         let c = &mut self.clients[key];
         let deadline = c.conn.deadline();
         let tick = self.wheel.tick_of(deadline);
         if c.timer_tick == 0 || tick < c.timer_tick {
             c.timer_tick = self.wheel.schedule(key, c.gen, deadline);
+            c.timer_deadline = deadline;
         }
     }
 
@@ -448,6 +463,7 @@ impl Worker {
             date,
             log,
             wall_ms,
+            now_us,
             shared,
             now,
             draining,
@@ -469,6 +485,7 @@ impl Worker {
             date: date.text(),
             wall_ms: *wall_ms,
             now: *now,
+            now_us: *now_us,
             draining: *draining,
             tunnels: &shared.tunnels,
             pools,

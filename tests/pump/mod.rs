@@ -63,6 +63,8 @@ pub struct World {
     pub scratch: Scratch,
     pub log: Lines,
     pub now: Instant,
+    /// When the world began (the machine's microsecond clock counts from it).
+    pub origin: Instant,
     pub draining: bool,
     pub tunnels: portcullis::proxy::tunnel::Tunnels,
     pub pools: portcullis::pool::Pools,
@@ -107,6 +109,7 @@ impl World {
         args.extend_from_slice(flags);
         let config = Config::parse_from(args).expect("flags");
         let limiter = portcullis::server::build_limiter(&config);
+        let origin = Instant::now();
         let rules = Rules::build(&config, limiter.as_ref()).expect("rules");
         World {
             settings: Settings {
@@ -132,7 +135,8 @@ impl World {
             metrics: WorkerMetrics::default(),
             bufs: BufPool::new(17 * 1024, 64),
             log: Lines::default(),
-            now: Instant::now(),
+            now: origin,
+            origin,
             draining: false,
         }
     }
@@ -150,6 +154,8 @@ impl World {
             date: b"Mon, 07 Dec 2026 18:00:00 GMT",
             wall_ms: 0,
             now: self.now,
+            // Microseconds since the world began (durations only).
+            now_us: self.now.duration_since(self.origin).as_micros() as u64,
             draining: self.draining,
             tunnels: &self.tunnels,
             pools: &self.pools,
