@@ -221,33 +221,44 @@ fn run(
     next: &mut usize,
 ) -> Duration {
     let body = json_body();
-    rt.block_on(async {
-        let mut total = Duration::ZERO;
-        let mut refused = 0u64;
-        let mut left = iters;
-        let mut batch = Vec::with_capacity(BATCH as usize);
-        while left > 0 {
-            let n = left.min(BATCH);
-            for _ in 0..n {
-                batch.push(request(users, kind, &body, *next));
-                *next = next.wrapping_add(1);
-            }
-            let start = thread_cpu_time();
-            for req in batch.drain(..) {
-                poll_fn(|cx| Service::<Request<Body>>::poll_ready(app, cx))
-                    .await
-                    .unwrap();
-                let response: Response<Body> = app.call(req).await.unwrap();
-                refused += u64::from(response.status() != StatusCode::OK);
-            }
-            total += thread_cpu_time().saturating_sub(start);
-            left -= n;
+    let mut total = Duration::ZERO;
+    let mut refused = 0u64;
+    let mut left = iters;
+    let mut batch = Vec::with_capacity(BATCH as usize);
+    while left > 0 {
+        let n = left.min(BATCH);
+        for _ in 0..n {
+            batch.push(request(users, kind, &body, *next));
+            *next = next.wrapping_add(1);
         }
-        assert_eq!(
-            refused, 0,
-            "a request was refused: the bench measures admitted requests"
-        );
-        total
+        let start = thread_cpu_time();
+        refused += timed_batch(rt, app, &mut batch);
+        total += thread_cpu_time().saturating_sub(start);
+        left -= n;
+    }
+    assert_eq!(
+        refused, 0,
+        "a request was refused: the bench measures admitted requests"
+    );
+    total
+}
+
+/// The timed part: each request of `batch` through `app` (the runtime entered once per batch); returns how
+/// many were refused. A function of its own so that callgrind can count its instructions alone
+/// (`benches/layer-instructions.sh`).
+#[inline(never)]
+fn timed_batch(rt: &tokio::runtime::Runtime, app: &mut Router, batch: &mut Vec<Request<Body>>) -> u64 {
+    rt.block_on(async {
+        let mut refused = 0;
+        for req in batch.drain(..) {
+            poll_fn(|cx| Service::<Request<Body>>::poll_ready(&mut *app, cx))
+                .await
+                .unwrap();
+            let response: Response<Body> = app.call(req).await.unwrap();
+            refused += u64::from(response.status() != StatusCode::OK);
+            drop(std::hint::black_box(response));
+        }
+        refused
     })
 }
 
@@ -291,6 +302,17 @@ fn bench(c: &mut Criterion) {
             || pair_by_authorization(router_parsing_json()),
         ),
     ];
+    // LAYER_CASE=NAME LAYER_REQUESTS=N: no criterion; N requests of that case, warmed up by as many first (for
+    // callgrind's instruction counts, see benches/layer-instructions.sh).
+    if let (Ok(only), Ok(n)) = (std::env::var("LAYER_CASE"), std::env::var("LAYER_REQUESTS")) {
+        let n: u64 = n.parse().expect("LAYER_REQUESTS");
+        let (_, kind, make) = cases.iter().find(|c| c.0 == only).expect("LAYER_CASE: a bench's name");
+        let mut app = check(make());
+        let mut next = 0usize;
+        run(&rt, &mut app, &users, *kind, n, &mut next);
+        run(&rt, &mut app, &users, *kind, n, &mut next);
+        return;
+    }
     for (name, kind, make) in cases {
         let mut app = check(make());
         let mut next = 0usize;

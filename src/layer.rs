@@ -24,11 +24,13 @@
 //! ```
 
 use core::net::{IpAddr, Ipv4Addr};
+use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -43,19 +45,49 @@ type PeerFn = dyn Fn(&http::request::Parts) -> Option<IpAddr> + Send + Sync;
 
 struct Shared {
     checker: Checker,
-    /// Working memory, one per request in flight at most (taken and given back; grows to the concurrency).
-    scratch: Mutex<Vec<Scratch>>,
+    /// This layer's name among the spare working memory of each thread ([`SPARE`]).
+    id: u64,
     peer: Box<PeerFn>,
 }
 
-impl Shared {
-    fn take(&self) -> Scratch {
-        let popped = self.scratch.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        popped.unwrap_or_else(|| self.checker.scratch())
-    }
+/// Layers made so far (each gets the next number as its id).
+static LAYERS: AtomicU64 = AtomicU64::new(0);
 
-    fn give(&self, s: Scratch) {
-        self.scratch.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+/// The most working memories a thread keeps (for that many layers; the least recently given back goes).
+const SPARE_MAX: usize = 4;
+
+thread_local! {
+    /// Each thread's working memory, by layer id. A check uses it in place and is done with it before any
+    /// await (never held across one), so one per layer and thread is enough, and no lock is taken.
+    static SPARE: RefCell<Vec<(u64, Scratch)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Shared {
+    /// Runs `f` with this thread's working memory for this layer (made on first use).
+    fn with_scratch<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
+        let mut f = Some(f);
+        let run = |spare: &RefCell<Vec<(u64, Scratch)>>| {
+            // Not re-entered (a check awaits nothing and calls no layer); if it ever were, a fresh one.
+            let Ok(mut v) = spare.try_borrow_mut() else {
+                return None;
+            };
+            let i = match v.iter().position(|e| e.0 == self.id) {
+                Some(i) => i,
+                None => {
+                    if v.len() >= SPARE_MAX {
+                        v.remove(0);
+                    }
+                    v.push((self.id, self.checker.scratch()));
+                    v.len() - 1
+                }
+            };
+            f.take().map(|f| f(&mut v[i].1))
+        };
+        match SPARE.try_with(run) {
+            Ok(Some(r)) => r,
+            // The thread is going away (its locals are gone) or the memory is in use: a fresh one.
+            _ => f.take().expect("not run")(&mut self.checker.scratch()),
+        }
     }
 }
 
@@ -106,7 +138,7 @@ impl CheckLayer {
         CheckLayer {
             shared: Arc::new(Shared {
                 checker,
-                scratch: Mutex::new(Vec::new()),
+                id: LAYERS.fetch_add(1, Ordering::Relaxed),
                 peer: Box::new(|parts| {
                     let ext = &parts.extensions;
                     ext.get::<IpAddr>()
@@ -213,7 +245,7 @@ where
 {
     type Response = http::Response<RB>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<http::Response<RB>, S::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future, RB, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -221,32 +253,25 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         // The head is checked here, before any await: a refusal never reaches the inner service, and a
-        // request without a body to validate goes on to it at once (no clone of it, one future).
+        // request without a body to validate goes on to it at once (no clone of it, no allocation: the
+        // future is the inner one, wrapped).
         let shared = &self.shared;
         let checker = &shared.checker;
         let (parts, body) = request.into_parts();
         let version = parts.version;
         let peer = (shared.peer)(&parts).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let mut scratch = shared.take();
-        let verdict = match checker.check_parts(&mut scratch, &parts, peer, Instant::now()) {
+        let now = Instant::now();
+        let checked = shared.with_scratch(|scratch| checker.check_parts(scratch, &parts, peer, now));
+        let verdict = match checked {
             Ok(v) => v,
-            Err(r) => {
-                shared.give(scratch);
-                let response = refuse(checker, &r, version);
-                return Box::pin(async move { Ok(response) });
-            }
+            Err(r) => return ResponseFuture::refused(refuse(checker, &r, version)),
         };
         if !verdict.json_body() {
-            shared.give(scratch);
             let ratelimit = ratelimit_field(checker, &verdict);
             let future = self.inner.call(http::Request::from_parts(parts, body));
-            return Box::pin(async move {
-                let mut response = future.await?;
-                if let Some((name, value)) = ratelimit {
-                    response.headers_mut().insert(name, value);
-                }
-                Ok(response)
-            });
+            return ResponseFuture {
+                kind: Kind::Inner { future, ratelimit },
+            };
         }
         // A JSON body: buffered and validated before the inner service is called. The clone is the one
         // polled ready: take it, leave the fresh clone for the next call.
@@ -254,13 +279,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         let mut verdict = verdict;
-        Box::pin(async move {
+        let future = Box::pin(async move {
             let checker = &shared.checker;
             let limit = usize::try_from(checker.max_body()).unwrap_or(usize::MAX);
             let bytes = match Limited::new(body, limit).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(e) => {
-                    shared.give(scratch);
                     // Past the limit: 413, as the binary. A body that fails to arrive (the client went
                     // away): the answer will not be read; say what happened anyway.
                     let reason = if e.is::<LengthLimitError>() {
@@ -271,8 +295,7 @@ where
                     return Ok(refuse(checker, &Refusal::of(reason), version));
                 }
             };
-            let checked = checker.check_body(&mut scratch, &mut verdict, &bytes);
-            shared.give(scratch);
+            let checked = shared.with_scratch(|scratch| checker.check_body(scratch, &mut verdict, &bytes));
             if let Err(r) = checked {
                 return Ok(refuse(checker, &r, version));
             }
@@ -282,7 +305,108 @@ where
                 response.headers_mut().insert(name, value);
             }
             Ok(response)
-        })
+        });
+        ResponseFuture {
+            kind: Kind::Body { future },
+        }
+    }
+}
+
+/// A boxed response future (the JSON body path: it awaits the body, then the inner service).
+type BoxFuture<RB, E> = Pin<Box<dyn Future<Output = Result<http::Response<RB>, E>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The response future of a [`Checked`] service: a refusal ready at once, the inner service's own future
+    /// (a request without a body to validate: nothing allocated), or, for a JSON body, a boxed one that
+    /// collects and validates the body first.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use std::future::Future;
+    /// use std::task::{Context, Poll, Waker};
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use portcullis::check::Options;
+    /// use portcullis::layer::CheckLayer;
+    /// use tower_layer::Layer;
+    /// use tower_service::Service;
+    ///
+    /// #[derive(Clone)]
+    /// struct Hello;
+    /// impl Service<http::Request<Full<Bytes>>> for Hello {
+    ///     type Response = http::Response<Full<Bytes>>;
+    ///     type Error = Infallible;
+    ///     type Future = std::future::Ready<Result<http::Response<Full<Bytes>>, Infallible>>;
+    ///     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    ///         Poll::Ready(Ok(()))
+    ///     }
+    ///     fn call(&mut self, _: http::Request<Full<Bytes>>) -> Self::Future {
+    ///         std::future::ready(Ok(http::Response::new(Full::new(Bytes::from("hello")))))
+    ///     }
+    /// }
+    ///
+    /// let accept = "application/vnd.acme.v1+json";
+    /// let options = Options { accept: vec![accept.into()], ..Options::default() };
+    /// let mut service = CheckLayer::new(&options).unwrap().layer(Hello);
+    /// let mut status = |accept: &str| {
+    ///     let request = http::Request::get("/orders/7")
+    ///         .header("host", "api.example")
+    ///         .header("accept", accept)
+    ///         .body(Full::default())
+    ///         .unwrap();
+    ///     let mut future = std::pin::pin!(service.call(request));
+    ///     // A request without a body is answered without waiting (the handler's future is ready).
+    ///     match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    ///         Poll::Ready(Ok(response)) => response.status(),
+    ///         _ => unreachable!(),
+    ///     }
+    /// };
+    /// assert_eq!(status(accept), 200);
+    /// assert_eq!(status("text/html"), 406);
+    /// ```
+    pub struct ResponseFuture<F, RB, E> {
+        #[pin]
+        kind: Kind<F, RB, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F, RB, E> {
+        Refused { response: Option<http::Response<RB>> },
+        Inner { #[pin] future: F, ratelimit: Option<(&'static str, http::HeaderValue)> },
+        Body { future: BoxFuture<RB, E> },
+    }
+}
+
+impl<F, RB, E> ResponseFuture<F, RB, E> {
+    fn refused(response: http::Response<RB>) -> Self {
+        ResponseFuture {
+            kind: Kind::Refused {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<F, RB, E> Future for ResponseFuture<F, RB, E>
+where
+    F: Future<Output = Result<http::Response<RB>, E>>,
+{
+    type Output = Result<http::Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Refused { response } => Poll::Ready(Ok(response.take().expect("polled after it completed"))),
+            KindProj::Inner { future, ratelimit } => {
+                let mut response = std::task::ready!(future.poll(cx))?;
+                if let Some((name, value)) = ratelimit.take() {
+                    response.headers_mut().insert(name, value);
+                }
+                Poll::Ready(Ok(response))
+            }
+            KindProj::Body { future } => future.as_mut().poll(cx),
+        }
     }
 }
 

@@ -314,24 +314,35 @@ pub fn valid_host(v: &[u8]) -> bool {
     port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
 }
 
+/// The bytes a `reg-name` may hold as they are: unreserved and sub-delims (not `%`, which starts a
+/// pct-encoded triplet).
+static REG_NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+            );
+        b += 1;
+    }
+    t
+};
+
 /// `reg-name = *( unreserved / pct-encoded / sub-delims )`.
 fn reg_name(h: &[u8]) -> bool {
     let mut i = 0;
     while i < h.len() {
-        match h[i] {
-            b'%' => {
-                if !(i + 2 < h.len() && h[i + 1].is_ascii_hexdigit() && h[i + 2].is_ascii_hexdigit()) {
-                    return false;
-                }
-                i += 3;
-                continue;
-            }
-            b if b.is_ascii_alphanumeric() => {}
-            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => {
-            }
-            _ => return false,
+        let b = h[i];
+        if REG_NAME_BYTE[b as usize] {
+            i += 1;
+        } else if b == b'%' && i + 2 < h.len() && h[i + 1].is_ascii_hexdigit() && h[i + 2].is_ascii_hexdigit() {
+            i += 3;
+        } else {
+            return false;
         }
-        i += 1;
     }
     true
 }
@@ -479,6 +490,34 @@ fn version_error(buf: &[u8]) -> Refusal {
 
 #[cfg(test)]
 mod tests {
+
+    /// The reg-name grammar written out byte by byte (the table-driven check must agree).
+    fn reg_name_reference(h: &[u8]) -> bool {
+        let mut i = 0;
+        while i < h.len() {
+            match h[i] {
+                b'%' if i + 2 < h.len() && h[i + 1].is_ascii_hexdigit() && h[i + 2].is_ascii_hexdigit() => i += 3,
+                b if b.is_ascii_alphanumeric() => i += 1,
+                b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';'
+                | b'=' => i += 1,
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn reg_name_agrees_with_the_grammar_for_every_byte_and_escape() {
+        for a in 0..=255u8 {
+            assert_eq!(reg_name(&[a]), reg_name_reference(&[a]), "{a}");
+            for b in 0..=255u8 {
+                for h in [[a, b, b'x'], [b'%', a, b], [a, b'%', b], [b'%', b'4', a]] {
+                    assert_eq!(reg_name(&h), reg_name_reference(&h), "{h:?}");
+                    assert_eq!(reg_name(&h[..2]), reg_name_reference(&h[..2]), "{h:?}");
+                }
+            }
+        }
+    }
     use super::*;
 
     fn parse(raw: &[u8]) -> Result<Option<(Framing, bool, bool)>, Refusal> {
