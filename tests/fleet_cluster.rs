@@ -360,6 +360,92 @@ fn a_reshard_under_traffic() {
 }
 
 #[test]
+fn a_migrating_slot_is_followed_with_asking_then_held_again() {
+    // A slot held half-way through a migration (MIGRATING on its master, IMPORTING on another, as
+    // `redis-cli --cluster reshard` leaves it while it moves keys). Its master answers ASK for keys it does
+    // not have; the importing master, asked first with ASKING, answers TRYAGAIN to a call of several keys
+    // some of which it does not have yet (every call carries the group's hot list and its users), so while
+    // the slot is in flight its users are counted as unreported: node-local limits, never an error. Once the
+    // slot has moved, the nodes follow MOVED and the limit is fleet-wide again.
+    let cluster = Cluster::start();
+    let up = Upstream::ok("ok");
+    let nodes = Arc::new((node(&up, &cluster, &[]), node(&up, &cluster, &[])));
+    nodes.0.wait_log("redis cluster");
+    nodes.1.wait_log("redis cluster");
+    let slot = slot_of_tag(&group_tag(5));
+    let from = cluster.master_of(slot);
+    let to = (from + 1) % 3;
+    let id = |m: usize| -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut cluster.masters[m].con())
+            .unwrap()
+    };
+    let setslot = |m: usize, how: &str, node: String| {
+        let () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg(how)
+            .arg(node)
+            .query(&mut cluster.masters[m].con())
+            .unwrap();
+    };
+    let asking_calls = |m: usize| -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut cluster.masters[m].con())
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_asking:calls="))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    };
+    let unreported = || {
+        nodes.0.metric("portcullis_redis_unreported_requests_total").unwrap()
+            + nodes.1.metric("portcullis_redis_unreported_requests_total").unwrap()
+    };
+    setslot(to, "IMPORTING", id(from));
+    setslot(from, "MIGRATING", id(to));
+    let before = unreported();
+    // Ivy (in that slot) at 3x the rate over both nodes for 2 s: every answer a 200 or a 429 (`alternate`
+    // checks), each node holding her to its own budget (rate x 2 s + burst = 30 each, -2 / +10%).
+    let ivy = cluster.user_in_slot("ivy", slot);
+    let during = alternate(&[&nodes.0, &nodes.1], &ivy, 30, 60);
+    eprintln!("ivy admitted {during:?} while her slot migrates");
+    for n in &during {
+        assert!(
+            (28..=33).contains(n),
+            "ivy admitted {during:?}; each node's own bound is 28..=33"
+        );
+    }
+    assert!(
+        asking_calls(to) >= 1,
+        "the nodes followed ASK to the importing master, with ASKING"
+    );
+    assert!(
+        unreported() > before,
+        "the calls refused with TRYAGAIN were counted as unreported"
+    );
+    // The slot moves (it has no keys to carry): the nodes find its new master and Iris, in the same slot, is
+    // held fleet-wide at once (rate x 2 s + burst = 30, -2 / +10%).
+    for m in [to, from] {
+        setslot(m, "NODE", id(to));
+    }
+    let iris = cluster.user_in_slot("iris", slot);
+    let total: u64 = alternate(&[&nodes.0, &nodes.1], &iris, 30, 60).iter().sum();
+    eprintln!("iris admitted {total} after the move");
+    assert!(
+        (28..=33).contains(&total),
+        "iris admitted {total}; the fleet bound is 28..=33"
+    );
+    let keys: u64 = redis::cmd("CLUSTER")
+        .arg("COUNTKEYSINSLOT")
+        .arg(slot)
+        .query(&mut cluster.masters[to].con())
+        .unwrap();
+    assert!(keys >= 1, "the slot's keys are on its new master");
+}
+
+#[test]
 fn a_quiet_share_keeps_light_users_away_from_redis() {
     let cluster = Cluster::start();
     let up = Upstream::ok("ok");

@@ -5,6 +5,7 @@
 #
 #   A_BIN=./target/release/portcullis B_BIN=/tmp/old-portcullis SCRIPT=benches/load/users-pre.lua \
 #     ARGS="--rate 10 --ip-rate 10000000 --ip-burst 10000000" bash benches/load/instructions.sh
+#   A_ARGS / B_ARGS: flags for one of the two only (after ARGS), e.g. the same binary with and without an option;
 #   UPSTREAMS=3: the upstream is a pool of three servers (the same nginx on 127.0.0.1, .2 and .3), balanced
 #   by the pool's default (p2c);
 #   (DURATION=10 CONNS=16 ROUNDS=3 by default; each binary runs under callgrind, warmed up for 2 s, then its
@@ -18,6 +19,8 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-16}
 ROUNDS=${ROUNDS:-3}
 ARGS=${ARGS:-}
+A_ARGS=${A_ARGS:-}
+B_ARGS=${B_ARGS:-}
 SCRIPT=${SCRIPT:-}
 A_BIN=${A_BIN:-./target/release/portcullis}
 B_BIN=${B_BIN:?B_BIN: the binary to compare with}
@@ -40,11 +43,11 @@ wait_port "$UP"
 script_arg=(); [ -n "$SCRIPT" ] && script_arg=(-s "$SCRIPT")
 # One round of one binary: prints instructions per request.
 measure() {
-  local bin=$1 port pid out n ir
+  local bin=$1 extra=$2 port pid out n ir
   port=$(free_port)
   # shellcheck disable=SC2086
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" ${KEEP:+--compress-strings=no --compress-pos=no} \
-    "$bin" --listen "127.0.0.1:$port" --upstream "$UPSTREAM" --workers 1 $ARGS 2>/dev/null &
+    "$bin" --listen "127.0.0.1:$port" --upstream "$UPSTREAM" --workers 1 $ARGS $extra 2>/dev/null &
   pid=$!
   for _ in $(seq 600); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
   wrk -t1 -c"$CONNS" -d2s "${script_arg[@]}" "http://127.0.0.1:$port/" >/dev/null
@@ -61,8 +64,8 @@ measure() {
 }
 for r in $(seq "$ROUNDS"); do
   for name in A B; do
-    bin=$A_BIN; [ $name = B ] && bin=$B_BIN
-    echo -e "$name\t$(measure "$bin")" | tee -a "$work/r.tsv" >&2
+    bin=$A_BIN extra=$A_ARGS; [ $name = B ] && bin=$B_BIN extra=$B_ARGS
+    echo -e "$name\t$(measure "$bin" "$extra")" | tee -a "$work/r.tsv" >&2
   done
 done
 python3 - "$work/r.tsv" <<'PY'
