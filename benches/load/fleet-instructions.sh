@@ -16,5 +16,5 @@ head -c 32 /dev/urandom | base64 > "$secret"
 fleet="--redis-url redis://127.0.0.1:$RP/0 --redis-sync ${SYNC:-50ms} --redis-share ${SHARE:-0.1} --redis-groups ${REDIS_GROUPS:-16}"
 ARGS="--rate 10 --ip-rate 10000000 --ip-burst 10000000 --secret-file $secret" A_ARGS="$fleet" B_ARGS="" \
   SCRIPT=benches/load/users-pre.lua DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-3} \
-  B_BIN=${B_BIN:-${A_BIN:-./target/release/portcullis}} bash benches/load/instructions.sh
+  B_BIN=${B_BIN:-${A_BIN:-./target/release/portcullis}} KEEP=${KEEP:-} bash benches/load/instructions.sh
 echo "redis: $(redis-cli -p "$RP" info commandstats | grep -cE '^cmdstat_') command kinds, $(redis-cli -p "$RP" dbsize) keys at the end"

@@ -211,9 +211,35 @@ pub struct Report {
     pub mark: bool,
 }
 
+/// Hashes a user id as itself. The sync's maps are keyed by user ids, which are already keyed hashes (of the
+/// fleet secret) no client can choose or predict: hashing them again would buy nothing (and `limit` draws no
+/// randomness: see `super::Seed`). The id's high bits pick the control byte, its low bits the bucket: both
+/// uniform.
+type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; anything else still spreads (FNV-1a).
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
+}
+
 /// The users active on this node since the last sync, with what they were charged. Reused from sync to sync.
 pub struct Batch {
-    counts: HashMap<u64, Report, ahash::RandomState>,
+    counts: HashMap<u64, Report, IdHash>,
     /// Most distinct users one sync carries; ids past it are dropped (and counted) until the next sync.
     pub max_users: usize,
     pub dropped: u64,
@@ -223,9 +249,7 @@ pub struct Batch {
 impl Batch {
     pub fn new(max_users: usize) -> Batch {
         Batch {
-            // Fixed keys: the map's keys are user ids, already keyed hashes no client can choose, so a random
-            // seed would buy nothing (and `limit` draws no randomness: see `super::Seed`).
-            counts: HashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)),
+            counts: HashMap::with_hasher(IdHash::default()),
             max_users,
             dropped: 0,
             sorted: Vec::new(),
@@ -320,7 +344,7 @@ pub struct Quiet {
     capacity_us: u64,
     /// How long a user stays hot after its last report's schedule (or after a mark is read).
     pub hold_us: u64,
-    users: HashMap<u64, QuietUser, ahash::RandomState>,
+    users: HashMap<u64, QuietUser, IdHash>,
     max_users: usize,
     last_sweep: u64,
 }
@@ -346,7 +370,7 @@ impl Quiet {
             share_ppm,
             capacity_us: burst_us * share_ppm / 1_000_000,
             hold_us: burst_us.max(1_000_000),
-            users: HashMap::with_hasher(ahash::RandomState::with_seeds(5, 6, 7, 8)),
+            users: HashMap::with_hasher(IdHash::default()),
             max_users,
             last_sweep: 0,
         }
@@ -629,6 +653,53 @@ mod tests {
             assert!(q.filter(11, one(100_000), i * 100_000).is_some(), "{i}");
         }
         assert_eq!(q.filter(11, one(100_000), 1_100_000), None);
+    }
+
+    #[test]
+    fn filtering_each_admission_adds_up_to_filtering_each_users_total() {
+        // The sync filters admissions one by one as they leave the journals; the quiet share is defined on
+        // each user's total per sync. Random syncs of a few users: the same reported charge, requests and
+        // marks either way.
+        let (mut each, mut total) = (quiet(), quiet());
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut now = 1_000_000;
+        let mut differ = 0;
+        for _ in 0..2_000 {
+            now += 10_000 + rnd(200_000);
+            let admissions: Vec<(u64, u64)> = (0..rnd(12)).map(|_| (1 + rnd(4), 1 + rnd(400_000))).collect();
+            let mut a = Batch::new(100);
+            let mut quiet_a = 0;
+            for &(id, charge) in &admissions {
+                match each.filter(id, Report { charge, requests: 1, mark: false }, now) {
+                    None => quiet_a += 1,
+                    Some(r) => a.add_report(id, r),
+                }
+            }
+            let mut sums = Batch::new(100);
+            for &(id, charge) in &admissions {
+                sums.add(id, charge);
+            }
+            let mut b = Batch::new(100);
+            let mut quiet_b = 0;
+            for &(id, r) in sums.take(1) {
+                match total.filter(id, r, now) {
+                    None => quiet_b += r.requests,
+                    Some(f) => b.add_report(id, f),
+                }
+            }
+            assert_eq!(a.take(1), b.take(1), "at {now}: {admissions:?}");
+            // Kept quiet when made: one by one, an admission the bucket took before one in the same sync
+            // overflowed it counts too (as one taken in an earlier sync always did).
+            assert!(quiet_a >= quiet_b);
+            differ += (quiet_a != quiet_b) as u32;
+        }
+        assert!(differ > 0, "the syncs overflowed buckets");
     }
 
     #[test]
