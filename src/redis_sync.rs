@@ -250,8 +250,8 @@ impl Syncer {
             Some(q) => {
                 // Each admission goes through the quiet share as it comes out of its journal: only what is
                 // reported enters the batch (one map for a quiet user, not two, and nothing of it to sort).
-                // Within a sync this adds up to the same as filtering each user's total once: a bucket that
-                // overflows reports what it held with the admission that overflowed it, and a hot user's
+                // Within a sync the reports add up to the same as filtering each user's total once: a bucket
+                // that overflows reports what it held with the admission that overflowed it, and a hot user's
                 // later admissions are reported as they come.
                 let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
                 q.sweep(now);

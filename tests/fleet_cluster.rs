@@ -150,6 +150,14 @@ impl Cluster {
     }
 
     /// The index of the master serving `slot`.
+    /// Master `m`'s node id.
+    fn id(&self, m: usize) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.masters[m].con())
+            .unwrap()
+    }
+
     fn master_of(&self, slot: u16) -> usize {
         let port = self.slot_map(0).master(slot).unwrap().1;
         self.masters.iter().position(|m| m.port == port).unwrap()
@@ -211,6 +219,24 @@ fn node(up: &Upstream, cluster: &Cluster, extra: &[&str]) -> Proxy {
     let p = Proxy::with_upstream(up.addr, &args);
     p.wait_metric("portcullis_redis_up", 1.0);
     p
+}
+
+/// Right after `slot` moved to master `to`: a new user of that slot (named from `name`) at 3x the rate for 2 s
+/// over both nodes is held fleet-wide (rate x 2 s + burst = 30, -2 / +10%), and the slot's keys are on `to`.
+fn held_after_a_move(cluster: &Cluster, nodes: &(Proxy, Proxy), slot: u16, to: usize, name: &str) {
+    let user = cluster.user_in_slot(name, slot);
+    let total: u64 = alternate(&[&nodes.0, &nodes.1], &user, 30, 60).iter().sum();
+    eprintln!("{name} admitted {total} after the move");
+    assert!(
+        (28..=33).contains(&total),
+        "{name} admitted {total}; the fleet bound is 28..=33"
+    );
+    let keys: u64 = redis::cmd("CLUSTER")
+        .arg("COUNTKEYSINSLOT")
+        .arg(slot)
+        .query(&mut cluster.masters[to].con())
+        .unwrap();
+    assert!(keys >= 1, "the moved slot's keys are on its new master");
 }
 
 #[test]
@@ -316,12 +342,7 @@ fn a_reshard_under_traffic() {
         .unwrap();
     let from = cluster.master_of(start);
     let to = (from + 1) % 3;
-    let id = |m: usize| -> String {
-        redis::cmd("CLUSTER")
-            .arg("MYID")
-            .query(&mut cluster.masters[m].con())
-            .unwrap()
-    };
+    let id = |m: usize| cluster.id(m);
     // Ursula (in that slot) at 3x over both nodes while the slots move.
     let ursula = cluster.user_in_slot("ursula", slot);
     let n2 = nodes.clone();
@@ -342,21 +363,8 @@ fn a_reshard_under_traffic() {
     assert_eq!(cluster.master_of(slot), to, "the slot moved");
     let during = traffic.join().unwrap();
     eprintln!("ursula during the reshard: {during:?}");
-    // Right after: a user of the moved slot at 3x for 2 s is held fleet-wide again (rate x 2 s + burst =
-    // 30, -2 / +10%): the nodes followed MOVED to the slot's new master.
-    let uma = cluster.user_in_slot("uma", slot);
-    let total: u64 = alternate(&[&nodes.0, &nodes.1], &uma, 30, 60).iter().sum();
-    eprintln!("uma admitted {total}");
-    assert!(
-        (28..=33).contains(&total),
-        "uma admitted {total}; the fleet bound is 28..=33"
-    );
-    let keys: u64 = redis::cmd("CLUSTER")
-        .arg("COUNTKEYSINSLOT")
-        .arg(slot)
-        .query(&mut cluster.masters[to].con())
-        .unwrap();
-    assert!(keys >= 1, "the moved slot's keys are on the new master");
+    // Right after: the nodes followed MOVED to the slot's new master.
+    held_after_a_move(&cluster, &nodes, slot, to, "uma");
 }
 
 #[test]
@@ -375,12 +383,7 @@ fn a_migrating_slot_is_followed_with_asking_then_held_again() {
     let slot = slot_of_tag(&group_tag(5));
     let from = cluster.master_of(slot);
     let to = (from + 1) % 3;
-    let id = |m: usize| -> String {
-        redis::cmd("CLUSTER")
-            .arg("MYID")
-            .query(&mut cluster.masters[m].con())
-            .unwrap()
-    };
+    let id = |m: usize| cluster.id(m);
     let setslot = |m: usize, how: &str, node: String| {
         let () = redis::cmd("CLUSTER")
             .arg("SETSLOT")
@@ -425,24 +428,11 @@ fn a_migrating_slot_is_followed_with_asking_then_held_again() {
         unreported() > before,
         "the calls refused with TRYAGAIN were counted as unreported"
     );
-    // The slot moves (it has no keys to carry): the nodes find its new master and Iris, in the same slot, is
-    // held fleet-wide at once (rate x 2 s + burst = 30, -2 / +10%).
+    // The slot moves (it has no keys to carry): the nodes find its new master.
     for m in [to, from] {
         setslot(m, "NODE", id(to));
     }
-    let iris = cluster.user_in_slot("iris", slot);
-    let total: u64 = alternate(&[&nodes.0, &nodes.1], &iris, 30, 60).iter().sum();
-    eprintln!("iris admitted {total} after the move");
-    assert!(
-        (28..=33).contains(&total),
-        "iris admitted {total}; the fleet bound is 28..=33"
-    );
-    let keys: u64 = redis::cmd("CLUSTER")
-        .arg("COUNTKEYSINSLOT")
-        .arg(slot)
-        .query(&mut cluster.masters[to].con())
-        .unwrap();
-    assert!(keys >= 1, "the slot's keys are on its new master");
+    held_after_a_move(&cluster, &nodes, slot, to, "iris");
 }
 
 #[test]

@@ -676,7 +676,15 @@ mod tests {
             let mut a = Batch::new(100);
             let mut quiet_a = 0;
             for &(id, charge) in &admissions {
-                match each.filter(id, Report { charge, requests: 1, mark: false }, now) {
+                match each.filter(
+                    id,
+                    Report {
+                        charge,
+                        requests: 1,
+                        mark: false,
+                    },
+                    now,
+                ) {
                     None => quiet_a += 1,
                     Some(r) => a.add_report(id, r),
                 }

@@ -140,8 +140,7 @@ struct Exchange {
     close_after: bool,
     method: Method,
     version: Version,
-    /// When the head was complete (for the duration metric).
-    /// When it began, in the worker's microseconds ([`Cx::now_us`]).
+    /// When the exchange began (for the duration metric), in the worker's microseconds ([`Cx::now_us`]).
     started_us: u64,
     decision: Decision,
     /// The upstream's status, once its head arrived.

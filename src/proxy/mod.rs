@@ -167,8 +167,8 @@ pub struct Cx<'a> {
     pub date: &'a [u8; 29],
     pub wall_ms: u64,
     pub now: Instant,
-    /// `now` in microseconds (the worker's one reading per loop; for durations, which saturate at 0 should
-    /// a refresh of the wall clock step it back).
+    /// `now` as Unix microseconds (the worker's one reading per loop, from `now`; for durations, which
+    /// saturate at 0 should a refresh of the wall clock step it back).
     pub now_us: u64,
     /// The process is shutting down: answers close their connection, upstreams are not pooled.
     pub draining: bool,
