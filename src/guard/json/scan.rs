@@ -95,10 +95,10 @@ pub(super) const ODD_BITS: u64 = 0xAAAA_AAAA_AAAA_AAAA;
 /// One rule "what follows a token of this kind", carried across blocks.
 #[derive(Default)]
 struct Follow {
-    /// Bit 63 of the previous block's token ends (the byte after it is bit 0 of this block).
-    shl: u64,
-    /// A search for the next non-whitespace byte ran off the end of the previous block.
-    add: u64,
+    /// 1 when bit 0 of the next block follows a token of this kind: the previous block's last byte ended one,
+    /// or a search for the next non-whitespace byte ran off the previous block's end. Never both: a search
+    /// runs off the end only through a last byte of whitespace, and a token never ends on whitespace.
+    carry: u64,
 }
 
 impl Follow {
@@ -107,18 +107,17 @@ impl Follow {
     /// and stops on the byte after it. Tokens are never whitespace, so each run has at most one start.
     #[inline(always)]
     fn next(&mut self, ends: u64, after: u64, ws: u64) -> u64 {
-        let from = (ends << 1) | self.shl | after;
-        self.shl = ends >> 63;
-        // `from` and `ws` share no bit, so the sum is below 2^65: the carry out is bit 64.
-        let sum = ws as u128 + from as u128 + self.add as u128;
-        self.add = (sum >> 64) as u64;
-        let b = sum as u64;
-        b & !ws
+        let from = (ends << 1) | after;
+        // At most one carry out of the two additions: the whole sum stays below 2^65.
+        let (sum, c1) = ws.overflowing_add(from);
+        let (sum, c2) = sum.overflowing_add(self.carry);
+        self.carry = (c1 | c2) as u64 | (ends >> 63);
+        sum & !ws
     }
 
     /// Some token of this kind is followed by nothing but whitespace up to the end of the body.
     fn reaches_end(&self) -> bool {
-        self.shl | self.add != 0
+        self.carry != 0
     }
 }
 
@@ -144,7 +143,7 @@ pub(crate) fn scan<K: Kernel>(k: &K, s: &[u8], max_depth: usize, stack: &mut Vec
         obj_carry: 0,
         top_carry: !0,
         after_key_open: Follow::default(),
-        after_value_open: Follow { shl: 1, add: 0 },
+        after_value_open: Follow { carry: 1 },
         after_separator: Follow::default(),
         after_key: Follow::default(),
         after_value: Follow::default(),
