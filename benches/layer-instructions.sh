@@ -14,7 +14,6 @@ bin=$(ls -t target/release/deps/layer-* | grep -v '\.d$' | head -1)
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 CASES=${CASES:-"get/bare get/portcullis_by_authorization get/governor_by_authorization+accept get/portcullis_by_ip get/governor_by_ip+accept post_json_1k/bare post_json_1k/portcullis_by_authorization post_json_1k/governor_by_authorization+accept"}
 for c in $CASES; do
-  # The second run of REQUESTS is the measured one: zero the counts between the two with a dump.
   LAYER_CASE=$c LAYER_REQUESTS=$REQUESTS valgrind --tool=callgrind --callgrind-out-file="$work/cg" \
     --toggle-collect='layer::timed_batch' "$bin" --bench >/dev/null 2>&1
   ir=$(awk '/^(summary|totals):/ {print $2}' "$work/cg" | sort -n | tail -1)

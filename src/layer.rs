@@ -53,8 +53,10 @@ struct Shared {
 /// Layers made so far (each gets the next number as its id).
 static LAYERS: AtomicU64 = AtomicU64::new(0);
 
-/// The most working memories a thread keeps (for that many layers; the least recently given back goes).
-const SPARE_MAX: usize = 4;
+/// The most working memories a thread keeps, one per layer: past that, the least recently used one goes (an
+/// application with more layers than this on one thread makes one per request; a dropped layer's goes once
+/// the others have pushed it out).
+const SPARE_MAX: usize = 8;
 
 thread_local! {
     /// Each thread's working memory, by layer id. A check uses it in place and is done with it before any
@@ -72,7 +74,13 @@ impl Shared {
                 return None;
             };
             let i = match v.iter().position(|e| e.0 == self.id) {
-                Some(i) => i,
+                Some(i) if i + 1 == v.len() => i,
+                Some(i) => {
+                    // Least recently used first: this one moves to the end.
+                    let e = v.remove(i);
+                    v.push(e);
+                    v.len() - 1
+                }
                 None => {
                     if v.len() >= SPARE_MAX {
                         v.remove(0);
@@ -253,8 +261,8 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         // The head is checked here, before any await: a refusal never reaches the inner service, and a
-        // request without a body to validate goes on to it at once (no clone of it, no allocation: the
-        // future is the inner one, wrapped).
+        // request without a body to validate goes on to it at once (no clone of it, no boxed future: the
+        // future is the inner one, wrapped; with `ratelimit_headers`, the field's value is made per request).
         let shared = &self.shared;
         let checker = &shared.checker;
         let (parts, body) = request.into_parts();
@@ -317,8 +325,8 @@ type BoxFuture<RB, E> = Pin<Box<dyn Future<Output = Result<http::Response<RB>, E
 
 pin_project_lite::pin_project! {
     /// The response future of a [`Checked`] service: a refusal ready at once, the inner service's own future
-    /// (a request without a body to validate: nothing allocated), or, for a JSON body, a boxed one that
-    /// collects and validates the body first.
+    /// (a request without a body to validate: not boxed), or, for a JSON body, a boxed one that collects and
+    /// validates the body first. `Unpin` when the inner service's future is.
     ///
     /// ```
     /// use std::convert::Infallible;

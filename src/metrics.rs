@@ -564,7 +564,7 @@ pub fn render(blocks: &[WorkerMetrics], g: &Gauges) -> String {
             (
                 "portcullis_redis_quiet_requests_total",
                 "counter",
-                "Admitted requests not reported to Redis because they stayed within the user's share on this node (--redis-share).",
+                "Admitted requests kept within the user's share on this node when made (--redis-share; a bucket that overflows later reports what it held).",
                 r.quiet,
             ),
             (

@@ -256,9 +256,17 @@ impl Syncer {
                 let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
                 q.sweep(now);
                 let mut kept = 0;
-                let mut filter = |id: u64, r: Report| match q.filter(id, r, now) {
-                    None => kept += r.requests,
-                    Some(f) => batch.add_report(id, f),
+                let mut filter = |id: u64, r: Report| {
+                    // Past the batch's cap a new user's admissions are dropped (counted) as without a share,
+                    // before the share's state is touched.
+                    if !batch.takes(id) {
+                        batch.dropped += r.requests;
+                        return;
+                    }
+                    match q.filter(id, r, now) {
+                        None => kept += r.requests,
+                        Some(f) => batch.add_report(id, f),
+                    }
                 };
                 for j in limiter.journals() {
                     j.drain(|id, charge| {

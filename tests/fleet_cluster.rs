@@ -149,7 +149,6 @@ impl Cluster {
         SlotMap::parse(&v, "127.0.0.1").unwrap()
     }
 
-    /// The index of the master serving `slot`.
     /// Master `m`'s node id.
     fn id(&self, m: usize) -> String {
         redis::cmd("CLUSTER")
@@ -158,6 +157,7 @@ impl Cluster {
             .unwrap()
     }
 
+    /// The index of the master serving `slot`.
     fn master_of(&self, slot: u16) -> usize {
         let port = self.slot_map(0).master(slot).unwrap().1;
         self.masters.iter().position(|m| m.port == port).unwrap()

@@ -289,6 +289,12 @@ impl Batch {
         self.counts.len()
     }
 
+    /// Whether a report of `id` would be kept (not dropped past `max_users`).
+    #[inline]
+    pub fn takes(&self, id: u64) -> bool {
+        self.counts.len() < self.max_users || self.counts.contains_key(&id)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty()
     }
@@ -392,15 +398,18 @@ impl Quiet {
 
     /// Decides what of `r` (this sync's admissions of `id`) to report at `now`: `None` keeps them quiet.
     pub fn filter(&mut self, id: u64, r: Report, now: u64) -> Option<Report> {
-        let full = self.users.len() >= self.max_users;
         let half_hold = self.hold_us / 2;
-        let u = match self.users.get_mut(&id) {
-            Some(u) => u,
-            None if full => return Some(r),
-            None => self.users.entry(id).or_insert(QuietUser {
+        let u = if self.users.len() < self.max_users {
+            // One lookup, whether the user is new (most are, with many light users) or known.
+            self.users.entry(id).or_insert(QuietUser {
                 at: now,
                 ..Default::default()
-            }),
+            })
+        } else {
+            match self.users.get_mut(&id) {
+                Some(u) => u,
+                None => return Some(r),
+            }
         };
         drain(u, self.share_ppm, now);
         if now >= u.hot_until && u.level + r.charge <= self.capacity_us {
@@ -571,6 +580,16 @@ mod tests {
         let runs: Vec<_> = calls(&users, 16, 1).map(|r| r.len()).collect();
         assert_eq!(runs, [1, 1, 1]);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_full_batch_takes_only_the_users_it_has() {
+        let mut b = Batch::new(2);
+        b.add(1, 10);
+        b.add(2, 10);
+        assert!(b.takes(1) && b.takes(2) && !b.takes(3));
+        b.add(3, 10);
+        assert_eq!((b.len(), b.dropped), (2, 1));
     }
 
     #[test]

@@ -415,8 +415,9 @@ impl Pools {
     }
 
     /// Chooses a server of `pool` for a request of user `key`, not among `tried` (a bit per server of the
-    /// pool, in order). One pass over the pool's servers (an atomic load each) makes a bit set of the usable
-    /// ones; the choice works on that set.
+    /// pool, in order). While the pool's summary says every server is in, the usable ones are all those not
+    /// tried; else one pass over the pool's servers (an atomic load each) makes the bit set of the usable
+    /// ones. The choice works on that set.
     pub fn pick(&self, pool: usize, key: u64, tried: u64, now_ms: u64, c: &mut Chooser) -> Pick {
         let m = &self.meta[pool];
         let (base, n) = (m.range.start, m.range.len());

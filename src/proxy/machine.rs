@@ -140,7 +140,7 @@ struct Exchange {
     close_after: bool,
     method: Method,
     version: Version,
-    /// When the exchange began (for the duration metric), in the worker's microseconds ([`Cx::now_us`]).
+    /// When the exchange began (for the duration metric), in the worker's microseconds ([`Cx::mono_us`]).
     started_us: u64,
     decision: Decision,
     /// The upstream's status, once its head arrived.
@@ -165,12 +165,12 @@ struct Exchange {
 
 impl Exchange {
     /// Starts the next exchange in place (the target's bytes stay: `target_len` says how many count).
-    fn reset(&mut self, now_us: u64) {
+    fn reset(&mut self, mono_us: u64) {
         self.keep_alive = true;
         self.close_after = false;
         self.method = Method::Get;
         self.version = Version::Http11;
-        self.started_us = now_us;
+        self.started_us = mono_us;
         self.decision = Decision::default();
         self.status = 0;
         self.discard = 0;
@@ -601,7 +601,7 @@ impl Connection {
         match self.state {
             State::Head { started: true, .. } => {
                 // The head never completed: a fresh exchange (not the previous request's) is answered.
-                self.begin_exchange(cx.now_us);
+                self.begin_exchange(cx.mono_us);
                 self.ex.keep_alive = false;
                 self.respond(cx, Reason::RequestTimeout);
             }
@@ -698,8 +698,8 @@ impl Connection {
     }
 
     /// Starts a new exchange: nothing of the previous request's state (nor its access-log fields) carries over.
-    fn begin_exchange(&mut self, now_us: u64) {
-        self.ex.reset(now_us);
+    fn begin_exchange(&mut self, mono_us: u64) {
+        self.ex.reset(mono_us);
         if let Some(r) = self.rid.as_mut() {
             r.clear();
         }
@@ -728,7 +728,7 @@ impl Connection {
         match request::parse_head(inb.data(), &limits, &mut storage) {
             Err(reason) => {
                 // Nothing of the previous exchange belongs to this refusal.
-                self.begin_exchange(cx.now_us);
+                self.begin_exchange(cx.mono_us);
                 self.ex.bytes_in = inb.len() as u64;
                 self.inbuf = Some(inb);
                 self.respond(cx, reason.into());
@@ -759,7 +759,7 @@ impl Connection {
     /// A complete, valid head is at the start of `data`: decide, then forward, read the body, or refuse.
     /// Returns the input bytes to consume and the room to reserve for the body.
     fn accept_head(&mut self, data: &[u8], head: &RequestHead<'_, '_>, cx: &mut Cx<'_>) -> (usize, usize) {
-        self.begin_exchange(cx.now_us);
+        self.begin_exchange(cx.mono_us);
         self.ex.keep_alive = head.keep_alive;
         self.ex.close_after = !head.keep_alive;
         self.ex.method = head.method;
@@ -1171,7 +1171,7 @@ impl Connection {
             let from = next.len();
             next.put(&out.data()[h.head_len..]);
             self.ex.status = h.status;
-            let since = cx.now_us.saturating_sub(self.ex.started_us);
+            let since = cx.mono_us.saturating_sub(self.ex.started_us);
             if let Some(f) = self.logf.as_mut() {
                 f.up_response_us = since.min(u32::MAX as u64 - 1) as u32;
             }
@@ -1605,7 +1605,7 @@ impl Connection {
     }
 
     fn elapsed_us(&self, cx: &Cx<'_>) -> u64 {
-        cx.now_us.saturating_sub(self.ex.started_us)
+        cx.mono_us.saturating_sub(self.ex.started_us)
     }
 
     /// Appends this request's access-log line (when the log is on); `reason`: the refusal code, or `aborted`.

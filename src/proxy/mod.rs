@@ -167,9 +167,9 @@ pub struct Cx<'a> {
     pub date: &'a [u8; 29],
     pub wall_ms: u64,
     pub now: Instant,
-    /// `now` as Unix microseconds (the worker's one reading per loop, from `now`; for durations, which
-    /// saturate at 0 should a refresh of the wall clock step it back).
-    pub now_us: u64,
+    /// `now` in microseconds since the worker's clock began (the worker's one reading per loop, with
+    /// `wall_ms`): for durations, monotonic.
+    pub mono_us: u64,
     /// The process is shutting down: answers close their connection, upstreams are not pooled.
     pub draining: bool,
     /// The process's open WebSocket tunnels (for `--max-tunnels` and `--max-tunnels-per-user`).

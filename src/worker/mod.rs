@@ -140,9 +140,9 @@ pub struct Worker {
     pending: Vec<(usize, u32)>,
     next_gen: u32,
     now: Instant,
-    /// `now` as Unix microseconds (worked out once per iteration with `wall_ms`: request durations are
-    /// then one subtraction).
-    now_us: u64,
+    /// `now` in microseconds since the worker's clock was made (worked out once per iteration with
+    /// `wall_ms`: request durations are then one subtraction, and never jump with the real clock).
+    mono_us: u64,
     draining: bool,
     drain_deadline: Instant,
 }
@@ -201,7 +201,7 @@ impl Worker {
             pending: Vec::with_capacity(64),
             next_gen: 1,
             now,
-            now_us: 0,
+            mono_us: 0,
             draining: false,
             drain_deadline: now,
         })
@@ -233,8 +233,9 @@ impl Worker {
                 self.pools_changed();
             }
             // One reading for both (a refresh of the real clock may step it: durations saturate at 0).
-            self.now_us = self.wall.unix_us(self.now);
-            self.wall_ms = self.now_us / 1000;
+            let reading = self.wall.read(self.now);
+            self.mono_us = reading.mono_us;
+            self.wall_ms = reading.unix_us / 1000;
             self.date.set(self.wall_ms / 1000);
             spin = if events.is_empty() { 0 } else { SPIN };
             // Pooled upstream connections first: one that spoke or closed unasked is closed before a client
@@ -417,7 +418,7 @@ impl Worker {
             tried: 0,
             avoid: 0,
             shut_pending: false,
-            attached_us: self.now_us,
+            attached_us: self.mono_us,
             server_gen: 0,
             conn,
             tls,
@@ -443,8 +444,9 @@ impl Worker {
         let tick = self.wheel.tick_of(deadline);
         if c.timer_tick == 0 || tick < c.timer_tick {
             c.timer_tick = self.wheel.schedule(key, c.gen, deadline);
-            c.timer_deadline = deadline;
         }
+        // The live entry fires no later than this deadline's tick either way.
+        c.timer_deadline = deadline;
     }
 
     /// Runs `f` on client `key`, its upstream connection (if any) and the machine's view of the worker.
@@ -463,7 +465,7 @@ impl Worker {
             date,
             log,
             wall_ms,
-            now_us,
+            mono_us,
             shared,
             now,
             draining,
@@ -485,7 +487,7 @@ impl Worker {
             date: date.text(),
             wall_ms: *wall_ms,
             now: *now,
-            now_us: *now_us,
+            mono_us: *mono_us,
             draining: *draining,
             tunnels: &shared.tunnels,
             pools,

@@ -87,7 +87,7 @@ impl Worker {
         };
         c.server = Some(server as u32);
         c.server_gen = gen;
-        c.attached_us = self.now_us;
+        c.attached_us = self.mono_us;
         c.conn.upstream_server(server, gen);
         let mut reused = false;
         let mut uk = None;
@@ -161,7 +161,7 @@ impl Worker {
             pools.released(s as usize, self.id, outcome, self.wall_ms);
             // A tunnel's lifetime is no request duration.
             if outcome.is_some_and(|o| o != Outcome::Status(101)) {
-                let us = self.now_us.saturating_sub(c.attached_us);
+                let us = self.mono_us.saturating_sub(c.attached_us);
                 pools.took(s as usize, self.id, us);
             }
         }

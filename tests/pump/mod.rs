@@ -155,7 +155,7 @@ impl World {
             wall_ms: 0,
             now: self.now,
             // Microseconds since the world began (durations only).
-            now_us: self.now.duration_since(self.origin).as_micros() as u64,
+            mono_us: self.now.duration_since(self.origin).as_micros() as u64,
             draining: self.draining,
             tunnels: &self.tunnels,
             pools: &self.pools,
