@@ -28,7 +28,9 @@ fn main() {
     }
     let start = Instant::now();
     for _ in 0..n {
-        validator.validate(std::hint::black_box(&doc)).expect("valid once, valid again");
+        validator
+            .validate(std::hint::black_box(&doc))
+            .expect("valid once, valid again");
     }
     let per = start.elapsed().as_secs_f64() / f64::from(n.max(1));
     println!(
