@@ -1,5 +1,6 @@
 //! The pools' unit tests: balancing, health, routes, DNS refresh (times and randomness passed in).
 
+use super::pick::mix;
 use super::*;
 
 fn pools(balance: Balance, n: usize, health: Health) -> Pools {
