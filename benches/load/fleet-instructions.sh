@@ -6,12 +6,10 @@
 #   bash benches/load/fleet-instructions.sh     # ROUNDS=3 DURATION=5; SYNC=50ms SHARE=0.1 REDIS_GROUPS=16
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --logfile "" >/dev/null &
-rpid=$!
+. benches/load/lib.sh
+start_redis
 secret=$(mktemp)
-trap 'kill $rpid 2>/dev/null || true; rm -f "$secret"' EXIT
-for _ in $(seq 100); do [ "$(redis-cli -p "$RP" ping 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+trap 'kill $RPID 2>/dev/null || true; rm -f "$secret"' EXIT
 head -c 32 /dev/urandom | base64 > "$secret"
 fleet="--redis-url redis://127.0.0.1:$RP/0 --redis-sync ${SYNC:-50ms} --redis-share ${SHARE:-0.1} --redis-groups ${REDIS_GROUPS:-16}"
 ARGS="--rate 10 --ip-rate 10000000 --ip-burst 10000000 --secret-file $secret" A_ARGS="$fleet" B_ARGS="" \

@@ -7,14 +7,10 @@
 # With CARGO_TARGET_DIR set, pass A_BIN and B_BIN (ab.sh runs ./target/release/portcullis by default).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-command -v redis-server >/dev/null || {
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-}
-RP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --logfile "" >/dev/null &
-rpid=$!
+. benches/load/lib.sh
+start_redis
+rpid=$RPID
 trap 'kill $rpid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do [ "$(redis-cli -p "$RP" ping 2>/dev/null)" = PONG ] && break; sleep 0.05; done
 secret=$(mktemp); rounds=$(mktemp); head -c 32 /dev/urandom | base64 > "$secret"
 trap 'kill $rpid 2>/dev/null || true; rm -f "$secret" "$rounds"' EXIT
 redis-cli -p "$RP" config resetstat >/dev/null
@@ -27,7 +23,6 @@ echo "redis: $(redis-cli -p "$RP" dbsize) keys at the end, $(redis-cli -p "$RP" 
 # What Redis does per proxied request, measured apart (the A/B above charges A's requests with what A's sync
 # does during the B rounds too): A alone for DURATION s after a warm-up round, Redis's commands (EVALSHA and the
 # commands inside the script, from INFO commandstats; not this script's own) and its CPU over A's requests.
-. benches/load/lib.sh
 work=$(mktemp -d)
 UP=$(free_port); PA=$(free_port)
 ok_upstream_conf "$work" "$UP" 4096

@@ -79,3 +79,14 @@ backend be
   server s1 127.0.0.1:$2
 CONF
 }
+
+# A redis-server on a free port, persistence off: sets RP (its port) and RPID (its pid) once it answers.
+start_redis() {
+  command -v redis-server >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  }
+  RP=$(free_port)
+  redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --logfile "" >/dev/null &
+  RPID=$!
+  for _ in $(seq 100); do [ "$(redis-cli -p "$RP" ping 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+}

@@ -192,6 +192,20 @@ impl Checker {
         })
     }
 
+    /// The decision pipeline's view of these checks, at `now`, with `scratch`.
+    fn checks<'a>(&'a self, scratch: &'a mut Scratch, now: Instant) -> Checks<'a> {
+        Checks {
+            rules: &self.rules,
+            limiter: self.limiter.as_ref(),
+            worker: 0,
+            scratch: &mut scratch.inner,
+            max_body: self.limits.max_body,
+            now,
+            // The library does not tunnel: a WebSocket handshake is checked as any GET (Accept included).
+            tunnel: false,
+        }
+    }
+
     /// Checks a parsed head, at `now`, from a client at `peer` (the socket's peer address): the rate limit
     /// (the user's budget is spent only if the request is admitted), then Accept and Content-Type.
     ///
@@ -214,16 +228,7 @@ impl Checker {
     ) -> Result<Verdict, Refusal> {
         let head_request = head.method == Method::Head;
         let mut decision = Decision::default();
-        let mut checks = Checks {
-            rules: &self.rules,
-            limiter: self.limiter.as_ref(),
-            worker: 0,
-            scratch: &mut scratch.inner,
-            max_body: self.limits.max_body,
-            now,
-            // The library does not tunnel: a WebSocket handshake is checked as any GET (Accept included).
-            tunnel: false,
-        };
+        let mut checks = self.checks(scratch, now);
         match decision.head(&mut checks, head, peer) {
             Ok(()) => Ok(Verdict {
                 decision,
@@ -348,15 +353,7 @@ impl Checker {
         if body.len() as u64 > self.limits.max_body {
             return Err(Refusal::new(Reason::BodyTooLarge, verdict.head_request));
         }
-        let mut checks = Checks {
-            rules: &self.rules,
-            limiter: self.limiter.as_ref(),
-            worker: 0,
-            scratch: &mut scratch.inner,
-            max_body: self.limits.max_body,
-            now: verdict.now,
-            tunnel: false,
-        };
+        let mut checks = self.checks(scratch, verdict.now);
         verdict
             .decision
             .body(&mut checks, body)
