@@ -8,7 +8,8 @@
 //! (the file, then how many times to validate it; 100 by default). For instructions counted instead of time
 //! (repeatable on a busy machine), run the built example under callgrind, counting inside the validator only:
 //! `valgrind --tool=callgrind --toggle-collect='*JsonValidator*validate*' target/release/examples/validate_json FILE N`.
-//! Without a file it validates a small document of its own (so that `cargo test` runs it).
+//! `bash benches/json-instructions.sh` does that for the API bodies and the corpora. Without a file it
+//! validates a small document of its own (so that `cargo test` runs it).
 
 use std::time::Instant;
 
