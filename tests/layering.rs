@@ -46,9 +46,16 @@ fn pure_modules_import_no_io_and_read_no_clock() {
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
         // Unit tests may use a real clock to make instants; the module's own code may not. A `tests.rs` is all
-        // unit tests: its module is declared under `#[cfg(test)]` (checked).
+        // unit tests: its module is declared under `#[cfg(test)]` (checked) in its parent, `mod.rs` beside it
+        // or `name.rs` beside its folder `name/`.
         let code_part = if f.ends_with("tests.rs") {
-            let parent = std::fs::read_to_string(f.with_file_name("mod.rs")).unwrap();
+            let beside = f.with_file_name("mod.rs");
+            let parent_file = if beside.exists() {
+                beside
+            } else {
+                f.parent().unwrap().with_extension("rs")
+            };
+            let parent = std::fs::read_to_string(&parent_file).unwrap();
             assert!(
                 parent.contains("#[cfg(test)]\nmod tests;"),
                 "{}: not test-only",
